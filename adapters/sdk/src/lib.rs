@@ -1,0 +1,27 @@
+//! atgw-sdk: what every adapter and sink shares with the core, and nothing that knows SQLite or
+//! alert policy.
+//!
+//! # Layout
+//! - [`event`]: the normalised event, schema v1, and the draft an adapter submits.
+//! - [`schema`]: the JSON Schema document of schema v1 (`atgw schema` prints it).
+//! - [`ingest`]: the handle through which an adapter commits events before acknowledging a device.
+//! - [`sink`]: the contract between the outbox and an output.
+//! - [`health`]: counters and connection state each component reports.
+//! - [`clock`]: injected wall-clock time, so timers are tested without sleeping.
+//! - [`secret`]: secrets read from files or systemd credentials, never printable.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod event;
+pub mod health;
+pub mod ingest;
+pub mod schema;
+pub mod secret;
+pub mod sink;
+
+pub use event::{Event, EventData, EventDraft, Kind, Phase, Priority};
+pub use health::Health;
+pub use ingest::{Committed, DeadLetter, Ingest, IngestError, StateUpdate, Seen, Submission};
+
+/// Cooperative shutdown, shared by every task (cancelled once, observed everywhere).
+pub use tokio_util::sync::CancellationToken as Shutdown;

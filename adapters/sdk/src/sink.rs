@@ -1,0 +1,50 @@
+//! The sink contract: how the core's outbox hands committed events to an output and learns
+//! which of them are delivered.
+//!
+//! The core owns the outbox and its retry schedule; a sink only moves bytes. It receives
+//! `Delivery`s over a bounded channel (the bound is the sink's in-flight window) and answers each
+//! with exactly one `Outcome`. A row leaves the outbox only on `Outcome::Delivered`, so a sink
+//! that crashes, hangs or loses its connection loses nothing: undelivered rows are offered again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::event::{Kind, Priority};
+
+/// One outbox row offered to a sink.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Outbox row id: what the sink reports back.
+    pub outbox_id: i64,
+    /// The event's CloudEvents id (stable across retries; receivers deduplicate on it).
+    pub event_id: Arc<str>,
+    pub kind: Kind,
+    pub priority: Priority,
+    /// The event's device id (sinks that keep per-device order key on it).
+    pub device_id: Arc<str>,
+    /// The CloudEvents structured-mode JSON, exactly as journaled.
+    pub json: Arc<str>,
+    /// How many times this row was offered before.
+    pub attempt: u32,
+}
+
+/// A sink's verdict on one delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The receiver has it (MQTT PUBACK, HTTP 2xx, file flushed).
+    Delivered(i64),
+    /// Not delivered this time; offer it again (after `after` when the receiver said so).
+    Retry {
+        outbox_id: i64,
+        after: Option<Duration>,
+        reason: String,
+    },
+}
+
+/// What a sink task is given.
+pub struct SinkIo {
+    pub deliveries: mpsc::Receiver<Delivery>,
+    pub outcomes: mpsc::UnboundedSender<Outcome>,
+}
