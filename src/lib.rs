@@ -1,1 +1,32 @@
+//! atgw: the assistive-technology telemetry gateway daemon.
+//!
+//! # Layout
+//! - [`config`]: the configuration file, its loading and its checks.
+//! - [`registry`]: `[[device]]` entries; who and where a device is.
+//! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.
+//! - [`journal`]: the SQLite journal, its single writer and its readers.
+//! - [`outbox`]: per-sink dispatch of committed events, alarms first, with retries.
+//! - [`sinks`]: sinks implemented in the core (`file`).
+//! - [`runtime`]: starts and stops the whole daemon in the right order.
+//! - [`cli`]: the command line; [`logging`]: where log lines go.
+//! - [`demo`]: `atgw demo`, the self-contained tour.
+//!
+//! Protocol code lives in `adapters/*` crates; the event schema and the adapter/sink contracts in
+//! `atgw-sdk`.
+#![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod envelope;
+pub mod journal;
+pub mod logging;
+pub mod mosquitto;
+pub mod profile_test;
+pub mod outbox;
+pub mod registry;
+pub mod runtime;
+pub mod sinks;
+
+/// Adapter name of events the gateway raises about itself.
+pub const GATEWAY_ADAPTER: &str = "gateway";

@@ -1,1 +1,16 @@
+//! atgw-mqtt: MQTT 3.1.1 (rumqttc) in both directions.
+//!
+//! # Layout
+//! - [`config`]: `[[adapter]] type = "mqtt"` and `[[sink]] type = "mqtt"`, field by field.
+//! - [`connection`]: rumqttc options (persistent session, credentials, rustls TLS, NODELAY) and
+//!   the reconnect backoff rumqttc lacks.
+//! - [`ingress`]: the device-facing adapter: profiles, commit, then PUBACK.
+//! - [`tracker`]: ties rumqttc's packet ids back to outbox rows, replay-aware.
+//! - [`sink`]: the upstream sink that releases an outbox row only on its PUBACK.
+#![forbid(unsafe_code)]
 
+pub mod config;
+pub mod connection;
+pub mod ingress;
+pub mod sink;
+pub mod tracker;

@@ -21,6 +21,11 @@ pub struct Submission {
     /// A retransmission carrying the same key within the journal's dedupe window is
     /// acknowledged as `Duplicate` and journaled once.
     pub dedupe_key: Option<String>,
+    /// The transport guarantees this is the first delivery (MQTT without the DUP flag): the
+    /// key is recorded but an earlier identical key does not make it a duplicate, because two
+    /// identical real-world messages (two presses of the same button) must both count.
+    /// Leave `false` when the transport cannot tell (DC-09 retransmissions look like originals).
+    pub first_delivery: bool,
     /// Adapter state (edge-detection memory) written in the same transaction as the events, so a
     /// crash can neither re-raise nor miss a transition.
     pub state: Vec<StateUpdate>,

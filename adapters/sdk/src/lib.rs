@@ -8,6 +8,7 @@
 //! - [`sink`]: the contract between the outbox and an output.
 //! - [`health`]: counters and connection state each component reports.
 //! - [`clock`]: injected wall-clock time, so timers are tested without sleeping.
+//! - [`ratelimit`]: one log line per problem per interval, however fast bad input arrives.
 //! - [`secret`]: secrets read from files or systemd credentials, never printable.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod event;
 pub mod health;
 pub mod ingest;
+pub mod ratelimit;
 pub mod schema;
 pub mod secret;
 pub mod sink;

@@ -1,0 +1,320 @@
+//! The device-facing MQTT adapter: subscribe, map each message through the device profiles,
+//! commit, and only then PUBACK.
+//!
+//! Shape (protocols/rumqttc-acks.md §5): the poll task never awaits anything that depends on
+//! itself; it forwards each PUBLISH over an unbounded channel to the committer. The committer
+//! takes whatever is waiting (never waits to fill a batch), maps it, commits it in one journal
+//! transaction, then acknowledges in receive order. The session is persistent
+//! (`clean_session = false`, stable client id) so anything not yet acknowledged when we crash or
+//! the connection drops is redelivered (with DUP set) and deduplicated by the journal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use atgw_profile::{Input, Outcome, ProfileSet};
+use atgw_sdk::clock::SharedClock;
+use atgw_sdk::ingest::{DeadLetter, Submission};
+use atgw_sdk::ratelimit::LogLimiter;
+use atgw_sdk::{Health, Ingest, Shutdown};
+use rumqttc::{AsyncClient, Event, Incoming, Outgoing, Publish, QoS, SubscribeFilter};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::AdapterConfig;
+use crate::connection::{self, Backoff, SetupError};
+
+/// rumqttc refuses (and drops the connection on) packets above its limit; a message it refuses
+/// can never be acknowledged, so the transport limit is far above `max_payload`, which is where
+/// we dead-letter. Brokers should cap `message_size_limit` below this (README).
+const TRANSPORT_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What the adapter needs besides its config.
+pub struct Context {
+    pub gateway_id: String,
+    pub profiles: Arc<ProfileSet>,
+    pub timezone: jiff::tz::TimeZone,
+    pub ingest: Ingest,
+    pub health: Arc<Health>,
+    pub clock: SharedClock,
+    pub shutdown: Shutdown,
+}
+
+/// Runs until shutdown; reconnects forever with backoff while the broker is away.
+pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
+    let broker = cfg.broker();
+    let mut opts = connection::options(
+        &broker,
+        &format!("{}-{}", ctx.gateway_id, cfg.name),
+        TRANSPORT_LIMIT.max(cfg.max_payload + 4096),
+    )?;
+    opts.set_manual_acks(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    eventloop.set_network_options(connection::network_options());
+
+    let (tx, rx) = mpsc::unbounded_channel::<Publish>();
+    let acks_sent = Arc::new(AtomicU64::new(0));
+    let committer = tokio::spawn(commit_loop(
+        cfg.clone(),
+        client.clone(),
+        rx,
+        ctx.ingest.clone(),
+        ctx.profiles.clone(),
+        ctx.timezone.clone(),
+        ctx.health.clone(),
+        ctx.clock.clone(),
+        ctx.shutdown.clone(),
+        acks_sent.clone(),
+    ));
+    let filters: Vec<SubscribeFilter> = cfg
+        .topics
+        .iter()
+        .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+        .collect();
+    let mut backoff = Backoff::new(broker.reconnect_min, broker.reconnect_max);
+    let mut pubacks_written = 0u64;
+    let mut committer_done = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut committer = Some(committer);
+
+    loop {
+        if ctx.shutdown.is_cancelled() && !committer_done {
+            if let Some(h) = committer.take() {
+                // The committer finishes the batch in hand and sends its acks.
+                let _ = h.await;
+            }
+            committer_done = true;
+            drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+        }
+        if committer_done {
+            let flushed = pubacks_written >= acks_sent.load(Ordering::SeqCst);
+            let late = drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if flushed || late || !ctx.health.is_connected() {
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                return Ok(());
+            }
+        }
+        let polled = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled(), if !committer_done => continue,
+            p = eventloop.poll() => p,
+        };
+        match polled {
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                backoff.reset();
+                ctx.health.set_connected(true);
+                tracing::info!(adapter = %cfg.name, session_present = ack.session_present, "connected to broker {}:{}", broker.host, broker.port);
+                // Always resubscribe: idempotent, and it also applies topics added to the config.
+                if let Err(e) = client.try_subscribe_many(filters.clone()) {
+                    tracing::warn!(adapter = %cfg.name, "subscribe request queued late: {e}");
+                    let c = client.clone();
+                    let f = filters.clone();
+                    tokio::spawn(async move {
+                        let _ = c.subscribe_many(f).await;
+                    });
+                }
+            }
+            Ok(Event::Incoming(Incoming::Publish(p))) => {
+                ctx.health.received(1);
+                let _ = tx.send(p);
+            }
+            Ok(Event::Incoming(Incoming::SubAck(s))) => {
+                if s.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    tracing::error!(adapter = %cfg.name, "broker refused a subscription (check its ACL for {:?})", cfg.topics);
+                    ctx.health.error("subscription refused");
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => pubacks_written += 1,
+            Ok(_) => {}
+            Err(e) => {
+                if ctx.health.is_connected() {
+                    tracing::warn!(adapter = %cfg.name, "broker connection lost: {e}; reconnecting");
+                    ctx.health.reconnected();
+                } else {
+                    tracing::debug!(adapter = %cfg.name, "broker unreachable: {e}");
+                }
+                ctx.health.set_connected(false);
+                ctx.health.error(format!("broker: {e}"));
+                let wait = backoff.next_delay();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = ctx.shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_loop(
+    cfg: AdapterConfig,
+    client: AsyncClient,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    ingest: Ingest,
+    profiles: Arc<ProfileSet>,
+    tz: jiff::tz::TimeZone,
+    health: Arc<Health>,
+    clock: SharedClock,
+    shutdown: Shutdown,
+    acks_sent: Arc<AtomicU64>,
+) {
+    let limiter = LogLimiter::new(Duration::from_secs(10));
+    let mut state = load_state(&ingest, &shutdown).await;
+    let mut batch: Vec<Publish> = Vec::with_capacity(cfg.batch);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            p = rx.recv() => match p { Some(p) => p, None => return },
+        };
+        batch.push(first);
+        while batch.len() < cfg.batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        // Commit, retrying until the journal takes it: unacknowledged messages stay with the
+        // broker, so holding them is safe; acknowledging them would not be.
+        loop {
+            let (subs, letters) = map_batch(&cfg, &batch, &profiles, &tz, &health, &clock, &mut state, &limiter);
+            match commit(&ingest, subs, letters).await {
+                Ok(()) => {
+                    backoff.reset();
+                    break;
+                }
+                Err(e) => {
+                    health.error(format!("journal: {e}"));
+                    tracing::error!(adapter = %cfg.name, "cannot commit {} messages, holding them unacknowledged: {e}", batch.len());
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    state = load_state(&ingest, &shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+        }
+        for p in batch.drain(..) {
+            if client.ack(&p).await.is_ok() {
+                acks_sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+async fn load_state(ingest: &Ingest, shutdown: &Shutdown) -> HashMap<String, String> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match ingest.load_state().await {
+            Ok(rows) => return rows.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(adapter = %ingest.adapter(), "cannot load edge-detection state: {e}");
+                if shutdown.is_cancelled() {
+                    return HashMap::new();
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// Profiles turn each message into a submission or a dead letter; state updates apply at once
+/// so the next message in the batch sees them.
+#[allow(clippy::too_many_arguments)]
+fn map_batch(
+    cfg: &AdapterConfig,
+    batch: &[Publish],
+    profiles: &ProfileSet,
+    tz: &jiff::tz::TimeZone,
+    health: &Health,
+    clock: &SharedClock,
+    state: &mut HashMap<String, String>,
+    limiter: &LogLimiter,
+) -> (Vec<Submission>, Vec<DeadLetter>) {
+    let mut subs = Vec::with_capacity(batch.len());
+    let mut letters = Vec::new();
+    let now = clock.now();
+    for p in batch {
+        let (reason, detail) = if p.payload.len() > cfg.max_payload {
+            ("oversize", format!("{} bytes, limit max_payload = {}", p.payload.len(), cfg.max_payload))
+        } else {
+            let input = Input {
+                topic: &p.topic,
+                payload: &p.payload,
+                received: now,
+                adapter: &cfg.name,
+                timezone: tz,
+            };
+            match profiles.evaluate(&input, &*state) {
+                Outcome::Mapped { events, state: updates, seen, .. } => {
+                    for u in &updates {
+                        match &u.value {
+                            Some(v) => state.insert(u.key.clone(), v.clone()),
+                            None => state.remove(&u.key),
+                        };
+                    }
+                    subs.push(Submission {
+                        events,
+                        dedupe_key: Some(dedupe_key(&cfg.name, &p.topic, &p.payload)),
+                        first_delivery: !p.dup,
+                        state: updates,
+                        seen,
+                    });
+                    continue;
+                }
+                Outcome::Ignored { .. } => {
+                    health.ignored();
+                    continue;
+                }
+                Outcome::Rejected { reason, detail } => (reason, detail),
+            }
+        };
+        health.rejected(reason);
+        if let Some(skipped) = limiter.allow(reason) {
+            tracing::warn!(adapter = %cfg.name, topic = %p.topic, reason, suppressed = skipped, "dead-lettered a message: {detail}");
+        }
+        letters.push(DeadLetter {
+            reason: reason.to_owned(),
+            detail,
+            origin: p.topic.clone(),
+            raw: p.payload.to_vec(),
+        });
+    }
+    (subs, letters)
+}
+
+async fn commit(
+    ingest: &Ingest,
+    subs: Vec<Submission>,
+    letters: Vec<DeadLetter>,
+) -> Result<(), atgw_sdk::IngestError> {
+    let rejects = async {
+        for l in letters {
+            ingest.reject(l).await?;
+        }
+        Ok::<(), atgw_sdk::IngestError>(())
+    };
+    let submits = async {
+        if subs.is_empty() {
+            return Ok(Vec::new());
+        }
+        ingest.submit_batch(subs).await
+    };
+    let (r, s) = tokio::join!(rejects, submits);
+    r?;
+    s?;
+    Ok(())
+}
+
+/// Identifies a message for redelivery dedupe: same adapter, topic and payload bytes.
+pub fn dedupe_key(adapter: &str, topic: &str, payload: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    h.update([0u8]);
+    h.update(payload);
+    let digest = h.finalize();
+    format!("mqtt:{adapter}:{}", hex::encode(&digest[..16]))
+}

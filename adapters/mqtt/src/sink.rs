@@ -1,0 +1,205 @@
+//! The upstream MQTT sink: CloudEvents structured JSON at QoS 1 to
+//! `<topic_prefix>/events/<kind>`, each outbox row released only on its PUBACK.
+//!
+//! A feeder task hands publishes to rumqttc (recording each in the [`Tracker`] first); the poll
+//! task maps `Outgoing::Publish`/`PubAck` back to outbox rows and reports them delivered. The
+//! dispatcher never has more than `window` rows in flight and rumqttc's inflight is the same
+//! `window`, which is the application window that keeps rumqttc's replay path from dropping
+//! publishes (protocols/rumqttc-acks.md §2). Rows the broker may have lost when it forgot our
+//! session are published again, so upstream receivers must deduplicate on the event `id`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
+use atgw_sdk::{Health, Shutdown};
+use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS, Request};
+use tokio::sync::mpsc;
+
+use crate::config::SinkConfig;
+use crate::connection::{self, Backoff, SetupError};
+use crate::tracker::Tracker;
+
+/// Largest event we publish (the journal never holds larger ones: raw payloads are capped).
+const MAX_PACKET: usize = 1024 * 1024;
+
+/// Publishes not yet acknowledged, by outbox id, so they can be published again.
+type Outstanding = Arc<Mutex<HashMap<i64, Delivery>>>;
+
+/// Runs until shutdown (after a bounded drain of unacknowledged publishes).
+pub async fn run(
+    cfg: SinkConfig,
+    gateway_id: &str,
+    io: SinkIo,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) -> Result<(), SetupError> {
+    let broker = cfg.broker();
+    let mut opts = connection::options(&broker, &format!("{gateway_id}-{}", cfg.name), MAX_PACKET)?;
+    opts.set_inflight(cfg.window);
+    let (client, mut eventloop) = AsyncClient::new(opts, cfg.window as usize + 4);
+    eventloop.set_network_options(connection::network_options());
+
+    let tracker: Arc<Mutex<Tracker<i64>>> = Arc::new(Mutex::new(Tracker::default()));
+    let outstanding: Outstanding = Arc::new(Mutex::new(HashMap::new()));
+    let (requeue_tx, requeue_rx) = mpsc::unbounded_channel::<Vec<i64>>();
+    let SinkIo { deliveries, outcomes } = io;
+    let feeder = tokio::spawn(feed(
+        cfg.topic_prefix.clone(),
+        client.clone(),
+        deliveries,
+        requeue_rx,
+        tracker.clone(),
+        outstanding.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut backoff = Backoff::new(broker.reconnect_min, broker.reconnect_max);
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            let until = *drain_until.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(3));
+            let idle = tracker.lock().map(|t| t.outstanding() == 0).unwrap_or(true);
+            if idle || tokio::time::Instant::now() >= until || !health.is_connected() {
+                feeder.abort();
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(300), eventloop.poll()).await;
+                return Ok(());
+            }
+        }
+        let polled = tokio::select! {
+            p = eventloop.poll() => p,
+            _ = tokio::time::sleep(Duration::from_millis(200)), if shutdown.is_cancelled() => continue,
+        };
+        match polled {
+            Ok(ev) => on_event(ev, &cfg.name, &tracker, &outstanding, &outcomes, &requeue_tx, &health, &mut backoff),
+            Err(e) => {
+                // Events rumqttc queued during the failing call belong to the old connection:
+                // apply them now, before the next CONNACK decides what was lost.
+                while let Some(ev) = eventloop.state.events.pop_front() {
+                    on_event(ev, &cfg.name, &tracker, &outstanding, &outcomes, &requeue_tx, &health, &mut backoff);
+                }
+                // A publish parked in the collision slot survives `clean()` and, if the session
+                // is lost, blocks rumqttc until CollisionTimeout; give it back as unassigned.
+                if let Some(mut p) = eventloop.state.collision.take() {
+                    p.pkid = 0;
+                    let at = eventloop
+                        .pending
+                        .iter()
+                        .position(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                        .unwrap_or(eventloop.pending.len());
+                    eventloop.pending.insert(at, Request::Publish(p));
+                }
+                let unassigned = eventloop
+                    .pending
+                    .iter()
+                    .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                    .count();
+                if let Ok(mut t) = tracker.lock() {
+                    t.connection_error(unassigned);
+                }
+                if health.is_connected() {
+                    tracing::warn!(sink = %cfg.name, "upstream broker connection lost: {e}; reconnecting");
+                    health.reconnected();
+                }
+                health.set_connected(false);
+                health.error(format!("broker: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_event(
+    ev: Event,
+    name: &str,
+    tracker: &Mutex<Tracker<i64>>,
+    outstanding: &Mutex<HashMap<i64, Delivery>>,
+    outcomes: &mpsc::UnboundedSender<Outcome>,
+    requeue: &mpsc::UnboundedSender<Vec<i64>>,
+    health: &Health,
+    backoff: &mut Backoff,
+) {
+    match ev {
+        Event::Incoming(Incoming::ConnAck(ack)) => {
+            backoff.reset();
+            health.set_connected(true);
+            tracing::info!(sink = %name, session_present = ack.session_present, "connected to upstream broker");
+            if !ack.session_present {
+                let lost = tracker.lock().map(|mut t| t.session_lost()).unwrap_or_default();
+                if !lost.is_empty() {
+                    tracing::info!(sink = %name, count = lost.len(), "broker lost our session; publishing unacknowledged events again");
+                    let _ = requeue.send(lost);
+                }
+            }
+        }
+        Event::Outgoing(Outgoing::Publish(pkid)) => {
+            if let Ok(mut t) = tracker.lock() {
+                t.outgoing(pkid);
+            }
+        }
+        Event::Incoming(Incoming::PubAck(ack)) => {
+            let id = tracker.lock().ok().and_then(|mut t| t.acked(ack.pkid));
+            if let Some(id) = id {
+                if let Ok(mut o) = outstanding.lock() {
+                    o.remove(&id);
+                }
+                health.delivered(1);
+                let _ = outcomes.send(Outcome::Delivered(id));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Hands deliveries (and requeued ones first) to rumqttc, in order.
+async fn feed(
+    prefix: String,
+    client: AsyncClient,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    mut requeue: mpsc::UnboundedReceiver<Vec<i64>>,
+    tracker: Arc<Mutex<Tracker<i64>>>,
+    outstanding: Outstanding,
+    shutdown: Shutdown,
+) {
+    loop {
+        let batch: Vec<Delivery> = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            ids = requeue.recv() => match ids {
+                Some(ids) => {
+                    let o = outstanding.lock().map(|o| ids.iter().filter_map(|id| o.get(id).cloned()).collect()).unwrap_or_default();
+                    o
+                }
+                None => return,
+            },
+            d = deliveries.recv() => match d {
+                Some(d) => {
+                    if let Ok(mut o) = outstanding.lock() {
+                        o.insert(d.outbox_id, d.clone());
+                    }
+                    vec![d]
+                }
+                None => return,
+            },
+        };
+        for d in batch {
+            if let Ok(mut t) = tracker.lock() {
+                t.handed(d.outbox_id);
+            }
+            let topic = format!("{prefix}/events/{}", d.kind);
+            if client
+                .publish(topic, QoS::AtLeastOnce, false, d.json.as_bytes().to_vec())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}

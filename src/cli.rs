@@ -1,0 +1,200 @@
+//! The command line (DESIGN §9). Each subcommand is a thin layer over library code; exit codes:
+//! 0 success, 1 runtime failure, 2 invalid configuration or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::{self, LogFormat};
+
+/// Default config file location on a gateway.
+pub const DEFAULT_CONFIG: &str = "/etc/atgw/atgw.toml";
+
+#[derive(Parser, Debug)]
+#[command(name = "atgw", version, about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out")]
+pub struct Cli {
+    /// Log line format (journald is used automatically under systemd).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway daemon.
+    Run {
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every profile it names; exit 2 naming the problem.
+    CheckConfig {
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the normalised event (schema v1).
+    Schema,
+    /// Device profile tools.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+    /// Count dead letters by reason in a gateway's journal.
+    DeadLetters {
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// A self-contained tour: simulated devices, a private broker, alerts flowing.
+    Demo {
+        /// How long to run (e.g. 30s, 2m).
+        #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Show what a sample message becomes under a profile.
+    Test {
+        /// Profile name (looked up in the profiles directory) or path to a .toml file.
+        profile: String,
+        /// JSON file: a payload, or {"topic": …, "payload": …}, or JSON lines of those.
+        sample: PathBuf,
+        /// Topic for a bare payload.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Profiles directory (default: `config/profiles`, else /etc/atgw/profiles).
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
+        /// Time zone for zone-less device timestamps.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Demo { .. } => "error",
+        _ => "info",
+    };
+    logging::init(cli.log_format, level);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Schema => {
+            println!("{}", atgw_sdk::schema::EVENT_SCHEMA_V1);
+            ExitCode::SUCCESS
+        }
+        Command::Profile { command: ProfileCommand::Test { profile, sample, topic, profiles_dir, timezone } } => {
+            crate::profile_test::run(&profile, &sample, topic.as_deref(), profiles_dir.as_deref(), &timezone)
+        }
+        Command::DeadLetters { config } => dead_letters(&config),
+        Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
+    }
+}
+
+fn runtime_block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("atgw: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_or_exit(config: &Path) -> Result<crate::config::Config, ExitCode> {
+    crate::config::load(config).map_err(|e| {
+        eprintln!("atgw: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(config: &Path) -> ExitCode {
+    let cfg = match load_or_exit(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    runtime_block_on(async move {
+        let running = match crate::runtime::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: intake closed, committing and draining");
+        running.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check_config(config: &Path) -> ExitCode {
+    let cfg = match load_or_exit(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for a in &cfg.adapters {
+        match a {
+            crate::config::AdapterConfig::Mqtt(m) => {
+                if let Err(e) = atgw_profile::ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles) {
+                    eprintln!("atgw: invalid configuration: {}: adapter `{}` profiles: {e}", config.display(), m.name);
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    println!(
+        "{}: ok ({} adapters, {} sinks, {} devices)",
+        config.display(),
+        cfg.adapters.len(),
+        cfg.sinks.len(),
+        cfg.devices.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn dead_letters(config: &Path) -> ExitCode {
+    let cfg = match load_or_exit(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let path = cfg.gateway.data_dir.join(crate::journal::FILE_NAME);
+    match crate::journal::Reader::open(&path).and_then(|r| r.dead_letters_by_reason()) {
+        Ok(rows) => {
+            if rows.is_empty() {
+                println!("no dead letters");
+            }
+            for (reason, n) in rows {
+                println!("{reason:<20} {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("atgw: cannot read journal {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}

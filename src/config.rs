@@ -1,0 +1,387 @@
+//! The configuration file (DESIGN §9): its shape, how it is loaded (TOML file, then
+//! `ATGW_SECTION__KEY` environment overrides), and the checks that turn a wrong setting into one
+//! message naming the file, the key and what was expected. Unknown keys are errors.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: Gateway,
+    #[serde(default)]
+    pub journal: JournalSettings,
+    #[serde(default, rename = "adapter")]
+    pub adapters: Vec<AdapterConfig>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[gateway]`: who this gateway is and where it keeps things.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// CloudEvents `source` stem and MQTT client-id stem; unique per gateway.
+    pub id: String,
+    /// Site name: `location.site` and the CloudEvents `subject` root.
+    pub site: String,
+    /// State directory; the journal `atgw.db` lives here. Relative paths are relative to the
+    /// config file's directory.
+    pub data_dir: PathBuf,
+    /// Directory of device profiles (`<name>.toml`).
+    #[serde(default = "default_profiles_dir")]
+    pub profiles_dir: PathBuf,
+    /// IANA zone for device timestamps that carry no zone, e.g. `Europe/London`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// `[journal]`: durability and retention knobs (all optional).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// How long a device retransmission is recognised as one (dedupe keys are kept this long).
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// Raw bytes kept per dead letter; longer input is truncated (its length is recorded).
+    #[serde(default = "default_dead_letter_bytes")]
+    pub dead_letter_bytes: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            dedupe_window: default_dedupe_window(),
+            dead_letter_bytes: default_dead_letter_bytes(),
+        }
+    }
+}
+
+/// `[[adapter]]`: one protocol listener or client, chosen by `type`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum AdapterConfig {
+    #[serde(rename = "mqtt")]
+    Mqtt(atgw_mqtt::config::AdapterConfig),
+}
+
+impl AdapterConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            AdapterConfig::Mqtt(c) => &c.name,
+        }
+    }
+}
+
+/// `[[device]]`: the registry entry saying who and where a device is.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The id events carry for this device (`device.id`).
+    pub id: String,
+    /// Name of the adapter that hears it.
+    pub adapter: String,
+    /// Keys the adapter reports for it (`device` for MQTT profiles; `account`, `zone` for DC-09).
+    #[serde(rename = "match")]
+    pub match_keys: BTreeMap<String, String>,
+    /// Pseudonymous resident id (never a name or NHS number).
+    #[serde(default)]
+    pub resident: Option<String>,
+    #[serde(default)]
+    pub location: DeviceLocation,
+    /// Supervision interval (`25h`); absent means not supervised.
+    #[serde(default, with = "humantime_serde")]
+    pub check_in: Option<Duration>,
+}
+
+/// Where a registered device is installed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLocation {
+    #[serde(default)]
+    pub area: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// `[[sink]]`: an output, chosen by `type`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum SinkConfig {
+    #[serde(rename = "mqtt")]
+    Mqtt(atgw_mqtt::config::SinkConfig),
+    #[serde(rename = "file")]
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Mqtt(c) => &c.name,
+            SinkConfig::File(c) => &c.name,
+        }
+    }
+}
+
+/// `[[sink]] type = "file"`: JSON lines, rotated by size.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub name: String,
+    /// The JSON-lines file; relative paths are relative to the config file's directory.
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`path.1` newest … `path.N` oldest).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+}
+
+fn default_profiles_dir() -> PathBuf {
+    PathBuf::from("/etc/atgw/profiles")
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_dead_letter_bytes() -> usize {
+    64 * 1024
+}
+fn default_rotate_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_keep() -> u32 {
+    5
+}
+
+/// A configuration problem, for a person: which file, which key, what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.display().to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads, overrides from the process environment, resolves relative paths and validates.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ATGW_")).collect();
+    load_with_env(path, env)
+}
+
+/// As [`load`], with the environment given explicitly (tests).
+pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+    // TOML syntax errors first, with toml's line/column, before the layering hides them.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigError::new(path, "(syntax)", e.to_string().trim().replace('\n', " ")));
+    }
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("ATGW")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env)),
+        )
+        .build()
+        .map_err(|e| ConfigError::new(path, "(environment)", e.to_string()))?;
+    let mut cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::new(path, if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    cfg.resolve_paths(base);
+    cfg.validate().map_err(|(key, message)| ConfigError::new(path, key, message))?;
+    Ok(cfg)
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        resolve(base, &mut self.gateway.data_dir);
+        resolve(base, &mut self.gateway.profiles_dir);
+        for s in &mut self.sinks {
+            if let SinkConfig::File(f) = s {
+                resolve(base, &mut f.path);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: names unique and referenced names existing.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let g = &self.gateway;
+        if g.id.is_empty() || g.id.contains([':', '/', ' ', '#', '+']) {
+            return Err(("gateway.id".into(), "must be non-empty without `:`, `/`, spaces or MQTT wildcards".into()));
+        }
+        if g.site.is_empty() || g.site.contains('/') {
+            return Err(("gateway.site".into(), "must be non-empty without `/`".into()));
+        }
+        if jiff::tz::TimeZone::get(&g.timezone).is_err() {
+            return Err(("gateway.timezone".into(), format!("`{}` is not a known IANA time zone (e.g. Europe/London)", g.timezone)));
+        }
+        let mut adapters = HashSet::new();
+        for (i, a) in self.adapters.iter().enumerate() {
+            let key = |k: &str| format!("adapter[{i}].{k}");
+            if !valid_name(a.name()) {
+                return Err((key("name"), "must be non-empty letters, digits, `-` or `_`".into()));
+            }
+            if !adapters.insert(a.name()) || a.name() == crate::GATEWAY_ADAPTER {
+                return Err((key("name"), format!("`{}` is used twice (or reserved)", a.name())));
+            }
+            match a {
+                AdapterConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
+            }
+        }
+        let mut sinks = HashSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let key = |k: &str| format!("sink[{i}].{k}");
+            if !valid_name(s.name()) {
+                return Err((key("name"), "must be non-empty letters, digits, `-` or `_`".into()));
+            }
+            if !sinks.insert(s.name()) {
+                return Err((key("name"), format!("`{}` is used twice", s.name())));
+            }
+            match s {
+                SinkConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
+                SinkConfig::File(f) => {
+                    if f.rotate_bytes < 1024 {
+                        return Err((key("rotate_bytes"), "must be at least 1024".into()));
+                    }
+                }
+            }
+        }
+        let mut ids = HashSet::new();
+        let mut matches = HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let key = |k: &str| format!("device[{i}].{k}");
+            if d.id.is_empty() || !ids.insert(d.id.as_str()) {
+                return Err((key("id"), format!("`{}` is empty or used twice", d.id)));
+            }
+            if !adapters.contains(d.adapter.as_str()) {
+                return Err((key("adapter"), format!("no [[adapter]] is named `{}`", d.adapter)));
+            }
+            if d.match_keys.is_empty() {
+                return Err((key("match"), "needs at least one key, e.g. { device = \"0xa4c1…\" }".into()));
+            }
+            if !matches.insert((d.adapter.as_str(), &d.match_keys)) {
+                return Err((key("match"), "another device has the same adapter and match".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("atgw.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = r#"
+[gateway]
+id = "gw-1"
+site = "oakview"
+data_dir = "state"
+
+[[adapter]]
+name = "zigbee"
+type = "mqtt"
+host = "127.0.0.1"
+port = 1883
+topics = ["zigbee2mqtt/#"]
+profiles = ["zigbee2mqtt"]
+
+[[sink]]
+name = "audit"
+type = "file"
+path = "events.jsonl"
+"#;
+
+    #[test]
+    fn a_minimal_file_loads_and_relative_paths_follow_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = load_with_env(&write(d.path(), MINIMAL), HashMap::new()).unwrap();
+        assert_eq!(cfg.gateway.data_dir, d.path().join("state"));
+        assert_eq!(cfg.adapters.len(), 1);
+        assert_eq!(cfg.gateway.timezone, "UTC");
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_and_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), &MINIMAL.replace("site = \"oakview\"", "site = \"oakview\"\nsiet = 1"));
+        let e = load_with_env(&p, HashMap::new()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("atgw.toml"), "{msg}");
+        assert!(msg.contains("siet"), "{msg}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_the_expectation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), &MINIMAL.replace("port = 1883", "port = \"many\""));
+        let e = load_with_env(&p, HashMap::new()).unwrap_err();
+        assert!(e.key.contains("adapter"), "{e}");
+        assert!(e.to_string().contains("port") || e.to_string().contains("u16"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_a_scalar() {
+        let d = tempfile::tempdir().unwrap();
+        let env = HashMap::from([("ATGW_GATEWAY__SITE".to_string(), "elmgrove".to_string())]);
+        let cfg = load_with_env(&write(d.path(), MINIMAL), env).unwrap();
+        assert_eq!(cfg.gateway.site, "elmgrove");
+    }
+
+    #[test]
+    fn a_device_on_an_unknown_adapter_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[[device]]\nid = \"p1\"\nadapter = \"nope\"\nmatch = {{ device = \"x\" }}\n");
+        let e = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap_err();
+        assert_eq!(e.key, "device[0].adapter");
+    }
+
+    #[test]
+    fn a_bad_time_zone_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), &MINIMAL.replace("data_dir", "timezone = \"Mars/Olympus\"\ndata_dir"));
+        let e = load_with_env(&p, HashMap::new()).unwrap_err();
+        assert_eq!(e.key, "gateway.timezone");
+    }
+}

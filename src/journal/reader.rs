@@ -1,0 +1,84 @@
+//! Read-only access to the journal: the outbox for sink dispatchers, and queries for the CLI
+//! and tests. Each reader has its own connection; WAL lets it read while the writer commits.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use atgw_sdk::event::{Kind, Priority};
+use atgw_sdk::sink::Delivery;
+use rusqlite::{Connection, OpenFlags, params};
+
+/// A read-only connection.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> rusqlite::Result<Reader> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Reader { conn })
+    }
+
+    /// Outbox rows of one sink and lane after `after_id`, oldest first.
+    pub fn outbox_after(
+        &self,
+        sink: &str,
+        lane: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Delivery>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, o.attempts, e.id, e.kind, e.priority, e.device_id, e.json
+             FROM outbox o JOIN events e ON e.seq = o.event_seq
+             WHERE o.sink = ?1 AND o.lane = ?2 AND o.id > ?3
+             ORDER BY o.id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![sink, lane, after_id, limit as i64], |r| {
+            let kind: String = r.get(3)?;
+            let priority: String = r.get(4)?;
+            Ok(Delivery {
+                outbox_id: r.get(0)?,
+                attempt: r.get::<_, i64>(1)?.clamp(0, u32::MAX as i64) as u32,
+                event_id: Arc::from(r.get::<_, String>(2)?),
+                kind: kind.parse().unwrap_or(Kind::Unknown),
+                priority: priority.parse().unwrap_or(Priority::Info),
+                device_id: Arc::from(r.get::<_, String>(5)?),
+                json: Arc::from(r.get::<_, String>(6)?),
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Undelivered rows of one sink.
+    pub fn outbox_depth(&self, sink: &str) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE sink = ?1")?
+            .query_row([sink], |r| r.get(0))
+    }
+
+    pub fn event_count(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+    }
+
+    /// Dead letters per reason.
+    pub fn dead_letters_by_reason(&self) -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY reason")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Every event's JSON in journal order (tests and small exports).
+    pub fn events_json(&self, after_seq: i64, limit: usize) -> rusqlite::Result<Vec<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after_seq, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+}

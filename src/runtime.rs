@@ -1,0 +1,242 @@
+//! Assembles and runs the daemon: journal and writer, sinks with their outbox dispatchers, then
+//! adapters; and takes it down in the reverse order so that nothing accepted is lost: intake
+//! stops first, the writer commits what it holds, then sinks get a bounded time to deliver.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atgw_profile::ProfileSet;
+use atgw_sdk::clock::{SharedClock, SystemClock};
+use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
+use atgw_sdk::sink::SinkIo;
+use atgw_sdk::{Health, Shutdown};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use crate::config::{AdapterConfig, Config, SinkConfig};
+use crate::journal::{self, WriterHandle};
+use crate::outbox;
+use crate::registry::Registry;
+use crate::sinks;
+
+/// How long sinks may keep delivering after intake stopped.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data_dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error("adapter {adapter}: {what}")]
+    Adapter { adapter: String, what: String },
+    #[error("sink {sink}: {what}")]
+    Sink { sink: String, what: String },
+    #[error("gateway.timezone: {0}")]
+    TimeZone(String),
+    #[error("cannot start the journal writer: {0}")]
+    Writer(std::io::Error),
+}
+
+/// A running gateway: health of every component, and how to stop it.
+pub struct Running {
+    pub health: BTreeMap<String, Arc<Health>>,
+    pub writer: WriterHandle,
+    pub journal_path: PathBuf,
+    intake: Shutdown,
+    output: Shutdown,
+    adapters: JoinSet<()>,
+    outputs: JoinSet<()>,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts everything; returns once adapters and sinks are spawned.
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    create_private_dir(&cfg.gateway.data_dir)?;
+    let journal_path = cfg.gateway.data_dir.join(journal::FILE_NAME);
+    let opened = journal::open(&journal_path)?;
+    let timezone = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
+        .map_err(|e| StartError::TimeZone(e.to_string()))?;
+    let registry = Arc::new(Registry::new(&cfg.gateway.site, &cfg.devices));
+
+    // Load every profile before anything starts, so a broken one stops the start, not a message.
+    let mut profile_sets = BTreeMap::new();
+    for a in &cfg.adapters {
+        match a {
+            AdapterConfig::Mqtt(m) => {
+                let set = ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles).map_err(|e| {
+                    StartError::Adapter { adapter: m.name.clone(), what: e.to_string() }
+                })?;
+                profile_sets.insert(m.name.clone(), Arc::new(set));
+            }
+        }
+    }
+
+    let intake = Shutdown::new();
+    let output = Shutdown::new();
+    let mut health = BTreeMap::new();
+    let notifies: Vec<(String, Arc<Notify>)> = cfg
+        .sinks
+        .iter()
+        .map(|s| (s.name().to_owned(), Arc::new(Notify::new())))
+        .collect();
+    let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
+    let (writer, writer_thread) = journal::writer::spawn(
+        opened.conn,
+        journal::writer::WriterSetup {
+            gateway_id: cfg.gateway.id.clone(),
+            sinks: notifies.clone(),
+            registry: registry.clone(),
+            dedupe_window: cfg.journal.dedupe_window,
+            dead_letter_bytes: cfg.journal.dead_letter_bytes,
+            clock: clock.clone(),
+        },
+        ingest_rx,
+    )
+    .map_err(StartError::Writer)?;
+
+    if let Some((aside, reason)) = &opened.moved_aside {
+        tracing::error!("the journal was corrupt ({reason}); it was moved to {} and a new one started", aside.display());
+        let mut d = EventDraft::new(Kind::DeviceFault, Phase::Raised, gateway_device(&cfg), crate::GATEWAY_ADAPTER);
+        d.data.priority = Priority::High;
+        d.data.message = Some("Gateway journal was corrupt; moved aside and restarted".into());
+        d.data.codes.vendor = Some(format!("journal_corrupt: {reason}; kept at {}", aside.display()));
+        let _ = writer.gateway_event(d).await;
+    }
+
+    let mut outputs = JoinSet::new();
+    for (s, (name, notify)) in cfg.sinks.iter().zip(notifies) {
+        let h = Arc::new(Health::default());
+        health.insert(format!("sink:{name}"), h.clone());
+        let window = match s {
+            SinkConfig::Mqtt(m) => m.window as usize,
+            SinkConfig::File(_) => 512,
+        };
+        let (to_sink, deliveries) = mpsc::channel(window);
+        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+        let io = SinkIo { deliveries, outcomes: outcomes_tx };
+        match s.clone() {
+            SinkConfig::Mqtt(m) => {
+                let gw = cfg.gateway.id.clone();
+                let stop = output.clone();
+                // Fail fast on bad TLS material or secrets: the options are built before spawning.
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
+                    .map_err(|e| StartError::Sink { sink: name.clone(), what: e.to_string() })?;
+                outputs.spawn(async move {
+                    if let Err(e) = atgw_mqtt::sink::run(m, &gw, io, h, stop).await {
+                        tracing::error!("sink stopped: {e}");
+                    }
+                });
+            }
+            SinkConfig::File(f) => {
+                outputs.spawn(sinks::file::run(f, io, h));
+            }
+        }
+        let dispatch = outbox::Dispatch {
+            sink: name.clone(),
+            journal: journal_path.clone(),
+            window,
+            notify,
+            writer: writer.clone(),
+            to_sink,
+            outcomes,
+            shutdown: output.clone(),
+        };
+        outputs.spawn(async move {
+            if let Err(e) = outbox::run(dispatch, DRAIN).await {
+                tracing::error!(sink = %name, "outbox dispatcher stopped: {e}");
+            }
+        });
+    }
+
+    let mut adapters = JoinSet::new();
+    for a in &cfg.adapters {
+        let h = Arc::new(Health::default());
+        health.insert(format!("adapter:{}", a.name()), h.clone());
+        match a.clone() {
+            AdapterConfig::Mqtt(m) => {
+                let profiles = profile_sets.get(&m.name).cloned().unwrap_or_default();
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
+                    .map_err(|e| StartError::Adapter { adapter: m.name.clone(), what: e.to_string() })?;
+                let ctx = atgw_mqtt::ingress::Context {
+                    gateway_id: cfg.gateway.id.clone(),
+                    profiles,
+                    timezone: timezone.clone(),
+                    ingest: ingest.for_adapter(&m.name),
+                    health: h,
+                    clock: clock.clone(),
+                    shutdown: intake.clone(),
+                };
+                let name = m.name.clone();
+                adapters.spawn(async move {
+                    if let Err(e) = atgw_mqtt::ingress::run(m, ctx).await {
+                        tracing::error!(adapter = %name, "adapter stopped: {e}");
+                    }
+                });
+            }
+        }
+    }
+    drop(ingest);
+    tracing::info!(
+        adapters = cfg.adapters.len(),
+        sinks = cfg.sinks.len(),
+        devices = registry.len(),
+        journal = %journal_path.display(),
+        "atgw ready"
+    );
+    Ok(Running {
+        health,
+        writer,
+        journal_path,
+        intake,
+        output,
+        adapters,
+        outputs,
+        writer_thread,
+    })
+}
+
+impl Running {
+    /// Stops intake, commits what was accepted, gives sinks `DRAIN` to deliver, and stops.
+    pub async fn stop(mut self) {
+        self.intake.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.adapters.join_next().await.is_some() {}
+        })
+        .await;
+        self.writer.flush().await;
+        self.output.cancel();
+        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(2), async {
+            while self.outputs.join_next().await.is_some() {}
+        })
+        .await;
+        self.outputs.abort_all();
+        drop(self.writer);
+        let t = self.writer_thread;
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        tracing::info!("atgw stopped");
+    }
+}
+
+/// The gateway's own device id, for events it raises about itself.
+pub fn gateway_device(cfg: &Config) -> String {
+    format!("gateway:{}", cfg.gateway.id)
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(err)?;
+        if meta.permissions().mode() & 0o007 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o750)).map_err(err)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Shared harness for the end-to-end tests: the real `atgw` binary as a child process, a private
+//! Mosquitto per test, real MQTT clients, and the journal read straight from its SQLite file.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use atgw::mosquitto::Mosquitto;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn profiles_dir() -> PathBuf {
+    repo().join("config/profiles")
+}
+
+/// The profile order an integrator would configure for the shipped fixtures.
+pub const PROFILES: &str = r#"["tuya-mir-he200-fall-radar", "heiman-hs2fd-fall", "ble-hub-oximeter", "zigbee2mqtt"]"#;
+
+/// A gateway config with one MQTT adapter and an upstream MQTT sink plus a file sink.
+pub fn config(dir: &Path, port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-test"
+site = "oakview"
+data_dir = "{data}"
+profiles_dir = "{profiles}"
+timezone = "Europe/London"
+
+[[adapter]]
+name = "zigbee"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topics = ["zigbee2mqtt/#", "dusun_pub", "misc/#"]
+profiles = {PROFILES}
+reconnect_min = "100ms"
+reconnect_max = "1s"
+
+[[sink]]
+name = "upstream"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "atgw/oakview"
+reconnect_min = "100ms"
+reconnect_max = "1s"
+
+[[sink]]
+name = "audit"
+type = "file"
+path = "{audit}"
+{extra}
+"#,
+        data = dir.join("state").display(),
+        profiles = profiles_dir().display(),
+        audit = dir.join("events.jsonl").display(),
+    )
+}
+
+/// The real binary, running `atgw run`.
+pub struct Gateway {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Gateway {
+    pub fn start(dir: &Path, config_text: &str) -> Gateway {
+        let config = dir.join("atgw.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut g = Gateway {
+            dir: dir.to_path_buf(),
+            config,
+            log: dir.join("atgw.log"),
+            child: None,
+            starts: 0,
+        };
+        g.spawn();
+        g
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_atgw"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rumqttc=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn atgw");
+        self.child = Some(child);
+        let want = self.starts;
+        wait_until(Duration::from_secs(20), || self.log_text().matches("atgw ready").count() >= want as usize)
+            .unwrap_or_else(|_| panic!("atgw did not become ready:\n{}", self.log_text()));
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill").arg(c.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "atgw did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn journal(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open_with_flags(
+            self.dir.join("state/atgw.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+
+    pub fn event_count(&self) -> i64 {
+        self.journal().query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `cond` until true or `within` passes.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    if cond() { Ok(()) } else { Err(()) }
+}
+
+pub async fn wait_until_async(within: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if cond() { Ok(()) } else { Err(()) }
+}
+
+/// The care platform's view: a persistent-session QoS 1 subscriber on the upstream topics,
+/// reconnecting on its own across broker restarts.
+pub struct Upstream {
+    pub received: Arc<Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(port: u16, filter: &str) -> Upstream {
+        let mut o = MqttOptions::new(format!("upstream-{}", std::process::id()), "127.0.0.1", port);
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut el) = AsyncClient::new(o, 1000);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let filter = filter.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        if let Ok(v) = serde_json::from_slice(&p.payload) {
+                            r.lock().unwrap().push(v);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("upstream subscribed").unwrap();
+        Upstream { received, task }
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A device-side publisher: QoS 1, counts the broker's PUBACKs.
+pub struct Publisher {
+    pub client: AsyncClient,
+    pub acked: Arc<Mutex<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect(port: u16, id: &str) -> Publisher {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(16 << 20, 16 << 20);
+        o.set_inflight(50);
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let acked = Arc::new(Mutex::new(0u64));
+        let a = acked.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::PubAck(_))) => *a.lock().unwrap() += 1,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("publisher connected").unwrap();
+        Publisher { client, acked, task }
+    }
+
+    pub async fn send(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+    }
+
+    pub fn acked(&self) -> u64 {
+        *self.acked.lock().unwrap()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Validator for schema v1, as shipped in the SDK.
+pub fn schema() -> jsonschema::Validator {
+    let s: serde_json::Value = serde_json::from_str(atgw_sdk::schema::EVENT_SCHEMA_V1).unwrap();
+    jsonschema::validator_for(&s).unwrap()
+}
+
+/// Asserts an event is valid against schema v1, with the reasons when not.
+pub fn assert_schema_valid(v: &jsonschema::Validator, event: &serde_json::Value) {
+    let errors: Vec<String> = v.iter_errors(event).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "event violates schema v1: {errors:?}\n{event:#}");
+}
+
+/// Dead letters per reason, straight from the journal.
+pub fn dead_letters(g: &Gateway) -> HashMap<String, i64> {
+    let c = g.journal();
+    let mut s = c.prepare("SELECT reason, count(*) FROM dead_letters GROUP BY reason").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+}
