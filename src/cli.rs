@@ -12,7 +12,11 @@ use crate::logging::{self, LogFormat};
 pub const DEFAULT_CONFIG: &str = "/etc/atgw/atgw.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "atgw", version, about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out")]
+#[command(
+    name = "atgw",
+    version,
+    about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out"
+)]
 pub struct Cli {
     /// Log line format (journald is used automatically under systemd).
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -89,16 +93,32 @@ pub fn main() -> ExitCode {
             println!("{}", atgw_sdk::schema::EVENT_SCHEMA_V1);
             ExitCode::SUCCESS
         }
-        Command::Profile { command: ProfileCommand::Test { profile, sample, topic, profiles_dir, timezone } } => {
-            crate::profile_test::run(&profile, &sample, topic.as_deref(), profiles_dir.as_deref(), &timezone)
-        }
+        Command::Profile {
+            command:
+                ProfileCommand::Test {
+                    profile,
+                    sample,
+                    topic,
+                    profiles_dir,
+                    timezone,
+                },
+        } => crate::profile_test::run(
+            &profile,
+            &sample,
+            topic.as_deref(),
+            profiles_dir.as_deref(),
+            &timezone,
+        ),
         Command::DeadLetters { config } => dead_letters(&config),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
     }
 }
 
 fn runtime_block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("atgw: cannot start the async runtime: {e}");
@@ -159,8 +179,14 @@ fn check_config(config: &Path) -> ExitCode {
     for a in &cfg.adapters {
         match a {
             crate::config::AdapterConfig::Mqtt(m) => {
-                if let Err(e) = atgw_profile::ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles) {
-                    eprintln!("atgw: invalid configuration: {}: adapter `{}` profiles: {e}", config.display(), m.name);
+                if let Err(e) =
+                    atgw_profile::ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles)
+                {
+                    eprintln!(
+                        "atgw: invalid configuration: {}: adapter `{}` profiles: {e}",
+                        config.display(),
+                        m.name
+                    );
                     return ExitCode::from(2);
                 }
             }

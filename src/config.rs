@@ -117,7 +117,7 @@ pub struct DeviceLocation {
 #[serde(tag = "type")]
 pub enum SinkConfig {
     #[serde(rename = "mqtt")]
-    Mqtt(atgw_mqtt::config::SinkConfig),
+    Mqtt(Box<atgw_mqtt::config::SinkConfig>),
     #[serde(rename = "file")]
     File(FileSinkConfig),
 }
@@ -186,7 +186,9 @@ impl ConfigError {
 
 /// Loads, overrides from the process environment, resolves relative paths and validates.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ATGW_")).collect();
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("ATGW_"))
+        .collect();
     load_with_env(path, env)
 }
 
@@ -196,7 +198,11 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config
         .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
     // TOML syntax errors first, with toml's line/column, before the layering hides them.
     if let Err(e) = text.parse::<toml::Table>() {
-        return Err(ConfigError::new(path, "(syntax)", e.to_string().trim().replace('\n', " ")));
+        return Err(ConfigError::new(
+            path,
+            "(syntax)",
+            e.to_string().trim().replace('\n', " "),
+        ));
     }
     let layered = config::Config::builder()
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
@@ -210,11 +216,20 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config
         .map_err(|e| ConfigError::new(path, "(environment)", e.to_string()))?;
     let mut cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::new(path, if key == "." { "(top level)".into() } else { key }, e.into_inner().to_string())
+        ConfigError::new(
+            path,
+            if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            e.into_inner().to_string(),
+        )
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.resolve_paths(base);
-    cfg.validate().map_err(|(key, message)| ConfigError::new(path, key, message))?;
+    cfg.validate()
+        .map_err(|(key, message)| ConfigError::new(path, key, message))?;
     Ok(cfg)
 }
 
@@ -239,22 +254,40 @@ impl Config {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let g = &self.gateway;
         if g.id.is_empty() || g.id.contains([':', '/', ' ', '#', '+']) {
-            return Err(("gateway.id".into(), "must be non-empty without `:`, `/`, spaces or MQTT wildcards".into()));
+            return Err((
+                "gateway.id".into(),
+                "must be non-empty without `:`, `/`, spaces or MQTT wildcards".into(),
+            ));
         }
         if g.site.is_empty() || g.site.contains('/') {
-            return Err(("gateway.site".into(), "must be non-empty without `/`".into()));
+            return Err((
+                "gateway.site".into(),
+                "must be non-empty without `/`".into(),
+            ));
         }
         if jiff::tz::TimeZone::get(&g.timezone).is_err() {
-            return Err(("gateway.timezone".into(), format!("`{}` is not a known IANA time zone (e.g. Europe/London)", g.timezone)));
+            return Err((
+                "gateway.timezone".into(),
+                format!(
+                    "`{}` is not a known IANA time zone (e.g. Europe/London)",
+                    g.timezone
+                ),
+            ));
         }
         let mut adapters = HashSet::new();
         for (i, a) in self.adapters.iter().enumerate() {
             let key = |k: &str| format!("adapter[{i}].{k}");
             if !valid_name(a.name()) {
-                return Err((key("name"), "must be non-empty letters, digits, `-` or `_`".into()));
+                return Err((
+                    key("name"),
+                    "must be non-empty letters, digits, `-` or `_`".into(),
+                ));
             }
             if !adapters.insert(a.name()) || a.name() == crate::GATEWAY_ADAPTER {
-                return Err((key("name"), format!("`{}` is used twice (or reserved)", a.name())));
+                return Err((
+                    key("name"),
+                    format!("`{}` is used twice (or reserved)", a.name()),
+                ));
             }
             match a {
                 AdapterConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
@@ -264,7 +297,10 @@ impl Config {
         for (i, s) in self.sinks.iter().enumerate() {
             let key = |k: &str| format!("sink[{i}].{k}");
             if !valid_name(s.name()) {
-                return Err((key("name"), "must be non-empty letters, digits, `-` or `_`".into()));
+                return Err((
+                    key("name"),
+                    "must be non-empty letters, digits, `-` or `_`".into(),
+                ));
             }
             if !sinks.insert(s.name()) {
                 return Err((key("name"), format!("`{}` is used twice", s.name())));
@@ -286,13 +322,22 @@ impl Config {
                 return Err((key("id"), format!("`{}` is empty or used twice", d.id)));
             }
             if !adapters.contains(d.adapter.as_str()) {
-                return Err((key("adapter"), format!("no [[adapter]] is named `{}`", d.adapter)));
+                return Err((
+                    key("adapter"),
+                    format!("no [[adapter]] is named `{}`", d.adapter),
+                ));
             }
             if d.match_keys.is_empty() {
-                return Err((key("match"), "needs at least one key, e.g. { device = \"0xa4c1…\" }".into()));
+                return Err((
+                    key("match"),
+                    "needs at least one key, e.g. { device = \"0xa4c1…\" }".into(),
+                ));
             }
             if !matches.insert((d.adapter.as_str(), &d.match_keys)) {
-                return Err((key("match"), "another device has the same adapter and match".into()));
+                return Err((
+                    key("match"),
+                    "another device has the same adapter and match".into(),
+                ));
             }
         }
         Ok(())
@@ -300,7 +345,9 @@ impl Config {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -345,7 +392,10 @@ path = "events.jsonl"
     #[test]
     fn an_unknown_key_names_the_file_and_the_key() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), &MINIMAL.replace("site = \"oakview\"", "site = \"oakview\"\nsiet = 1"));
+        let p = write(
+            d.path(),
+            &MINIMAL.replace("site = \"oakview\"", "site = \"oakview\"\nsiet = 1"),
+        );
         let e = load_with_env(&p, HashMap::new()).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("atgw.toml"), "{msg}");
@@ -358,7 +408,10 @@ path = "events.jsonl"
         let p = write(d.path(), &MINIMAL.replace("port = 1883", "port = \"many\""));
         let e = load_with_env(&p, HashMap::new()).unwrap_err();
         assert!(e.key.contains("adapter"), "{e}");
-        assert!(e.to_string().contains("port") || e.to_string().contains("u16"), "{e}");
+        assert!(
+            e.to_string().contains("port") || e.to_string().contains("u16"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -372,7 +425,9 @@ path = "events.jsonl"
     #[test]
     fn a_device_on_an_unknown_adapter_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        let text = format!("{MINIMAL}\n[[device]]\nid = \"p1\"\nadapter = \"nope\"\nmatch = {{ device = \"x\" }}\n");
+        let text = format!(
+            "{MINIMAL}\n[[device]]\nid = \"p1\"\nadapter = \"nope\"\nmatch = {{ device = \"x\" }}\n"
+        );
         let e = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap_err();
         assert_eq!(e.key, "device[0].adapter");
     }
@@ -380,7 +435,10 @@ path = "events.jsonl"
     #[test]
     fn a_bad_time_zone_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), &MINIMAL.replace("data_dir", "timezone = \"Mars/Olympus\"\ndata_dir"));
+        let p = write(
+            d.path(),
+            &MINIMAL.replace("data_dir", "timezone = \"Mars/Olympus\"\ndata_dir"),
+        );
         let e = load_with_env(&p, HashMap::new()).unwrap_err();
         assert_eq!(e.key, "gateway.timezone");
     }

@@ -16,10 +16,22 @@ use crate::mosquitto::Mosquitto;
 
 /// Profiles shipped in `config/profiles/`, embedded so the demo needs only the binary.
 pub const SHIPPED_PROFILES: &[(&str, &str)] = &[
-    ("zigbee2mqtt", include_str!("../config/profiles/zigbee2mqtt.toml")),
-    ("tuya-mir-he200-fall-radar", include_str!("../config/profiles/tuya-mir-he200-fall-radar.toml")),
-    ("heiman-hs2fd-fall", include_str!("../config/profiles/heiman-hs2fd-fall.toml")),
-    ("ble-hub-oximeter", include_str!("../config/profiles/ble-hub-oximeter.toml")),
+    (
+        "zigbee2mqtt",
+        include_str!("../config/profiles/zigbee2mqtt.toml"),
+    ),
+    (
+        "tuya-mir-he200-fall-radar",
+        include_str!("../config/profiles/tuya-mir-he200-fall-radar.toml"),
+    ),
+    (
+        "heiman-hs2fd-fall",
+        include_str!("../config/profiles/heiman-hs2fd-fall.toml"),
+    ),
+    (
+        "ble-hub-oximeter",
+        include_str!("../config/profiles/ble-hub-oximeter.toml"),
+    ),
 ];
 
 /// One scripted device message: seconds into the cycle, topic, payload.
@@ -29,20 +41,76 @@ struct Step(f64, &'static str, &'static str);
 /// readings (one low, one "finger out" sentinel), a device dropping off the network, and one
 /// garbage payload that is dead-lettered.
 const SCRIPT: &[Step] = &[
-    Step(0.5, "zigbee2mqtt/0xa4c13899607febd1", r#"{"action":null,"battery":100,"linkquality":14}"#),
-    Step(1.0, "zigbee2mqtt/0xa4c13899607febd1", r#"{"action":"emergency","battery":100,"linkquality":18}"#),
-    Step(1.2, "zigbee2mqtt/0xa4c13899607febd1", r#"{"action":"","battery":100,"linkquality":18}"#),
-    Step(2.0, "dusun_pub", r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":72,"spo2":96,"pi":43}]}}}"#),
-    Step(3.0, "zigbee2mqtt/0xdc8e95fffe4dc3dd", r#"{"presence":true,"occupancy":true,"fall_down_status":"none","linkquality":120}"#),
-    Step(4.0, "zigbee2mqtt/0xdc8e95fffe4dc3dd", r#"{"presence":true,"occupancy":true,"fall_down_status":"maybe_fall","linkquality":120}"#),
-    Step(5.5, "zigbee2mqtt/0xdc8e95fffe4dc3dd", r#"{"presence":true,"occupancy":true,"fall_down_status":"fall","linkquality":120}"#),
-    Step(6.0, "zigbee2mqtt/0x005043c95f277c80", r#"{"water_leak":true,"linkquality":94,"tamper":false,"battery_low":false}"#),
-    Step(7.0, "dusun_pub", r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":104,"spo2":88,"pi":12}]}}}"#),
-    Step(8.0, "zigbee2mqtt/0xa4c13899607febd1/availability", r#"{"state":"offline"}"#),
-    Step(9.0, "zigbee2mqtt/0x005043c95f277c80", r#"{"water_leak":false,"linkquality":97,"tamper":false,"battery_low":false}"#),
-    Step(9.5, "zigbee2mqtt/0xa4c13899607febd1/availability", r#"{"state":"online"}"#),
-    Step(10.0, "zigbee2mqtt/0xdc8e95fffe4dc3dd", r#"{"presence":true,"occupancy":true,"fall_down_status":"none","linkquality":120}"#),
-    Step(10.5, "dusun_pub", r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":127,"spo2":127,"pi":0}]}}}"#),
+    Step(
+        0.5,
+        "zigbee2mqtt/0xa4c13899607febd1",
+        r#"{"action":null,"battery":100,"linkquality":14}"#,
+    ),
+    Step(
+        1.0,
+        "zigbee2mqtt/0xa4c13899607febd1",
+        r#"{"action":"emergency","battery":100,"linkquality":18}"#,
+    ),
+    Step(
+        1.2,
+        "zigbee2mqtt/0xa4c13899607febd1",
+        r#"{"action":"","battery":100,"linkquality":18}"#,
+    ),
+    Step(
+        2.0,
+        "dusun_pub",
+        r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":72,"spo2":96,"pi":43}]}}}"#,
+    ),
+    Step(
+        3.0,
+        "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+        r#"{"presence":true,"occupancy":true,"fall_down_status":"none","linkquality":120}"#,
+    ),
+    Step(
+        4.0,
+        "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+        r#"{"presence":true,"occupancy":true,"fall_down_status":"maybe_fall","linkquality":120}"#,
+    ),
+    Step(
+        5.5,
+        "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+        r#"{"presence":true,"occupancy":true,"fall_down_status":"fall","linkquality":120}"#,
+    ),
+    Step(
+        6.0,
+        "zigbee2mqtt/0x005043c95f277c80",
+        r#"{"water_leak":true,"linkquality":94,"tamper":false,"battery_low":false}"#,
+    ),
+    Step(
+        7.0,
+        "dusun_pub",
+        r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":104,"spo2":88,"pi":12}]}}}"#,
+    ),
+    Step(
+        8.0,
+        "zigbee2mqtt/0xa4c13899607febd1/availability",
+        r#"{"state":"offline"}"#,
+    ),
+    Step(
+        9.0,
+        "zigbee2mqtt/0x005043c95f277c80",
+        r#"{"water_leak":false,"linkquality":97,"tamper":false,"battery_low":false}"#,
+    ),
+    Step(
+        9.5,
+        "zigbee2mqtt/0xa4c13899607febd1/availability",
+        r#"{"state":"online"}"#,
+    ),
+    Step(
+        10.0,
+        "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+        r#"{"presence":true,"occupancy":true,"fall_down_status":"none","linkquality":120}"#,
+    ),
+    Step(
+        10.5,
+        "dusun_pub",
+        r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{"device_list":[{"scan_time":TIME,"ble_addr":"ff23041920b4","pulse":127,"spo2":127,"pi":0}]}}}"#,
+    ),
     Step(11.0, "zigbee2mqtt/0xa4c13899607febd1", "this is not json {"),
 ];
 const CYCLE: f64 = 12.0;
@@ -92,10 +160,17 @@ pub async fn run(duration: Duration) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("atgw demo: a care home's devices, one gateway, one schema (data in {})", dir.path().display());
+    println!(
+        "atgw demo: a care home's devices, one gateway, one schema (data in {})",
+        dir.path().display()
+    );
     if crate::mosquitto::find().is_none() {
-        println!("atgw demo: `mosquitto` is not installed, so the MQTT devices (zigbee2mqtt, BLE hub) cannot run.");
-        println!("           Install it (Debian/Ubuntu: sudo apt-get install mosquitto) and run the demo again.");
+        println!(
+            "atgw demo: `mosquitto` is not installed, so the MQTT devices (zigbee2mqtt, BLE hub) cannot run."
+        );
+        println!(
+            "           Install it (Debian/Ubuntu: sudo apt-get install mosquitto) and run the demo again."
+        );
         return ExitCode::FAILURE;
     }
     let mut broker = match Mosquitto::start(&dir.path().join("broker"), "") {
@@ -169,10 +244,21 @@ path = "events.jsonl"
 
     let started = Instant::now();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::new(Mutex::new(Vec::new()));
-    let console = tokio::spawn(care_team_console(broker.port, started, seen.clone(), colour));
+    let console = tokio::spawn(care_team_console(
+        broker.port,
+        started,
+        seen.clone(),
+        colour,
+    ));
     let devices = tokio::spawn(simulated_devices(broker.port, started));
-    println!("atgw demo: running for {}s (Ctrl-C to stop early)\n", duration.as_secs());
-    println!("  {:>7}  {:<6}  {:<15} {:<8} {:<10} {:<16} message", "t", "prio", "kind", "phase", "confidence", "where");
+    println!(
+        "atgw demo: running for {}s (Ctrl-C to stop early)\n",
+        duration.as_secs()
+    );
+    println!(
+        "  {:>7}  {:<6}  {:<15} {:<8} {:<10} {:<16} message",
+        "t", "prio", "kind", "phase", "confidence", "where"
+    );
     tokio::select! {
         _ = tokio::time::sleep(duration) => {}
         _ = tokio::signal::ctrl_c() => println!("\natgw demo: interrupted"),
@@ -217,15 +303,26 @@ async fn care_team_console(port: u16, started: Instant, seen: Arc<Mutex<Vec<Seen
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 64);
-    let _ = client.subscribe("atgw/oakview/events/#", QoS::AtLeastOnce).await;
+    let _ = client
+        .subscribe("atgw/oakview/events/#", QoS::AtLeastOnce)
+        .await;
     loop {
         match eventloop.poll().await {
             Ok(MqttEvent::Incoming(Incoming::Publish(p))) => {
-                let Ok(event) = serde_json::from_slice::<Event>(&p.payload) else { continue };
-                let latency_ms = jiff::Timestamp::now().duration_since(event.recordedtime).as_secs_f64() * 1000.0;
+                let Ok(event) = serde_json::from_slice::<Event>(&p.payload) else {
+                    continue;
+                };
+                let latency_ms = jiff::Timestamp::now()
+                    .duration_since(event.recordedtime)
+                    .as_secs_f64()
+                    * 1000.0;
                 print_line(started.elapsed(), &event, colour);
                 if let Ok(mut s) = seen.lock() {
-                    s.push(Seen { at: started.elapsed(), event, latency_ms });
+                    s.push(Seen {
+                        at: started.elapsed(),
+                        event,
+                        latency_ms,
+                    });
                 }
             }
             Ok(_) => {}
@@ -268,9 +365,17 @@ fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path) {
     };
     let mut by_kind: BTreeMap<(String, String), usize> = BTreeMap::new();
     for s in seen.iter() {
-        *by_kind.entry((s.event.data.kind.to_string(), s.event.data.phase.to_string())).or_default() += 1;
+        *by_kind
+            .entry((
+                s.event.data.kind.to_string(),
+                s.event.data.phase.to_string(),
+            ))
+            .or_default() += 1;
     }
-    println!("\nSummary: {} events reached the care team's upstream broker", seen.len());
+    println!(
+        "\nSummary: {} events reached the care team's upstream broker",
+        seen.len()
+    );
     println!("  {:<26} {:<8} {:>5}", "kind", "phase", "count");
     for ((k, p), n) in &by_kind {
         println!("  {k:<26} {p:<8} {n:>5}");
@@ -279,7 +384,11 @@ fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path) {
     lat.sort_by(|a, b| a.total_cmp(b));
     if !lat.is_empty() {
         let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
-        println!("  journal commit -> upstream receipt: p50 {:.1} ms, max {:.1} ms", p(0.5), p(1.0));
+        println!(
+            "  journal commit -> upstream receipt: p50 {:.1} ms, max {:.1} ms",
+            p(0.5),
+            p(1.0)
+        );
     }
     let _ = seen.last().map(|s| s.at);
     if let Ok(r) = crate::journal::Reader::open(journal) {

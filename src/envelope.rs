@@ -2,7 +2,8 @@
 //! registry supplies who and where; the gateway supplies id, source, sequence and receipt time.
 
 use atgw_sdk::event::{
-    DATA_CONTENT_TYPE, DATA_SCHEMA_V1, Event, EventDraft, Kind, Phase, SPEC_VERSION, format_sequence,
+    DATA_CONTENT_TYPE, DATA_SCHEMA_V1, Event, EventDraft, Kind, Phase, SPEC_VERSION,
+    format_sequence,
 };
 use jiff::Timestamp;
 
@@ -138,7 +139,11 @@ mod tests {
                 adapter: "zigbee".into(),
                 match_keys: [("device".to_string(), "0xa4".to_string())].into(),
                 resident: Some("res-0042".into()),
-                location: DeviceLocation { area: Some("east".into()), room: Some("12".into()), zone: None },
+                location: DeviceLocation {
+                    area: Some("east".into()),
+                    room: Some("12".into()),
+                    zone: None,
+                },
                 check_in: None,
             }],
         );
@@ -153,7 +158,10 @@ mod tests {
         assert_eq!(e.sequence, "00000000000000000007");
         assert_eq!(e.source, "urn:atgw:gw-1:zigbee");
         assert_eq!(e.time, now);
-        assert_eq!(e.data.message.as_deref(), Some("Emergency button pressed - Room 12"));
+        assert_eq!(
+            e.data.message.as_deref(),
+            Some("Emergency button pressed - Room 12")
+        );
     }
 
     #[test]

@@ -16,17 +16,24 @@ pub fn init(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},rumqttc=warn")));
     let registry = tracing_subscriber::registry().with(filter);
-    if std::env::var_os("JOURNAL_STREAM").is_some() && format == LogFormat::Text {
-        if let Ok(journald) = tracing_journald::layer() {
-            // Only journald: stdout is also captured by journald, so both would double every line.
-            let _ = registry.with(journald.with_syslog_identifier("atgw".into())).try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && format == LogFormat::Text
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        // Only journald: stdout is also captured by journald, so both would double every line.
+        let _ = registry
+            .with(journald.with_syslog_identifier("atgw".into()))
+            .try_init();
+        return;
     }
     match format {
         LogFormat::Json => {
             let _ = registry
-                .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr),
+                )
                 .try_init();
         }
         LogFormat::Text => {

@@ -8,7 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where Debian and most distributions install the broker.
-const CANDIDATES: &[&str] = &["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"];
+const CANDIDATES: &[&str] = &[
+    "/usr/sbin/mosquitto",
+    "/usr/bin/mosquitto",
+    "/usr/local/sbin/mosquitto",
+];
 
 /// Finds the `mosquitto` binary on PATH or in the usual places.
 pub fn find() -> Option<PathBuf> {
@@ -39,10 +43,20 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker with persistence in `dir` on a free port; `extra` lines go into its config.
     pub fn start(dir: &Path, extra: &str) -> std::io::Result<Mosquitto> {
-        let binary = find().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "mosquitto is not installed (apt-get install mosquitto)"))?;
+        let binary = find().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "mosquitto is not installed (apt-get install mosquitto)",
+            )
+        })?;
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
-        let mut m = Mosquitto { binary, dir: dir.to_path_buf(), port, child: None };
+        let mut m = Mosquitto {
+            binary,
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
         m.write_config(extra)?;
         m.spawn()?;
         Ok(m)
@@ -55,10 +69,12 @@ impl Mosquitto {
     fn write_config(&self, extra: &str) -> std::io::Result<()> {
         // max_queued_messages 0: an offline persistent session must not lose a backlog (the
         // default of 1000 silently drops the rest). set_tcp_nodelay: see DESIGN §11.
+        // `user root`: started as root, mosquitto would switch to its own user and could then
+        // write neither its log nor its persistence file in our directory (no effect otherwise).
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
              autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\n\
-             log_dest file {dir}/mosquitto.log\n{extra}\n",
+             log_dest file {dir}/mosquitto.log\nuser root\n{extra}\n",
             port = self.port,
             dir = self.dir.display(),
         );
@@ -84,17 +100,20 @@ impl Mosquitto {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    return Err(std::io::Error::other(format!(
-                        "mosquitto exited ({status}); see {}",
-                        self.dir.join("mosquitto.log").display()
-                    )));
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(std::io::Error::other(format!(
+                    "mosquitto exited ({status}); see {}",
+                    self.dir.join("mosquitto.log").display()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "mosquitto did not start listening"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "mosquitto did not start listening",
+        ))
     }
 
     /// Graceful stop (SIGTERM via `kill`), so it saves its persistence file.
@@ -120,7 +139,9 @@ impl Mosquitto {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 

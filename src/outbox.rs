@@ -136,13 +136,23 @@ fn handle(
                 delivered.push(id);
             }
         }
-        Outcome::Retry { outbox_id, after, reason } => {
+        Outcome::Retry {
+            outbox_id,
+            after,
+            reason,
+        } => {
             if let Some(mut delivery) = inflight.remove(&outbox_id) {
                 delivery.attempt = delivery.attempt.saturating_add(1);
                 let wait = after.unwrap_or_else(|| backoff(delivery.attempt));
                 tracing::debug!(sink = %d.sink, outbox_id, attempt = delivery.attempt, ?wait, "delivery failed: {reason}");
-                d.writer.send(WriterCmd::Failed { id: outbox_id, error: reason });
-                retries.entry(Instant::now() + wait).or_default().push(delivery);
+                d.writer.send(WriterCmd::Failed {
+                    id: outbox_id,
+                    error: reason,
+                });
+                retries
+                    .entry(Instant::now() + wait)
+                    .or_default()
+                    .push(delivery);
             }
         }
     }
@@ -150,7 +160,9 @@ fn handle(
 
 /// Capped exponential backoff with full jitter in its upper half.
 pub fn backoff(attempt: u32) -> Duration {
-    let exp = RETRY_MIN.saturating_mul(1u32 << attempt.min(16)).min(RETRY_MAX);
+    let exp = RETRY_MIN
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(RETRY_MAX);
     let half = exp / 2;
     half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
 }

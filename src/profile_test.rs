@@ -12,7 +12,13 @@ use atgw_profile::{Input, Outcome, Profile, ProfileSet};
 use crate::registry::Registry;
 
 /// Runs the command; exit 2 for unusable arguments, 1 when a sample is rejected.
-pub fn run(profile: &str, sample: &Path, topic: Option<&str>, dir: Option<&Path>, tz: &str) -> ExitCode {
+pub fn run(
+    profile: &str,
+    sample: &Path,
+    topic: Option<&str>,
+    dir: Option<&Path>,
+    tz: &str,
+) -> ExitCode {
     let set = match load(profile, dir) {
         Ok(s) => s,
         Err(e) => {
@@ -48,7 +54,12 @@ pub fn run(profile: &str, sample: &Path, topic: Option<&str>, dir: Option<&Path>
         };
         println!("# sample {} on `{topic}`", n + 1);
         match set.evaluate(&input, &state) {
-            Outcome::Mapped { profile, events, state: updates, .. } => {
+            Outcome::Mapped {
+                profile,
+                events,
+                state: updates,
+                ..
+            } => {
                 for u in updates {
                     match u.value {
                         Some(v) => state.insert(u.key, v),
@@ -60,28 +71,45 @@ pub fn run(profile: &str, sample: &Path, topic: Option<&str>, dir: Option<&Path>
                 }
                 for d in events {
                     seq += 1;
-                    let e = crate::envelope::seal(&registry, "example-gw", "sample", d, jiff::Timestamp::now(), seq);
+                    let e = crate::envelope::seal(
+                        &registry,
+                        "example-gw",
+                        "sample",
+                        d,
+                        jiff::Timestamp::now(),
+                        seq,
+                    );
                     match serde_json::to_string_pretty(&e) {
                         Ok(j) => println!("profile `{profile}`:\n{j}"),
                         Err(err) => println!("profile `{profile}`: cannot serialise: {err}"),
                     }
                 }
             }
-            Outcome::Ignored { profile, rule } => println!("profile `{profile}`: ignored by rule `{rule}`"),
+            Outcome::Ignored { profile, rule } => {
+                println!("profile `{profile}`: ignored by rule `{rule}`")
+            }
             Outcome::Rejected { reason, detail } => {
                 rejected = true;
                 println!("rejected ({reason}): {detail}");
             }
         }
     }
-    if rejected { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if rejected {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn load(profile: &str, dir: Option<&Path>) -> Result<ProfileSet, String> {
     if profile.ends_with(".toml") || profile.contains('/') {
         let path = PathBuf::from(profile);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("profile");
         let p = Profile::parse(stem, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(ProfileSet::from_profiles(vec![p]));
     }

@@ -46,8 +46,11 @@ impl Registry {
                 shapes.push(names);
                 shapes.sort_by_key(|s| std::cmp::Reverse(s.len()));
             }
-            let key: Vec<(String, String)> =
-                d.match_keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let key: Vec<(String, String)> = d
+                .match_keys
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             reg.entries.insert(
                 (d.adapter.clone(), key),
                 Entry {
@@ -109,15 +112,24 @@ mod tests {
         DeviceConfig {
             id: id.into(),
             adapter: "alarms".into(),
-            match_keys: keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            match_keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             resident: Some("res-1".into()),
-            location: DeviceLocation { area: Some("east".into()), room: Some(room.into()), zone: None },
+            location: DeviceLocation {
+                area: Some("east".into()),
+                room: Some(room.into()),
+                zone: None,
+            },
             check_in: None,
         }
     }
 
     fn keys(k: &[(&str, &str)]) -> BTreeMap<String, String> {
-        k.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        k.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -129,11 +141,21 @@ mod tests {
                 dev("pendant", &[("account", "1234"), ("zone", "003")], "12"),
             ],
         );
-        let e = reg.resolve("alarms", &keys(&[("account", "1234"), ("zone", "003")])).unwrap();
+        let e = reg
+            .resolve("alarms", &keys(&[("account", "1234"), ("zone", "003")]))
+            .unwrap();
         assert_eq!(e.id, "pendant");
-        let e = reg.resolve("alarms", &keys(&[("account", "1234"), ("zone", "009")])).unwrap();
+        let e = reg
+            .resolve("alarms", &keys(&[("account", "1234"), ("zone", "009")]))
+            .unwrap();
         assert_eq!(e.id, "panel");
-        assert!(reg.resolve("alarms", &keys(&[("account", "9999")])).is_none());
-        assert!(reg.resolve("other", &keys(&[("account", "1234")])).is_none());
+        assert!(
+            reg.resolve("alarms", &keys(&[("account", "9999")]))
+                .is_none()
+        );
+        assert!(
+            reg.resolve("other", &keys(&[("account", "1234")]))
+                .is_none()
+        );
     }
 }

@@ -28,7 +28,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data_dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error("adapter {adapter}: {what}")]
@@ -68,9 +71,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     for a in &cfg.adapters {
         match a {
             AdapterConfig::Mqtt(m) => {
-                let set = ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles).map_err(|e| {
-                    StartError::Adapter { adapter: m.name.clone(), what: e.to_string() }
-                })?;
+                let set =
+                    ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles).map_err(|e| {
+                        StartError::Adapter {
+                            adapter: m.name.clone(),
+                            what: e.to_string(),
+                        }
+                    })?;
                 profile_sets.insert(m.name.clone(), Arc::new(set));
             }
         }
@@ -100,11 +107,22 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     .map_err(StartError::Writer)?;
 
     if let Some((aside, reason)) = &opened.moved_aside {
-        tracing::error!("the journal was corrupt ({reason}); it was moved to {} and a new one started", aside.display());
-        let mut d = EventDraft::new(Kind::DeviceFault, Phase::Raised, gateway_device(&cfg), crate::GATEWAY_ADAPTER);
+        tracing::error!(
+            "the journal was corrupt ({reason}); it was moved to {} and a new one started",
+            aside.display()
+        );
+        let mut d = EventDraft::new(
+            Kind::DeviceFault,
+            Phase::Raised,
+            gateway_device(&cfg),
+            crate::GATEWAY_ADAPTER,
+        );
         d.data.priority = Priority::High;
         d.data.message = Some("Gateway journal was corrupt; moved aside and restarted".into());
-        d.data.codes.vendor = Some(format!("journal_corrupt: {reason}; kept at {}", aside.display()));
+        d.data.codes.vendor = Some(format!(
+            "journal_corrupt: {reason}; kept at {}",
+            aside.display()
+        ));
         let _ = writer.gateway_event(d).await;
     }
 
@@ -118,16 +136,23 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         };
         let (to_sink, deliveries) = mpsc::channel(window);
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-        let io = SinkIo { deliveries, outcomes: outcomes_tx };
+        let io = SinkIo {
+            deliveries,
+            outcomes: outcomes_tx,
+        };
         match s.clone() {
             SinkConfig::Mqtt(m) => {
                 let gw = cfg.gateway.id.clone();
                 let stop = output.clone();
                 // Fail fast on bad TLS material or secrets: the options are built before spawning.
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
-                    .map_err(|e| StartError::Sink { sink: name.clone(), what: e.to_string() })?;
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024).map_err(|e| {
+                    StartError::Sink {
+                        sink: name.clone(),
+                        what: e.to_string(),
+                    }
+                })?;
                 outputs.spawn(async move {
-                    if let Err(e) = atgw_mqtt::sink::run(m, &gw, io, h, stop).await {
+                    if let Err(e) = atgw_mqtt::sink::run(*m, &gw, io, h, stop).await {
                         tracing::error!("sink stopped: {e}");
                     }
                 });
@@ -160,8 +185,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         match a.clone() {
             AdapterConfig::Mqtt(m) => {
                 let profiles = profile_sets.get(&m.name).cloned().unwrap_or_default();
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
-                    .map_err(|e| StartError::Adapter { adapter: m.name.clone(), what: e.to_string() })?;
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024).map_err(|e| {
+                    StartError::Adapter {
+                        adapter: m.name.clone(),
+                        what: e.to_string(),
+                    }
+                })?;
                 let ctx = atgw_mqtt::ingress::Context {
                     gateway_id: cfg.gateway.id.clone(),
                     profiles,
@@ -228,7 +257,10 @@ pub fn gateway_device(cfg: &Config) -> String {
 }
 
 fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir { path: path.to_path_buf(), source };
+    let err = |source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(path).map_err(err)?;
     #[cfg(unix)]
     {

@@ -51,8 +51,15 @@ fn check(expected: &Value, got: &Value) {
     }
     if let Some(b) = expected.get("battery_percent") {
         match b {
-            Value::Null => assert!(d["battery"].get("percent").is_none_or(|v| v.is_null()), "battery of {got:#}"),
-            n => assert_eq!(d["battery"]["percent"].as_f64(), n.as_f64(), "battery of {got:#}"),
+            Value::Null => assert!(
+                d["battery"].get("percent").is_none_or(|v| v.is_null()),
+                "battery of {got:#}"
+            ),
+            n => assert_eq!(
+                d["battery"]["percent"].as_f64(),
+                n.as_f64(),
+                "battery of {got:#}"
+            ),
         }
     }
     if let Some(l) = expected.get("lqi") {
@@ -99,13 +106,25 @@ async fn every_fixture_sequence_yields_exactly_its_expected_events() {
         // A marker press: messages are committed in order, so once it arrives upstream every
         // message before it has been fully processed.
         let marker = format!("marker-{n}");
-        devices.send(&format!("zigbee2mqtt/{marker}"), r#"{"action":"emergency"}"#).await;
-        let is_marker = |e: &Value| e["data"]["device"]["id"] == format!("zigbee:{marker}").as_str();
-        wait_until_async(Duration::from_secs(20), || upstream.events().iter().any(is_marker))
-            .await
-            .unwrap_or_else(|_| panic!("{file}: marker never arrived; log:\n{}", gw.log_text()));
+        devices
+            .send(
+                &format!("zigbee2mqtt/{marker}"),
+                r#"{"action":"emergency"}"#,
+            )
+            .await;
+        let is_marker =
+            |e: &Value| e["data"]["device"]["id"] == format!("zigbee:{marker}").as_str();
+        wait_until_async(Duration::from_secs(20), || {
+            upstream.events().iter().any(is_marker)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{file}: marker never arrived; log:\n{}", gw.log_text()));
         let all = upstream.events();
-        let mut got: Vec<Value> = all[seen_before..].iter().filter(|e| !is_marker(e)).cloned().collect();
+        let mut got: Vec<Value> = all[seen_before..]
+            .iter()
+            .filter(|e| !is_marker(e))
+            .cloned()
+            .collect();
         seen_before = all.len();
         for e in &got {
             assert_schema_valid(&schema, e);
@@ -125,6 +144,10 @@ async fn every_fixture_sequence_yields_exactly_its_expected_events() {
         }
     }
     // The /action string duplicate was ignored (counted), not dead-lettered.
-    assert!(dead_letters(&gw).is_empty(), "no dead letters expected: {:?}", dead_letters(&gw));
+    assert!(
+        dead_letters(&gw).is_empty(),
+        "no dead letters expected: {:?}",
+        dead_letters(&gw)
+    );
     broker.stop();
 }

@@ -47,21 +47,21 @@ pub struct Opened {
 /// Opens (creating or migrating) the journal at `path` for writing.
 pub fn open(path: &Path) -> Result<Opened, JournalError> {
     let mut moved_aside = None;
-    if path.exists() {
-        if let Err(reason) = check(path) {
-            let aside = aside_name(path);
-            for suffix in ["", "-wal", "-shm"] {
-                let from = PathBuf::from(format!("{}{suffix}", path.display()));
-                if from.exists() {
-                    let to = PathBuf::from(format!("{}{suffix}", aside.display()));
-                    std::fs::rename(&from, &to).map_err(|e| JournalError::Io {
-                        path: from.clone(),
-                        what: format!("cannot move corrupt journal aside: {e}"),
-                    })?;
-                }
+    if path.exists()
+        && let Err(reason) = check(path)
+    {
+        let aside = aside_name(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", path.display()));
+            if from.exists() {
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                std::fs::rename(&from, &to).map_err(|e| JournalError::Io {
+                    path: from.clone(),
+                    what: format!("cannot move corrupt journal aside: {e}"),
+                })?;
             }
-            moved_aside = Some((aside, reason));
         }
+        moved_aside = Some((aside, reason));
     }
     let sql = |source| JournalError::Sqlite {
         path: path.to_path_buf(),
@@ -89,9 +89,12 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), JournalError> {
         });
     }
     // FULL: a care-home box can lose power; NORMAL may roll back the last commits then.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
     Ok(())
 }
 
@@ -110,7 +113,9 @@ fn check(path: &Path) -> Result<(), String> {
 }
 
 fn aside_name(path: &Path) -> PathBuf {
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
     PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
 }
 
@@ -124,9 +129,15 @@ mod tests {
         let p = d.path().join(FILE_NAME);
         let o = open(&p).unwrap();
         assert!(o.moved_aside.is_none());
-        let mode: String = o.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = o
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = o.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let sync: i64 = o
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
     }
 
@@ -134,12 +145,19 @@ mod tests {
     fn a_corrupt_journal_is_moved_aside_and_replaced() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE_NAME);
-        std::fs::write(&p, b"this is not a database, just bytes that look wrong".repeat(200)).unwrap();
+        std::fs::write(
+            &p,
+            b"this is not a database, just bytes that look wrong".repeat(200),
+        )
+        .unwrap();
         let o = open(&p).unwrap();
         let (aside, reason) = o.moved_aside.expect("moved aside");
         assert!(aside.exists(), "the corrupt file is kept for inspection");
         assert!(!reason.is_empty());
-        let n: i64 = o.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+        let n: i64 = o
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 0);
     }
 }

@@ -61,7 +61,8 @@ impl Reader {
     }
 
     pub fn event_count(&self) -> rusqlite::Result<i64> {
-        self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        self.conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
     }
 
     /// Dead letters per reason.
@@ -74,11 +75,17 @@ impl Reader {
     }
 
     /// Every event's JSON in journal order (tests and small exports).
-    pub fn events_json(&self, after_seq: i64, limit: usize) -> rusqlite::Result<Vec<(i64, String)>> {
+    pub fn events_json(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(i64, String)>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT seq, json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after_seq, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         rows.collect()
     }
 }

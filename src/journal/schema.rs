@@ -96,7 +96,9 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         assert_eq!(migrate(&mut c).unwrap(), 1);
         assert_eq!(migrate(&mut c).unwrap(), 1);
-        let v: u32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 1);
     }
 }

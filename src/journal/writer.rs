@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use atgw_sdk::clock::SharedClock;
 use atgw_sdk::event::{Event, EventDraft};
-use atgw_sdk::ingest::{Committed, DeadLetter, IngestError, IngestReceiver, IngestRequest, Submission};
+use atgw_sdk::ingest::{
+    Committed, DeadLetter, IngestError, IngestReceiver, IngestRequest, Submission,
+};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -92,7 +94,10 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("atgw-journal".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!("journal writer cannot start its runtime: {e}");
@@ -119,9 +124,15 @@ enum Item {
 
 /// A reply to send once the batch's fate is known.
 enum Reply {
-    Submit(oneshot::Sender<Result<Vec<Committed>, IngestError>>, Vec<Committed>),
+    Submit(
+        oneshot::Sender<Result<Vec<Committed>, IngestError>>,
+        Vec<Committed>,
+    ),
     Reject(oneshot::Sender<Result<(), IngestError>>),
-    State(oneshot::Sender<Result<Vec<(String, String)>, IngestError>>, Vec<(String, String)>),
+    State(
+        oneshot::Sender<Result<Vec<(String, String)>, IngestError>>,
+        Vec<(String, String)>,
+    ),
     Gateway(Option<oneshot::Sender<Result<String, IngestError>>>, String),
     Flush(oneshot::Sender<()>),
 }
@@ -156,7 +167,11 @@ impl Writer {
         })
     }
 
-    async fn run(&mut self, mut ingest: IngestReceiver, mut cmds: mpsc::UnboundedReceiver<WriterCmd>) {
+    async fn run(
+        &mut self,
+        mut ingest: IngestReceiver,
+        mut cmds: mpsc::UnboundedReceiver<WriterCmd>,
+    ) {
         let mut ingest_open = true;
         let mut cmds_open = true;
         let mut batch: Vec<Item> = Vec::with_capacity(256);
@@ -197,10 +212,23 @@ impl Writer {
             let mut seen: Seen = HashMap::new();
             for item in items {
                 match item {
-                    Item::Ingest(IngestRequest::Submit { adapter, submissions, reply }) => {
+                    Item::Ingest(IngestRequest::Submit {
+                        adapter,
+                        submissions,
+                        reply,
+                    }) => {
                         let mut outcomes = Vec::with_capacity(submissions.len());
                         for s in submissions {
-                            let c = apply_submission(&tx, &self.setup, &self.sequences, &mut sequences, &adapter, s, now, &mut seen)?;
+                            let c = apply_submission(
+                                &tx,
+                                &self.setup,
+                                &self.sequences,
+                                &mut sequences,
+                                &adapter,
+                                s,
+                                now,
+                                &mut seen,
+                            )?;
                             if let Committed::Stored { ids } = &c {
                                 inserted += ids.len();
                             }
@@ -208,12 +236,24 @@ impl Writer {
                         }
                         replies.push(Reply::Submit(reply, outcomes));
                     }
-                    Item::Ingest(IngestRequest::Reject { adapter, letter, reply }) => {
-                        insert_dead_letter(&tx, &adapter, &letter, self.setup.dead_letter_bytes, now)?;
+                    Item::Ingest(IngestRequest::Reject {
+                        adapter,
+                        letter,
+                        reply,
+                    }) => {
+                        insert_dead_letter(
+                            &tx,
+                            &adapter,
+                            &letter,
+                            self.setup.dead_letter_bytes,
+                            now,
+                        )?;
                         replies.push(Reply::Reject(reply));
                     }
                     Item::Ingest(IngestRequest::LoadState { adapter, reply }) => {
-                        let mut stmt = tx.prepare_cached("SELECT key, value FROM adapter_state WHERE adapter = ?1")?;
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT key, value FROM adapter_state WHERE adapter = ?1",
+                        )?;
                         let rows = stmt
                             .query_map([&*adapter], |r| Ok((r.get(0)?, r.get(1)?)))?
                             .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
@@ -230,9 +270,21 @@ impl Writer {
                             .execute(params![id, error])?;
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
-                        let ids = insert_events(&tx, &self.setup, &self.sequences, &mut sequences, crate::GATEWAY_ADAPTER, vec![*draft], now, &mut seen)?;
+                        let ids = insert_events(
+                            &tx,
+                            &self.setup,
+                            &self.sequences,
+                            &mut sequences,
+                            crate::GATEWAY_ADAPTER,
+                            vec![*draft],
+                            now,
+                            &mut seen,
+                        )?;
                         inserted += ids.len();
-                        replies.push(Reply::Gateway(reply, ids.into_iter().next().unwrap_or_default()));
+                        replies.push(Reply::Gateway(
+                            reply,
+                            ids.into_iter().next().unwrap_or_default(),
+                        ));
                     }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
                 }
@@ -268,7 +320,9 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!("journal commit failed, nothing from this batch was acknowledged: {e}");
+                tracing::error!(
+                    "journal commit failed, nothing from this batch was acknowledged: {e}"
+                );
                 let err = IngestError::Storage(e.to_string());
                 for r in replies {
                     match r {
@@ -304,7 +358,8 @@ fn prune_if_due(
     };
     if due {
         let cutoff = now.as_millisecond() - window.as_millis() as i64;
-        tx.prepare_cached("DELETE FROM dedupe WHERE seen_ms < ?1")?.execute([cutoff])?;
+        tx.prepare_cached("DELETE FROM dedupe WHERE seen_ms < ?1")?
+            .execute([cutoff])?;
         *last = Some(now);
     }
     Ok(())
@@ -350,8 +405,17 @@ fn apply_submission(
     }
     for d in &s.seen {
         let registered = setup.registry.resolve(adapter, &d.registry_keys);
-        let id = registered.map(|e| e.id.clone()).unwrap_or_else(|| d.device_id.clone());
-        seen.insert(id, (adapter.to_owned(), registered.is_some(), now.as_millisecond()));
+        let id = registered
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| d.device_id.clone());
+        seen.insert(
+            id,
+            (
+                adapter.to_owned(),
+                registered.is_some(),
+                now.as_millisecond(),
+            ),
+        );
     }
     let ids = insert_events(tx, setup, committed, touched, adapter, s.events, now, seen)?;
     Ok(Committed::Stored { ids })
@@ -381,25 +445,42 @@ fn insert_events(
             .unwrap_or(0)
             + 1;
         touched.insert(source.clone(), next);
-        let event = envelope::seal(&setup.registry, &setup.gateway_id, adapter, draft, now, next);
+        let event = envelope::seal(
+            &setup.registry,
+            &setup.gateway_id,
+            adapter,
+            draft,
+            now,
+            next,
+        );
         let json = serde_json::to_string(&event)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let seq = insert_event(tx, &event, next, &json)?;
         let lane = event.data.priority.lane();
-        let mut stmt = tx.prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
+        let mut stmt =
+            tx.prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
         for (sink, _) in &setup.sinks {
             stmt.execute(params![sink, seq, lane])?;
         }
         seen.insert(
             event.data.device.id.clone(),
-            (adapter.to_owned(), event.data.device.registered, now.as_millisecond()),
+            (
+                adapter.to_owned(),
+                event.data.device.registered,
+                now.as_millisecond(),
+            ),
         );
         ids.push(event.id);
     }
     Ok(ids)
 }
 
-fn insert_event(tx: &Transaction<'_>, e: &Event, source_seq: u64, json: &str) -> rusqlite::Result<i64> {
+fn insert_event(
+    tx: &Transaction<'_>,
+    e: &Event,
+    source_seq: u64,
+    json: &str,
+) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
                              time_ms, recorded_ms, correlation_id, json)
@@ -434,7 +515,15 @@ fn insert_dead_letter(
         "INSERT INTO dead_letters (adapter, reason, detail, origin, raw, raw_len, recorded_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![adapter, l.reason, l.detail, l.origin, kept, l.raw.len() as i64, now.as_millisecond()])?;
+    .execute(params![
+        adapter,
+        l.reason,
+        l.detail,
+        l.origin,
+        kept,
+        l.raw.len() as i64,
+        now.as_millisecond()
+    ])?;
     Ok(())
 }
 

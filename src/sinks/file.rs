@@ -67,7 +67,10 @@ fn append(cfg: &FileSinkConfig, lines: &[Arc<str>]) -> std::io::Result<()> {
     if current > 0 && current + incoming > cfg.rotate_bytes {
         rotate(&cfg.path, cfg.keep)?;
     }
-    let mut f = OpenOptions::new().create(true).append(true).open(&cfg.path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg.path)?;
     let mut buf = Vec::with_capacity(incoming as usize);
     for l in lines {
         buf.extend_from_slice(l.as_bytes());

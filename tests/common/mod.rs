@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use atgw::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
@@ -20,7 +21,8 @@ pub fn profiles_dir() -> PathBuf {
 }
 
 /// The profile order an integrator would configure for the shipped fixtures.
-pub const PROFILES: &str = r#"["tuya-mir-he200-fall-radar", "heiman-hs2fd-fall", "ble-hub-oximeter", "zigbee2mqtt"]"#;
+pub const PROFILES: &str =
+    r#"["tuya-mir-he200-fall-radar", "heiman-hs2fd-fall", "ble-hub-oximeter", "zigbee2mqtt"]"#;
 
 /// A gateway config with one MQTT adapter and an upstream MQTT sink plus a file sink.
 pub fn config(dir: &Path, port: u16, extra: &str) -> String {
@@ -90,7 +92,11 @@ impl Gateway {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_atgw"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -102,8 +108,10 @@ impl Gateway {
             .expect("spawn atgw");
         self.child = Some(child);
         let want = self.starts;
-        wait_until(Duration::from_secs(20), || self.log_text().matches("atgw ready").count() >= want as usize)
-            .unwrap_or_else(|_| panic!("atgw did not become ready:\n{}", self.log_text()));
+        wait_until(Duration::from_secs(20), || {
+            self.log_text().matches("atgw ready").count() >= want as usize
+        })
+        .unwrap_or_else(|_| panic!("atgw did not become ready:\n{}", self.log_text()));
     }
 
     pub fn restart(&mut self) {
@@ -122,7 +130,10 @@ impl Gateway {
     /// SIGTERM, then wait for exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        Command::new("kill").arg(c.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -134,7 +145,9 @@ impl Gateway {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log_text(&self) -> String {
@@ -152,7 +165,9 @@ impl Gateway {
     }
 
     pub fn event_count(&self) -> i64 {
-        self.journal().query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap_or(0)
+        self.journal()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap_or(0)
     }
 }
 
@@ -194,7 +209,11 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(port: u16, filter: &str) -> Upstream {
-        let mut o = MqttOptions::new(format!("upstream-{}", std::process::id()), "127.0.0.1", port);
+        let mut o = MqttOptions::new(
+            format!("upstream-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
         o.set_clean_session(false);
         o.set_keep_alive(Duration::from_secs(5));
         o.set_max_packet_size(4 << 20, 4 << 20);
@@ -225,7 +244,10 @@ impl Upstream {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("upstream subscribed").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("upstream subscribed")
+            .unwrap();
         Upstream { received, task }
     }
 
@@ -277,12 +299,22 @@ impl Publisher {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("publisher connected").unwrap();
-        Publisher { client, acked, task }
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("publisher connected")
+            .unwrap();
+        Publisher {
+            client,
+            acked,
+            task,
+        }
     }
 
     pub async fn send(&self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
     }
 
     pub fn acked(&self) -> u64 {
@@ -304,13 +336,24 @@ pub fn schema() -> jsonschema::Validator {
 
 /// Asserts an event is valid against schema v1, with the reasons when not.
 pub fn assert_schema_valid(v: &jsonschema::Validator, event: &serde_json::Value) {
-    let errors: Vec<String> = v.iter_errors(event).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "event violates schema v1: {errors:?}\n{event:#}");
+    let errors: Vec<String> = v
+        .iter_errors(event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "event violates schema v1: {errors:?}\n{event:#}"
+    );
 }
 
 /// Dead letters per reason, straight from the journal.
 pub fn dead_letters(g: &Gateway) -> HashMap<String, i64> {
     let c = g.journal();
-    let mut s = c.prepare("SELECT reason, count(*) FROM dead_letters GROUP BY reason").unwrap();
-    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+    let mut s = c
+        .prepare("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }

@@ -158,7 +158,10 @@ pub struct Invalid {
 impl Broker {
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.host.trim().is_empty() {
-            return Err(Invalid { key: "host", problem: "must not be empty".into() });
+            return Err(Invalid {
+                key: "host",
+                problem: "must not be empty".into(),
+            });
         }
         if self.password_file.is_some() && self.username.is_none() {
             return Err(Invalid {
@@ -166,13 +169,13 @@ impl Broker {
                 problem: "needs `username` as well".into(),
             });
         }
-        if let Some(tls) = &self.tls {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err(Invalid {
-                    key: "tls",
-                    problem: "`cert_file` and `key_file` go together".into(),
-                });
-            }
+        if let Some(tls) = &self.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(Invalid {
+                key: "tls",
+                problem: "`cert_file` and `key_file` go together".into(),
+            });
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return Err(Invalid {
@@ -188,13 +191,22 @@ impl AdapterConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.broker().validate()?;
         if self.topics.is_empty() {
-            return Err(Invalid { key: "topics", problem: "needs at least one topic filter".into() });
+            return Err(Invalid {
+                key: "topics",
+                problem: "needs at least one topic filter".into(),
+            });
         }
         if self.profiles.is_empty() {
-            return Err(Invalid { key: "profiles", problem: "needs at least one profile".into() });
+            return Err(Invalid {
+                key: "profiles",
+                problem: "needs at least one profile".into(),
+            });
         }
         if self.batch == 0 {
-            return Err(Invalid { key: "batch", problem: "must be at least 1".into() });
+            return Err(Invalid {
+                key: "batch",
+                problem: "must be at least 1".into(),
+            });
         }
         Ok(())
     }
@@ -204,7 +216,10 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.broker().validate()?;
         if self.window == 0 {
-            return Err(Invalid { key: "window", problem: "must be at least 1".into() });
+            return Err(Invalid {
+                key: "window",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.topic_prefix.contains(['#', '+']) {
             return Err(Invalid {

@@ -26,8 +26,15 @@ pub enum SetupError {
 
 /// Options for one connection. `clean_session` is always false: the broker must keep our
 /// subscriptions and unacknowledged QoS 1 messages across reconnects.
-pub fn options(broker: &Broker, default_client_id: &str, max_packet: usize) -> Result<MqttOptions, SetupError> {
-    let client_id = broker.client_id.clone().unwrap_or_else(|| default_client_id.to_owned());
+pub fn options(
+    broker: &Broker,
+    default_client_id: &str,
+    max_packet: usize,
+) -> Result<MqttOptions, SetupError> {
+    let client_id = broker
+        .client_id
+        .clone()
+        .unwrap_or_else(|| default_client_id.to_owned());
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     o.set_keep_alive(broker.keep_alive);
     o.set_clean_session(false);
@@ -39,9 +46,9 @@ pub fn options(broker: &Broker, default_client_id: &str, max_packet: usize) -> R
         o.set_credentials(user.clone(), String::new());
     }
     if let Some(tls) = &broker.tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
-            client_config(tls)?,
-        ))));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(client_config(tls)?),
+        )));
     }
     Ok(o)
 }
@@ -117,7 +124,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay before the next attempt (between half and all of the current step).

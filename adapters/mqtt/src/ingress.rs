@@ -77,6 +77,9 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
     let mut committer_done = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut committer = Some(committer);
+    // When the last subscribe was requested and not yet confirmed by a SUBACK. rumqttc drops a
+    // queued subscribe if the connection fails again before it is written, so we ask again.
+    let mut unconfirmed_since: Option<tokio::time::Instant> = None;
 
     loop {
         if ctx.shutdown.is_cancelled() && !committer_done {
@@ -96,10 +99,19 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
                 return Ok(());
             }
         }
+        if let Some(since) = unconfirmed_since
+            && ctx.health.is_connected()
+            && since.elapsed() > SUBACK_TIMEOUT
+        {
+            tracing::warn!(adapter = %cfg.name, "no SUBACK after {SUBACK_TIMEOUT:?}; subscribing again");
+            subscribe(&client, &filters);
+            unconfirmed_since = Some(tokio::time::Instant::now());
+        }
         let polled = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled(), if !committer_done => continue,
             p = eventloop.poll() => p,
+            _ = tokio::time::sleep(SUBACK_TIMEOUT), if unconfirmed_since.is_some() => continue,
         };
         match polled {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -107,21 +119,19 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
                 ctx.health.set_connected(true);
                 tracing::info!(adapter = %cfg.name, session_present = ack.session_present, "connected to broker {}:{}", broker.host, broker.port);
                 // Always resubscribe: idempotent, and it also applies topics added to the config.
-                if let Err(e) = client.try_subscribe_many(filters.clone()) {
-                    tracing::warn!(adapter = %cfg.name, "subscribe request queued late: {e}");
-                    let c = client.clone();
-                    let f = filters.clone();
-                    tokio::spawn(async move {
-                        let _ = c.subscribe_many(f).await;
-                    });
-                }
+                subscribe(&client, &filters);
+                unconfirmed_since = Some(tokio::time::Instant::now());
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 ctx.health.received(1);
                 let _ = tx.send(p);
             }
             Ok(Event::Incoming(Incoming::SubAck(s))) => {
-                if s.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                unconfirmed_since = None;
+                if s.return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
                     tracing::error!(adapter = %cfg.name, "broker refused a subscription (check its ACL for {:?})", cfg.topics);
                     ctx.health.error("subscription refused");
                 }
@@ -144,6 +154,21 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
                 }
             }
         }
+    }
+}
+
+/// How long a subscribe may go unconfirmed before it is sent again.
+const SUBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests the subscriptions without ever blocking the poll task: if rumqttc's request channel
+/// is full (acks queued), a helper task waits for room.
+fn subscribe(client: &AsyncClient, filters: &[SubscribeFilter]) {
+    if client.try_subscribe_many(filters.to_vec()).is_err() {
+        let c = client.clone();
+        let f = filters.to_vec();
+        tokio::spawn(async move {
+            let _ = c.subscribe_many(f).await;
+        });
     }
 }
 
@@ -180,7 +205,9 @@ async fn commit_loop(
         // Commit, retrying until the journal takes it: unacknowledged messages stay with the
         // broker, so holding them is safe; acknowledging them would not be.
         loop {
-            let (subs, letters) = map_batch(&cfg, &batch, &profiles, &tz, &health, &clock, &mut state, &limiter);
+            let (subs, letters) = map_batch(
+                &cfg, &batch, &profiles, &tz, &health, &clock, &mut state, &limiter,
+            );
             match commit(&ingest, subs, letters).await {
                 Ok(()) => {
                     backoff.reset();
@@ -239,7 +266,14 @@ fn map_batch(
     let now = clock.now();
     for p in batch {
         let (reason, detail) = if p.payload.len() > cfg.max_payload {
-            ("oversize", format!("{} bytes, limit max_payload = {}", p.payload.len(), cfg.max_payload))
+            (
+                "oversize",
+                format!(
+                    "{} bytes, limit max_payload = {}",
+                    p.payload.len(),
+                    cfg.max_payload
+                ),
+            )
         } else {
             let input = Input {
                 topic: &p.topic,
@@ -249,7 +283,12 @@ fn map_batch(
                 timezone: tz,
             };
             match profiles.evaluate(&input, &*state) {
-                Outcome::Mapped { events, state: updates, seen, .. } => {
+                Outcome::Mapped {
+                    events,
+                    state: updates,
+                    seen,
+                    ..
+                } => {
                     for u in &updates {
                         match &u.value {
                             Some(v) => state.insert(u.key.clone(), v.clone()),

@@ -44,7 +44,10 @@ pub async fn run(
     let tracker: Arc<Mutex<Tracker<i64>>> = Arc::new(Mutex::new(Tracker::default()));
     let outstanding: Outstanding = Arc::new(Mutex::new(HashMap::new()));
     let (requeue_tx, requeue_rx) = mpsc::unbounded_channel::<Vec<i64>>();
-    let SinkIo { deliveries, outcomes } = io;
+    let SinkIo {
+        deliveries,
+        outcomes,
+    } = io;
     let feeder = tokio::spawn(feed(
         cfg.topic_prefix.clone(),
         client.clone(),
@@ -59,7 +62,8 @@ pub async fn run(
     let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
         if shutdown.is_cancelled() {
-            let until = *drain_until.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(3));
+            let until = *drain_until
+                .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_secs(3));
             let idle = tracker.lock().map(|t| t.outstanding() == 0).unwrap_or(true);
             if idle || tokio::time::Instant::now() >= until || !health.is_connected() {
                 feeder.abort();
@@ -73,12 +77,30 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(200)), if shutdown.is_cancelled() => continue,
         };
         match polled {
-            Ok(ev) => on_event(ev, &cfg.name, &tracker, &outstanding, &outcomes, &requeue_tx, &health, &mut backoff),
+            Ok(ev) => on_event(
+                ev,
+                &cfg.name,
+                &tracker,
+                &outstanding,
+                &outcomes,
+                &requeue_tx,
+                &health,
+                &mut backoff,
+            ),
             Err(e) => {
                 // Events rumqttc queued during the failing call belong to the old connection:
                 // apply them now, before the next CONNACK decides what was lost.
                 while let Some(ev) = eventloop.state.events.pop_front() {
-                    on_event(ev, &cfg.name, &tracker, &outstanding, &outcomes, &requeue_tx, &health, &mut backoff);
+                    on_event(
+                        ev,
+                        &cfg.name,
+                        &tracker,
+                        &outstanding,
+                        &outcomes,
+                        &requeue_tx,
+                        &health,
+                        &mut backoff,
+                    );
                 }
                 // A publish parked in the collision slot survives `clean()` and, if the session
                 // is lost, blocks rumqttc until CollisionTimeout; give it back as unassigned.
@@ -131,7 +153,10 @@ fn on_event(
             health.set_connected(true);
             tracing::info!(sink = %name, session_present = ack.session_present, "connected to upstream broker");
             if !ack.session_present {
-                let lost = tracker.lock().map(|mut t| t.session_lost()).unwrap_or_default();
+                let lost = tracker
+                    .lock()
+                    .map(|mut t| t.session_lost())
+                    .unwrap_or_default();
                 if !lost.is_empty() {
                     tracing::info!(sink = %name, count = lost.len(), "broker lost our session; publishing unacknowledged events again");
                     let _ = requeue.send(lost);
@@ -173,8 +198,7 @@ async fn feed(
             _ = shutdown.cancelled() => return,
             ids = requeue.recv() => match ids {
                 Some(ids) => {
-                    let o = outstanding.lock().map(|o| ids.iter().filter_map(|id| o.get(id).cloned()).collect()).unwrap_or_default();
-                    o
+                    outstanding.lock().map(|o| ids.iter().filter_map(|id| o.get(id).cloned()).collect()).unwrap_or_default()
                 }
                 None => return,
             },

@@ -189,8 +189,16 @@ impl Kind {
     pub fn default_priority(self) -> Priority {
         use Kind::*;
         match self {
-            Fall | PendantPress | Medical | Inactivity | Spo2Low | RespiratoryRateAbnormal
-            | Smoke | Co | Gas | Seizure => Priority::High,
+            Fall
+            | PendantPress
+            | Medical
+            | Inactivity
+            | Spo2Low
+            | RespiratoryRateAbnormal
+            | Smoke
+            | Co
+            | Gas
+            | Seizure => Priority::High,
             AssistanceCall | NurseCall | BedExit | ChairExit | DoorExit | HeartRateAbnormal
             | WaterLeak | TemperatureExtreme | DeviceOffline | Enuresis => Priority::Medium,
             Tamper | LowBattery | DeviceFault | PowerFault | Unknown => Priority::Low,
@@ -383,7 +391,12 @@ pub struct EventDraft {
 
 impl EventDraft {
     /// A draft with the kind's default priority and nothing else filled in.
-    pub fn new(kind: Kind, phase: Phase, device_id: impl Into<String>, adapter: impl Into<String>) -> Self {
+    pub fn new(
+        kind: Kind,
+        phase: Phase,
+        device_id: impl Into<String>,
+        adapter: impl Into<String>,
+    ) -> Self {
         EventDraft {
             time: None,
             data: EventData {
@@ -471,14 +484,20 @@ mod tests {
     fn enums_round_trip_through_their_wire_spelling() {
         for k in Kind::ALL {
             assert_eq!(k.as_str().parse::<Kind>().unwrap(), *k);
-            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str())
+            );
         }
         assert!("falls".parse::<Kind>().is_err());
     }
 
     #[test]
     fn subject_names_only_the_known_parts() {
-        let mut l = Location { site: "oakview".into(), ..Default::default() };
+        let mut l = Location {
+            site: "oakview".into(),
+            ..Default::default()
+        };
         assert_eq!(l.subject(), "site/oakview");
         l.area = Some("east".into());
         l.room = Some("12".into());

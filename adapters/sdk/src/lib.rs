@@ -23,7 +23,7 @@ pub mod sink;
 
 pub use event::{Event, EventData, EventDraft, Kind, Phase, Priority};
 pub use health::Health;
-pub use ingest::{Committed, DeadLetter, Ingest, IngestError, StateUpdate, Seen, Submission};
+pub use ingest::{Committed, DeadLetter, Ingest, IngestError, Seen, StateUpdate, Submission};
 
 /// Cooperative shutdown, shared by every task (cancelled once, observed everywhere).
 pub use tokio_util::sync::CancellationToken as Shutdown;

@@ -17,7 +17,10 @@ mod tests {
     fn sample() -> Event {
         let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "zigbee:0xa4", "zigbee");
         d.data.location.site = "oakview".into();
-        d.data.battery = Some(Battery { percent: Some(100.0), ..Default::default() });
+        d.data.battery = Some(Battery {
+            percent: Some(100.0),
+            ..Default::default()
+        });
         Event {
             specversion: SPEC_VERSION.into(),
             id: "0196484e-3a10-7c44-9f0e-6f7f0b2d9a01".into(),
@@ -50,7 +53,10 @@ mod tests {
         json["data"]["kind"] = "falls".into();
         assert!(!v.is_valid(&json));
         let mut json = serde_json::to_value(sample()).unwrap();
-        json["data"]["location"].as_object_mut().unwrap().remove("site");
+        json["data"]["location"]
+            .as_object_mut()
+            .unwrap()
+            .remove("site");
         assert!(!v.is_valid(&json));
     }
 

@@ -47,12 +47,13 @@ pub enum SecretError {
 /// Where a configured secret path really is: relative paths resolve in
 /// `$CREDENTIALS_DIRECTORY` when systemd provides one.
 pub fn resolve(path: &Path) -> PathBuf {
-    if path.is_relative() {
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let candidate = Path::new(&dir).join(path);
-            if candidate.exists() {
-                return candidate;
-            }
+    if let (true, Some(dir)) = (
+        path.is_relative(),
+        std::env::var_os("CREDENTIALS_DIRECTORY"),
+    ) {
+        let candidate = Path::new(&dir).join(path);
+        if candidate.exists() {
+            return candidate;
         }
     }
     path.to_path_buf()
@@ -113,7 +114,10 @@ mod tests {
         let p = dir.join("token");
         std::fs::write(&p, "abc\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_secret_file(&p), Err(SecretError::TooOpen { .. })));
+        assert!(matches!(
+            read_secret_file(&p),
+            Err(SecretError::TooOpen { .. })
+        ));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret_file(&p).unwrap().expose(), "abc");
         std::fs::remove_dir_all(&dir).ok();

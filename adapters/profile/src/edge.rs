@@ -1,0 +1,133 @@
+//! Edge detection for state fields: zigbee2mqtt republishes a device's whole cached state on every
+//! report, so `water_leak: true` arriving with a battery update is not a new leak.
+//!
+//! The remembered value per (profile, device, field) lives in the caller's state map, which the
+//! core persists in the same transaction as the events, so a restart neither re-raises nor misses
+//! a transition. The decision itself is a pure function, tested exhaustively below.
+//!
+//! | previous value        | new value maps to    | event? |
+//! |-----------------------|----------------------|--------|
+//! | none (first sight)    | raised               | yes    |
+//! | none (first sight)    | cleared or point     | no: a normal first reading is not news |
+//! | the same value        | anything             | no: a state repeat |
+//! | a value mapping to cleared | cleared         | no: nothing was open |
+//! | any other value       | anything             | yes: a raise, a clear, an upgrade or downgrade |
+//!
+//! A previous value the profile no longer knows (the profile was edited) counts as "any other
+//! value", so a leftover raised condition still gets its clear.
+
+use atgw_sdk::Phase;
+
+/// What to do with one observed state value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Emit the new value's event.
+    pub emit: bool,
+    /// Remember the new value (it differs from what is stored).
+    pub store: bool,
+}
+
+/// `previous` is the stored value and the phase it maps to now (`None` when no longer mapped).
+pub(crate) fn decide(
+    previous: Option<(&str, Option<Phase>)>,
+    value: &str,
+    phase: Phase,
+) -> Decision {
+    match previous {
+        None => Decision {
+            emit: phase == Phase::Raised,
+            store: true,
+        },
+        Some((old, _)) if old == value => Decision {
+            emit: false,
+            store: false,
+        },
+        Some((_, Some(Phase::Cleared))) if phase == Phase::Cleared => Decision {
+            emit: false,
+            store: true,
+        },
+        Some(_) => Decision {
+            emit: true,
+            store: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHASES: [Phase; 3] = [Phase::Raised, Phase::Cleared, Phase::Point];
+
+    #[test]
+    fn first_sight_raises_only_an_alarm_value() {
+        assert_eq!(
+            decide(None, "true", Phase::Raised),
+            Decision {
+                emit: true,
+                store: true
+            }
+        );
+        assert_eq!(
+            decide(None, "false", Phase::Cleared),
+            Decision {
+                emit: false,
+                store: true
+            }
+        );
+        assert_eq!(
+            decide(None, "x", Phase::Point),
+            Decision {
+                emit: false,
+                store: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_repeat_is_silent_and_not_rewritten() {
+        for old in [
+            None,
+            Some(Phase::Raised),
+            Some(Phase::Cleared),
+            Some(Phase::Point),
+        ] {
+            for new in PHASES {
+                assert_eq!(
+                    decide(Some(("v", old)), "v", new),
+                    Decision {
+                        emit: false,
+                        store: false
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_change_emits_except_between_normal_values() {
+        for old in [
+            None,
+            Some(Phase::Raised),
+            Some(Phase::Cleared),
+            Some(Phase::Point),
+        ] {
+            for new in PHASES {
+                let d = decide(Some(("old", old)), "new", new);
+                assert!(d.store);
+                let quiet = old == Some(Phase::Cleared) && new == Phase::Cleared;
+                assert_eq!(d.emit, !quiet, "{old:?} -> {new:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_upgrade_from_suspected_to_confirmed_emits() {
+        let d = decide(
+            Some(("maybe_fall", Some(Phase::Raised))),
+            "fall",
+            Phase::Raised,
+        );
+        assert!(d.emit);
+    }
+}

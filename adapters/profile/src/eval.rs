@@ -1,0 +1,603 @@
+//! Running a message through an ordered list of profiles: find the first ignore or rule that
+//! matches, then map the message (or each `for_each` element) to events, edge-detecting state
+//! fields against the caller's state map.
+//!
+//! Nothing here trusts the input: every read is an `Option`, every type is checked, and a
+//! message either maps completely or is rejected whole (no half-applied state).
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+
+use atgw_sdk::event::{Battery, Codes, Observation, Raw, Signal};
+use atgw_sdk::ingest::Seen;
+use atgw_sdk::{EventDraft, StateUpdate};
+use serde_json::Value;
+
+use crate::coerce::{describe, json_equal, lenient_bool, lenient_number, truncate};
+use crate::compile::{CodesMap, Compiled, Conditions, Mapping, ObservationMap, Rule};
+use crate::edge;
+use crate::path::JsonPath;
+use crate::spec::{Other, PayloadFormat, Sentinel, ValueType};
+use crate::template::{RenderError, Scope, Template};
+use crate::{Input, Outcome, StateView};
+
+/// Longest device id a profile may produce; ids are part of every edge-detection key.
+const MAX_DEVICE_ID: usize = 200;
+/// Longest `message`, the SMS/pager limit of schema v1.
+const MAX_MESSAGE: usize = 160;
+/// Longest dead-letter detail.
+const MAX_DETAIL: usize = 400;
+/// `raw.protocol` of everything this engine maps (the HTTP adapter will pass its own).
+const PROTOCOL: &str = "mqtt";
+
+/// Why a message could not be mapped.
+#[derive(Debug, Clone)]
+struct Rejection {
+    reason: &'static str,
+    detail: String,
+}
+
+/// The payload, decoded at most once per form and only when a rule's topic matched.
+struct Payload<'a> {
+    bytes: &'a [u8],
+    json: OnceCell<Result<Value, Rejection>>,
+    text: OnceCell<Result<Value, Rejection>>,
+}
+
+impl<'a> Payload<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Payload {
+            bytes,
+            json: OnceCell::new(),
+            text: OnceCell::new(),
+        }
+    }
+
+    fn json(&self) -> Result<&Value, Rejection> {
+        self.json
+            .get_or_init(|| {
+                let text = std::str::from_utf8(self.bytes).map_err(|e| Rejection {
+                    reason: "not_utf8",
+                    detail: format!("the payload is not UTF-8 text ({e})"),
+                })?;
+                serde_json::from_str(text).map_err(|e| Rejection {
+                    reason: "invalid_json",
+                    detail: format!("the payload is not JSON ({e})"),
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn text(&self) -> Result<&Value, Rejection> {
+        self.text
+            .get_or_init(|| match std::str::from_utf8(self.bytes) {
+                Ok(s) => Ok(Value::String(s.trim().to_owned())),
+                Err(e) => Err(Rejection {
+                    reason: "not_utf8",
+                    detail: format!("the payload is not UTF-8 text ({e})"),
+                }),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn view(&self, format: PayloadFormat) -> Result<&Value, Rejection> {
+        match format {
+            PayloadFormat::Json => self.json(),
+            PayloadFormat::Text => self.text(),
+            PayloadFormat::JsonOrText => self.json().or_else(|_| self.text()),
+        }
+    }
+}
+
+pub(crate) fn evaluate(
+    profiles: &[&Compiled],
+    input: &Input<'_>,
+    state: &dyn StateView,
+) -> Outcome {
+    let payload = Payload::new(input.payload);
+    let topic = input.topic;
+    let mut unreadable: Option<Rejection> = None;
+    let mut topic_matched = false;
+    for profile in profiles {
+        for ignore in &profile.ignores {
+            let hit = ignore.topics.iter().any(|t| t.matches(topic).is_some())
+                && !ignore.except.iter().any(|t| t.matches(topic).is_some());
+            if !hit {
+                continue;
+            }
+            let Some(conditions) = &ignore.conditions else {
+                return Outcome::Ignored {
+                    profile: profile.name.clone(),
+                    rule: ignore.name.clone(),
+                };
+            };
+            match payload.view(conditions.payload) {
+                Ok(root) if conditions_hold(conditions, root) => {
+                    return Outcome::Ignored {
+                        profile: profile.name.clone(),
+                        rule: ignore.name.clone(),
+                    };
+                }
+                Ok(_) => {}
+                Err(r) => {
+                    unreadable.get_or_insert(r);
+                }
+            }
+        }
+        for rule in &profile.rules {
+            let Some(captures) = rule.topics.iter().find_map(|t| t.matches(topic)) else {
+                continue;
+            };
+            if rule.not_topics.iter().any(|t| t.matches(topic).is_some()) {
+                continue;
+            }
+            topic_matched = true;
+            let root = match payload.view(rule.conditions.payload) {
+                Ok(root) => root,
+                Err(r) => {
+                    unreadable.get_or_insert(r);
+                    continue;
+                }
+            };
+            if !conditions_hold(&rule.conditions, root) {
+                continue;
+            }
+            let mapper = Mapper {
+                profile: &profile.name,
+                rule,
+                captures: &captures,
+                message: root,
+                input,
+                state,
+                updates: Vec::new(),
+            };
+            return match mapper.run() {
+                Ok((events, state, seen)) => Outcome::Mapped {
+                    profile: profile.name.clone(),
+                    events,
+                    state,
+                    seen,
+                },
+                Err(r) => Outcome::Rejected {
+                    reason: r.reason,
+                    detail: truncate(
+                        &format!("profile {}, rule {}: {}", profile.name, rule.name, r.detail),
+                        MAX_DETAIL,
+                    ),
+                },
+            };
+        }
+    }
+    let shown = truncate(topic, 120);
+    match unreadable {
+        Some(r) => Outcome::Rejected {
+            reason: r.reason,
+            detail: truncate(&format!("topic `{shown}`: {}", r.detail), MAX_DETAIL),
+        },
+        None if topic_matched => Outcome::Rejected {
+            reason: "no_profile",
+            detail: format!(
+                "topic `{shown}` matched a profile's topic, but no rule's `has`/`equals` conditions held"
+            ),
+        },
+        None => Outcome::Rejected {
+            reason: "no_profile",
+            detail: format!("no configured profile matches topic `{shown}`"),
+        },
+    }
+}
+
+fn conditions_hold(c: &Conditions, root: &Value) -> bool {
+    c.has
+        .iter()
+        .all(|p| p.get(root, root).is_some_and(|v| !v.is_null()))
+        && c.equals.iter().all(|(p, options)| {
+            p.get(root, root)
+                .is_some_and(|v| options.iter().any(|o| json_equal(v, o)))
+        })
+}
+
+type Mapped = (Vec<EventDraft>, Vec<StateUpdate>, Vec<Seen>);
+
+struct Mapper<'a> {
+    profile: &'a str,
+    rule: &'a Rule,
+    captures: &'a [(String, String)],
+    message: &'a Value,
+    input: &'a Input<'a>,
+    state: &'a dyn StateView,
+    /// Updates made by this message, consulted before `state` so a `for_each` list that names
+    /// one device twice sees its own earlier element.
+    updates: Vec<StateUpdate>,
+}
+
+/// What every event of one element shares.
+struct Common {
+    device_id: String,
+    keys: BTreeMap<String, String>,
+    vendor: Option<String>,
+    model: Option<String>,
+    component: Option<String>,
+    time: Option<jiff::Timestamp>,
+    test: bool,
+    battery: Option<Battery>,
+    signal: Option<Signal>,
+    observations: Vec<Observation>,
+}
+
+impl Mapper<'_> {
+    fn run(mut self) -> Result<Mapped, Rejection> {
+        let items: Vec<&Value> = match &self.rule.for_each {
+            None => vec![self.message],
+            Some(path) => match path.get(self.message, self.message) {
+                Some(Value::Array(list)) if list.len() > self.rule.max_items => {
+                    return Err(Rejection {
+                        reason: "too_many_items",
+                        detail: format!(
+                            "`{path}` has {} elements, more than max_items = {}",
+                            list.len(),
+                            self.rule.max_items
+                        ),
+                    });
+                }
+                Some(Value::Array(list)) => list.iter().collect(),
+                Some(other) => return Err(wrong_type(path, other, "an array")),
+                None => Vec::new(),
+            },
+        };
+        let mut events = Vec::new();
+        let mut seen: Vec<Seen> = Vec::new();
+        for item in items {
+            let scope = Scope {
+                captures: self.captures,
+                item,
+                message: self.message,
+            };
+            let common = self.common(&scope)?;
+            self.states(&scope, &common, &mut events)?;
+            self.points(&scope, &common, &mut events)?;
+            if self.rule.seen && !seen.iter().any(|s| s.device_id == common.device_id) {
+                seen.push(Seen {
+                    device_id: common.device_id.clone(),
+                    registry_keys: common.keys.clone(),
+                });
+            }
+        }
+        Ok((events, self.updates, seen))
+    }
+
+    fn common(&self, scope: &Scope<'_>) -> Result<Common, Rejection> {
+        let rule = self.rule;
+        let template = &rule.device.id;
+        let device_id = match template.render(scope) {
+            Ok(id) => id,
+            Err(RenderError::Missing(p)) => {
+                return Err(Rejection {
+                    reason: "missing_field",
+                    detail: format!(
+                        "device id `{}` needs `{p}`, which is missing or null",
+                        template.as_str()
+                    ),
+                });
+            }
+            Err(RenderError::NotScalar(p)) => {
+                return Err(Rejection {
+                    reason: "wrong_type",
+                    detail: format!(
+                        "device id `{}`: `{p}` is an object or array, expected a string or number",
+                        template.as_str()
+                    ),
+                });
+            }
+        };
+        if device_id.trim().is_empty()
+            || device_id.len() > MAX_DEVICE_ID
+            || device_id.chars().any(char::is_control)
+        {
+            return Err(Rejection {
+                reason: "invalid_device_id",
+                detail: format!(
+                    "device id `{}` is empty, longer than {MAX_DEVICE_ID} bytes or holds control characters",
+                    truncate(&device_id, 60)
+                ),
+            });
+        }
+        let mut keys: BTreeMap<String, String> = self.captures.iter().cloned().collect();
+        for (k, t) in &rule.device.keys {
+            if let Ok(v) = t.render(scope) {
+                keys.insert(k.clone(), v);
+            }
+        }
+        let render = |t: &Option<Template>| {
+            t.as_ref()
+                .and_then(|t| t.render(scope).ok())
+                .filter(|s| !s.is_empty())
+        };
+        let (item, message) = (scope.item, scope.message);
+        let time = rule.time.as_ref().and_then(|(paths, format)| {
+            format.read(paths.get(item, message)?.1, self.input.timezone)
+        });
+        let number = |p: &Option<crate::path::Paths>| {
+            p.as_ref()
+                .and_then(|p| p.get(item, message))
+                .and_then(|(_, v)| lenient_number(v))
+        };
+        let battery = Battery {
+            percent: number(&rule.battery.percent),
+            low: rule
+                .battery
+                .low
+                .as_ref()
+                .and_then(|p| p.get(item, message))
+                .and_then(|(_, v)| lenient_bool(v)),
+            voltage_mv: number(&rule.battery.voltage_mv),
+        };
+        let signal = Signal {
+            rssi_dbm: number(&rule.signal.rssi),
+            lqi: number(&rule.signal.lqi),
+        };
+        let test = match &rule.test {
+            None => false,
+            Some((paths, equals)) => match (paths.get(item, message), equals) {
+                (None, _) => false,
+                (Some((_, v)), Some(e)) => json_equal(v, e),
+                (Some((_, v)), None) => lenient_bool(v) == Some(true),
+            },
+        };
+        let observations = rule
+            .observations
+            .iter()
+            .filter_map(|o| observation(o, item, message).transpose())
+            .collect::<Result<_, _>>()?;
+        Ok(Common {
+            keys,
+            vendor: render(&rule.device.vendor),
+            model: render(&rule.device.model),
+            component: render(&rule.device.component),
+            time,
+            test,
+            battery: (battery != Battery::default()).then_some(battery),
+            signal: (signal != Signal::default()).then_some(signal),
+            observations,
+            device_id,
+        })
+    }
+
+    fn states(
+        &mut self,
+        scope: &Scope<'_>,
+        common: &Common,
+        events: &mut Vec<EventDraft>,
+    ) -> Result<(), Rejection> {
+        let rule = self.rule;
+        for st in &rule.states {
+            let Some((path, v)) = st.paths.get(scope.item, scope.message) else {
+                continue;
+            };
+            let Some(key) = classify(st.value_type, v) else {
+                return Err(wrong_type(path, v, expected(st.value_type)));
+            };
+            let mapping = match st.values.get(&key) {
+                Some(Some(m)) => m,
+                Some(None) => continue,
+                None if st.other == Other::Ignore => continue,
+                None => return Err(unmapped(path, &key, st.values.keys())),
+            };
+            let edge_key = format!("{}|{}|{}", self.profile, common.device_id, st.key);
+            let previous = self.lookup(&edge_key);
+            let previous_phase = previous
+                .as_deref()
+                .and_then(|p| st.values.get(p))
+                .and_then(|m| m.as_ref().map(|m| m.phase));
+            let decision = edge::decide(
+                previous.as_deref().map(|p| (p, previous_phase)),
+                &key,
+                mapping.phase,
+            );
+            if decision.store {
+                self.remember(edge_key, key);
+            }
+            if decision.emit {
+                events.push(self.event(mapping, scope, common));
+            }
+        }
+        Ok(())
+    }
+
+    fn points(
+        &self,
+        scope: &Scope<'_>,
+        common: &Common,
+        events: &mut Vec<EventDraft>,
+    ) -> Result<(), Rejection> {
+        for pt in &self.rule.points {
+            let mapping = match &pt.paths {
+                None => &pt.default,
+                Some(paths) => {
+                    let Some((path, v)) = paths.get(scope.item, scope.message) else {
+                        continue;
+                    };
+                    // zigbee2mqtt clears `action` with "" (and null, skipped above): no event.
+                    if matches!(v, Value::String(s) if s.is_empty()) || *v == Value::Bool(false) {
+                        continue;
+                    }
+                    match &pt.values {
+                        None => &pt.default,
+                        Some(values) => {
+                            let Some(key) = classify(pt.value_type, v) else {
+                                return Err(wrong_type(path, v, expected(pt.value_type)));
+                            };
+                            match values.get(&key) {
+                                Some(Some(m)) => m,
+                                Some(None) => continue,
+                                None if pt.other == Other::Ignore => continue,
+                                None => return Err(unmapped(path, &key, values.keys())),
+                            }
+                        }
+                    }
+                }
+            };
+            events.push(self.event(mapping, scope, common));
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, key: &str) -> Option<String> {
+        match self.updates.iter().find(|u| u.key == key) {
+            Some(u) => u.value.clone(),
+            None => self.state.get(key).map(str::to_owned),
+        }
+    }
+
+    fn remember(&mut self, key: String, value: String) {
+        match self.updates.iter_mut().find(|u| u.key == key) {
+            Some(u) => u.value = Some(value),
+            None => self.updates.push(StateUpdate {
+                key,
+                value: Some(value),
+            }),
+        }
+    }
+
+    fn event(&self, m: &Mapping, scope: &Scope<'_>, common: &Common) -> EventDraft {
+        let mut draft = EventDraft::new(
+            m.kind,
+            m.phase,
+            common.device_id.clone(),
+            self.input.adapter,
+        );
+        draft.time = common.time;
+        draft.registry_keys = common.keys.clone();
+        let data = &mut draft.data;
+        data.priority = m.priority;
+        data.confidence = m.confidence;
+        data.test = common.test || m.test;
+        data.device.vendor = common.vendor.clone();
+        data.device.model = common.model.clone();
+        data.device.component = m
+            .component
+            .as_ref()
+            .and_then(|t| t.render(scope).ok())
+            .or_else(|| common.component.clone());
+        data.observations = common.observations.clone();
+        data.battery = common.battery.clone();
+        data.signal = common.signal.clone();
+        data.codes = codes(&m.codes, scope);
+        data.message = m
+            .message
+            .as_ref()
+            .and_then(|t| t.render(scope).ok())
+            .map(|s| truncate_plain(&s, MAX_MESSAGE))
+            .filter(|s| !s.is_empty());
+        data.raw = Some(Raw {
+            protocol: PROTOCOL.to_owned(),
+            topic: Some(self.input.topic.to_owned()),
+            path: None,
+            payload: self.message.clone(),
+            upstream_id: None,
+        });
+        draft
+    }
+}
+
+fn codes(c: &CodesMap, scope: &Scope<'_>) -> Codes {
+    let r = |t: &Option<Template>| t.as_ref().and_then(|t| t.render(scope).ok());
+    Codes {
+        contact_id: r(&c.contact_id),
+        sia: r(&c.sia),
+        scaip: r(&c.scaip),
+        snomed: r(&c.snomed),
+        vendor: r(&c.vendor),
+    }
+}
+
+/// At most `max` characters, without the ellipsis `truncate` adds (it would cost one of them).
+fn truncate_plain(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The `values` key a JSON value selects, or `None` when its type is wrong.
+fn classify(t: ValueType, v: &Value) -> Option<String> {
+    match (t, v) {
+        (ValueType::Bool, Value::Bool(b)) => Some(b.to_string()),
+        (ValueType::String, Value::String(s)) => Some(s.clone()),
+        (ValueType::Integer, Value::Number(n)) => n.as_i64().map(|i| i.to_string()),
+        _ => None,
+    }
+}
+
+fn expected(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Bool => "true or false",
+        ValueType::String => "a string",
+        ValueType::Integer => "a whole number",
+    }
+}
+
+fn wrong_type(path: &JsonPath, v: &Value, expected: &str) -> Rejection {
+    Rejection {
+        reason: "wrong_type",
+        detail: format!("`{path}` is {}, expected {expected}", describe(v)),
+    }
+}
+
+fn unmapped<'k>(path: &JsonPath, key: &str, known: impl Iterator<Item = &'k String>) -> Rejection {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    Rejection {
+        reason: "unmapped_value",
+        detail: format!(
+            "`{path}` = `{}` is not in the profile's values ({}); add it to `values` or set `other = \"ignore\"`",
+            truncate(key, 40),
+            known.join(", ")
+        ),
+    }
+}
+
+/// One observation, `None` when the device did not report it.
+fn observation(
+    o: &ObservationMap,
+    item: &Value,
+    message: &Value,
+) -> Result<Option<Observation>, Rejection> {
+    let Some((path, v)) = o.paths.get(item, message) else {
+        return Ok(None);
+    };
+    let is_sentinel = o.absent.iter().any(|s| match (s, v) {
+        (Sentinel::Number(n), Value::Number(_) | Value::String(_)) => lenient_number(v) == Some(*n),
+        (Sentinel::Text(t), Value::String(s)) => s.trim() == t,
+        _ => false,
+    });
+    let mut obs = Observation {
+        name: o.name.clone(),
+        code: o.code.clone(),
+        mdc: o.mdc,
+        unit: o.unit.clone(),
+        method: o.method.clone(),
+        status: o.status.clone(),
+        ..Observation::default()
+    };
+    if is_sentinel {
+        obs.absent_reason = Some(o.absent_reason.clone());
+        return Ok(Some(obs));
+    }
+    let raw = match v {
+        Value::Number(_) | Value::String(_) => lenient_number(v),
+        _ => None,
+    };
+    let Some(raw) = raw else {
+        return Err(wrong_type(path, v, "a number"));
+    };
+    let mut value = raw * o.scale;
+    if let Some(places) = o.round {
+        let factor = 10f64.powi(places as i32);
+        value = (value * factor).round() / factor;
+    }
+    if value.is_finite() {
+        obs.value = Some(value);
+    } else {
+        obs.absent_reason = Some("error".to_owned());
+    }
+    Ok(Some(obs))
+}

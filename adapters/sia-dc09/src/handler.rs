@@ -1,0 +1,416 @@
+//! The receiver's decision for one frame, as data: what to dead-letter, what to commit, what to
+//! answer, and what to log. No I/O, so every branch of legacy.md §1.10 is a unit test; the
+//! listeners execute the [`Outcome`] in order (dead letter, commit, then answer).
+//!
+//! The one rule the I/O side must keep: `reply` goes out only after `commit` resolved `Ok`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use atgw_sdk::event::Raw;
+use atgw_sdk::{DeadLetter, EventDraft, Kind, Phase, Priority, Seen, Submission};
+use crc::{CRC_64_XZ, Crc};
+use jiff::{SignedDuration, Timestamp};
+use rand::Rng;
+
+use crate::crypto::{self, AesKey};
+use crate::frame::{Body, Frame, FrameError, Header, Payload, Token, parse_payload};
+use crate::mapping::{self, Mapper, PROTOCOL};
+use crate::response;
+use crate::timestamp::Window;
+
+/// Stable across releases (unlike std's hasher), because dedupe keys outlive the process.
+const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+
+/// How often one unknown account may raise the "unknown account transmitting" alert.
+const UNKNOWN_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
+/// Bound on remembered unknown accounts, so a scan of made-up accounts cannot grow memory.
+const UNKNOWN_ALERT_MEMORY: usize = 4096;
+
+/// What to do with one frame.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Dead-letter first (durable before any answer).
+    pub dead_letter: Option<DeadLetter>,
+    /// A gateway alert to journal; best effort, does not gate the answer.
+    pub alert: Option<Submission>,
+    /// Must be committed before `reply` is sent; if the commit fails, nothing is sent and the
+    /// transmitter retries.
+    pub commit: Option<Submission>,
+    /// Bytes for the transmitter.
+    pub reply: Option<Vec<u8>>,
+    /// The ACK is for an encrypted frame (for counters and tests).
+    pub encrypted: bool,
+}
+
+impl Outcome {
+    fn reject(reason: &str, detail: String, origin: &str, raw: &[u8]) -> Outcome {
+        Outcome {
+            dead_letter: Some(DeadLetter {
+                reason: reason.into(),
+                detail,
+                origin: origin.into(),
+                raw: raw.to_vec(),
+            }),
+            ..Outcome::default()
+        }
+    }
+
+    fn answer(mut self, reply: Vec<u8>) -> Outcome {
+        self.reply = Some(reply);
+        self
+    }
+}
+
+/// One account as the handler needs it.
+#[derive(Clone, Debug)]
+pub struct AccountEntry {
+    /// `None`: the account sends plaintext.
+    pub key: Option<AesKey>,
+}
+
+/// The receiver's policy and state for one adapter instance.
+#[derive(Debug)]
+pub struct Handler {
+    mapper: Mapper,
+    accounts: HashMap<String, AccountEntry>,
+    accept_unknown: bool,
+    window: Window,
+    unknown_alerts: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl Handler {
+    pub fn new(
+        mapper: Mapper,
+        accounts: HashMap<String, AccountEntry>,
+        accept_unknown: bool,
+        window: Window,
+    ) -> Handler {
+        Handler {
+            mapper,
+            accounts,
+            accept_unknown,
+            window,
+            unknown_alerts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn adapter(&self) -> &str {
+        self.mapper.adapter()
+    }
+
+    /// A frame the decoder had to throw away for size.
+    pub fn oversize(&self, err: &FrameError, origin: &str, head: &[u8]) -> Outcome {
+        Outcome::reject(err.reason(), err.to_string(), origin, head)
+    }
+
+    /// Decides what one complete frame (LF … CR) becomes.
+    pub fn handle(&self, raw: &[u8], origin: &str, now: Timestamp, rng: &mut impl Rng) -> Outcome {
+        let frame = match Frame::decode(raw) {
+            Ok((f, _)) => f,
+            Err(e) => return Outcome::reject(e.reason(), e.to_string(), origin, raw),
+        };
+        let h = &frame.header;
+        if matches!(h.token, Token::Ack | Token::Nak | Token::Duh | Token::Rsp) {
+            return Outcome::reject(
+                "unexpected_response",
+                format!(
+                    "a transmitter sent us a {} (we are the receiver)",
+                    h.token.as_str()
+                ),
+                origin,
+                raw,
+            );
+        }
+        let Some(account) = h.account.as_deref() else {
+            return Outcome::reject("bad_frame", "frame has no #account".into(), origin, raw);
+        };
+        let entry = match self.accounts.get(account) {
+            Some(e) => Some(e),
+            None if self.accept_unknown => None,
+            None => {
+                let mut out = Outcome::reject(
+                    "unknown_account",
+                    format!("account {account} is not in this adapter's accounts"),
+                    origin,
+                    raw,
+                );
+                out.alert = self.unknown_account_alert(account, origin, now);
+                return out.answer(response::duh(h));
+            }
+        };
+        if let Token::Other(t) = &h.token {
+            let detail = format!("ID token \"{t}\" is not one this receiver processes");
+            return Outcome::reject("unknown_token", detail, origin, raw).answer(response::duh(h));
+        }
+        let key = entry.and_then(|e| e.key.as_ref());
+        let payload = match (&frame.body, key) {
+            (Body::Encrypted(_), None) => {
+                let detail =
+                    format!("account {account} sent an encrypted frame but has no key_file");
+                return Outcome::reject("decrypt_failed", detail, origin, raw)
+                    .answer(response::nak(now));
+            }
+            (Body::Encrypted(hex), Some(key)) => match open(key, hex) {
+                Ok(p) => p,
+                Err(detail) => {
+                    let detail = format!("account {account}: {detail}");
+                    return Outcome::reject("decrypt_failed", detail, origin, raw)
+                        .answer(response::nak(now));
+                }
+            },
+            (Body::Clear(_), Some(_)) => {
+                let detail = format!("account {account} has a key but sent a plaintext frame");
+                return Outcome::reject("unencrypted", detail, origin, raw)
+                    .answer(response::duh(h));
+            }
+            (Body::Clear(p), None) => p.clone(),
+        };
+        if let Some(ts) = payload.timestamp
+            && !self.window.accepts(ts, now)
+        {
+            let detail = format!(
+                "account {account}: frame time {} is outside the window around our {}",
+                ts.format(),
+                crate::timestamp::Dc09Time::from_timestamp(now).format()
+            );
+            return Outcome::reject("stale_timestamp", detail, origin, raw)
+                .answer(response::nak(now));
+        }
+        let events = match self.mapper.drafts(h, &payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                let detail = format!("account {account}: {e}");
+                return Outcome::reject("bad_data", detail, origin, raw).answer(response::duh(h));
+            }
+        };
+        let dedupe_key = (!events.is_empty()).then(|| dedupe_key(h, &payload));
+        let mut keys = BTreeMap::new();
+        keys.insert("account".to_owned(), account.to_owned());
+        Outcome {
+            commit: Some(Submission {
+                events,
+                dedupe_key,
+                seen: vec![Seen {
+                    device_id: mapping::device_id(account),
+                    registry_keys: keys,
+                }],
+                // Other fields keep their defaults: DC-09 cannot tell a retransmission from an
+                // original, so `first_delivery` stays false and the key decides.
+                ..Submission::default()
+            }),
+            reply: Some(response::ack(h, key, now, rng)),
+            encrypted: key.is_some(),
+            ..Outcome::default()
+        }
+    }
+
+    /// At most one alert per account per hour.
+    fn unknown_account_alert(
+        &self,
+        account: &str,
+        origin: &str,
+        now: Timestamp,
+    ) -> Option<Submission> {
+        let mut seen = self.unknown_alerts.lock().ok()?;
+        if let Some(last) = seen.get(account)
+            && now.duration_since(*last) < UNKNOWN_ALERT_EVERY
+        {
+            return None;
+        }
+        if seen.len() >= UNKNOWN_ALERT_MEMORY {
+            seen.retain(|_, t| now.duration_since(*t) < UNKNOWN_ALERT_EVERY);
+            if seen.len() >= UNKNOWN_ALERT_MEMORY {
+                return None;
+            }
+        }
+        seen.insert(account.to_owned(), now);
+        // `unknown` rather than `tamper` or `device_fault`: most often this is a panel nobody
+        // added to the config, and the message says what to do; medium so someone looks.
+        let mut d = EventDraft::new(
+            Kind::Unknown,
+            Phase::Point,
+            mapping::device_id(account),
+            self.adapter().to_owned(),
+        );
+        d.data.priority = Priority::Medium;
+        d.data.message = Some(format!(
+            "Unknown DC-09 account {account} transmitting to {}; add it to accounts or check the panel",
+            self.adapter()
+        ));
+        d.data.raw = Some(Raw {
+            protocol: PROTOCOL.into(),
+            topic: None,
+            path: None,
+            payload: serde_json::json!({ "alert": "unknown_account", "account": account, "origin": origin }),
+            upstream_id: None,
+        });
+        d.registry_keys.insert("account".into(), account.to_owned());
+        Some(Submission {
+            events: vec![d],
+            ..Submission::default()
+        })
+    }
+}
+
+/// Decrypts and parses; a timestamp is mandatory inside encryption (it is the anti-replay).
+fn open(key: &AesKey, hex: &str) -> Result<Payload, String> {
+    let text = crypto::open(key, hex).map_err(|e| e.to_string())?;
+    let payload = parse_payload(&text)
+        .map_err(|e| format!("decrypted text is not DC-09 ({e}): wrong key?"))?;
+    if payload.timestamp.is_none() {
+        return Err("encrypted frame has no timestamp".into());
+    }
+    Ok(payload)
+}
+
+/// `dc09:<account>:<seq>:<hash>` over token, data and xdata: a retransmission (even re-encrypted
+/// with a new pad and timestamp) maps to the same key; a new event with a recycled seq does not.
+pub fn dedupe_key(h: &Header, payload: &Payload) -> String {
+    let mut d = CRC64.digest();
+    d.update(h.token.as_str().as_bytes());
+    d.update(&[0]);
+    d.update(payload.data.as_bytes());
+    for x in &payload.xdata {
+        d.update(&[0]);
+        d.update(x.id.to_string().as_bytes());
+        d.update(x.value.as_bytes());
+    }
+    format!(
+        "dc09:{}:{}:{:016x}",
+        h.account.as_deref().unwrap_or_default(),
+        h.seq,
+        d.finalize()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyFormat;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const NOW: &str = "2024-06-01T12:00:05Z";
+    const P2: &[u8] = b"\nD315003B\"ADM-CID\"0002L0#1234[#1234|1101 01 003]_12:00:00,06-01-2024\r";
+
+    fn handler(accept_unknown: bool) -> Handler {
+        let mut accounts = HashMap::new();
+        accounts.insert("1234".to_owned(), AccountEntry { key: None });
+        accounts.insert(
+            "5678".to_owned(),
+            AccountEntry {
+                key: Some(AesKey::parse("0123456789ABCDEF", KeyFormat::Ascii).unwrap()),
+            },
+        );
+        Handler::new(
+            Mapper::new("alarms", &BTreeMap::new()),
+            accounts,
+            accept_unknown,
+            Window::default(),
+        )
+    }
+
+    fn run(h: &Handler, raw: &[u8], now: &str) -> Outcome {
+        h.handle(
+            raw,
+            "tcp:127.0.0.1:1",
+            now.parse().unwrap(),
+            &mut StdRng::seed_from_u64(0),
+        )
+    }
+
+    #[test]
+    fn a_good_frame_commits_then_acks() {
+        let o = run(&handler(false), P2, NOW);
+        assert_eq!(o.dead_letter, None);
+        let c = o.commit.unwrap();
+        assert_eq!(c.events.len(), 1);
+        assert_eq!(c.seen[0].device_id, "dc09:1234");
+        assert!(c.dedupe_key.unwrap().starts_with("dc09:1234:0002:"));
+        assert_eq!(
+            o.reply.unwrap(),
+            crate::frame::wrap_message(b"\"ACK\"0002L0#1234[]")
+        );
+    }
+
+    #[test]
+    fn stale_timestamp_gets_nak_with_receiver_time_and_a_dead_letter() {
+        let o = run(&handler(false), P2, "2024-06-01T12:01:00Z");
+        assert_eq!(o.commit, None);
+        assert_eq!(o.dead_letter.unwrap().reason, "stale_timestamp");
+        assert_eq!(
+            o.reply.unwrap(),
+            response::nak("2024-06-01T12:01:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unknown_account_gets_duh_a_dead_letter_and_one_alert_per_hour() {
+        let h = handler(false);
+        let raw = crate::frame::wrap_message(b"\"NULL\"0001L0#9999[]");
+        let o = run(&h, &raw, NOW);
+        assert_eq!(o.dead_letter.unwrap().reason, "unknown_account");
+        assert_eq!(
+            o.reply.unwrap(),
+            crate::frame::wrap_message(b"\"DUH\"0001L0#9999[]")
+        );
+        let alert = o.alert.unwrap();
+        assert_eq!(alert.events[0].data.priority, Priority::Medium);
+        assert!(
+            alert.events[0]
+                .data
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("9999")
+        );
+        assert_eq!(run(&h, &raw, "2024-06-01T12:30:00Z").alert, None);
+        assert!(run(&h, &raw, "2024-06-01T13:00:06Z").alert.is_some());
+    }
+
+    #[test]
+    fn unknown_account_is_accepted_when_configured() {
+        let raw = crate::frame::wrap_message(b"\"NULL\"0001L0#9999[]");
+        let o = run(&handler(true), &raw, NOW);
+        assert!(o.commit.is_some());
+        assert_eq!(o.commit.unwrap().dedupe_key, None);
+    }
+
+    #[test]
+    fn unknown_token_gets_duh() {
+        let raw = crate::frame::wrap_message(b"\"XNM\"0001L0#1234[]");
+        let o = run(&handler(false), &raw, NOW);
+        assert_eq!(o.dead_letter.unwrap().reason, "unknown_token");
+        assert_eq!(
+            o.reply.unwrap(),
+            crate::frame::wrap_message(b"\"DUH\"0001L0#1234[]")
+        );
+    }
+
+    #[test]
+    fn bad_crc_gets_no_answer_and_a_dead_letter() {
+        let mut raw = P2.to_vec();
+        raw[1] = b'0';
+        let o = run(&handler(false), &raw, NOW);
+        assert_eq!(o.reply, None);
+        assert_eq!(o.dead_letter.unwrap().reason, "bad_crc");
+    }
+
+    #[test]
+    fn plaintext_from_an_account_with_a_key_is_refused() {
+        let raw = crate::frame::wrap_message(b"\"NULL\"0001L0#5678[]");
+        let o = run(&handler(false), &raw, NOW);
+        assert_eq!(o.dead_letter.unwrap().reason, "unencrypted");
+        assert!(o.commit.is_none());
+    }
+
+    #[test]
+    fn retransmission_has_the_same_dedupe_key_but_new_content_does_not() {
+        let h = handler(false);
+        let a = run(&h, P2, NOW).commit.unwrap().dedupe_key;
+        assert_eq!(a, run(&h, P2, NOW).commit.unwrap().dedupe_key);
+        let other = crate::frame::wrap_message(b"\"ADM-CID\"0002L0#1234[#1234|1101 01 004]");
+        assert_ne!(a, run(&h, &other, NOW).commit.unwrap().dedupe_key);
+    }
+}

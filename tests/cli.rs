@@ -1,0 +1,116 @@
+//! The command line as an integrator meets it: bad configs exit 2 naming file and key, the
+//! schema prints, a profile can be tried on a sample.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn atgw(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(dir.path(), 1883, "");
+    let cases = [
+        (
+            good.replace("site = \"oakview\"", "site = \"oakview\"\nsitee = \"typo\""),
+            "sitee",
+        ),
+        (
+            good.replace("port = 1883\ntopics", "port = \"not-a-port\"\ntopics"),
+            "port",
+        ),
+        (
+            good.replace(
+                "timezone = \"Europe/London\"",
+                "timezone = \"Nowhere/Special\"",
+            ),
+            "gateway.timezone",
+        ),
+        (
+            format!(
+                "{good}\n[[device]]\nid = \"x\"\nadapter = \"missing\"\nmatch = {{ device = \"1\" }}\n"
+            ),
+            "device[0].adapter",
+        ),
+        ("[gateway\nid=".to_string(), "syntax"),
+    ];
+    for (text, key) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, &text).unwrap();
+        for cmd in ["check-config", "run"] {
+            let out = atgw(&[cmd, "--config", path.to_str().unwrap()]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} with bad `{key}`: {err}");
+            assert!(err.contains("bad.toml"), "names the file: {err}");
+            assert!(err.contains(key), "names `{key}`: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_profile_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), 1883, "").replace("\"zigbee2mqtt\"]", "\"no-such-profile\"]");
+    let path = dir.path().join("atgw.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = atgw(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-profile"));
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let out = atgw(&[
+        "check-config",
+        "--config",
+        repo().join("config/atgw.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn schema_prints_the_json_schema() {
+    let out = atgw(&["schema"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["$id"], "urn:atgw:schema:event:1");
+    jsonschema::validator_for(&v).unwrap();
+}
+
+#[test]
+fn profile_test_shows_what_a_fixture_becomes() {
+    let out = atgw(&[
+        "profile",
+        "test",
+        "tuya-mir-he200-fall-radar",
+        repo()
+            .join("tests/fixtures/devices/z2m-tuya-mir-he200-fall.jsonl")
+            .to_str()
+            .unwrap(),
+        "--profiles-dir",
+        profiles_dir().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("\"kind\": \"fall\"").count(), 3, "{text}");
+    assert!(text.contains("\"confidence\": \"suspected\""), "{text}");
+    assert!(text.contains("no event"), "{text}");
+}
+
+#[test]
+fn version_is_printed() {
+    let out = atgw(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,122 @@
+//! Bad input never takes the daemon down: garbage is dead-lettered with its reason and raw
+//! bytes, counted, acknowledged to the broker (so it is not redelivered forever), and the next
+//! good message still flows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_are_dead_lettered_and_the_daemon_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
+    let mut gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    let devices = Publisher::connect(broker.port, "bad-devices").await;
+
+    devices.send("zigbee2mqtt/0xbad1", "{ not json").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xbad2",
+            vec![0xff, 0xfe, 0x00, 0x9c, 0x80, 0x01],
+        )
+        .await;
+    let huge = format!(
+        r#"{{"action":"emergency","padding":"{}"}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    devices.send("zigbee2mqtt/0xbad3", huge.clone()).await;
+    devices
+        .send(
+            "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+            r#"{"fall_down_status":5,"presence":true}"#,
+        )
+        .await;
+    devices
+        .send("zigbee2mqtt/0xbad5", r#"{"water_leak":"maybe"}"#)
+        .await;
+    devices
+        .send("misc/unknown-device", r#"{"hello":"world"}"#)
+        .await;
+    // And then a real alarm, which must still get through.
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency","battery":90}"#,
+        )
+        .await;
+
+    wait_until_async(Duration::from_secs(30), || {
+        upstream
+            .events()
+            .iter()
+            .any(|e| e["data"]["device"]["id"] == "zigbee:0xa4c13899607febd1")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the good message did not flow:\n{}", gw.log_text()));
+    assert!(gw.is_running(), "daemon still running");
+
+    let dl = dead_letters(&gw);
+    assert_eq!(dl.get("invalid_json"), Some(&1), "{dl:?}");
+    assert_eq!(dl.get("not_utf8"), Some(&1), "{dl:?}");
+    assert_eq!(dl.get("oversize"), Some(&1), "{dl:?}");
+    assert_eq!(dl.get("wrong_type"), Some(&2), "{dl:?}");
+    assert_eq!(dl.get("no_profile"), Some(&1), "{dl:?}");
+
+    // Raw bytes are kept (truncated to the configured limit, with the real length recorded).
+    let c = gw.journal();
+    let (raw, raw_len): (Vec<u8>, i64) = c
+        .query_row(
+            "SELECT raw, raw_len FROM dead_letters WHERE reason = 'oversize'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(raw_len as usize, huge.len());
+    assert_eq!(raw.len(), 64 * 1024);
+    let binary: Vec<u8> = c
+        .query_row(
+            "SELECT raw FROM dead_letters WHERE reason = 'not_utf8'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(binary, vec![0xff, 0xfe, 0x00, 0x9c, 0x80, 0x01]);
+
+    // One warning line per reason, not one per message, and it names what was wrong.
+    let log = gw.log_text();
+    assert!(log.contains("dead-lettered a message"), "{log}");
+    assert_eq!(
+        log.matches("reason=\"wrong_type\"").count(),
+        1,
+        "rate-limited: {log}"
+    );
+
+    // Counts are exposed to the integrator.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["dead-letters", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("oversize") && l.trim_end().ends_with(" 1")),
+        "{text}"
+    );
+
+    // Nothing was left unacknowledged: after a restart no dead letter comes back.
+    gw.kill9();
+    gw.restart();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        dead_letters(&gw).values().sum::<i64>(),
+        6,
+        "{:?}",
+        dead_letters(&gw)
+    );
+    broker.stop();
+}
