@@ -49,12 +49,23 @@ pub enum Command {
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Speak a real device protocol to a running gateway (commissioning, load).
+    Simulate {
+        #[command(subcommand)]
+        protocol: SimulateCommand,
+    },
     /// A self-contained tour: simulated devices, a private broker, alerts flowing.
     Demo {
         /// How long to run (e.g. 30s, 2m).
         #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimulateCommand {
+    /// An SIA DC-09 transmitter (Contact ID, SIA DC-03 or NULL; plain or AES; TCP or UDP).
+    Dc09(crate::simulate::Dc09Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +121,9 @@ pub fn main() -> ExitCode {
             &timezone,
         ),
         Command::DeadLetters { config } => dead_letters(&config),
+        Command::Simulate {
+            protocol: SimulateCommand::Dc09(a),
+        } => runtime_block_on(crate::simulate::dc09(a)),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
     }
 }
@@ -190,6 +204,7 @@ fn check_config(config: &Path) -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+            crate::config::AdapterConfig::SiaDc09(_) => {}
         }
     }
     println!(

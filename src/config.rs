@@ -68,13 +68,16 @@ impl Default for JournalSettings {
 #[serde(tag = "type")]
 pub enum AdapterConfig {
     #[serde(rename = "mqtt")]
-    Mqtt(atgw_mqtt::config::AdapterConfig),
+    Mqtt(Box<atgw_mqtt::config::AdapterConfig>),
+    #[serde(rename = "sia-dc09")]
+    SiaDc09(Box<atgw_sia_dc09::Config>),
 }
 
 impl AdapterConfig {
     pub fn name(&self) -> &str {
         match self {
             AdapterConfig::Mqtt(c) => &c.name,
+            AdapterConfig::SiaDc09(c) => &c.name,
         }
     }
 }
@@ -233,6 +236,14 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config
     Ok(cfg)
 }
 
+/// Secret files: a relative name that exists in `$CREDENTIALS_DIRECTORY` stays relative so the
+/// reader finds it there; otherwise it is relative to the config file like any path.
+fn resolve_secret(base: &Path, p: &mut PathBuf) {
+    if atgw_sdk::secret::resolve(p) == *p {
+        resolve(base, p);
+    }
+}
+
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -246,6 +257,20 @@ impl Config {
         for s in &mut self.sinks {
             if let SinkConfig::File(f) = s {
                 resolve(base, &mut f.path);
+            }
+        }
+        for a in &mut self.adapters {
+            if let AdapterConfig::SiaDc09(d) = a {
+                for acct in &mut d.accounts {
+                    if let Some(k) = &mut acct.key_file {
+                        resolve_secret(base, k);
+                    }
+                }
+            }
+            if let AdapterConfig::Mqtt(m) = a
+                && let Some(p) = &mut m.password_file
+            {
+                resolve_secret(base, p);
             }
         }
     }
@@ -291,6 +316,9 @@ impl Config {
             }
             match a {
                 AdapterConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
+                AdapterConfig::SiaDc09(d) => d
+                    .validate()
+                    .map_err(|e| (format!("adapter[{i}]"), e.to_string()))?,
             }
         }
         let mut sinks = HashSet::new();

@@ -115,6 +115,18 @@ const SCRIPT: &[Step] = &[
 ];
 const CYCLE: f64 = 12.0;
 
+/// Legacy telecare on the same timeline: an alarm panel (account 1234, plain) reporting a
+/// pendant and a fall detector in Contact ID, and a second home unit (account 5678) that
+/// encrypts with AES-128.
+const DC09_SCRIPT: &[(f64, &str, &str)] = &[
+    (1.5, "1234", "1101 01 003"),
+    (3.5, "5678", "1103 01 002"),
+    (6.5, "1234", "1103 01 005"),
+    (8.5, "1234", "3103 01 005"),
+    (9.8, "5678", "1602 00 000"),
+    (11.5, "1234", "NULL"),
+];
+
 const DEMO_DEVICES: &str = r#"
 [[device]]
 id = "pendant-room12"
@@ -142,6 +154,27 @@ adapter = "zigbee"
 match = { device = "ff23041920b4" }
 resident = "res-0057"
 location = { area = "east", room = "14" }
+
+[[device]]
+id = "pendant-flat3"
+adapter = "alarms"
+match = { account = "1234", zone = "003" }
+resident = "res-0071"
+location = { area = "west", room = "3" }
+
+[[device]]
+id = "falls-detector-flat3"
+adapter = "alarms"
+match = { account = "1234", zone = "005" }
+resident = "res-0071"
+location = { area = "west", room = "3" }
+
+[[device]]
+id = "home-unit-flat9"
+adapter = "alarms"
+match = { account = "5678" }
+resident = "res-0090"
+location = { area = "west", room = "9" }
 "#;
 
 struct Seen {
@@ -152,46 +185,64 @@ struct Seen {
 
 /// Runs the demo for `duration` (or until Ctrl-C).
 pub async fn run(duration: Duration) -> ExitCode {
-    let colour = std::io::stdout().is_terminal();
-    let dir = match tempfile::Builder::new().prefix("atgw-demo-").tempdir() {
-        Ok(d) => d,
+    match tour(duration).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("atgw demo: cannot create a temporary directory: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("atgw demo: {e}");
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+async fn tour(duration: Duration) -> Result<(), String> {
+    let colour = std::io::stdout().is_terminal();
+    let dir = tempfile::Builder::new()
+        .prefix("atgw-demo-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let root = dir.path();
     println!(
         "atgw demo: a care home's devices, one gateway, one schema (data in {})",
-        dir.path().display()
+        root.display()
     );
-    if crate::mosquitto::find().is_none() {
-        println!(
-            "atgw demo: `mosquitto` is not installed, so the MQTT devices (zigbee2mqtt, BLE hub) cannot run."
-        );
-        println!(
-            "           Install it (Debian/Ubuntu: sudo apt-get install mosquitto) and run the demo again."
-        );
-        return ExitCode::FAILURE;
-    }
-    let mut broker = match Mosquitto::start(&dir.path().join("broker"), "") {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("atgw demo: cannot start a private mosquitto: {e}");
-            return ExitCode::FAILURE;
+
+    // The MQTT half needs a broker; without one the demo still shows the legacy (DC-09) half.
+    let mut broker = match crate::mosquitto::find() {
+        Some(_) => {
+            let b = Mosquitto::start(&root.join("broker"), "")
+                .map_err(|e| format!("cannot start a private mosquitto: {e}"))?;
+            println!(
+                "atgw demo: private mosquitto on 127.0.0.1:{} (zigbee2mqtt devices, BLE hub, upstream)",
+                b.port
+            );
+            Some(b)
+        }
+        None => {
+            println!(
+                "atgw demo: `mosquitto` is not installed: showing only the DC-09 alarm panels, read from the audit file."
+            );
+            println!(
+                "           Install it (Debian/Ubuntu: sudo apt-get install mosquitto) to see the MQTT devices and the upstream broker."
+            );
+            None
         }
     };
-    println!("atgw demo: private mosquitto on 127.0.0.1:{}", broker.port);
+    let profiles = root.join("profiles");
+    std::fs::create_dir_all(&profiles)
+        .and_then(|_| {
+            SHIPPED_PROFILES
+                .iter()
+                .try_for_each(|(n, t)| std::fs::write(profiles.join(format!("{n}.toml")), t))
+        })
+        .map_err(|e| format!("cannot write profiles: {e}"))?;
+    let key_hex: String = (0..16)
+        .map(|_| format!("{:02X}", rand::random::<u8>()))
+        .collect();
+    let key_file = root.join("dc09-5678.key");
+    write_private(&key_file, &key_hex).map_err(|e| format!("cannot write the demo key: {e}"))?;
+    let dc09_port = crate::mosquitto::free_port().map_err(|e| e.to_string())?;
 
-    let profiles = dir.path().join("profiles");
-    if let Err(e) = std::fs::create_dir_all(&profiles).and_then(|_| {
-        SHIPPED_PROFILES
-            .iter()
-            .try_for_each(|(n, t)| std::fs::write(profiles.join(format!("{n}.toml")), t))
-    }) {
-        eprintln!("atgw demo: cannot write profiles: {e}");
-        return ExitCode::FAILURE;
-    }
-    let config_text = format!(
+    let mut config_text = format!(
         r#"
 [gateway]
 id = "gw-demo"
@@ -200,6 +251,21 @@ data_dir = "state"
 profiles_dir = "profiles"
 timezone = "Europe/London"
 
+[[adapter]]
+name = "alarms"
+type = "sia-dc09"
+listen_tcp = "127.0.0.1:{dc09_port}"
+accounts = [{{ account = "1234" }}, {{ account = "5678", key_file = "dc09-5678.key", key_format = "hex" }}]
+
+[[sink]]
+name = "audit"
+type = "file"
+path = "events.jsonl"
+"#
+    );
+    if let Some(b) = &broker {
+        config_text.push_str(&format!(
+            r#"
 [[adapter]]
 name = "zigbee"
 type = "mqtt"
@@ -214,43 +280,50 @@ type = "mqtt"
 host = "127.0.0.1"
 port = {port}
 topic_prefix = "atgw/oakview"
-
-[[sink]]
-name = "audit"
-type = "file"
-path = "events.jsonl"
-{DEMO_DEVICES}"#,
-        port = broker.port
-    );
-    let config_path = dir.path().join("atgw.toml");
-    if let Err(e) = std::fs::write(&config_path, config_text) {
-        eprintln!("atgw demo: cannot write config: {e}");
-        return ExitCode::FAILURE;
+"#,
+            port = b.port
+        ));
+        config_text.push_str(DEMO_DEVICES);
+    } else {
+        // Only the DC-09 registry entries: the zigbee adapter does not exist without a broker.
+        if let Some(at) = DEMO_DEVICES.find("[[device]]\nid = \"pendant-flat3\"") {
+            config_text.push_str(&DEMO_DEVICES[at..]);
+        }
     }
-    let cfg = match crate::config::load(&config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("atgw demo: generated config is invalid: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let running = match crate::runtime::start(cfg).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("atgw demo: cannot start the gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let config_path = root.join("atgw.toml");
+    std::fs::write(&config_path, config_text).map_err(|e| format!("cannot write config: {e}"))?;
+    let cfg = crate::config::load(&config_path)
+        .map_err(|e| format!("generated config is invalid: {e}"))?;
+    let running = crate::runtime::start(cfg)
+        .await
+        .map_err(|e| format!("cannot start the gateway: {e}"))?;
+    println!(
+        "atgw demo: DC-09 receiver on 127.0.0.1:{dc09_port} (alarm panels, one of them AES-encrypted)"
+    );
 
     let started = Instant::now();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::new(Mutex::new(Vec::new()));
-    let console = tokio::spawn(care_team_console(
-        broker.port,
-        started,
-        seen.clone(),
-        colour,
-    ));
-    let devices = tokio::spawn(simulated_devices(broker.port, started));
+    let mut tasks = Vec::new();
+    match &broker {
+        Some(b) => {
+            tasks.push(tokio::spawn(care_team_console(
+                b.port,
+                started,
+                seen.clone(),
+                colour,
+            )));
+            tasks.push(tokio::spawn(simulated_devices(b.port, started)));
+        }
+        None => tasks.push(tokio::spawn(audit_console(
+            root.join("events.jsonl"),
+            started,
+            seen.clone(),
+            colour,
+        ))),
+    }
+    let key = atgw_sia_dc09::crypto::AesKey::parse(&key_hex, atgw_sia_dc09::crypto::KeyFormat::Hex)
+        .map_err(|e| e.to_string())?;
+    tasks.push(tokio::spawn(alarm_panels(dc09_port, key, started)));
     println!(
         "atgw demo: running for {}s (Ctrl-C to stop early)\n",
         duration.as_secs()
@@ -263,15 +336,93 @@ path = "events.jsonl"
         _ = tokio::time::sleep(duration) => {}
         _ = tokio::signal::ctrl_c() => println!("\natgw demo: interrupted"),
     }
-    devices.abort();
-    // Let the last events arrive before we stop the gateway and the console.
+    // Let the last events arrive before stopping the gateway and the consoles.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    for t in &tasks {
+        t.abort();
+    }
     let journal = running.journal_path.clone();
     running.stop().await;
-    console.abort();
-    broker.stop();
-    summary(&seen, &journal);
-    ExitCode::SUCCESS
+    if let Some(b) = broker.as_mut() {
+        b.stop();
+    }
+    summary(&seen, &journal, broker.is_some());
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+}
+
+/// DC-09 transmitters: each scripted Contact ID event is one frame that must be ACKed.
+async fn alarm_panels(port: u16, key: atgw_sia_dc09::crypto::AesKey, started: Instant) {
+    use atgw_sia_dc09::simulator::SimPayload;
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cycle = 0u32;
+    loop {
+        for (at, account, cid) in DC09_SCRIPT {
+            let due = Duration::from_secs_f64(cycle as f64 * CYCLE + at);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(started + due)).await;
+            let mut cfg = atgw_sia_dc09::SimulatorConfig::new(target, *account);
+            cfg.payload = if *cid == "NULL" {
+                SimPayload::Null
+            } else {
+                SimPayload::ContactId((*cid).into())
+            };
+            if *account == "5678" {
+                cfg.key = Some(key.clone());
+            }
+            match atgw_sia_dc09::simulate(cfg).await {
+                Ok(r) if r.acked == 1 => {}
+                Ok(r) => println!("  alarm panel {account}: frame not acknowledged ({r:?})"),
+                Err(e) => println!("  alarm panel {account}: {e}"),
+            }
+        }
+        cycle += 1;
+    }
+}
+
+/// Without a broker, the console reads the audit file sink instead of the upstream broker.
+async fn audit_console(
+    path: std::path::PathBuf,
+    started: Instant,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    colour: bool,
+) {
+    let mut offset = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text.len() <= offset {
+            continue;
+        }
+        for line in text[offset..].lines() {
+            if let Ok(event) = serde_json::from_str::<Event>(line) {
+                print_line(started.elapsed(), &event, colour);
+                let latency_ms = jiff::Timestamp::now()
+                    .duration_since(event.recordedtime)
+                    .as_secs_f64()
+                    * 1000.0;
+                if let Ok(mut s) = seen.lock() {
+                    s.push(Seen {
+                        at: started.elapsed(),
+                        event,
+                        latency_ms,
+                    });
+                }
+            }
+        }
+        offset = text.len();
+    }
 }
 
 async fn simulated_devices(port: u16, started: Instant) {
@@ -358,7 +509,7 @@ fn print_line(at: Duration, e: &Event, colour: bool) {
     );
 }
 
-fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path) {
+fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path, upstream: bool) {
     let seen = match seen.lock() {
         Ok(s) => s,
         Err(_) => return,
@@ -372,10 +523,12 @@ fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path) {
             ))
             .or_default() += 1;
     }
-    println!(
-        "\nSummary: {} events reached the care team's upstream broker",
-        seen.len()
-    );
+    let place = if upstream {
+        "the care team's upstream broker"
+    } else {
+        "the audit file"
+    };
+    println!("\nSummary: {} events reached {place}", seen.len());
     println!("  {:<26} {:<8} {:>5}", "kind", "phase", "count");
     for ((k, p), n) in &by_kind {
         println!("  {k:<26} {p:<8} {n:>5}");
@@ -385,7 +538,7 @@ fn summary(seen: &Mutex<Vec<Seen>>, journal: &std::path::Path) {
     if !lat.is_empty() {
         let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
         println!(
-            "  journal commit -> upstream receipt: p50 {:.1} ms, max {:.1} ms",
+            "  gateway receipt -> {place}: p50 {:.1} ms, max {:.1} ms",
             p(0.5),
             p(1.0)
         );

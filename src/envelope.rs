@@ -45,9 +45,11 @@ pub fn seal(
             data.resident = None;
         }
     }
-    if data.message.is_none() {
-        data.message = Some(default_message(&data));
-    }
+    data.message = Some(match data.message.take() {
+        // Adapters and profiles say what happened; where is the registry's business.
+        Some(what) => format!("{what} - {}", place(&data)),
+        None => default_message(&data),
+    });
     if let Some(m) = &mut data.message {
         truncate_chars(m, 160);
     }
@@ -116,13 +118,17 @@ fn default_message(data: &atgw_sdk::event::EventData) -> String {
         Some(atgw_sdk::event::Confidence::Suspected) => " (suspected)",
         _ => "",
     };
-    let place = match (&data.location.room, &data.location.area) {
+    let test = if data.test { "TEST: " } else { "" };
+    format!("{test}{what}{sure}{phase} - {}", place(data))
+}
+
+/// Where, for a person: the registry's room or area, else the device id.
+fn place(data: &atgw_sdk::event::EventData) -> String {
+    match (&data.location.room, &data.location.area) {
         (Some(room), _) => format!("Room {room}"),
         (None, Some(area)) => format!("Area {area}"),
         (None, None) => data.device.id.clone(),
-    };
-    let test = if data.test { "TEST: " } else { "" };
-    format!("{test}{what}{sure}{phase} - {place}")
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! - [`sinks`]: sinks implemented in the core (`file`).
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
-//! - [`demo`]: `atgw demo`, the self-contained tour.
+//! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
+//! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
 //!
 //! Protocol code lives in `adapters/*` crates; the event schema and the adapter/sink contracts in
 //! `atgw-sdk`.
@@ -26,6 +27,7 @@ pub mod outbox;
 pub mod profile_test;
 pub mod registry;
 pub mod runtime;
+pub mod simulate;
 pub mod sinks;
 
 /// Adapter name of events the gateway raises about itself.

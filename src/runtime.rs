@@ -80,6 +80,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                     })?;
                 profile_sets.insert(m.name.clone(), Arc::new(set));
             }
+            AdapterConfig::SiaDc09(_) => {}
         }
     }
 
@@ -183,7 +184,25 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let h = Arc::new(Health::default());
         health.insert(format!("adapter:{}", a.name()), h.clone());
         match a.clone() {
+            AdapterConfig::SiaDc09(d) => {
+                let name = d.name.clone();
+                // Bind now: a port in use or a bad key file stops the start with a clear error.
+                let bound = atgw_sia_dc09::Dc09Adapter::bind(*d).await.map_err(|e| {
+                    StartError::Adapter {
+                        adapter: name.clone(),
+                        what: e.to_string(),
+                    }
+                })?;
+                let ingest = ingest.for_adapter(&name);
+                let (clock, stop) = (clock.clone(), intake.clone());
+                adapters.spawn(async move {
+                    if let Err(e) = bound.run(ingest, h, clock, stop).await {
+                        tracing::error!(adapter = %name, "adapter stopped: {e}");
+                    }
+                });
+            }
             AdapterConfig::Mqtt(m) => {
+                let m = *m;
                 let profiles = profile_sets.get(&m.name).cloned().unwrap_or_default();
                 atgw_mqtt::connection::options(&m.broker(), "check", 1024).map_err(|e| {
                     StartError::Adapter {

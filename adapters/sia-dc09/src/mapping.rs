@@ -163,11 +163,8 @@ impl Mapper {
             Phase::Cleared => " restored",
             _ => "",
         };
-        let place = match zone {
-            Some(z) => format!("account {account} zone {z}"),
-            None => format!("account {account}"),
-        };
-        d.data.message = Some(truncate(format!("{name}{state}: {place}")));
+        // What happened only: the core appends where (the registry's room, or the device id).
+        d.data.message = Some(truncate(format!("{name}{state}")));
         d.data.raw = Some(raw.clone());
         d
     }
@@ -252,10 +249,7 @@ mod tests {
         assert_eq!(d.data.codes.contact_id.as_deref(), Some("101"));
         assert_eq!(d.registry_keys.get("zone").map(String::as_str), Some("003"));
         assert_eq!(d.time, Some("2024-06-01T12:00:00Z".parse().unwrap()));
-        assert_eq!(
-            d.data.message.as_deref(),
-            Some("Personal emergency: account 1234 zone 003")
-        );
+        assert_eq!(d.data.message.as_deref(), Some("Personal emergency"));
     }
 
     #[test]
