@@ -43,6 +43,13 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker with persistence in `dir` on a free port; `extra` lines go into its config.
     pub fn start(dir: &Path, extra: &str) -> std::io::Result<Mosquitto> {
+        Self::start_with(dir, "", extra)
+    }
+
+    /// As [`Mosquitto::start`], with `global` lines placed before the first listener (e.g.
+    /// `per_listener_settings true`, then `extra` may define more listeners with their own
+    /// TLS and authentication).
+    pub fn start_with(dir: &Path, global: &str, extra: &str) -> std::io::Result<Mosquitto> {
         let binary = find().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -57,7 +64,7 @@ impl Mosquitto {
             port,
             child: None,
         };
-        m.write_config(extra)?;
+        m.write_config(global, extra)?;
         m.spawn()?;
         Ok(m)
     }
@@ -66,13 +73,13 @@ impl Mosquitto {
         self.dir.join("mosquitto.conf")
     }
 
-    fn write_config(&self, extra: &str) -> std::io::Result<()> {
+    fn write_config(&self, global: &str, extra: &str) -> std::io::Result<()> {
         // max_queued_messages 0: an offline persistent session must not lose a backlog (the
         // default of 1000 silently drops the rest). set_tcp_nodelay: see DESIGN §11.
         // `user root`: started as root, mosquitto would switch to its own user and could then
         // write neither its log nor its persistence file in our directory (no effect otherwise).
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+            "{global}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
              autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\n\
              log_dest file {dir}/mosquitto.log\nuser root\n{extra}\n",
             port = self.port,

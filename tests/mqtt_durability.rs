@@ -267,3 +267,35 @@ async fn subscriptions_are_restored_when_the_broker_forgot_the_session() {
         .unwrap_or_else(|_| panic!("upstream got {} of 49", upstream.count()));
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_starts_without_a_broker_and_connects_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    broker.stop();
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    wait_until_async(Duration::from_secs(20), || {
+        gw.log_text().contains("unreachable")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the missing broker is reported:\n{}", gw.log_text()));
+    broker.restart().unwrap();
+    let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
+    let devices = Publisher::connect(broker.port, "late-devices").await;
+    // The broker keeps messages for atgw's session only once atgw has subscribed.
+    wait_until_async(Duration::from_secs(20), || {
+        gw.log_text().contains("subscribed to")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never subscribed:\n{}", gw.log_text()));
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || upstream.count() >= 1)
+        .await
+        .unwrap_or_else(|_| panic!("nothing flowed:\n{}", gw.log_text()));
+    broker.stop();
+}

@@ -73,6 +73,7 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
         .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
         .collect();
     let mut backoff = Backoff::new(broker.reconnect_min, broker.reconnect_max);
+    let unreachable_log = LogLimiter::new(Duration::from_secs(60));
     let mut pubacks_written = 0u64;
     let mut committer_done = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
@@ -134,6 +135,8 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
                 {
                     tracing::error!(adapter = %cfg.name, "broker refused a subscription (check its ACL for {:?})", cfg.topics);
                     ctx.health.error("subscription refused");
+                } else {
+                    tracing::info!(adapter = %cfg.name, "subscribed to {:?}", cfg.topics);
                 }
             }
             Ok(Event::Outgoing(Outgoing::PubAck(_))) => pubacks_written += 1,
@@ -142,8 +145,8 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
                 if ctx.health.is_connected() {
                     tracing::warn!(adapter = %cfg.name, "broker connection lost: {e}; reconnecting");
                     ctx.health.reconnected();
-                } else {
-                    tracing::debug!(adapter = %cfg.name, "broker unreachable: {e}");
+                } else if let Some(skipped) = unreachable_log.allow("unreachable") {
+                    tracing::warn!(adapter = %cfg.name, suppressed = skipped, "broker {}:{} unreachable: {e}; retrying with backoff", broker.host, broker.port);
                 }
                 ctx.health.set_connected(false);
                 ctx.health.error(format!("broker: {e}"));

@@ -59,6 +59,7 @@ pub async fn run(
     ));
 
     let mut backoff = Backoff::new(broker.reconnect_min, broker.reconnect_max);
+    let unreachable_log = atgw_sdk::ratelimit::LogLimiter::new(Duration::from_secs(60));
     let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
         if shutdown.is_cancelled() {
@@ -124,6 +125,8 @@ pub async fn run(
                 if health.is_connected() {
                     tracing::warn!(sink = %cfg.name, "upstream broker connection lost: {e}; reconnecting");
                     health.reconnected();
+                } else if let Some(skipped) = unreachable_log.allow("unreachable") {
+                    tracing::warn!(sink = %cfg.name, suppressed = skipped, "upstream broker {}:{} unreachable: {e}; retrying with backoff", broker.host, broker.port);
                 }
                 health.set_connected(false);
                 health.error(format!("broker: {e}"));
