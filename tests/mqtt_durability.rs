@@ -299,3 +299,48 @@ async fn the_daemon_starts_without_a_broker_and_connects_when_it_appears() {
         .unwrap_or_else(|_| panic!("nothing flowed:\n{}", gw.log_text()));
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_journal_is_kept_aside_and_a_gateway_alert_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let garbage = b"SQLite format 3\0 but then nonsense ".repeat(500);
+    std::fs::write(dir.path().join("state/atgw.db"), &garbage).unwrap();
+    let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("atgw.db.corrupt-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the corrupt file is kept for inspection");
+    assert_eq!(
+        std::fs::read(dir.path().join("state").join(&kept[0])).unwrap(),
+        garbage
+    );
+    wait_until_async(Duration::from_secs(20), || {
+        upstream.events().iter().any(|e| {
+            e["data"]["kind"] == "device_fault" && e["source"] == "urn:atgw:gw-test:gateway"
+        })
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no gateway alert upstream:\n{}", gw.log_text()));
+    // And alarms keep flowing on the fresh journal.
+    let devices = Publisher::connect(broker.port, "after-corruption").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || {
+        upstream
+            .events()
+            .iter()
+            .any(|e| e["data"]["kind"] == "pendant_press")
+    })
+    .await
+    .unwrap();
+    broker.stop();
+}
