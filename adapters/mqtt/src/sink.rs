@@ -58,6 +58,14 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let link = Link {
+        name: &cfg.name,
+        tracker: &tracker,
+        outstanding: &outstanding,
+        outcomes: &outcomes,
+        requeue: &requeue_tx,
+        health: &health,
+    };
     let mut backoff = Backoff::new(broker.reconnect_min, broker.reconnect_max);
     let unreachable_log = atgw_sdk::ratelimit::LogLimiter::new(Duration::from_secs(60));
     let mut drain_until: Option<tokio::time::Instant> = None;
@@ -78,30 +86,12 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(200)), if shutdown.is_cancelled() => continue,
         };
         match polled {
-            Ok(ev) => on_event(
-                ev,
-                &cfg.name,
-                &tracker,
-                &outstanding,
-                &outcomes,
-                &requeue_tx,
-                &health,
-                &mut backoff,
-            ),
+            Ok(ev) => link.on_event(ev, &mut backoff),
             Err(e) => {
                 // Events rumqttc queued during the failing call belong to the old connection:
                 // apply them now, before the next CONNACK decides what was lost.
                 while let Some(ev) = eventloop.state.events.pop_front() {
-                    on_event(
-                        ev,
-                        &cfg.name,
-                        &tracker,
-                        &outstanding,
-                        &outcomes,
-                        &requeue_tx,
-                        &health,
-                        &mut backoff,
-                    );
+                    link.on_event(ev, &mut backoff);
                 }
                 // A publish parked in the collision slot survives `clean()` and, if the session
                 // is lost, blocks rumqttc until CollisionTimeout; give it back as unassigned.
@@ -139,49 +129,59 @@ pub async fn run(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn on_event(
-    ev: Event,
-    name: &str,
-    tracker: &Mutex<Tracker<i64>>,
-    outstanding: &Mutex<HashMap<i64, Delivery>>,
-    outcomes: &mpsc::UnboundedSender<Outcome>,
-    requeue: &mpsc::UnboundedSender<Vec<i64>>,
-    health: &Health,
-    backoff: &mut Backoff,
-) {
-    match ev {
-        Event::Incoming(Incoming::ConnAck(ack)) => {
-            backoff.reset();
-            health.set_connected(true);
-            tracing::info!(sink = %name, session_present = ack.session_present, "connected to upstream broker");
-            if !ack.session_present {
-                let lost = tracker
-                    .lock()
-                    .map(|mut t| t.session_lost())
-                    .unwrap_or_default();
-                if !lost.is_empty() {
-                    tracing::info!(sink = %name, count = lost.len(), "broker lost our session; publishing unacknowledged events again");
-                    let _ = requeue.send(lost);
+/// What the poll task needs to turn rumqttc events into outbox outcomes.
+struct Link<'a> {
+    name: &'a str,
+    tracker: &'a Mutex<Tracker<i64>>,
+    outstanding: &'a Mutex<HashMap<i64, Delivery>>,
+    outcomes: &'a mpsc::UnboundedSender<Outcome>,
+    requeue: &'a mpsc::UnboundedSender<Vec<i64>>,
+    health: &'a Health,
+}
+
+impl Link<'_> {
+    fn on_event(&self, ev: Event, backoff: &mut Backoff) {
+        let Link {
+            name,
+            tracker,
+            outstanding,
+            outcomes,
+            requeue,
+            health,
+        } = *self;
+        match ev {
+            Event::Incoming(Incoming::ConnAck(ack)) => {
+                backoff.reset();
+                health.set_connected(true);
+                tracing::info!(sink = %name, session_present = ack.session_present, "connected to upstream broker");
+                if !ack.session_present {
+                    let lost = tracker
+                        .lock()
+                        .map(|mut t| t.session_lost())
+                        .unwrap_or_default();
+                    if !lost.is_empty() {
+                        tracing::info!(sink = %name, count = lost.len(), "broker lost our session; publishing unacknowledged events again");
+                        let _ = requeue.send(lost);
+                    }
                 }
             }
-        }
-        Event::Outgoing(Outgoing::Publish(pkid)) => {
-            if let Ok(mut t) = tracker.lock() {
-                t.outgoing(pkid);
-            }
-        }
-        Event::Incoming(Incoming::PubAck(ack)) => {
-            let id = tracker.lock().ok().and_then(|mut t| t.acked(ack.pkid));
-            if let Some(id) = id {
-                if let Ok(mut o) = outstanding.lock() {
-                    o.remove(&id);
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Ok(mut t) = tracker.lock() {
+                    t.outgoing(pkid);
                 }
-                health.delivered(1);
-                let _ = outcomes.send(Outcome::Delivered(id));
             }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                let id = tracker.lock().ok().and_then(|mut t| t.acked(ack.pkid));
+                if let Some(id) = id {
+                    if let Ok(mut o) = outstanding.lock() {
+                        o.remove(&id);
+                    }
+                    health.delivered(1);
+                    let _ = outcomes.send(Outcome::Delivered(id));
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
