@@ -51,11 +51,13 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     // Retries by due time; the Vec keeps rows due at the same instant.
     let mut retries: BTreeMap<Instant, Vec<Delivery>> = BTreeMap::new();
     let mut delivered: Vec<i64> = Vec::new();
+    // Set when the receiver disabled this sink: nothing more is offered until a restart.
+    let mut disabled = false;
 
     loop {
         // Refill lanes that run low and may have more rows.
         for lane in 0..LANES {
-            if !exhausted[lane] && buffers[lane].len() < LOW_WATER {
+            if !disabled && !exhausted[lane] && buffers[lane].len() < LOW_WATER {
                 let (sink, after) = (d.sink.clone(), cursors[lane]);
                 let r = reader.clone();
                 let rows = tokio::task::spawn_blocking(move || {
@@ -73,7 +75,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
         }
         // Fill the window: due retries, then lanes in priority order.
         let now = Instant::now();
-        while inflight.len() < d.window {
+        while !disabled && inflight.len() < d.window {
             let next = match retries.first_entry() {
                 Some(mut e) if *e.key() <= now => {
                     let item = e.get_mut().pop();
@@ -97,9 +99,15 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
             _ = d.shutdown.cancelled() => break,
             o = d.outcomes.recv() => {
                 let Some(o) = o else { break };
-                handle(o, &d, &mut inflight, &mut retries, &mut delivered);
-                while let Ok(o) = d.outcomes.try_recv() {
-                    handle(o, &d, &mut inflight, &mut retries, &mut delivered);
+                let mut next = Some(o);
+                while let Some(o) = next {
+                    if let Some(reason) = handle(o, &d, &mut inflight, &mut retries, &mut delivered)
+                        && !disabled
+                    {
+                        disabled = true;
+                        disable(&d, &reason);
+                    }
+                    next = d.outcomes.try_recv().ok();
                 }
                 if !delivered.is_empty() {
                     d.writer.send(WriterCmd::Delivered { ids: std::mem::take(&mut delivered) });
@@ -113,7 +121,9 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     let deadline = Instant::now() + drain;
     while !inflight.is_empty() {
         match tokio::time::timeout_at(deadline, d.outcomes.recv()).await {
-            Ok(Some(o)) => handle(o, &d, &mut inflight, &mut retries, &mut delivered),
+            Ok(Some(o)) => {
+                handle(o, &d, &mut inflight, &mut retries, &mut delivered);
+            }
             _ => break,
         }
     }
@@ -129,12 +139,20 @@ fn handle(
     inflight: &mut HashMap<i64, Delivery>,
     retries: &mut BTreeMap<Instant, Vec<Delivery>>,
     delivered: &mut Vec<i64>,
-) {
+) -> Option<String> {
     match o {
         Outcome::Delivered(id) => {
             if inflight.remove(&id).is_some() {
                 delivered.push(id);
             }
+        }
+        Outcome::Disabled { outbox_id, reason } => {
+            inflight.remove(&outbox_id);
+            d.writer.send(WriterCmd::Failed {
+                id: outbox_id,
+                error: format!("disabled: {reason}"),
+            });
+            return Some(reason);
         }
         Outcome::Retry {
             outbox_id,
@@ -156,6 +174,28 @@ fn handle(
             }
         }
     }
+    None
+}
+
+/// The receiver asked to be left alone (HTTP 410): stop feeding it, keep its rows, tell people.
+fn disable(d: &Dispatch, reason: &str) {
+    tracing::error!(sink = %d.sink, "the receiver disabled this sink ({reason}); its undelivered events stay in the outbox until it is re-enabled and atgw restarted");
+    let mut draft = atgw_sdk::EventDraft::new(
+        atgw_sdk::Kind::DeviceFault,
+        atgw_sdk::Phase::Raised,
+        format!("sink:{}", d.sink),
+        crate::GATEWAY_ADAPTER,
+    );
+    draft.data.priority = atgw_sdk::Priority::High;
+    draft.data.message = Some(format!(
+        "Alert channel `{}` disabled by its receiver",
+        d.sink
+    ));
+    draft.data.codes.vendor = Some(format!("sink_disabled: {reason}"));
+    d.writer.send(WriterCmd::Gateway {
+        draft: Box::new(draft),
+        reply: None,
+    });
 }
 
 /// Capped exponential backoff with full jitter in its upper half.

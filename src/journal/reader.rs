@@ -32,7 +32,8 @@ impl Reader {
         limit: usize,
     ) -> rusqlite::Result<Vec<Delivery>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, o.attempts, e.id, e.kind, e.priority, e.device_id, e.json
+            "SELECT o.id, o.attempts, e.id, e.kind, e.priority, e.device_id, e.json,
+                    e.correlation_id, e.source
              FROM outbox o JOIN events e ON e.seq = o.event_seq
              WHERE o.sink = ?1 AND o.lane = ?2 AND o.id > ?3
              ORDER BY o.id LIMIT ?4",
@@ -48,6 +49,8 @@ impl Reader {
                 priority: priority.parse().unwrap_or(Priority::Info),
                 device_id: Arc::from(r.get::<_, String>(5)?),
                 json: Arc::from(r.get::<_, String>(6)?),
+                alert_id: r.get::<_, Option<String>>(7)?.map(Arc::from),
+                lifecycle: r.get::<_, String>(8)?.ends_with(":alerts"),
             })
         })?;
         rows.collect()

@@ -28,6 +28,11 @@ pub struct Delivery {
     pub json: Arc<str>,
     /// How many times this row was offered before.
     pub attempt: u32,
+    /// The alert this event belongs to (`correlationid`), for alert lifecycle events and the
+    /// device events that raised them.
+    pub alert_id: Option<Arc<str>>,
+    /// True for alert lifecycle events (`atgw.alert.*`).
+    pub lifecycle: bool,
 }
 
 /// A sink's verdict on one delivery.
@@ -41,6 +46,9 @@ pub enum Outcome {
         after: Option<Duration>,
         reason: String,
     },
+    /// The receiver said it wants nothing more (HTTP 410 Gone): the sink is disabled, its rows
+    /// stay in the outbox, and the gateway raises an alert so a person re-enables it.
+    Disabled { outbox_id: i64, reason: String },
 }
 
 /// What a sink task is given.
