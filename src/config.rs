@@ -21,6 +21,12 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<crate::alerts::RouteConfig>,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<crate::alerts::PolicyConfig>,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps things.
@@ -308,7 +314,9 @@ impl Config {
                     "must be non-empty letters, digits, `-` or `_`".into(),
                 ));
             }
-            if !adapters.insert(a.name()) || a.name() == crate::GATEWAY_ADAPTER {
+            if !adapters.insert(a.name())
+                || [crate::GATEWAY_ADAPTER, crate::alerts::ALERTS_SOURCE].contains(&a.name())
+            {
                 return Err((
                     key("name"),
                     format!("`{}` is used twice (or reserved)", a.name()),
@@ -342,6 +350,8 @@ impl Config {
                 }
             }
         }
+        let sink_names: Vec<&str> = self.sinks.iter().map(|s| s.name()).collect();
+        crate::alerts::Policies::validate(&self.policies, &self.routes, &self.alerts, &sink_names)?;
         let mut ids = HashSet::new();
         let mut matches = HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {

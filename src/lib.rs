@@ -16,6 +16,7 @@
 //! `atgw-sdk`.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -99,6 +99,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             gateway_id: cfg.gateway.id.clone(),
             sinks: notifies.clone(),
             registry: registry.clone(),
+            policies: Arc::new(crate::alerts::Policies::new(
+                &cfg.policies,
+                &cfg.routes,
+                &cfg.alerts,
+                &cfg.sinks
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )),
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             clock: clock.clone(),

@@ -72,6 +72,41 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: alerts, their timers, and device supervision state.
+    r#"
+    CREATE TABLE alerts (
+        id           TEXT PRIMARY KEY,
+        policy       TEXT NOT NULL,
+        device_id    TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        priority     TEXT NOT NULL,
+        confidence   TEXT,
+        level        INTEGER NOT NULL,
+        raised_ms    INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL,
+        acked_ms     INTEGER,
+        acked_by     TEXT,
+        resolved_ms  INTEGER,
+        resolved_by  TEXT,
+        outcome      TEXT,
+        note         TEXT,
+        area         TEXT,
+        snapshot     TEXT NOT NULL
+    );
+    CREATE INDEX alerts_live ON alerts(device_id, kind, status);
+    CREATE INDEX alerts_raised ON alerts(raised_ms);
+
+    CREATE TABLE alert_timers (
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        timer    TEXT NOT NULL,
+        due_ms   INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, timer)
+    ) WITHOUT ROWID;
+    CREATE INDEX alert_timers_due ON alert_timers(due_ms);
+
+    ALTER TABLE devices ADD COLUMN offline_raised INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -94,11 +129,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 1);
-        assert_eq!(migrate(&mut c).unwrap(), 1);
+        assert_eq!(migrate(&mut c).unwrap(), 2);
+        assert_eq!(migrate(&mut c).unwrap(), 2);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 1);
+        assert_eq!(v, 2);
     }
 }

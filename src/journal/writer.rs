@@ -2,6 +2,10 @@
 //! requests are waiting (group commit: one transaction and one fsync for the whole batch, no
 //! artificial wait), commits, and only then answers. While one batch is being synced the next
 //! one queues up, so throughput grows with load instead of paying one fsync per event.
+//!
+//! Everything that must be atomic with an event happens here, in the event's transaction:
+//! dedupe keys, adapter state, device check-ins, outbox rows, and the alert engine's
+//! transitions and timers. Alert timers also wake the writer when they fall due.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::alerts::{self, AlertCommand, AlertError, AlertView, Policies};
 use crate::envelope;
 use crate::registry::Registry;
 
@@ -31,10 +36,15 @@ pub enum WriterCmd {
     Delivered { ids: Vec<i64> },
     /// A delivery attempt failed; recorded for operators (the retry schedule lives in memory).
     Failed { id: i64, error: String },
-    /// An event the gateway raises about itself (corrupt journal, unknown transmitter, …).
+    /// An event the gateway raises about itself (corrupt journal, disabled sink, …).
     Gateway {
         draft: Box<EventDraft>,
         reply: Option<oneshot::Sender<Result<String, IngestError>>>,
+    },
+    /// A person acknowledges or resolves an alert (API, MQTT, CLI).
+    Alert {
+        cmd: AlertCommand,
+        reply: oneshot::Sender<Result<AlertView, AlertError>>,
     },
     /// Answers once everything sent before it is committed.
     Flush { reply: oneshot::Sender<()> },
@@ -64,6 +74,15 @@ impl WriterHandle {
         rx.await.map_err(|_| IngestError::Closed)?
     }
 
+    /// Applies an acknowledgement or resolution; resolves once it is committed.
+    pub async fn alert(&self, cmd: AlertCommand) -> Result<AlertView, AlertError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCmd::Alert { cmd, reply })
+            .map_err(|_| AlertError::Unavailable)?;
+        rx.await.map_err(|_| AlertError::Unavailable)?
+    }
+
     /// Waits until everything sent before this call is committed.
     pub async fn flush(&self) {
         let (reply, rx) = oneshot::channel();
@@ -76,9 +95,10 @@ impl WriterHandle {
 /// What the writer needs to know about the gateway.
 pub struct WriterSetup {
     pub gateway_id: String,
-    /// Sink names; every event gets one outbox row per sink.
+    /// Every sink, with the notifier that wakes its dispatcher.
     pub sinks: Vec<(String, Arc<Notify>)>,
     pub registry: Arc<Registry>,
+    pub policies: Arc<Policies>,
     pub dedupe_window: Duration,
     pub dead_letter_bytes: usize,
     pub clock: SharedClock,
@@ -107,7 +127,7 @@ pub fn spawn(
             let mut w = match Writer::new(conn, setup) {
                 Ok(w) => w,
                 Err(e) => {
-                    tracing::error!("journal writer cannot load sequence counters: {e}");
+                    tracing::error!("journal writer cannot load its state: {e}");
                     return;
                 }
             };
@@ -134,6 +154,10 @@ enum Reply {
         Vec<(String, String)>,
     ),
     Gateway(Option<oneshot::Sender<Result<String, IngestError>>>, String),
+    Alert(
+        oneshot::Sender<Result<AlertView, AlertError>>,
+        Result<AlertView, AlertError>,
+    ),
     Flush(oneshot::Sender<()>),
 }
 
@@ -143,10 +167,178 @@ struct Writer {
     /// Last sequence number per source, as committed.
     sequences: HashMap<String, u64>,
     last_prune: Option<Timestamp>,
+    /// When the earliest alert timer falls due (ms), as committed.
+    next_timer: Option<i64>,
 }
 
 /// A device heard in this batch: (adapter, registered, last seen ms).
 type Seen = HashMap<String, (String, bool, i64)>;
+
+/// One transaction's worth of work: the open transaction and what it has touched so far.
+/// The alert engine writes through it so its rows commit (or roll back) with the events.
+pub(crate) struct Batch<'t> {
+    pub tx: &'t Transaction<'t>,
+    pub setup: &'t WriterSetup,
+    pub now: Timestamp,
+    committed: &'t HashMap<String, u64>,
+    /// Sequence counters touched in this batch, applied only if the batch commits.
+    touched: HashMap<String, u64>,
+    seen: Seen,
+    /// Sinks that got outbox rows, so only their dispatchers are woken.
+    woken: Vec<bool>,
+}
+
+impl<'t> Batch<'t> {
+    /// The next sequence number of `source`.
+    pub fn next_sequence(&mut self, source: &str) -> u64 {
+        let next = self
+            .touched
+            .get(source)
+            .or_else(|| self.committed.get(source))
+            .copied()
+            .unwrap_or(0)
+            + 1;
+        self.touched.insert(source.to_owned(), next);
+        next
+    }
+
+    /// Journals an event and queues it for the given sinks.
+    pub fn insert(&mut self, event: &Event, sinks: &[String]) -> rusqlite::Result<i64> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let source_seq: i64 = event.sequence.parse().unwrap_or(0);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
+                                     time_ms, recorded_ms, correlation_id, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                event.id,
+                event.source,
+                source_seq,
+                event.data.kind.as_str(),
+                event.data.phase.as_str(),
+                event.data.priority.as_str(),
+                event.data.device.id,
+                event.data.test,
+                event.time.as_millisecond(),
+                event.recordedtime.as_millisecond(),
+                event.correlationid,
+                json,
+            ])?;
+        let seq = self.tx.last_insert_rowid();
+        let lane = event.data.priority.lane();
+        let mut stmt = self
+            .tx
+            .prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
+        for sink in sinks {
+            stmt.execute(params![sink, seq, lane])?;
+            if let Some(i) = self.setup.sinks.iter().position(|(n, _)| n == sink) {
+                self.woken[i] = true;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Seals an adapter's drafts into events, journals them and lets the alert engine see
+    /// each one.
+    fn device_events(
+        &mut self,
+        adapter: &str,
+        drafts: Vec<EventDraft>,
+    ) -> rusqlite::Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(drafts.len());
+        if drafts.is_empty() {
+            return Ok(ids);
+        }
+        let source = envelope::source(&self.setup.gateway_id, adapter);
+        for draft in drafts {
+            let n = self.next_sequence(&source);
+            let event = envelope::seal(
+                &self.setup.registry,
+                &self.setup.gateway_id,
+                adapter,
+                draft,
+                self.now,
+                n,
+            );
+            self.seen.insert(
+                event.data.device.id.clone(),
+                (
+                    adapter.to_owned(),
+                    event.data.device.registered,
+                    self.now.as_millisecond(),
+                ),
+            );
+            ids.push(event.id.clone());
+            alerts::on_device_event(self, event)?;
+        }
+        Ok(ids)
+    }
+
+    fn apply_submission(&mut self, adapter: &str, s: Submission) -> rusqlite::Result<Committed> {
+        if let Some(key) = &s.dedupe_key {
+            let known: Option<i64> = self
+                .tx
+                .prepare_cached("SELECT seen_ms FROM dedupe WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?;
+            if known.is_some() && !s.first_delivery {
+                return Ok(Committed::Duplicate);
+            }
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO dedupe (key, seen_ms) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET seen_ms = excluded.seen_ms",
+                )?
+                .execute(params![key, self.now.as_millisecond()])?;
+        }
+        for u in &s.state {
+            match &u.value {
+                Some(v) => self
+                    .tx
+                    .prepare_cached(
+                        "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute(params![adapter, u.key, v])?,
+                None => self
+                    .tx
+                    .prepare_cached("DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2")?
+                    .execute(params![adapter, u.key])?,
+            };
+        }
+        for d in &s.seen {
+            let registered = self.setup.registry.resolve(adapter, &d.registry_keys);
+            let id = registered
+                .map(|e| e.id.clone())
+                .unwrap_or_else(|| d.device_id.clone());
+            self.seen.insert(
+                id,
+                (
+                    adapter.to_owned(),
+                    registered.is_some(),
+                    self.now.as_millisecond(),
+                ),
+            );
+        }
+        let ids = self.device_events(adapter, s.events)?;
+        Ok(Committed::Stored { ids })
+    }
+
+    fn write_seen(&self) -> rusqlite::Result<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO devices (device_id, adapter, registered, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(device_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+                                                  registered = excluded.registered",
+        )?;
+        for (id, (adapter, registered, ms)) in &self.seen {
+            stmt.execute(params![id, adapter, registered, ms])?;
+        }
+        Ok(())
+    }
+}
 
 impl Writer {
     fn new(conn: Connection, setup: WriterSetup) -> rusqlite::Result<Writer> {
@@ -159,11 +351,13 @@ impl Writer {
                 sequences.insert(s, n.max(0) as u64);
             }
         }
+        let next_timer = alerts::next_due(&conn)?;
         Ok(Writer {
             conn,
             setup,
             sequences,
             last_prune: None,
+            next_timer,
         })
     }
 
@@ -176,18 +370,20 @@ impl Writer {
         let mut cmds_open = true;
         let mut batch: Vec<Item> = Vec::with_capacity(256);
         while ingest_open || cmds_open {
-            let first = tokio::select! {
+            let timer = self.timer_sleep();
+            tokio::select! {
                 biased;
                 c = cmds.recv(), if cmds_open => match c {
-                    Some(c) => Item::Cmd(c),
+                    Some(c) => batch.push(Item::Cmd(c)),
                     None => { cmds_open = false; continue; }
                 },
                 r = ingest.recv(), if ingest_open => match r {
-                    Some(r) => Item::Ingest(r),
+                    Some(r) => batch.push(Item::Ingest(r)),
                     None => { ingest_open = false; continue; }
                 },
+                // An alert timer fell due: an empty batch fires it.
+                _ = timer => {}
             };
-            batch.push(first);
             while batch.len() < MAX_BATCH {
                 if let Ok(c) = cmds.try_recv() {
                     batch.push(Item::Cmd(c));
@@ -201,15 +397,34 @@ impl Writer {
         }
     }
 
+    /// Sleeps until the next alert timer (wall clock, so it survives restarts unchanged).
+    fn timer_sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let wait = self.next_timer.map(|due| {
+            let now = self.setup.clock.now().as_millisecond();
+            Duration::from_millis(due.saturating_sub(now).max(0) as u64)
+        });
+        async move {
+            match wait {
+                Some(w) => tokio::time::sleep(w).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     fn commit_batch(&mut self, items: Vec<Item>) {
         let now = self.setup.clock.now();
-        // Sequence counters touched in this batch, applied only if the batch commits.
-        let mut sequences: HashMap<String, u64> = HashMap::new();
         let mut replies = Vec::with_capacity(items.len());
-        let mut inserted = 0usize;
-        let result = (|| -> rusqlite::Result<()> {
+        let outcome = (|| -> rusqlite::Result<(HashMap<String, u64>, Vec<bool>, Option<i64>)> {
             let tx = self.conn.transaction()?;
-            let mut seen: Seen = HashMap::new();
+            let mut b = Batch {
+                tx: &tx,
+                setup: &self.setup,
+                now,
+                committed: &self.sequences,
+                touched: HashMap::new(),
+                seen: HashMap::new(),
+                woken: vec![false; self.setup.sinks.len()],
+            };
             for item in items {
                 match item {
                     Item::Ingest(IngestRequest::Submit {
@@ -219,20 +434,7 @@ impl Writer {
                     }) => {
                         let mut outcomes = Vec::with_capacity(submissions.len());
                         for s in submissions {
-                            let c = apply_submission(
-                                &tx,
-                                &self.setup,
-                                &self.sequences,
-                                &mut sequences,
-                                &adapter,
-                                s,
-                                now,
-                                &mut seen,
-                            )?;
-                            if let Committed::Stored { ids } = &c {
-                                inserted += ids.len();
-                            }
-                            outcomes.push(c);
+                            outcomes.push(b.apply_submission(&adapter, s)?);
                         }
                         replies.push(Reply::Submit(reply, outcomes));
                     }
@@ -242,16 +444,16 @@ impl Writer {
                         reply,
                     }) => {
                         insert_dead_letter(
-                            &tx,
+                            b.tx,
                             &adapter,
                             &letter,
-                            self.setup.dead_letter_bytes,
+                            b.setup.dead_letter_bytes,
                             now,
                         )?;
                         replies.push(Reply::Reject(reply));
                     }
                     Item::Ingest(IngestRequest::LoadState { adapter, reply }) => {
-                        let mut stmt = tx.prepare_cached(
+                        let mut stmt = b.tx.prepare_cached(
                             "SELECT key, value FROM adapter_state WHERE adapter = ?1",
                         )?;
                         let rows = stmt
@@ -260,49 +462,50 @@ impl Writer {
                         replies.push(Reply::State(reply, rows));
                     }
                     Item::Cmd(WriterCmd::Delivered { ids }) => {
-                        let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                        let mut stmt = b.tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
                         for id in ids {
                             stmt.execute([id])?;
                         }
                     }
                     Item::Cmd(WriterCmd::Failed { id, error }) => {
-                        tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
-                            .execute(params![id, error])?;
+                        b.tx.prepare_cached(
+                            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![id, error])?;
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
-                        let ids = insert_events(
-                            &tx,
-                            &self.setup,
-                            &self.sequences,
-                            &mut sequences,
-                            crate::GATEWAY_ADAPTER,
-                            vec![*draft],
-                            now,
-                            &mut seen,
-                        )?;
-                        inserted += ids.len();
+                        let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
                         replies.push(Reply::Gateway(
                             reply,
                             ids.into_iter().next().unwrap_or_default(),
                         ));
                     }
+                    Item::Cmd(WriterCmd::Alert { cmd, reply }) => {
+                        let result = alerts::on_command(&mut b, cmd)?;
+                        replies.push(Reply::Alert(reply, result));
+                    }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
                 }
             }
-            write_seen(&tx, &seen)?;
-            for (source, n) in &sequences {
-                tx.prepare_cached(
+            alerts::fire_due(&mut b)?;
+            b.write_seen()?;
+            for (source, n) in &b.touched {
+                b.tx.prepare_cached(
                     "INSERT INTO sources (source, last_seq) VALUES (?1, ?2)
                      ON CONFLICT(source) DO UPDATE SET last_seq = excluded.last_seq",
                 )?
                 .execute(params![source, *n as i64])?;
             }
-            prune_if_due(&tx, &mut self.last_prune, self.setup.dedupe_window, now)?;
-            tx.commit()
+            prune_if_due(b.tx, &mut self.last_prune, self.setup.dedupe_window, now)?;
+            let next_timer = alerts::next_due(b.tx)?;
+            let (touched, woken) = (b.touched, b.woken);
+            tx.commit()?;
+            Ok((touched, woken, next_timer))
         })();
-        match result {
-            Ok(()) => {
-                self.sequences.extend(sequences);
+        match outcome {
+            Ok((touched, woken, next_timer)) => {
+                self.sequences.extend(touched);
+                self.next_timer = next_timer;
                 for r in replies {
                     match r {
                         Reply::Submit(tx, out) => drop(tx.send(Ok(out))),
@@ -310,11 +513,12 @@ impl Writer {
                         Reply::State(tx, rows) => drop(tx.send(Ok(rows))),
                         Reply::Gateway(Some(tx), id) => drop(tx.send(Ok(id))),
                         Reply::Gateway(None, _) => {}
+                        Reply::Alert(tx, result) => drop(tx.send(result)),
                         Reply::Flush(tx) => drop(tx.send(())),
                     }
                 }
-                if inserted > 0 {
-                    for (_, n) in &self.setup.sinks {
+                for ((_, n), woke) in self.setup.sinks.iter().zip(woken) {
+                    if woke {
                         n.notify_one();
                     }
                 }
@@ -331,6 +535,9 @@ impl Writer {
                         Reply::State(tx, _) => drop(tx.send(Err(err.clone()))),
                         Reply::Gateway(Some(tx), _) => drop(tx.send(Err(err.clone()))),
                         Reply::Gateway(None, _) => {}
+                        Reply::Alert(tx, _) => {
+                            drop(tx.send(Err(AlertError::Storage(e.to_string()))))
+                        }
                         Reply::Flush(tx) => drop(tx.send(())),
                     }
                 }
@@ -365,144 +572,6 @@ fn prune_if_due(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_submission(
-    tx: &Transaction<'_>,
-    setup: &WriterSetup,
-    committed: &HashMap<String, u64>,
-    touched: &mut HashMap<String, u64>,
-    adapter: &str,
-    s: Submission,
-    now: Timestamp,
-    seen: &mut Seen,
-) -> rusqlite::Result<Committed> {
-    if let Some(key) = &s.dedupe_key {
-        let known: Option<i64> = tx
-            .prepare_cached("SELECT seen_ms FROM dedupe WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?;
-        if known.is_some() && !s.first_delivery {
-            return Ok(Committed::Duplicate);
-        }
-        tx.prepare_cached(
-            "INSERT INTO dedupe (key, seen_ms) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET seen_ms = excluded.seen_ms",
-        )?
-        .execute(params![key, now.as_millisecond()])?;
-    }
-    for u in &s.state {
-        match &u.value {
-            Some(v) => tx
-                .prepare_cached(
-                    "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![adapter, u.key, v])?,
-            None => tx
-                .prepare_cached("DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2")?
-                .execute(params![adapter, u.key])?,
-        };
-    }
-    for d in &s.seen {
-        let registered = setup.registry.resolve(adapter, &d.registry_keys);
-        let id = registered
-            .map(|e| e.id.clone())
-            .unwrap_or_else(|| d.device_id.clone());
-        seen.insert(
-            id,
-            (
-                adapter.to_owned(),
-                registered.is_some(),
-                now.as_millisecond(),
-            ),
-        );
-    }
-    let ids = insert_events(tx, setup, committed, touched, adapter, s.events, now, seen)?;
-    Ok(Committed::Stored { ids })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn insert_events(
-    tx: &Transaction<'_>,
-    setup: &WriterSetup,
-    committed: &HashMap<String, u64>,
-    touched: &mut HashMap<String, u64>,
-    adapter: &str,
-    drafts: Vec<EventDraft>,
-    now: Timestamp,
-    seen: &mut Seen,
-) -> rusqlite::Result<Vec<String>> {
-    let mut ids = Vec::with_capacity(drafts.len());
-    if drafts.is_empty() {
-        return Ok(ids);
-    }
-    let source = envelope::source(&setup.gateway_id, adapter);
-    for draft in drafts {
-        let next = touched
-            .get(&source)
-            .or_else(|| committed.get(&source))
-            .copied()
-            .unwrap_or(0)
-            + 1;
-        touched.insert(source.clone(), next);
-        let event = envelope::seal(
-            &setup.registry,
-            &setup.gateway_id,
-            adapter,
-            draft,
-            now,
-            next,
-        );
-        let json = serde_json::to_string(&event)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        let seq = insert_event(tx, &event, next, &json)?;
-        let lane = event.data.priority.lane();
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
-        for (sink, _) in &setup.sinks {
-            stmt.execute(params![sink, seq, lane])?;
-        }
-        seen.insert(
-            event.data.device.id.clone(),
-            (
-                adapter.to_owned(),
-                event.data.device.registered,
-                now.as_millisecond(),
-            ),
-        );
-        ids.push(event.id);
-    }
-    Ok(ids)
-}
-
-fn insert_event(
-    tx: &Transaction<'_>,
-    e: &Event,
-    source_seq: u64,
-    json: &str,
-) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
-                             time_ms, recorded_ms, correlation_id, json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        e.id,
-        e.source,
-        source_seq as i64,
-        e.data.kind.as_str(),
-        e.data.phase.as_str(),
-        e.data.priority.as_str(),
-        e.data.device.id,
-        e.data.test,
-        e.time.as_millisecond(),
-        e.recordedtime.as_millisecond(),
-        e.correlationid,
-        json,
-    ])?;
-    Ok(tx.last_insert_rowid())
-}
-
 fn insert_dead_letter(
     tx: &Transaction<'_>,
     adapter: &str,
@@ -524,17 +593,5 @@ fn insert_dead_letter(
         l.raw.len() as i64,
         now.as_millisecond()
     ])?;
-    Ok(())
-}
-
-fn write_seen(tx: &Transaction<'_>, seen: &Seen) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO devices (device_id, adapter, registered, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(device_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
-                                              registered = excluded.registered",
-    )?;
-    for (id, (adapter, registered, ms)) in seen {
-        stmt.execute(params![id, adapter, registered, ms])?;
-    }
     Ok(())
 }

@@ -74,6 +74,33 @@ pub struct EventData {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<Raw>,
+    /// On alert lifecycle events (`atgw.alert.*`): which alert, and what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertInfo>,
+}
+
+/// The alert a lifecycle event speaks of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    /// Alert id (also the envelope's `correlationid`).
+    pub id: String,
+    /// `open`, `acknowledged`, `cleared` or `resolved`, after this transition.
+    pub status: String,
+    /// Escalation tiers fired so far (0: only the first routes were told).
+    pub level: u32,
+    /// Why this event: `raised`, `upgraded`, `raised_again`, `ack_timeout`, `repeat`,
+    /// `not_resolved`, `acknowledged`, `device_cleared`, `resolved`.
+    pub reason: String,
+    /// Name of the policy that governs the alert.
+    pub policy: String,
+    /// Who acknowledged or resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// How it ended: `assisted`, `false_alarm`, `emergency_services`, `no_action`, `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 macro_rules! string_enum {
@@ -419,6 +446,7 @@ impl EventDraft {
                 codes: Codes::default(),
                 message: None,
                 raw: None,
+                alert: None,
             },
             registry_keys: BTreeMap::new(),
         }

@@ -1,0 +1,543 @@
+//! Alerts: events that need a person. A policy turns a matching device event into an alert; the
+//! lifecycle state machine ([`lifecycle`]) decides what each later event, timer or person's
+//! action does to it; this module applies those decisions to the journal inside the writer's
+//! transaction: alert rows, timers, and lifecycle events (`atgw.alert.<phase>`, sharing the
+//! alert's `correlationid`) queued to the routes' sinks.
+//!
+//! # Layout
+//! - [`policy`]: `[[policy]]`, `[[route]]`, `[alerts]`; matching and routing.
+//! - [`lifecycle`]: the pure state machine.
+
+pub mod lifecycle;
+pub mod policy;
+
+use atgw_sdk::event::{
+    AlertInfo, Confidence, DATA_CONTENT_TYPE, DATA_SCHEMA_V1, Event, EventData, Kind, Phase,
+    SPEC_VERSION, format_sequence,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::journal::writer::Batch;
+use lifecycle::{Alert, Effect, Input, Status, Timer};
+pub use policy::{AlertSettings, Policies, PolicyConfig, RouteConfig};
+
+/// Adapter name (and `source` suffix) of alert lifecycle events.
+pub const ALERTS_SOURCE: &str = "alerts";
+
+/// Outcomes a resolution may record.
+pub const OUTCOMES: &[&str] = &[
+    "assisted",
+    "false_alarm",
+    "emergency_services",
+    "no_action",
+    "other",
+];
+
+/// A person's action on an alert.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AlertCommand {
+    Ack {
+        id: String,
+        by: String,
+        note: Option<String>,
+    },
+    Resolve {
+        id: String,
+        by: String,
+        outcome: String,
+        note: Option<String>,
+    },
+}
+
+/// Why an action was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AlertError {
+    #[error("no alert with id `{0}`")]
+    NotFound(String),
+    #[error("the alert is already resolved")]
+    AlreadyResolved,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the journal is not running")]
+    Unavailable,
+    #[error("the journal could not commit: {0}")]
+    Storage(String),
+}
+
+/// An alert as the API and CLI show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertView {
+    pub id: String,
+    pub status: String,
+    pub kind: String,
+    pub priority: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<String>,
+    pub device_id: String,
+    pub policy: String,
+    pub level: u32,
+    pub raised_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub location: atgw_sdk::event::Location,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One `alerts` row.
+struct Row {
+    id: String,
+    policy: String,
+    alert: Alert,
+    device_id: String,
+    kind: String,
+    snapshot: EventData,
+}
+
+const ROW_COLUMNS: &str =
+    "id, policy, device_id, kind, status, priority, confidence, level, raised_ms, snapshot";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let status: String = r.get(4)?;
+    let priority: String = r.get(5)?;
+    let confidence: Option<String> = r.get(6)?;
+    let snapshot: String = r.get(9)?;
+    let bad = |what: &str| {
+        rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+    };
+    Ok(Row {
+        id: r.get(0)?,
+        policy: r.get(1)?,
+        device_id: r.get(2)?,
+        kind: r.get(3)?,
+        alert: Alert {
+            status: Status::parse(&status).ok_or_else(|| bad("status"))?,
+            priority: priority.parse().map_err(|_| bad("priority"))?,
+            confidence: confidence.and_then(|c| c.parse::<Confidence>().ok()),
+            level: r.get::<_, i64>(7)?.max(0) as usize,
+            raised_ms: r.get(8)?,
+        },
+        snapshot: serde_json::from_str(&snapshot).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+/// Journals a device event and lets it open, attach to, upgrade or clear alerts.
+pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::Result<()> {
+    let policies = b.setup.policies.clone();
+    let sinks = policies.device_event_sinks(&event.data);
+    let now_ms = b.now.as_millisecond();
+    let d = &event.data;
+
+    if d.phase == Phase::Cleared || d.kind == Kind::Cancel {
+        // A restore clears that kind's alert; a cancel (Contact ID 406) clears all of the device's.
+        let kind = (d.kind != Kind::Cancel).then_some(d.kind);
+        let live = live_alerts(b, &d.device.id, kind)?;
+        if let Some(first) = live.first() {
+            event.correlationid = Some(first.id.clone());
+        }
+        b.insert(&event, &sinks)?;
+        for row in live {
+            transition(b, row, Input::DeviceCleared, &event.id, Actor::default())?;
+        }
+        return Ok(());
+    }
+    let Some((name, policy)) = policies.matching(d) else {
+        b.insert(&event, &sinks)?;
+        return Ok(());
+    };
+    if let Some(mut row) = live_alerts(b, &d.device.id, Some(d.kind))?
+        .into_iter()
+        .next()
+    {
+        event.correlationid = Some(row.id.clone());
+        b.insert(&event, &sinks)?;
+        let input = Input::Raise {
+            priority: event.data.priority,
+            confidence: event.data.confidence,
+        };
+        row.snapshot = event.data.clone();
+        row.snapshot.message = event.data.message.clone();
+        return transition(b, row, input, &event.id, Actor::default());
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    event.correlationid = Some(id.clone());
+    b.insert(&event, &sinks)?;
+    let (alert, fx) = lifecycle::open(policy, event.data.priority, event.data.confidence, now_ms);
+    let row = Row {
+        id,
+        policy: name.clone(),
+        alert,
+        device_id: event.data.device.id.clone(),
+        kind: event.data.kind.as_str().to_owned(),
+        snapshot: event.data.clone(),
+    };
+    b.tx.prepare_cached(
+        "INSERT INTO alerts (id, policy, device_id, kind, status, priority, confidence, level,
+                             raised_ms, updated_ms, area, snapshot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        row.id,
+        row.policy,
+        row.device_id,
+        row.kind,
+        row.alert.status.as_str(),
+        row.alert.priority.as_str(),
+        row.alert.confidence.map(|c| c.as_str()),
+        row.alert.level as i64,
+        now_ms,
+        row.snapshot.location.area,
+        json(&row.snapshot)?,
+    ])?;
+    apply(b, &row, fx, &event.id, &Actor::default())
+}
+
+/// A person's acknowledgement or resolution.
+pub(crate) fn on_command(
+    b: &mut Batch<'_>,
+    cmd: AlertCommand,
+) -> rusqlite::Result<Result<AlertView, AlertError>> {
+    let (id, input, actor) = match cmd {
+        AlertCommand::Ack { id, by, note } => {
+            if let Err(e) = check_text(&by, &note) {
+                return Ok(Err(e));
+            }
+            (
+                id,
+                Input::Ack,
+                Actor {
+                    by: Some(by),
+                    outcome: None,
+                    note,
+                },
+            )
+        }
+        AlertCommand::Resolve {
+            id,
+            by,
+            outcome,
+            note,
+        } => {
+            if let Err(e) = check_text(&by, &note) {
+                return Ok(Err(e));
+            }
+            if !OUTCOMES.contains(&outcome.as_str()) {
+                return Ok(Err(AlertError::Invalid(format!(
+                    "outcome must be one of {}",
+                    OUTCOMES.join(", ")
+                ))));
+            }
+            (
+                id,
+                Input::Resolve,
+                Actor {
+                    by: Some(by),
+                    outcome: Some(outcome),
+                    note,
+                },
+            )
+        }
+    };
+    let Some(row) = load(b, &id)? else {
+        return Ok(Err(AlertError::NotFound(id)));
+    };
+    let policies = b.setup.policies.clone();
+    let mut alert = row.alert.clone();
+    match lifecycle::step(
+        &mut alert,
+        policies.by_name(&row.policy),
+        input.clone(),
+        b.now.as_millisecond(),
+    ) {
+        Err(lifecycle::Refused::AlreadyResolved) => return Ok(Err(AlertError::AlreadyResolved)),
+        Ok(_) => {}
+    }
+    let now_ms = b.now.as_millisecond();
+    match input {
+        Input::Ack => b
+            .tx
+            .prepare_cached("UPDATE alerts SET acked_ms = coalesce(acked_ms, ?2), acked_by = coalesce(acked_by, ?3), note = coalesce(?4, note) WHERE id = ?1")?
+            .execute(params![id, now_ms, actor.by, actor.note])?,
+        _ => b
+            .tx
+            .prepare_cached("UPDATE alerts SET resolved_ms = ?2, resolved_by = ?3, outcome = ?4, note = coalesce(?5, note) WHERE id = ?1")?
+            .execute(params![id, now_ms, actor.by, actor.outcome, actor.note])?,
+    };
+    transition(b, row, input, "", actor)?;
+    Ok(load_view(b.tx, &id)?.ok_or(AlertError::NotFound(id)))
+}
+
+fn check_text(by: &str, note: &Option<String>) -> Result<(), AlertError> {
+    if by.trim().is_empty() || by.len() > 200 {
+        return Err(AlertError::Invalid(
+            "`by` must name who acted (1 to 200 characters)".into(),
+        ));
+    }
+    if note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return Err(AlertError::Invalid(
+            "`note` is limited to 1000 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Fires every timer that is due, each exactly once (its row goes in the same transaction).
+pub(crate) fn fire_due(b: &mut Batch<'_>) -> rusqlite::Result<()> {
+    let now_ms = b.now.as_millisecond();
+    let due: Vec<(String, String)> =
+        b.tx.prepare_cached(
+            "SELECT alert_id, timer FROM alert_timers WHERE due_ms <= ?1 ORDER BY due_ms",
+        )?
+        .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, timer) in due {
+        b.tx.prepare_cached("DELETE FROM alert_timers WHERE alert_id = ?1 AND timer = ?2")?
+            .execute(params![id, timer])?;
+        let (Some(timer), Some(row)) = (Timer::parse(&timer), load(b, &id)?) else {
+            continue;
+        };
+        transition(b, row, Input::Fired(timer), "", Actor::default())?;
+    }
+    Ok(())
+}
+
+/// When the earliest timer falls due (ms since the epoch).
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT min(due_ms) FROM alert_timers", [], |r| r.get(0))
+}
+
+/// Who did what, carried onto the lifecycle event.
+#[derive(Clone, Debug, Default)]
+struct Actor {
+    by: Option<String>,
+    outcome: Option<String>,
+    note: Option<String>,
+}
+
+fn transition(
+    b: &mut Batch<'_>,
+    mut row: Row,
+    input: Input,
+    cause: &str,
+    actor: Actor,
+) -> rusqlite::Result<()> {
+    let policies = b.setup.policies.clone();
+    let fx = match lifecycle::step(
+        &mut row.alert,
+        policies.by_name(&row.policy),
+        input,
+        b.now.as_millisecond(),
+    ) {
+        Ok(fx) => fx,
+        Err(_) => return Ok(()),
+    };
+    b.tx.prepare_cached(
+        "UPDATE alerts SET status = ?2, priority = ?3, confidence = ?4, level = ?5, raised_ms = ?6,
+                           updated_ms = ?7, snapshot = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        row.id,
+        row.alert.status.as_str(),
+        row.alert.priority.as_str(),
+        row.alert.confidence.map(|c| c.as_str()),
+        row.alert.level as i64,
+        row.alert.raised_ms,
+        b.now.as_millisecond(),
+        json(&row.snapshot)?,
+    ])?;
+    apply(b, &row, fx, cause, &actor)
+}
+
+fn apply(
+    b: &mut Batch<'_>,
+    row: &Row,
+    fx: Vec<Effect>,
+    cause: &str,
+    actor: &Actor,
+) -> rusqlite::Result<()> {
+    for e in fx {
+        match e {
+            Effect::Notify { phase, reason } => {
+                let event = lifecycle_event(b, row, phase, reason, cause, actor);
+                let policies = b.setup.policies.clone();
+                let mut sinks = policies.stream_sinks.clone();
+                if let Some(p) = policies.by_name(&row.policy) {
+                    for s in policies.sinks_of(&Policies::routes_up_to(p, row.alert.level)) {
+                        if !sinks.contains(&s) {
+                            sinks.push(s);
+                        }
+                    }
+                }
+                b.insert(&event, &sinks)?;
+            }
+            Effect::Arm(timer, due_ms) => {
+                b.tx.prepare_cached(
+                    "INSERT INTO alert_timers (alert_id, timer, due_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(alert_id, timer) DO UPDATE SET due_ms = excluded.due_ms",
+                )?
+                .execute(params![row.id, timer.as_str(), due_ms])?;
+            }
+            Effect::Disarm(timer) => {
+                b.tx.prepare_cached("DELETE FROM alert_timers WHERE alert_id = ?1 AND timer = ?2")?
+                    .execute(params![row.id, timer.as_str()])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lifecycle_event(
+    b: &mut Batch<'_>,
+    row: &Row,
+    phase: Phase,
+    reason: &str,
+    cause: &str,
+    actor: &Actor,
+) -> Event {
+    let mut data = row.snapshot.clone();
+    data.phase = phase;
+    data.priority = row.alert.priority;
+    data.confidence = row.alert.confidence;
+    let what = match reason {
+        "raised" | "raised_again" => "ALERT",
+        "upgraded" => "ALERT UPGRADED",
+        "ack_timeout" => "ESCALATED (not acknowledged)",
+        "repeat" => "REPEAT (not acknowledged)",
+        "not_resolved" => "REMINDER (not resolved)",
+        "acknowledged" => "Acknowledged",
+        "device_cleared" => "Device restored",
+        _ => "Resolved",
+    };
+    let who = actor
+        .by
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    let base = row.snapshot.message.clone().unwrap_or_default();
+    let mut message = format!("{what}{who}: {base}");
+    if let Some((idx, _)) = message.char_indices().nth(160) {
+        message.truncate(idx);
+    }
+    data.message = Some(message);
+    data.alert = Some(AlertInfo {
+        id: row.id.clone(),
+        status: row.alert.status.as_str().to_owned(),
+        level: row.alert.level as u32,
+        reason: reason.to_owned(),
+        policy: row.policy.clone(),
+        by: actor.by.clone(),
+        outcome: actor.outcome.clone(),
+        note: actor.note.clone(),
+    });
+    let source = crate::envelope::source(&b.setup.gateway_id, ALERTS_SOURCE);
+    let n = b.next_sequence(&source);
+    Event {
+        specversion: SPEC_VERSION.into(),
+        id: uuid::Uuid::now_v7().to_string(),
+        source,
+        event_type: Event::alert_type(phase),
+        time: b.now,
+        recordedtime: b.now,
+        sequence: format_sequence(n),
+        correlationid: Some(row.id.clone()),
+        causationid: (!cause.is_empty()).then(|| cause.to_owned()),
+        subject: Some(data.location.subject()),
+        datacontenttype: DATA_CONTENT_TYPE.into(),
+        dataschema: DATA_SCHEMA_V1.into(),
+        data,
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Alerts of a device that are not resolved, newest first (optionally of one kind).
+fn live_alerts(b: &Batch<'_>, device: &str, kind: Option<Kind>) -> rusqlite::Result<Vec<Row>> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM alerts WHERE device_id = ?1 AND (?2 IS NULL OR kind = ?2)
+         AND status IN ('open', 'acknowledged', 'cleared') ORDER BY raised_ms DESC"
+    );
+    let mut stmt = b.tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![device, kind.map(|k| k.as_str())], row_from)?;
+    let mut out: Vec<Row> = rows.collect::<rusqlite::Result<_>>()?;
+    // A clear acts on live conditions only; a cleared alert waits for a person.
+    if kind.is_some() {
+        out.sort_by_key(|r| r.alert.status == Status::Cleared);
+    }
+    Ok(out)
+}
+
+fn load(b: &Batch<'_>, id: &str) -> rusqlite::Result<Option<Row>> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM alerts WHERE id = ?1");
+    b.tx.prepare_cached(&sql)?
+        .query_row([id], row_from)
+        .optional()
+}
+
+const VIEW_COLUMNS: &str =
+    "id, status, kind, priority, confidence, device_id, policy, level, raised_ms,
+     acked_ms, acked_by, resolved_ms, resolved_by, outcome, note, snapshot";
+
+fn view_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertView> {
+    let ts = |ms: Option<i64>| {
+        ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+            .map(|t| atgw_sdk::event::rfc3339_ms::format(&t))
+    };
+    let snapshot: String = r.get(15)?;
+    let data: Option<EventData> = serde_json::from_str(&snapshot).ok();
+    Ok(AlertView {
+        id: r.get(0)?,
+        status: r.get(1)?,
+        kind: r.get(2)?,
+        priority: r.get(3)?,
+        confidence: r.get(4)?,
+        device_id: r.get(5)?,
+        policy: r.get(6)?,
+        level: r.get::<_, i64>(7)?.max(0) as u32,
+        raised_at: ts(r.get(8)?).unwrap_or_default(),
+        acknowledged_at: ts(r.get(9)?),
+        acknowledged_by: r.get(10)?,
+        resolved_at: ts(r.get(11)?),
+        resolved_by: r.get(12)?,
+        outcome: r.get(13)?,
+        note: r.get(14)?,
+        location: data
+            .as_ref()
+            .map(|d| d.location.clone())
+            .unwrap_or_default(),
+        message: data.and_then(|d| d.message),
+    })
+}
+
+fn load_view(conn: &Connection, id: &str) -> rusqlite::Result<Option<AlertView>> {
+    let sql = format!("SELECT {VIEW_COLUMNS} FROM alerts WHERE id = ?1");
+    conn.query_row(&sql, [id], view_from).optional()
+}
+
+/// Alerts for the API and CLI: unresolved ones (or all), newest first.
+pub fn list(
+    conn: &Connection,
+    include_resolved: bool,
+    limit: usize,
+) -> rusqlite::Result<Vec<AlertView>> {
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM alerts WHERE (?1 OR status != 'resolved') ORDER BY raised_ms DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![include_resolved, limit as i64], view_from)?;
+    rows.collect()
+}

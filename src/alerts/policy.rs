@@ -1,0 +1,353 @@
+//! Policies and routes (`[[policy]]`, `[[route]]`, `[alerts]`): which events become alerts, who
+//! is told first, and who next when nobody acknowledges. Matching is a pure function of the
+//! event, so it is tested without a journal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use atgw_sdk::event::{EventData, Kind, Phase, Priority};
+use serde::Deserialize;
+
+/// `[[route]]`: a named list of sinks (a team, a pager group, the ARC).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Sink names; a sink used by any route receives only what routes send it.
+    pub sinks: Vec<String>,
+}
+
+/// `[[policy]]`: events it matches become alerts, notified and escalated as it says.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Name kept with each alert (default `policy-<n>`); escalation follows the policy of this
+    /// name after a restart.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matches: PolicyMatch,
+    /// Routes told at once.
+    pub notify: Vec<String>,
+    /// Tiers told when the alert is still unacknowledged `after` its raise.
+    #[serde(default)]
+    pub escalate: Vec<Tier>,
+    /// Tell everyone notified so far again, this often, until acknowledged.
+    #[serde(default, with = "humantime_serde")]
+    pub repeat: Option<Duration>,
+    /// Once acknowledged, remind them this long after if still not resolved.
+    #[serde(default, with = "humantime_serde")]
+    pub remind: Option<Duration>,
+}
+
+/// Conditions of a policy; an empty list matches anything.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyMatch {
+    #[serde(default)]
+    pub kind: Vec<Kind>,
+    #[serde(default)]
+    pub priority: Vec<Priority>,
+    /// Registry device ids.
+    #[serde(default)]
+    pub device: Vec<String>,
+    #[serde(default)]
+    pub area: Vec<String>,
+    /// Pseudonymous resident ids.
+    #[serde(default)]
+    pub resident: Vec<String>,
+}
+
+/// One escalation step.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    pub notify: Vec<String>,
+}
+
+/// `[alerts]`: settings for all policies.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Route that receives test events (`test = true`); they never open alerts or reach any
+    /// other route. Absent: test events are journaled and streamed, and page nobody.
+    #[serde(default)]
+    pub test_route: Option<String>,
+}
+
+/// Policies compiled against the sinks that exist.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    pub policies: Vec<(String, PolicyConfig)>,
+    routes: BTreeMap<String, Vec<String>>,
+    /// Sinks no route names: they receive every event (audit trails, upstream streams).
+    pub stream_sinks: Vec<String>,
+    pub test_route: Option<String>,
+}
+
+impl Policies {
+    pub fn new(
+        policies: &[PolicyConfig],
+        routes: &[RouteConfig],
+        settings: &AlertSettings,
+        sinks: &[String],
+    ) -> Policies {
+        let routed: BTreeSet<&str> = routes
+            .iter()
+            .flat_map(|r| r.sinks.iter().map(String::as_str))
+            .collect();
+        Policies {
+            policies: policies
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        p.name
+                            .clone()
+                            .unwrap_or_else(|| format!("policy-{}", i + 1)),
+                        p.clone(),
+                    )
+                })
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|r| (r.name.clone(), r.sinks.clone()))
+                .collect(),
+            stream_sinks: sinks
+                .iter()
+                .filter(|s| !routed.contains(s.as_str()))
+                .cloned()
+                .collect(),
+            test_route: settings.test_route.clone(),
+        }
+    }
+
+    /// The first policy that turns this event into an alert. Only conditions that begin
+    /// (`raised`) or happen (`point`) open alerts, and never test events.
+    pub fn matching(&self, d: &EventData) -> Option<&(String, PolicyConfig)> {
+        if d.test || !matches!(d.phase, Phase::Raised | Phase::Point) {
+            return None;
+        }
+        self.policies.iter().find(|(_, p)| p.matches.accepts(d))
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&PolicyConfig> {
+        self.policies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
+    }
+
+    /// Sinks of the given routes, each once.
+    pub fn sinks_of<'a>(&self, routes: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in routes {
+            for s in self.routes.get(r).into_iter().flatten() {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Where a device event itself goes: every stream sink, and a test event also to the test
+    /// route.
+    pub fn device_event_sinks(&self, d: &EventData) -> Vec<String> {
+        let mut out = self.stream_sinks.clone();
+        if d.test
+            && let Some(r) = &self.test_route
+        {
+            for s in self.sinks_of([r]) {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Routes notified once `level` tiers have fired (level 0: the first notification).
+    pub fn routes_up_to(policy: &PolicyConfig, level: usize) -> Vec<String> {
+        let mut out = policy.notify.clone();
+        for t in policy.escalate.iter().take(level) {
+            for r in &t.notify {
+                if !out.contains(r) {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks names: routes name sinks that exist, policies name routes that exist.
+    pub fn validate(
+        policies: &[PolicyConfig],
+        routes: &[RouteConfig],
+        settings: &AlertSettings,
+        sinks: &[&str],
+    ) -> Result<(), (String, String)> {
+        let mut names = BTreeSet::new();
+        for (i, r) in routes.iter().enumerate() {
+            if !names.insert(r.name.as_str()) {
+                return Err((
+                    format!("route[{i}].name"),
+                    format!("`{}` is used twice", r.name),
+                ));
+            }
+            for s in &r.sinks {
+                if !sinks.contains(&s.as_str()) {
+                    return Err((
+                        format!("route[{i}].sinks"),
+                        format!("no [[sink]] is named `{s}`"),
+                    ));
+                }
+            }
+        }
+        let known = |r: &String| names.contains(r.as_str());
+        for (i, p) in policies.iter().enumerate() {
+            if p.notify.is_empty() {
+                return Err((
+                    format!("policy[{i}].notify"),
+                    "needs at least one route".into(),
+                ));
+            }
+            if let Some(r) = p.notify.iter().find(|r| !known(r)) {
+                return Err((
+                    format!("policy[{i}].notify"),
+                    format!("no [[route]] is named `{r}`"),
+                ));
+            }
+            let mut last = Duration::ZERO;
+            for (t, tier) in p.escalate.iter().enumerate() {
+                if let Some(r) = tier.notify.iter().find(|r| !known(r)) {
+                    return Err((
+                        format!("policy[{i}].escalate[{t}].notify"),
+                        format!("no [[route]] is named `{r}`"),
+                    ));
+                }
+                if tier.after <= last {
+                    return Err((
+                        format!("policy[{i}].escalate[{t}].after"),
+                        "tiers must come later and later".into(),
+                    ));
+                }
+                last = tier.after;
+            }
+            if p.repeat.is_some_and(|r| r < Duration::from_secs(1)) {
+                return Err((format!("policy[{i}].repeat"), "must be at least 1s".into()));
+            }
+        }
+        if let Some(r) = &settings.test_route
+            && !known(r)
+        {
+            return Err((
+                "alerts.test_route".into(),
+                format!("no [[route]] is named `{r}`"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PolicyMatch {
+    fn accepts(&self, d: &EventData) -> bool {
+        fn any<T: PartialEq>(list: &[T], v: Option<&T>) -> bool {
+            list.is_empty() || v.is_some_and(|v| list.contains(v))
+        }
+        any(&self.kind, Some(&d.kind))
+            && any(&self.priority, Some(&d.priority))
+            && any(&self.device, Some(&d.device.id))
+            && any(&self.area, d.location.area.as_ref())
+            && any(&self.resident, d.resident.as_ref().map(|r| &r.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atgw_sdk::EventDraft;
+
+    fn policies() -> Policies {
+        let p = PolicyConfig {
+            name: Some("alarms".into()),
+            matches: PolicyMatch {
+                priority: vec![Priority::High],
+                ..Default::default()
+            },
+            notify: vec!["carers".into()],
+            escalate: vec![Tier {
+                after: Duration::from_secs(60),
+                notify: vec!["senior".into()],
+            }],
+            repeat: Some(Duration::from_secs(60)),
+            remind: None,
+        };
+        let routes = vec![
+            RouteConfig {
+                name: "carers".into(),
+                sinks: vec!["carers-hook".into()],
+            },
+            RouteConfig {
+                name: "senior".into(),
+                sinks: vec!["senior-hook".into()],
+            },
+            RouteConfig {
+                name: "test".into(),
+                sinks: vec!["maintenance".into()],
+            },
+        ];
+        let sinks: Vec<String> = ["carers-hook", "senior-hook", "maintenance", "audit"]
+            .map(String::from)
+            .to_vec();
+        Policies::new(
+            &[p],
+            &routes,
+            &AlertSettings {
+                test_route: Some("test".into()),
+            },
+            &sinks,
+        )
+    }
+
+    #[test]
+    fn only_raises_and_points_that_match_open_alerts() {
+        let p = policies();
+        let mut d = EventDraft::new(Kind::Fall, Phase::Raised, "x", "a").data;
+        assert!(p.matching(&d).is_some());
+        d.phase = Phase::Cleared;
+        assert!(p.matching(&d).is_none());
+        let d = EventDraft::new(Kind::LowBattery, Phase::Raised, "x", "a").data;
+        assert!(p.matching(&d).is_none(), "low priority matches no policy");
+    }
+
+    #[test]
+    fn test_events_open_no_alert_and_reach_only_the_test_route() {
+        let p = policies();
+        let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "x", "a").data;
+        d.test = true;
+        assert!(p.matching(&d).is_none());
+        assert_eq!(
+            p.device_event_sinks(&d),
+            vec!["audit".to_string(), "maintenance".to_string()]
+        );
+    }
+
+    #[test]
+    fn routed_sinks_get_no_stream_and_escalation_adds_routes() {
+        let p = policies();
+        assert_eq!(p.stream_sinks, vec!["audit".to_string()]);
+        let (_, pol) = &p.policies[0];
+        assert_eq!(Policies::routes_up_to(pol, 0), vec!["carers".to_string()]);
+        assert_eq!(
+            Policies::routes_up_to(pol, 1),
+            vec!["carers".to_string(), "senior".to_string()]
+        );
+        assert_eq!(
+            p.sinks_of(&Policies::routes_up_to(pol, 1)),
+            vec!["carers-hook".to_string(), "senior-hook".to_string()]
+        );
+    }
+}
