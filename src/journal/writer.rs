@@ -156,7 +156,7 @@ enum Reply {
     Gateway(Option<oneshot::Sender<Result<String, IngestError>>>, String),
     Alert(
         oneshot::Sender<Result<AlertView, AlertError>>,
-        Result<AlertView, AlertError>,
+        Box<Result<AlertView, AlertError>>,
     ),
     Flush(oneshot::Sender<()>),
 }
@@ -168,6 +168,13 @@ struct Writer {
     sequences: HashMap<String, u64>,
     last_prune: Option<Timestamp>,
     /// When the earliest alert timer falls due (ms), as committed.
+    next_timer: Option<i64>,
+}
+
+/// What a committed batch changed in the writer's memory.
+struct BatchResult {
+    touched: HashMap<String, u64>,
+    woken: Vec<bool>,
     next_timer: Option<i64>,
 }
 
@@ -414,7 +421,7 @@ impl Writer {
     fn commit_batch(&mut self, items: Vec<Item>) {
         let now = self.setup.clock.now();
         let mut replies = Vec::with_capacity(items.len());
-        let outcome = (|| -> rusqlite::Result<(HashMap<String, u64>, Vec<bool>, Option<i64>)> {
+        let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
                 tx: &tx,
@@ -482,7 +489,7 @@ impl Writer {
                     }
                     Item::Cmd(WriterCmd::Alert { cmd, reply }) => {
                         let result = alerts::on_command(&mut b, cmd)?;
-                        replies.push(Reply::Alert(reply, result));
+                        replies.push(Reply::Alert(reply, Box::new(result)));
                     }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
                 }
@@ -500,10 +507,18 @@ impl Writer {
             let next_timer = alerts::next_due(b.tx)?;
             let (touched, woken) = (b.touched, b.woken);
             tx.commit()?;
-            Ok((touched, woken, next_timer))
+            Ok(BatchResult {
+                touched,
+                woken,
+                next_timer,
+            })
         })();
         match outcome {
-            Ok((touched, woken, next_timer)) => {
+            Ok(BatchResult {
+                touched,
+                woken,
+                next_timer,
+            }) => {
                 self.sequences.extend(touched);
                 self.next_timer = next_timer;
                 for r in replies {
@@ -513,7 +528,7 @@ impl Writer {
                         Reply::State(tx, rows) => drop(tx.send(Ok(rows))),
                         Reply::Gateway(Some(tx), id) => drop(tx.send(Ok(id))),
                         Reply::Gateway(None, _) => {}
-                        Reply::Alert(tx, result) => drop(tx.send(result)),
+                        Reply::Alert(tx, result) => drop(tx.send(*result)),
                         Reply::Flush(tx) => drop(tx.send(())),
                     }
                 }
