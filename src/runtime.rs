@@ -137,6 +137,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     }
 
     let mut outputs = JoinSet::new();
+    // Intake tasks started with the sinks (alert acknowledgements), stopped with the adapters.
+    let mut adapters_early = JoinSet::new();
     for (s, (name, notify)) in cfg.sinks.iter().zip(notifies) {
         let h = Arc::new(Health::default());
         health.insert(format!("sink:{name}"), h.clone());
@@ -161,6 +163,18 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                         what: e.to_string(),
                     }
                 })?;
+                if m.accept_acks {
+                    let ch = Arc::new(Health::default());
+                    health.insert(format!("control:{name}"), ch.clone());
+                    spawn_mqtt_control(
+                        (*m).clone(),
+                        gw.clone(),
+                        ch,
+                        writer.clone(),
+                        intake.clone(),
+                        &mut adapters_early,
+                    );
+                }
                 outputs.spawn(async move {
                     if let Err(e) = atgw_mqtt::sink::run(*m, &gw, io, h, stop).await {
                         tracing::error!("sink stopped: {e}");
@@ -188,7 +202,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         });
     }
 
-    let mut adapters = JoinSet::new();
+    let mut adapters = adapters_early;
     for a in &cfg.adapters {
         let h = Arc::new(Health::default());
         health.insert(format!("adapter:{}", a.name()), h.clone());
@@ -277,6 +291,56 @@ impl Running {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
         tracing::info!("atgw stopped");
     }
+}
+
+/// Alert acknowledgements over MQTT: the control connection forwards requests, this bridge
+/// commits them through the writer and answers once committed.
+fn spawn_mqtt_control(
+    cfg: atgw_mqtt::config::SinkConfig,
+    gateway_id: String,
+    health: Arc<Health>,
+    writer: WriterHandle,
+    stop: Shutdown,
+    tasks: &mut JoinSet<()>,
+) {
+    let (tx, mut rx) = mpsc::channel::<atgw_mqtt::control::ControlRequest>(64);
+    let name = cfg.name.clone();
+    tasks.spawn(async move {
+        if let Err(e) = atgw_mqtt::control::run(cfg, gateway_id, tx, health, stop).await {
+            tracing::error!(sink = %name, "alert acknowledgements over MQTT stopped: {e}");
+        }
+    });
+    tasks.spawn(async move {
+        while let Some(req) = rx.recv().await {
+            let by = req.body.by.clone();
+            let cmd = match req.action {
+                atgw_mqtt::control::Action::Ack => crate::alerts::AlertCommand::Ack {
+                    id: req.alert_id,
+                    by: req.body.by,
+                    note: req.body.note,
+                },
+                atgw_mqtt::control::Action::Resolve => crate::alerts::AlertCommand::Resolve {
+                    id: req.alert_id,
+                    by: req.body.by,
+                    outcome: req.body.outcome.unwrap_or_else(|| "other".into()),
+                    note: req.body.note,
+                },
+            };
+            let result = match writer.alert(cmd).await {
+                Ok(view) => {
+                    tracing::info!(alert = %view.id, status = %view.status, "alert updated over MQTT");
+                    Ok(())
+                }
+                Err(crate::alerts::AlertError::Storage(e)) => {
+                    // Not committed: drop the reply so the message stays unacknowledged.
+                    tracing::error!("cannot commit an alert command from {by}: {e}");
+                    continue;
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = req.reply.send(result);
+        }
+    });
 }
 
 /// The gateway's own device id, for events it raises about itself.

@@ -42,11 +42,16 @@ pub const RESIDENT_OVERRIDE_RULE: &str = "resident-override";
 /// A breach raises after `persistence_readings` consecutive valid breaching readings **or**
 /// once breaching readings have persisted for `persistence_window` (from the first breaching
 /// reading to the current one, with at least two readings), whichever comes first. Both are
-/// needed because devices sample at very different rates: a count alone would make a
-/// spot-check oximeter read every five minutes wait a quarter of an hour, and a window alone
-/// would let a monitor sampling once a second raise on a three-second artefact only because a
-/// single reading arrived late. Requiring two readings for the window means one reading can
-/// never raise by itself (unless `persistence_readings = 1`).
+/// needed because devices sample at very different rates. The count alone would make a
+/// spot-check oximeter read every five minutes wait a quarter of an hour before anyone is told;
+/// the window caps that delay at the second reading after `persistence_window`. The window
+/// alone would make a device that reports every few seconds wait the whole window even when
+/// every reading agrees; the count lets it raise sooner. Requiring two readings for the window
+/// means one reading never raises by itself, however long it stands (unless
+/// `persistence_readings = 1`).
+///
+/// For a continuous monitor (a PLX oximeter notifying once a second) three readings are three
+/// seconds: set `persistence_readings` to cover the artefacts you expect (e.g. 15).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VitalsConfig {
@@ -206,18 +211,41 @@ impl ResidentVitals {
                 .map(|l| l.value)
                 .fold(f64::INFINITY, f64::min);
             if highest_low >= lowest_high {
-                let (low_key, high_key) = match vital {
-                    Vital::RespiratoryRate => ("respiratory_rate_low", "respiratory_rate_high"),
-                    _ => ("heart_rate_low", "heart_rate_high"),
-                };
-                return Err(Invalid {
-                    key: low_key,
-                    problem: format!(
-                        "is {highest_low} for resident `{}`, not below the high-side limit \
-                         {lowest_high} (`{high_key}` or NEWS2's); lower it or raise `{high_key}`",
-                        self.id
+                let (low_key, high_key, low_set) = match vital {
+                    Vital::RespiratoryRate => (
+                        "respiratory_rate_low",
+                        "respiratory_rate_high",
+                        self.respiratory_rate_low.is_some(),
                     ),
-                });
+                    _ => (
+                        "heart_rate_low",
+                        "heart_rate_high",
+                        self.heart_rate_low.is_some(),
+                    ),
+                };
+                // Blame the key the resident set: a `_high` alone can only clash with NEWS2's
+                // low side.
+                let (key, problem) = if low_set {
+                    (
+                        low_key,
+                        format!(
+                            "is {highest_low} for resident `{}`, not below the high-side limit \
+                             {lowest_high} (`{high_key}` or NEWS2's); lower it or raise \
+                             `{high_key}`",
+                            self.id
+                        ),
+                    )
+                } else {
+                    (
+                        high_key,
+                        format!(
+                            "is {lowest_high} for resident `{}`, not above NEWS2's low-side \
+                             limit {highest_low}; raise it, or set `{low_key}` below it",
+                            self.id
+                        ),
+                    )
+                };
+                return Err(Invalid { key, problem });
             }
         }
         Ok(())
@@ -353,7 +381,12 @@ impl Limit {
 /// SpO2 scale 1: ≤ 91 → 3, 92–93 → 2 (94–95 → 1 and ≥ 96 → 0 never alert).
 const SPO2_SCALE1: &[Limit] = &[
     Limit::news2(Side::Low, 91.0, Priority::High, "news2-spo2-scale1-score3"),
-    Limit::news2(Side::Low, 93.0, Priority::Medium, "news2-spo2-scale1-score2"),
+    Limit::news2(
+        Side::Low,
+        93.0,
+        Priority::Medium,
+        "news2-spo2-scale1-score2",
+    ),
 ];
 
 /// SpO2 scale 2 (prescribed target 88–92 %): ≤ 83 → 3, 84–85 → 2 (86–87 → 1 and 88–92 → 0
@@ -363,7 +396,12 @@ const SPO2_SCALE1: &[Limit] = &[
 /// are not applied; ≥ 93 on air scores 0.
 const SPO2_SCALE2: &[Limit] = &[
     Limit::news2(Side::Low, 83.0, Priority::High, "news2-spo2-scale2-score3"),
-    Limit::news2(Side::Low, 85.0, Priority::Medium, "news2-spo2-scale2-score2"),
+    Limit::news2(
+        Side::Low,
+        85.0,
+        Priority::Medium,
+        "news2-spo2-scale2-score2",
+    ),
 ];
 
 /// Respiration rate: ≤ 8 → 3, ≥ 25 → 3, 21–24 → 2 (9–11 → 1 and 12–20 → 0 never alert).
@@ -390,8 +428,18 @@ const RESPIRATORY_RATE_BANDS: &[Limit] = &[
 
 /// Pulse: ≤ 40 → 3, ≥ 131 → 3, 111–130 → 2 (41–50 and 91–110 → 1, 51–90 → 0 never alert).
 const HEART_RATE_BANDS: &[Limit] = &[
-    Limit::news2(Side::Low, 40.0, Priority::High, "news2-heart-rate-low-score3"),
-    Limit::news2(Side::High, 131.0, Priority::High, "news2-heart-rate-high-score3"),
+    Limit::news2(
+        Side::Low,
+        40.0,
+        Priority::High,
+        "news2-heart-rate-low-score3",
+    ),
+    Limit::news2(
+        Side::High,
+        131.0,
+        Priority::High,
+        "news2-heart-rate-high-score3",
+    ),
     Limit::news2(
         Side::High,
         111.0,
@@ -425,7 +473,9 @@ fn limits(vital: Vital, resident: Option<&ResidentVitals>) -> Vec<Limit> {
     };
     let mut out = Vec::with_capacity(3);
     for (side, own) in [(Side::Low, low), (Side::High, high)] {
-        match own {
+        // A non-finite limit (rejected by `validate`) would never or always breach, and could
+        // not be stored in the state's JSON: NEWS2 applies instead.
+        match own.filter(|v| v.is_finite()) {
             Some(value) => out.push(Limit {
                 side,
                 value,
@@ -593,13 +643,17 @@ pub struct VitalVerdict {
 ///
 /// **Bands** (NEWS2 chart 1, RCP 2017; readings rounded to whole numbers first):
 ///
-/// | observation | high (score 3) | medium (score 2) | rule names |
+/// | observation | high (NEWS2 score 3) | medium (score 2) | no alert (score 1, 0) |
 /// |---|---|---|---|
-/// | SpO2, scale 1 | ≤ 91 | 92–93 (`<= 93`) | `news2-spo2-scale1-score3`, `-score2` |
-/// | SpO2, scale 2 | ≤ 83 | 84–85 (`<= 85`) | `news2-spo2-scale2-score3`, `-score2` |
-/// | respiratory rate | ≤ 8, ≥ 25 | 21–24 (`>= 21`) | `news2-respiratory-rate-{low,high}-score3`, `-high-score2` |
-/// | pulse | ≤ 40, ≥ 131 | 111–130 (`>= 111`) | `news2-heart-rate-{low,high}-score3`, `-high-score2` |
-/// | resident limit | at or beyond it | — | `resident-override` |
+/// | SpO2, scale 1 | ≤ 91 | 92–93 (`<= 93`) | 94–95, ≥ 96 |
+/// | SpO2, scale 2 | ≤ 83 | 84–85 (`<= 85`) | 86–87, 88–92, ≥ 93 |
+/// | respiratory rate | ≤ 8, ≥ 25 | 21–24 (`>= 21`) | 9–11, 12–20 |
+/// | pulse | ≤ 40, ≥ 131 | 111–130 (`>= 111`) | 41–50, 91–110, 51–90 |
+/// | a resident's limit | at or beyond it | — | — |
+///
+/// `threshold.rule` names the band: `news2-spo2-scale{1,2}-score{3,2}`,
+/// `news2-respiratory-rate-low-score3`, `news2-respiratory-rate-high-score{3,2}`,
+/// `news2-heart-rate-low-score3`, `news2-heart-rate-high-score{3,2}`, or `resident-override`.
 ///
 /// **Which readings count.** A reading with no value, with an `absent_reason`, with a status
 /// that is not a result (`preliminary`, `registered`, `cancelled`, `entered-in-error`), or with
@@ -807,10 +861,7 @@ mod tests {
         assert!(f.feed(spo2(88.0)).is_empty());
         assert!(f.feed(spo2(88.0)).is_empty());
         let v = f.feed(spo2(88.0));
-        assert_eq!(
-            phases(&v),
-            [(Kind::Spo2Low, Phase::Raised, Priority::High)]
-        );
+        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Raised, Priority::High)]);
         assert_eq!(
             v[0].threshold,
             Threshold {
@@ -822,7 +873,10 @@ mod tests {
             }
         );
         assert_eq!(v[0].observation, spo2(88.0));
-        assert!(f.feed(spo2(88.0)).is_empty(), "an open alert is not raised twice");
+        assert!(
+            f.feed(spo2(88.0)).is_empty(),
+            "an open alert is not raised twice"
+        );
     }
 
     #[test]
@@ -997,7 +1051,10 @@ mod tests {
         assert!(f.feed(absent(SPO2)).is_empty());
         assert_eq!(f.state.spo2.breaching, 2);
         assert_eq!(f.feed(spo2(88.0)).len(), 1);
-        assert!(f.feed(absent(SPO2)).is_empty(), "an absent reading is no recovery");
+        assert!(
+            f.feed(absent(SPO2)).is_empty(),
+            "an absent reading is no recovery"
+        );
         assert!(f.state.spo2.raised.is_some());
     }
 
@@ -1021,7 +1078,10 @@ mod tests {
             phases(&v),
             [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
         );
-        assert_eq!(v[0].threshold, raised[0].threshold, "cleared against the raised limit");
+        assert_eq!(
+            v[0].threshold, raised[0].threshold,
+            "cleared against the raised limit"
+        );
         assert_eq!(v[0].observation, spo2(96.0));
         assert!(f.state.spo2.is_idle());
         assert!(f.feed(spo2(97.0)).is_empty(), "cleared once");
@@ -1032,14 +1092,20 @@ mod tests {
         let mut f = Feed::immediate();
         f.feed(spo2(91.0));
         let v = f.feed(spo2(94.0));
-        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Cleared, Priority::High)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
+        );
     }
 
     #[test]
     fn worsening_band_upgrades_priority() {
         let mut f = Feed::immediate();
         let v = f.feed(spo2(93.0));
-        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Raised, Priority::Medium)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Raised, Priority::Medium)]
+        );
         let v = f.feed(spo2(89.0));
         assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Raised, Priority::High)]);
         assert_eq!(v[0].threshold.value, 91.0);
@@ -1058,7 +1124,10 @@ mod tests {
         );
         assert_eq!(f.state.spo2.band, Some(Priority::Medium));
         let v = f.feed(spo2(95.0));
-        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Cleared, Priority::High)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
+        );
         assert_eq!(v[0].threshold.rule, "news2-spo2-scale1-score3");
     }
 
@@ -1070,7 +1139,10 @@ mod tests {
             phases(&v),
             [(Kind::RespiratoryRateAbnormal, Phase::Raised, Priority::High)]
         );
-        assert_eq!((v[0].threshold.op.as_str(), v[0].threshold.value), (">=", 25.0));
+        assert_eq!(
+            (v[0].threshold.op.as_str(), v[0].threshold.value),
+            (">=", 25.0)
+        );
         f.feed(reading(RESPIRATORY_RATE, 16.0));
 
         let v = f.feed(reading(RESPIRATORY_RATE, 7.0));
@@ -1078,14 +1150,21 @@ mod tests {
             phases(&v),
             [(Kind::RespiratoryRateAbnormal, Phase::Raised, Priority::High)]
         );
-        assert_eq!((v[0].threshold.op.as_str(), v[0].threshold.value), ("<=", 8.0));
+        assert_eq!(
+            (v[0].threshold.op.as_str(), v[0].threshold.value),
+            ("<=", 8.0)
+        );
         assert_eq!(v[0].threshold.rule, "news2-respiratory-rate-low-score3");
         f.feed(reading(RESPIRATORY_RATE, 16.0));
 
         let v = f.feed(reading(RESPIRATORY_RATE, 22.0));
         assert_eq!(
             phases(&v),
-            [(Kind::RespiratoryRateAbnormal, Phase::Raised, Priority::Medium)]
+            [(
+                Kind::RespiratoryRateAbnormal,
+                Phase::Raised,
+                Priority::Medium
+            )]
         );
     }
 
@@ -1117,10 +1196,16 @@ mod tests {
     fn crossing_sides_without_a_normal_reading_stays_one_alert() {
         let mut f = Feed::immediate();
         f.feed(reading(HEART_RATE, 135.0));
-        assert!(f.feed(reading(HEART_RATE, 38.0)).is_empty(), "same priority");
+        assert!(
+            f.feed(reading(HEART_RATE, 38.0)).is_empty(),
+            "same priority"
+        );
         let v = f.feed(reading(HEART_RATE, 70.0));
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].threshold.op, ">=", "cleared against the limit raised at");
+        assert_eq!(
+            v[0].threshold.op, ">=",
+            "cleared against the limit raised at"
+        );
     }
 
     // --- residents ----------------------------------------------------------------------------
@@ -1137,7 +1222,10 @@ mod tests {
             assert!(f.feed(spo2(v)).is_empty(), "{v}");
         }
         let v = f.feed(spo2(85.0));
-        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Raised, Priority::Medium)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Raised, Priority::Medium)]
+        );
         assert_eq!(v[0].threshold.rule, "news2-spo2-scale2-score2");
         let v = f.feed(spo2(83.0));
         assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Raised, Priority::High)]);
@@ -1173,7 +1261,10 @@ mod tests {
             }
         );
 
-        assert!(f.feed(reading(HEART_RATE, 119.0)).is_empty(), "111–119 no longer alerts");
+        assert!(
+            f.feed(reading(HEART_RATE, 119.0)).is_empty(),
+            "111–119 no longer alerts"
+        );
         let v = f.feed(reading(HEART_RATE, 120.0));
         assert_eq!(
             phases(&v),
@@ -1197,6 +1288,23 @@ mod tests {
             Some(RESIDENT_OVERRIDE_RULE)
         );
         assert_eq!(classify(Vital::Spo2, Some(&r), 88.0), None);
+    }
+
+    #[test]
+    fn a_non_finite_override_falls_back_to_news2() {
+        let r = ResidentVitals {
+            spo2_low: Some(f64::INFINITY),
+            heart_rate_high: Some(f64::NAN),
+            ..ResidentVitals::new("res-1")
+        };
+        assert!(r.validate().is_err());
+        let rule = |vital, v| classify(vital, Some(&r), v).map(|l| l.rule);
+        assert_eq!(rule(Vital::Spo2, 97.0), None);
+        assert_eq!(rule(Vital::Spo2, 91.0), Some("news2-spo2-scale1-score3"));
+        assert_eq!(
+            rule(Vital::HeartRate, 131.0),
+            Some("news2-heart-rate-high-score3")
+        );
     }
 
     // --- exhaustive band tables ----------------------------------------------------------------
@@ -1250,7 +1358,17 @@ mod tests {
             if let Some(l) = got {
                 assert!(l.rule.starts_with("news2-"), "{}", l.rule);
                 assert!(l.breached_by(f64::from(v)));
-                assert_eq!(l.side == Side::Low, v < 60, "{} {v} side", vital.name());
+                let normal_middle = match vital {
+                    Vital::Spo2 => 101,
+                    Vital::RespiratoryRate => 16,
+                    Vital::HeartRate => 70,
+                };
+                assert_eq!(
+                    l.side == Side::Low,
+                    v < normal_middle,
+                    "{} {v}",
+                    vital.name()
+                );
             }
             // And end to end, from a fresh state with no persistence.
             let mut state = VitalState::default();
@@ -1370,7 +1488,10 @@ mod tests {
 
         let mut run = |obs: &[Observation], t: Timestamp| evaluate(&cfg, None, &mut state, obs, t);
         let v = run(normal, secs(t_none, 660));
-        assert_eq!(phases(&v), [(Kind::Spo2Low, Phase::Cleared, Priority::High)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
+        );
         assert_eq!(state, VitalState::default());
     }
 
@@ -1466,14 +1587,47 @@ mod tests {
     fn resident_validation_names_the_key() {
         let key = |r: ResidentVitals| r.validate().unwrap_err().key;
         let base = || ResidentVitals::new("res-0042");
-        assert_eq!(key(ResidentVitals { spo2_scale: 3, ..base() }), "spo2_scale");
-        assert_eq!(key(ResidentVitals { spo2_scale: 0, ..base() }), "spo2_scale");
-        assert_eq!(key(ResidentVitals::new(" ")), "id");
-        assert_eq!(key(ResidentVitals { spo2_low: Some(100.0), ..base() }), "spo2_low");
-        assert_eq!(key(ResidentVitals { spo2_low: Some(88.5), ..base() }), "spo2_low");
-        assert_eq!(key(ResidentVitals { spo2_low: Some(f64::NAN), ..base() }), "spo2_low");
         assert_eq!(
-            key(ResidentVitals { heart_rate_low: Some(-5.0), ..base() }),
+            key(ResidentVitals {
+                spo2_scale: 3,
+                ..base()
+            }),
+            "spo2_scale"
+        );
+        assert_eq!(
+            key(ResidentVitals {
+                spo2_scale: 0,
+                ..base()
+            }),
+            "spo2_scale"
+        );
+        assert_eq!(key(ResidentVitals::new(" ")), "id");
+        assert_eq!(
+            key(ResidentVitals {
+                spo2_low: Some(100.0),
+                ..base()
+            }),
+            "spo2_low"
+        );
+        assert_eq!(
+            key(ResidentVitals {
+                spo2_low: Some(88.5),
+                ..base()
+            }),
+            "spo2_low"
+        );
+        assert_eq!(
+            key(ResidentVitals {
+                spo2_low: Some(f64::NAN),
+                ..base()
+            }),
+            "spo2_low"
+        );
+        assert_eq!(
+            key(ResidentVitals {
+                heart_rate_low: Some(-5.0),
+                ..base()
+            }),
             "heart_rate_low"
         );
         let crossed = ResidentVitals {
@@ -1486,10 +1640,21 @@ mod tests {
         assert!(err.to_string().contains("respiratory_rate_high"), "{err}");
         // A low limit above NEWS2's high side (≥ 111 for pulse) cannot work either.
         assert_eq!(
-            key(ResidentVitals { heart_rate_low: Some(115.0), ..base() }),
+            key(ResidentVitals {
+                heart_rate_low: Some(115.0),
+                ..base()
+            }),
             "heart_rate_low"
         );
-        // But it can once the high side is raised past it.
+        // A high limit alone that reaches NEWS2's low side is blamed on itself.
+        assert_eq!(
+            key(ResidentVitals {
+                heart_rate_high: Some(40.0),
+                ..base()
+            }),
+            "heart_rate_high"
+        );
+        // But a low limit above NEWS2's high side can work once the high side is raised.
         ResidentVitals {
             heart_rate_low: Some(115.0),
             heart_rate_high: Some(150.0),
@@ -1533,7 +1698,16 @@ mod tests {
     }
 
     fn any_resident() -> impl Strategy<Value = Option<ResidentVitals>> {
-        let limit = || proptest::option::of(prop_oneof![any::<f64>(), 0.0..200.0f64]);
+        // Whole numbers as `validate` demands (serde_json round-trips those exactly), plus
+        // the non-finite values it rejects, which `evaluate` must survive anyway.
+        let limit = || {
+            proptest::option::of(prop_oneof![
+                (0u16..200).prop_map(f64::from),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+            ])
+        };
         proptest::option::of(
             (0u8..4, limit(), limit(), limit(), limit(), limit()).prop_map(
                 |(spo2_scale, spo2_low, rr_low, rr_high, hr_low, hr_high)| ResidentVitals {
@@ -1592,7 +1766,10 @@ mod tests {
                     match v.phase {
                         Phase::Raised => {
                             if let Some(p) = raised.get(&v.kind) {
-                                prop_assert!(v.priority.lane() < p.lane(), "re-raised without upgrade");
+                                prop_assert!(
+                                    v.priority.lane() < p.lane(),
+                                    "re-raised without an upgrade"
+                                );
                             }
                             raised.insert(v.kind, v.priority);
                         }

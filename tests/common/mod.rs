@@ -209,8 +209,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(port: u16, filter: &str) -> Upstream {
+        // Unique per subscriber: a shared client id makes the broker kick one off for the other.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let mut o = MqttOptions::new(
-            format!("upstream-{}", std::process::id()),
+            format!(
+                "upstream-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             "127.0.0.1",
             port,
         );
@@ -355,5 +361,155 @@ pub fn dead_letters(g: &Gateway) -> HashMap<String, i64> {
     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(|r| r.unwrap())
+        .collect()
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1, so a DC-09 receiver can listen on the same
+/// number with both (as `listen_tcp = listen_udp = "…:7777"` deployments do).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..100 {
+        let port = atgw::mosquitto::free_port().unwrap();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP on 127.0.0.1");
+}
+
+/// Writes a secret (an AES key, a password) the way the daemon insists on: mode 0600.
+pub fn write_secret(path: &Path, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_path_buf()
+}
+
+/// A gateway config with one SIA DC-09 receiver (`alarms`, TCP on `tcp_port` and UDP on
+/// `udp_port`, both on 127.0.0.1) and the same upstream MQTT and file sinks as [`config`].
+/// `adapter_keys` are more keys of the `[[adapter]]` table (accounts, limits, window);
+/// `extra` is appended after it (`[[device]]` registry entries, `[journal]`).
+pub fn dc09_config(
+    dir: &Path,
+    mqtt_port: u16,
+    tcp_port: u16,
+    udp_port: u16,
+    adapter_keys: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-test"
+site = "oakview"
+data_dir = "{data}"
+profiles_dir = "{profiles}"
+timezone = "Europe/London"
+
+[[sink]]
+name = "upstream"
+type = "mqtt"
+host = "127.0.0.1"
+port = {mqtt_port}
+topic_prefix = "atgw/oakview"
+reconnect_min = "100ms"
+reconnect_max = "1s"
+
+[[sink]]
+name = "audit"
+type = "file"
+path = "{audit}"
+
+[[adapter]]
+name = "alarms"
+type = "sia-dc09"
+listen_tcp = "127.0.0.1:{tcp_port}"
+listen_udp = "127.0.0.1:{udp_port}"
+{adapter_keys}
+
+{extra}
+"#,
+        data = dir.join("state").display(),
+        profiles = profiles_dir().display(),
+        audit = dir.join("events.jsonl").display(),
+    )
+}
+
+/// Sinks and a policy for alert tests: `carers` and `senior` are routed MQTT sinks (their own
+/// topic prefixes), `upstream` stays the stream sink that takes acknowledgements.
+pub fn alert_config(dir: &Path, port: u16, escalate_after: &str, repeat: &str) -> String {
+    config(
+        dir,
+        port,
+        &format!(
+            r#"
+[[sink]]
+name = "carers"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "atgw/carers"
+accept_acks = false
+
+[[sink]]
+name = "senior"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "atgw/senior"
+accept_acks = false
+
+[[sink]]
+name = "maintenance"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "atgw/maintenance"
+accept_acks = false
+
+[[route]]
+name = "carers"
+sinks = ["carers"]
+
+[[route]]
+name = "senior"
+sinks = ["senior"]
+
+[[route]]
+name = "test-calls"
+sinks = ["maintenance"]
+
+[alerts]
+test_route = "test-calls"
+
+[[policy]]
+name = "alarms"
+match = {{ priority = ["high"] }}
+notify = ["carers"]
+escalate = [{{ after = "{escalate_after}", notify = ["senior"] }}]
+repeat = "{repeat}"
+"#
+        ),
+    )
+}
+
+/// Lifecycle events received on a subscriber, as (type, reason, level).
+pub fn lifecycle(up: &Upstream) -> Vec<(String, String, u64)> {
+    up.events()
+        .iter()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("atgw.alert."))
+        })
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["data"]["alert"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["data"]["alert"]["level"].as_u64().unwrap_or(0),
+            )
+        })
         .collect()
 }

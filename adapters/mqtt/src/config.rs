@@ -125,6 +125,10 @@ with_broker_keys! {
         /// Publishes awaiting PUBACK at most (the rumqttc inflight window).
         #[serde(default = "default_window")]
         pub window: u16,
+        /// Take alert acknowledgements and resolutions from
+        /// `<topic_prefix>/alerts/<id>/ack|resolve` on this broker.
+        #[serde(default = "default_true")]
+        pub accept_acks: bool,
     }
 }
 
@@ -142,6 +146,9 @@ fn default_max_payload() -> usize {
 }
 fn default_batch() -> usize {
     512
+}
+fn default_true() -> bool {
+    true
 }
 fn default_window() -> u16 {
     32

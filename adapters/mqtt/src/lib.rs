@@ -7,10 +7,12 @@
 //! - [`ingress`]: the device-facing adapter: profiles, commit, then PUBACK.
 //! - [`tracker`]: ties rumqttc's packet ids back to outbox rows, replay-aware.
 //! - [`sink`]: the upstream sink that releases an outbox row only on its PUBACK.
+//! - [`control`]: alert acknowledgements and resolutions from care teams over MQTT.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod ingress;
 pub mod sink;
 pub mod tracker;

@@ -219,9 +219,14 @@ async fn feed(
             if let Ok(mut t) = tracker.lock() {
                 t.handed(d.outbox_id);
             }
-            let topic = format!("{prefix}/events/{}", d.kind);
+            // Lifecycle events also keep the alert's current state retained at its own topic, so
+            // a console that connects later sees every open alert at once.
+            let (topic, retain) = match (&d.alert_id, d.lifecycle) {
+                (Some(id), true) => (format!("{prefix}/alerts/{id}"), true),
+                _ => (format!("{prefix}/events/{}", d.kind), false),
+            };
             if client
-                .publish(topic, QoS::AtLeastOnce, false, d.json.as_bytes().to_vec())
+                .publish(topic, QoS::AtLeastOnce, retain, d.json.as_bytes().to_vec())
                 .await
                 .is_err()
             {
