@@ -49,6 +49,13 @@ pub enum Command {
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// List, acknowledge and resolve alerts through the running gateway's local API.
+    Alerts {
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Speak a real device protocol to a running gateway (commissioning, load).
     Simulate {
         #[command(subcommand)]
@@ -59,6 +66,36 @@ pub enum Command {
         /// How long to run (e.g. 30s, 2m).
         #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Unresolved alerts, newest first (`--all` includes resolved ones).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge: someone is dealing with it (stops escalation).
+    Ack {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve with an outcome: assisted, false_alarm, emergency_services, no_action, other.
+    Resolve {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        outcome: String,
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -121,6 +158,9 @@ pub fn main() -> ExitCode {
             &timezone,
         ),
         Command::DeadLetters { config } => dead_letters(&config),
+        Command::Alerts { config, command } => {
+            runtime_block_on(crate::alerts_cmd::run(config, command))
+        }
         Command::Simulate {
             protocol: SimulateCommand::Dc09(a),
         } => runtime_block_on(crate::simulate::dc09(a)),

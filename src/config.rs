@@ -27,6 +27,15 @@ pub struct Config {
     pub policies: Vec<crate::alerts::PolicyConfig>,
     #[serde(default)]
     pub alerts: crate::alerts::AlertSettings,
+    /// Vital-sign rules (NEWS2 by default).
+    #[serde(default)]
+    pub vitals: crate::rules::vitals::VitalsConfig,
+    /// Per-resident vital-sign settings (SpO2 scale 2, own limits).
+    #[serde(default, rename = "resident")]
+    pub residents: Vec<crate::rules::vitals::ResidentVitals>,
+    /// The local HTTP API; absent means no API (and no default token).
+    #[serde(default)]
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps things.
@@ -129,6 +138,8 @@ pub enum SinkConfig {
     Mqtt(Box<atgw_mqtt::config::SinkConfig>),
     #[serde(rename = "file")]
     File(FileSinkConfig),
+    #[serde(rename = "webhook")]
+    Webhook(Box<atgw_http::WebhookConfig>),
 }
 
 impl SinkConfig {
@@ -136,6 +147,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mqtt(c) => &c.name,
             SinkConfig::File(c) => &c.name,
+            SinkConfig::Webhook(c) => &c.name,
         }
     }
 }
@@ -315,7 +327,12 @@ impl Config {
                 ));
             }
             if !adapters.insert(a.name())
-                || [crate::GATEWAY_ADAPTER, crate::alerts::ALERTS_SOURCE].contains(&a.name())
+                || [
+                    crate::GATEWAY_ADAPTER,
+                    crate::alerts::ALERTS_SOURCE,
+                    crate::rules::RULES_SOURCE,
+                ]
+                .contains(&a.name())
             {
                 return Err((
                     key("name"),
@@ -343,11 +360,26 @@ impl Config {
             }
             match s {
                 SinkConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
+                SinkConfig::Webhook(w) => w.validate().map_err(|e| (key(e.key), e.problem))?,
                 SinkConfig::File(f) => {
                     if f.rotate_bytes < 1024 {
                         return Err((key("rotate_bytes"), "must be at least 1024".into()));
                     }
                 }
+            }
+        }
+        self.vitals
+            .validate()
+            .map_err(|e| (format!("vitals.{}", e.key), e.problem))?;
+        let mut residents = HashSet::new();
+        for (i, r) in self.residents.iter().enumerate() {
+            r.validate()
+                .map_err(|e| (format!("resident[{i}].{}", e.key), e.problem))?;
+            if !residents.insert(r.id.as_str()) {
+                return Err((
+                    format!("resident[{i}].id"),
+                    format!("`{}` is used twice", r.id),
+                ));
             }
         }
         let sink_names: Vec<&str> = self.sinks.iter().map(|s| s.name()).collect();

@@ -7,6 +7,10 @@
 //! - [`journal`]: the SQLite journal, its single writer and its readers.
 //! - [`outbox`]: per-sink dispatch of committed events, alarms first, with retries.
 //! - [`sinks`]: sinks implemented in the core (`file`).
+//! - [`alerts`]: policies, the alert lifecycle, escalation timers.
+//! - [`api`]: the local HTTP API (token required).
+//! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
+//! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
@@ -17,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod alerts_cmd;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -27,9 +33,11 @@ pub mod mosquitto;
 pub mod outbox;
 pub mod profile_test;
 pub mod registry;
+pub mod rules;
 pub mod runtime;
 pub mod simulate;
 pub mod sinks;
+pub mod supervision;
 
 /// Adapter name of events the gateway raises about itself.
 pub const GATEWAY_ADAPTER: &str = "gateway";

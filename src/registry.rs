@@ -94,6 +94,30 @@ impl Registry {
         None
     }
 
+    /// Devices with a `check_in` interval: (id, adapter, match keys, interval).
+    pub fn supervised(
+        &self,
+    ) -> Vec<(
+        String,
+        String,
+        BTreeMap<String, String>,
+        std::time::Duration,
+    )> {
+        self.entries
+            .iter()
+            .filter_map(|((adapter, keys), e)| {
+                e.check_in.map(|every| {
+                    (
+                        e.id.clone(),
+                        adapter.clone(),
+                        keys.iter().cloned().collect(),
+                        every,
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -42,6 +42,8 @@ pub enum StartError {
     TimeZone(String),
     #[error("cannot start the journal writer: {0}")]
     Writer(std::io::Error),
+    #[error("api: {0}")]
+    Api(String),
 }
 
 /// A running gateway: health of every component, and how to stop it.
@@ -108,6 +110,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                     .map(|s| s.name().to_owned())
                     .collect::<Vec<_>>(),
             )),
+            vitals: Arc::new(crate::rules::VitalRules {
+                config: cfg.vitals.clone(),
+                residents: cfg
+                    .residents
+                    .iter()
+                    .map(|r| (r.id.clone(), r.clone()))
+                    .collect(),
+            }),
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             clock: clock.clone(),
@@ -145,6 +155,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let window = match s {
             SinkConfig::Mqtt(m) => m.window as usize,
             SinkConfig::File(_) => 512,
+            SinkConfig::Webhook(w) => w.window,
         };
         let (to_sink, deliveries) = mpsc::channel(window);
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
@@ -183,6 +194,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             }
             SinkConfig::File(f) => {
                 outputs.spawn(sinks::file::run(f, io, h));
+            }
+            SinkConfig::Webhook(w) => {
+                let stop = output.clone();
+                let sink = name.clone();
+                outputs.spawn(async move {
+                    if let Err(e) = atgw_http::run(*w, io, h, stop).await {
+                        tracing::error!(sink = %sink, "webhook sink stopped: {e}");
+                    }
+                });
             }
         }
         let dispatch = outbox::Dispatch {
@@ -250,6 +270,26 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                 });
             }
         }
+    }
+    if let Some(api) = &cfg.api {
+        // No token, no API: refuse to start rather than serve alerts to anyone on the box.
+        let token = atgw_sdk::secret::read_secret_file(&api.token_file)
+            .map_err(|e| StartError::Api(format!("token_file: {e}")))?;
+        let (listener, addr) = crate::api::bind(api)
+            .await
+            .map_err(|e| StartError::Api(format!("listen {}: {e}", api.listen)))?;
+        let state = crate::api::ApiState {
+            token: Arc::new(token),
+            writer: writer.clone(),
+            journal: journal_path.clone(),
+        };
+        let stop = intake.clone();
+        adapters.spawn(async move {
+            if let Err(e) = crate::api::serve(listener, state, stop).await {
+                tracing::error!("local API stopped: {e}");
+            }
+        });
+        tracing::info!("local API on http://{addr}");
     }
     drop(ingest);
     tracing::info!(

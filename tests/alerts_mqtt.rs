@@ -25,6 +25,7 @@ async fn a_pendant_press_escalates_repeats_and_stops_when_acknowledged_over_mqtt
         dir.path(),
         &alert_config(dir.path(), broker.port, "2s", "3s"),
     );
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "alert-devices").await;
     let schema = schema();
 
@@ -109,6 +110,7 @@ async fn kill_9_between_raise_and_escalation_escalates_once_on_time() {
         dir.path(),
         &alert_config(dir.path(), broker.port, "3s", "1h"),
     );
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "crash-devices").await;
     devices
         .send(
@@ -164,6 +166,7 @@ async fn test_calls_reach_the_test_route_and_never_the_carers() {
         dir.path(),
         &alert_config(dir.path(), broker.port, "2s", "1h"),
     );
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "test-call-devices").await;
     devices
         .send(

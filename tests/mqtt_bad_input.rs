@@ -14,6 +14,7 @@ async fn malformed_payloads_are_dead_lettered_and_the_daemon_stays_healthy() {
     let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
     let mut gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "bad-devices").await;
 
     devices.send("zigbee2mqtt/0xbad1", "{ not json").await;

@@ -83,6 +83,7 @@ async fn kill_9_mid_stream_loses_nothing_and_journals_each_message_once() {
     let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
     let mut gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "load-devices").await;
 
     let publishing = {
@@ -156,6 +157,7 @@ async fn broker_restart_mid_stream_loses_nothing_in_either_direction() {
     let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
     let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "restart-devices").await;
 
     for i in 0..HALF {
@@ -229,6 +231,7 @@ async fn subscriptions_are_restored_when_the_broker_forgot_the_session() {
     let mut broker = Mosquitto::start(&dir.path().join("broker"), "persistence false").unwrap();
     let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
     {
+        gw.wait_subscribed().await;
         let devices = Publisher::connect(broker.port, "forgetful-devices").await;
         devices
             .send("zigbee2mqtt/pendant-a", r#"{"action":"emergency","seq":1}"#)

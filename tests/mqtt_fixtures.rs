@@ -84,6 +84,7 @@ async fn every_fixture_sequence_yields_exactly_its_expected_events() {
     let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
     let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "fixture-devices").await;
     let schema = schema();
 

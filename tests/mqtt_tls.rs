@@ -113,6 +113,7 @@ async fn both_links_work_over_tls_with_a_client_certificate_and_a_password_file(
         dir.path(),
         &tls_config(dir.path(), broker.port, tls_port, "good"),
     );
+    gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "tls-devices").await;
     devices
         .send(

@@ -77,6 +77,36 @@ impl Reader {
         rows.collect()
     }
 
+    /// Alerts, newest first; unresolved only unless `all`.
+    pub fn alerts(
+        &self,
+        all: bool,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<crate::alerts::AlertView>> {
+        crate::alerts::list(&self.conn, all, limit)
+    }
+
+    /// Devices the gateway has heard from, with their last check-in.
+    pub fn devices(&self) -> rusqlite::Result<Vec<serde_json::Value>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT device_id, adapter, registered, last_seen_ms, offline_raised FROM devices ORDER BY device_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let ms: i64 = r.get(3)?;
+            let seen = jiff::Timestamp::from_millisecond(ms)
+                .map(|t| atgw_sdk::event::rfc3339_ms::format(&t))
+                .unwrap_or_default();
+            Ok(serde_json::json!({
+                "id": r.get::<_, String>(0)?,
+                "adapter": r.get::<_, String>(1)?,
+                "registered": r.get::<_, bool>(2)?,
+                "last_seen": seen,
+                "offline": r.get::<_, bool>(4)?,
+            }))
+        })?;
+        rows.collect()
+    }
+
     /// Every event's JSON in journal order (tests and small exports).
     pub fn events_json(
         &self,

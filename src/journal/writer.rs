@@ -99,6 +99,7 @@ pub struct WriterSetup {
     pub sinks: Vec<(String, Arc<Notify>)>,
     pub registry: Arc<Registry>,
     pub policies: Arc<Policies>,
+    pub vitals: Arc<crate::rules::VitalRules>,
     pub dedupe_window: Duration,
     pub dead_letter_bytes: usize,
     pub clock: SharedClock,
@@ -169,6 +170,7 @@ struct Writer {
     last_prune: Option<Timestamp>,
     /// When the earliest alert timer falls due (ms), as committed.
     next_timer: Option<i64>,
+    supervisor: crate::supervision::Supervisor,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -279,9 +281,33 @@ impl<'t> Batch<'t> {
                 ),
             );
             ids.push(event.id.clone());
+            let derived = crate::rules::derive(self, &self.setup.vitals.clone(), &event)?;
             alerts::on_device_event(self, event)?;
+            for e in derived {
+                alerts::on_device_event(self, e)?;
+            }
         }
         Ok(ids)
+    }
+
+    /// Journals an event the gateway observed about an adapter's device (supervision): sealed
+    /// under that adapter so the registry places it, and run through the alert engine.
+    pub fn gateway_observation(
+        &mut self,
+        adapter: &str,
+        draft: EventDraft,
+    ) -> rusqlite::Result<()> {
+        let source = envelope::source(&self.setup.gateway_id, adapter);
+        let n = self.next_sequence(&source);
+        let event = envelope::seal(
+            &self.setup.registry,
+            &self.setup.gateway_id,
+            adapter,
+            draft,
+            self.now,
+            n,
+        );
+        alerts::on_device_event(self, event)
     }
 
     fn apply_submission(&mut self, adapter: &str, s: Submission) -> rusqlite::Result<Committed> {
@@ -359,12 +385,18 @@ impl Writer {
             }
         }
         let next_timer = alerts::next_due(&conn)?;
+        let supervisor = crate::supervision::Supervisor::load(
+            &conn,
+            &setup.registry,
+            setup.clock.now().as_millisecond(),
+        )?;
         Ok(Writer {
             conn,
             setup,
             sequences,
             last_prune: None,
             next_timer,
+            supervisor,
         })
     }
 
@@ -406,7 +438,11 @@ impl Writer {
 
     /// Sleeps until the next alert timer (wall clock, so it survives restarts unchanged).
     fn timer_sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
-        let wait = self.next_timer.map(|due| {
+        let due = match (self.next_timer, self.supervisor.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let wait = due.map(|due| {
             let now = self.setup.clock.now().as_millisecond();
             Duration::from_millis(due.saturating_sub(now).max(0) as u64)
         });
@@ -495,6 +531,15 @@ impl Writer {
                 }
             }
             alerts::fire_due(&mut b)?;
+            let heard: Vec<(String, i64)> = b
+                .seen
+                .iter()
+                .map(|(id, (_, _, ms))| (id.clone(), *ms))
+                .collect();
+            for (id, ms) in heard {
+                self.supervisor.heard(&mut b, &id, ms)?;
+            }
+            self.supervisor.fire_due(&mut b)?;
             b.write_seen()?;
             for (source, n) in &b.touched {
                 b.tx.prepare_cached(

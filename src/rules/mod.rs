@@ -11,3 +11,113 @@
 //!   persistence before raising, absent readings that never breach).
 
 pub mod vitals;
+
+use std::collections::HashMap;
+
+use atgw_sdk::event::{Event, Kind, Phase, format_sequence};
+use rusqlite::{OptionalExtension, params};
+
+use crate::journal::writer::Batch;
+
+/// `source` suffix and adapter-state namespace of rule-derived events.
+pub const RULES_SOURCE: &str = "rules";
+
+/// The vital-sign configuration the writer applies.
+#[derive(Clone, Debug, Default)]
+pub struct VitalRules {
+    pub config: vitals::VitalsConfig,
+    pub residents: HashMap<String, vitals::ResidentVitals>,
+}
+
+/// Runs the vital-sign rules on a committed measurement and returns the derived events
+/// (`spo2_low` raised, …), ready for the alert engine. Their state lives in `adapter_state`
+/// under `rules`, per resident (or per device for a device with no resident), written in the
+/// same transaction.
+pub(crate) fn derive(
+    b: &mut Batch<'_>,
+    rules: &VitalRules,
+    event: &Event,
+) -> rusqlite::Result<Vec<Event>> {
+    let d = &event.data;
+    if d.kind != Kind::VitalSign || d.observations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let subject = match &d.resident {
+        Some(r) => format!("vitals|resident|{}", r.id),
+        None => format!("vitals|device|{}", d.device.id),
+    };
+    let stored: Option<String> =
+        b.tx.prepare_cached("SELECT value FROM adapter_state WHERE adapter = ?1 AND key = ?2")?
+            .query_row(params![RULES_SOURCE, subject], |r| r.get(0))
+            .optional()?;
+    let mut state: vitals::VitalState = stored
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let resident = d.resident.as_ref().and_then(|r| rules.residents.get(&r.id));
+    let verdicts = vitals::evaluate(
+        &rules.config,
+        resident,
+        &mut state,
+        &d.observations,
+        event.time,
+    );
+    let json = serde_json::to_string(&state)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    b.tx.prepare_cached(
+        "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![RULES_SOURCE, subject, json])?;
+
+    let source = crate::envelope::source(&b.setup.gateway_id, RULES_SOURCE);
+    let mut out = Vec::with_capacity(verdicts.len());
+    for v in verdicts {
+        let mut data = d.clone();
+        data.kind = v.kind;
+        data.phase = v.phase;
+        data.priority = v.priority;
+        data.confidence = None;
+        let value = v
+            .observation
+            .value
+            .map(|x| format!(" {x}"))
+            .unwrap_or_default();
+        let unit = v.observation.unit.clone().unwrap_or_default();
+        let what = match (v.kind, v.phase) {
+            (Kind::Spo2Low, Phase::Cleared) => "SpO2 recovered".to_owned(),
+            (Kind::Spo2Low, _) => format!("Low SpO2{value}{unit}"),
+            (_, Phase::Cleared) => {
+                format!("{} back in range", v.observation.name.replace('_', " "))
+            }
+            _ => format!(
+                "Abnormal {}{value}{unit}",
+                v.observation.name.replace('_', " ")
+            ),
+        };
+        let place = match (&d.location.room, &d.location.area) {
+            (Some(room), _) => format!("Room {room}"),
+            (None, Some(area)) => format!("Area {area}"),
+            _ => d.device.id.clone(),
+        };
+        data.message = Some(format!("{what} - {place}"));
+        data.observations = vec![v.observation];
+        data.threshold = Some(v.threshold);
+        let n = b.next_sequence(&source);
+        out.push(Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: source.clone(),
+            event_type: Event::device_type(v.kind),
+            time: event.time,
+            recordedtime: b.now,
+            sequence: format_sequence(n),
+            correlationid: None,
+            causationid: Some(event.id.clone()),
+            subject: event.subject.clone(),
+            specversion: event.specversion.clone(),
+            datacontenttype: event.datacontenttype.clone(),
+            dataschema: event.dataschema.clone(),
+            data,
+        });
+    }
+    Ok(out)
+}

@@ -154,6 +154,16 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the MQTT adapter has subscribed: on a first start the broker keeps nothing
+    /// for atgw's session before that, so a device publishing earlier is (rightly) not seen.
+    pub async fn wait_subscribed(&self) {
+        wait_until_async(Duration::from_secs(20), || {
+            self.log_text().contains("subscribed to")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("never subscribed:\n{}", self.log_text()));
+    }
+
     pub fn journal(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open_with_flags(
             self.dir.join("state/atgw.db"),
@@ -512,4 +522,158 @@ pub fn lifecycle(up: &Upstream) -> Vec<(String, String, u64)> {
             )
         })
         .collect()
+}
+
+/// A care-team endpoint standing in for a webhook receiver: records every request and answers
+/// with whatever status the test sets (optionally slowly).
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub requests: Arc<Mutex<Vec<Received>>>,
+    pub status: Arc<std::sync::atomic::AtomicU16>,
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    pub addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub webhook_id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+    pub json: serde_json::Value,
+    pub answered: u16,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use axum::body::Bytes;
+        use axum::http::HeaderMap;
+        let r = Receiver::default();
+        r.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        let state = r.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move {
+                    let delay = state.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    let answered = state.status.load(std::sync::atomic::Ordering::SeqCst);
+                    let h = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    state.requests.lock().unwrap().push(Received {
+                        webhook_id: h("webhook-id"),
+                        timestamp: h("webhook-timestamp"),
+                        signature: h("webhook-signature"),
+                        json: serde_json::from_slice(&body).unwrap_or_default(),
+                        body: body.to_vec(),
+                        answered,
+                    });
+                    axum::http::StatusCode::from_u16(answered).unwrap_or(axum::http::StatusCode::OK)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        *r.addr.lock().unwrap() = Some(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr.lock().unwrap().unwrap())
+    }
+
+    pub fn set_status(&self, s: u16) {
+        self.status.store(s, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests answered 2xx, as parsed JSON.
+    pub fn delivered(&self) -> Vec<serde_json::Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered < 300)
+            .map(|r| r.json)
+            .collect()
+    }
+}
+
+/// The Standard Webhooks secret the tests use, written to a private file.
+pub const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A `[[sink]] type = "webhook"` block pointing at a test receiver.
+pub fn webhook_sink(dir: &Path, name: &str, url: &str) -> String {
+    let secret = dir.join("webhook-secret");
+    write_private(&secret, WEBHOOK_SECRET);
+    format!(
+        "\n[[sink]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\nallow_http = true\nsecret_file = \"{}\"\ntimeout = \"2s\"\n",
+        secret.display()
+    )
+}
+
+/// The local API on a free port with a token file; returns (config block, base URL, token).
+pub fn api_block(dir: &Path) -> (String, String, String) {
+    let port = atgw::mosquitto::free_port().unwrap();
+    let token = format!("test-token-{port}");
+    let file = dir.join("api-token");
+    write_private(&file, &token);
+    (
+        format!(
+            "\n[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+            file.display()
+        ),
+        format!("http://127.0.0.1:{port}/api/v1"),
+        token,
+    )
+}
+
+/// A `PYTHONPATH` under which `python3 -c "import {module}"` works: the system's when the
+/// package is installed there (as `.ci/run` does), otherwise a private `pip install --target`
+/// into Cargo's test scratch directory, so that `cargo test` alone runs the interop tests.
+pub fn python_path_with(module: &str, requirement: &str) -> PathBuf {
+    let importable = |path: &Path| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .env("PYTHONPATH", path)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let private = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("python")
+        .join(module);
+    if importable(Path::new("")) {
+        return PathBuf::new();
+    }
+    if !importable(&private) {
+        let out = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&private)
+            .arg(requirement)
+            .output();
+        assert!(
+            importable(&private),
+            "this interop test runs the Python package `{requirement}`: install Python 3 and \
+             `python3 -m pip install {requirement}` (pip said: {out:?})"
+        );
+    }
+    private
 }

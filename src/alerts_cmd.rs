@@ -1,0 +1,112 @@
+//! `atgw alerts list|ack|resolve`: a thin client of the running gateway's local API, so the
+//! command sees and changes exactly what consoles and MQTT do (one writer decides).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::cli::AlertsCommand;
+
+pub async fn run(config: PathBuf, cmd: AlertsCommand) -> ExitCode {
+    match go(config, cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("atgw alerts: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn go(config: PathBuf, cmd: AlertsCommand) -> Result<(), (u8, String)> {
+    let cfg =
+        crate::config::load(&config).map_err(|e| (2, format!("invalid configuration: {e}")))?;
+    let api = cfg.api.ok_or((
+        2,
+        format!(
+            "{}: no [api] section: the local API is off",
+            config.display()
+        ),
+    ))?;
+    let token = atgw_sdk::secret::read_secret_file(&api.token_file)
+        .map_err(|e| (2, format!("api.token_file: {e}")))?;
+    let base = format!("http://{}/api/v1", api.listen);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| (1, e.to_string()))?;
+    let auth = format!("Bearer {}", token.expose());
+    let (method, url, body) = match &cmd {
+        AlertsCommand::List { all, .. } => (
+            reqwest::Method::GET,
+            format!("{base}/alerts?all={all}"),
+            None,
+        ),
+        AlertsCommand::Ack { id, by, note } => (
+            reqwest::Method::POST,
+            format!("{base}/alerts/{id}/ack"),
+            Some(json!({ "by": by, "note": note })),
+        ),
+        AlertsCommand::Resolve {
+            id,
+            by,
+            outcome,
+            note,
+        } => (
+            reqwest::Method::POST,
+            format!("{base}/alerts/{id}/resolve"),
+            Some(json!({ "by": by, "outcome": outcome, "note": note })),
+        ),
+    };
+    let mut req = client.request(method, &url).header("authorization", auth);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| (1, format!("cannot reach the gateway at {base}: {e}")))?;
+    let status = resp.status();
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| (1, format!("unreadable answer: {e}")))?;
+    if !status.is_success() {
+        return Err((
+            1,
+            format!(
+                "{status}: {}",
+                v["error"].as_str().unwrap_or("(no reason given)")
+            ),
+        ));
+    }
+    match cmd {
+        AlertsCommand::List { json: true, .. } => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        AlertsCommand::List { .. } => {
+            let alerts = v["alerts"].as_array().cloned().unwrap_or_default();
+            if alerts.is_empty() {
+                println!("no open alerts");
+            }
+            for a in alerts {
+                println!(
+                    "{}  {:<12} {:<6} {:<15} lvl {}  {}  {}",
+                    a["id"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or(""),
+                    a["priority"].as_str().unwrap_or(""),
+                    a["kind"].as_str().unwrap_or(""),
+                    a["level"],
+                    a["raised_at"].as_str().unwrap_or(""),
+                    a["message"].as_str().unwrap_or("")
+                );
+            }
+        }
+        _ => println!(
+            "{} is now {}",
+            v["id"].as_str().unwrap_or(""),
+            v["status"].as_str().unwrap_or("")
+        ),
+    }
+    Ok(())
+}

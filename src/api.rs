@@ -1,0 +1,238 @@
+//! The local HTTP API (DESIGN §9): alerts, devices and events for consoles and the `atgw alerts`
+//! command. Loopback by default; every `/api/v1` route needs `Authorization: Bearer <token>`
+//! with the token read from `token_file` (there is no default token, and without `[api]` there
+//! is no API). `/healthz` is open so a supervisor can probe it. Errors are JSON
+//! `{"error": "…"}`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use atgw_sdk::Shutdown;
+use atgw_sdk::secret::Secret;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::alerts::{AlertCommand, AlertError};
+use crate::journal::{Reader, WriterHandle};
+
+/// `[api]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; keep it on loopback unless a firewall and TLS proxy front it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// File holding the bearer token (mode 600; a relative name is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` first).
+    pub token_file: PathBuf,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8780".into()
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub token: Arc<Secret>,
+    pub writer: WriterHandle,
+    pub journal: PathBuf,
+}
+
+/// Binds the listener (so a taken port stops the start) and returns it with its address.
+pub async fn bind(cfg: &ApiConfig) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let l = tokio::net::TcpListener::bind(&cfg.listen).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+/// Serves until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/alerts", get(list_alerts))
+        .route("/alerts/{id}/ack", post(ack))
+        .route("/alerts/{id}/resolve", post(resolve))
+        .route("/devices", get(devices))
+        .route("/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .nest("/api/v1", api)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+async fn require_token(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(s.token.expose().as_bytes())) {
+        next.run(req).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+    }
+}
+
+/// Runs a read on its own read-only connection, off the async workers.
+async fn read<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let path = s.journal.clone();
+    match tokio::task::spawn_blocking(move || Reader::open(&path).and_then(|r| f(&r))).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal: {e}"),
+        )),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    all: bool,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn list_alerts(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.clamp(1, 1000);
+    match read(&s, move |r| r.alerts(q.all, limit)).await {
+        Ok(list) => Json(json!({ "alerts": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    by: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    outcome: Option<String>,
+}
+
+async fn ack(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    act(
+        &s,
+        AlertCommand::Ack {
+            id,
+            by: b.by,
+            note: b.note,
+        },
+    )
+    .await
+}
+
+async fn resolve(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+    };
+    let Some(outcome) = b.outcome else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`outcome` is required: one of {}",
+                crate::alerts::OUTCOMES.join(", ")
+            ),
+        );
+    };
+    act(
+        &s,
+        AlertCommand::Resolve {
+            id,
+            by: b.by,
+            outcome,
+            note: b.note,
+        },
+    )
+    .await
+}
+
+async fn act(s: &ApiState, cmd: AlertCommand) -> Response {
+    match s.writer.alert(cmd).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e @ AlertError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ AlertError::AlreadyResolved) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn devices(State(s): State<ApiState>) -> Response {
+    match read(&s, |r| r.devices()).await {
+        Ok(list) => Json(json!({ "devices": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    since: i64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+async fn events(State(s): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
+    let limit = q.limit.clamp(1, 1000);
+    match read(&s, move |r| r.events_json(q.since, limit)).await {
+        Ok(rows) => {
+            let next = rows.last().map(|(seq, _)| *seq).unwrap_or(q.since);
+            let events: Vec<serde_json::Value> = rows
+                .into_iter()
+                .map(|(seq, j)| json!({ "seq": seq, "event": serde_json::from_str::<serde_json::Value>(&j).unwrap_or_default() }))
+                .collect();
+            Json(json!({ "events": events, "next": next })).into_response()
+        }
+        Err(r) => r,
+    }
+}

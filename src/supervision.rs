@@ -1,0 +1,130 @@
+//! Supervision: a registered device with `check_in` must be heard from at least that often. A
+//! missed interval raises `device_offline` (medium priority: the devices people register for
+//! supervision are the life-safety ones), and the device's next message clears it. The clock
+//! starts at the device's last check-in, or at the gateway's start for a device never heard.
+//! The raised flag lives in the journal (`devices.offline_raised`), so a restart neither
+//! re-raises nor forgets an outage.
+
+use std::collections::{BTreeMap, HashMap};
+
+use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
+use rusqlite::{Connection, params};
+
+use crate::journal::writer::Batch;
+use crate::registry::Registry;
+
+/// One supervised device.
+#[derive(Clone, Debug)]
+struct Watch {
+    adapter: String,
+    keys: BTreeMap<String, String>,
+    every_ms: i64,
+    last_seen_ms: i64,
+    raised: bool,
+}
+
+/// Every supervised device's clock.
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    watches: HashMap<String, Watch>,
+}
+
+impl Supervisor {
+    /// Loads last check-ins and raised flags from the journal.
+    pub fn load(
+        conn: &Connection,
+        registry: &Registry,
+        now_ms: i64,
+    ) -> rusqlite::Result<Supervisor> {
+        let mut watches = HashMap::new();
+        for (id, adapter, keys, every) in registry.supervised() {
+            let (seen, raised): (Option<i64>, bool) = conn
+                .query_row(
+                    "SELECT last_seen_ms, offline_raised FROM devices WHERE device_id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap_or((None, false));
+            watches.insert(
+                id,
+                Watch {
+                    adapter,
+                    keys,
+                    every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+                    last_seen_ms: seen.unwrap_or(now_ms),
+                    raised,
+                },
+            );
+        }
+        Ok(Supervisor { watches })
+    }
+
+    /// When the next device becomes overdue (ms since the epoch).
+    pub fn next_due(&self) -> Option<i64> {
+        self.watches
+            .values()
+            .filter(|w| !w.raised)
+            .map(|w| w.last_seen_ms.saturating_add(w.every_ms))
+            .min()
+    }
+
+    /// A supervised device was heard: restart its clock, and clear an outage it had.
+    pub(crate) fn heard(&mut self, b: &mut Batch<'_>, id: &str, ms: i64) -> rusqlite::Result<()> {
+        let Some(w) = self.watches.get_mut(id) else {
+            return Ok(());
+        };
+        w.last_seen_ms = w.last_seen_ms.max(ms);
+        if w.raised {
+            w.raised = false;
+            let w = w.clone();
+            set_flag(b, id, &w, false)?;
+            emit(b, &w, Phase::Cleared, "Device back online")?;
+        }
+        Ok(())
+    }
+
+    /// Raises `device_offline` for every device whose interval has passed.
+    pub(crate) fn fire_due(&mut self, b: &mut Batch<'_>) -> rusqlite::Result<()> {
+        let now = b.now.as_millisecond();
+        let overdue: Vec<String> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| !w.raised && w.last_seen_ms.saturating_add(w.every_ms) <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            if let Some(w) = self.watches.get_mut(&id) {
+                w.raised = true;
+                let w = w.clone();
+                set_flag(b, &id, &w, true)?;
+                let silent = (now - w.last_seen_ms) / 1000;
+                emit(
+                    b,
+                    &w,
+                    Phase::Raised,
+                    &format!("Device silent for {silent}s (check-in missed)"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_flag(b: &Batch<'_>, id: &str, w: &Watch, raised: bool) -> rusqlite::Result<()> {
+    b.tx.prepare_cached(
+        "INSERT INTO devices (device_id, adapter, registered, last_seen_ms, offline_raised)
+         VALUES (?1, ?2, 1, ?3, ?4)
+         ON CONFLICT(device_id) DO UPDATE SET offline_raised = excluded.offline_raised",
+    )?
+    .execute(params![id, w.adapter, w.last_seen_ms, raised])?;
+    Ok(())
+}
+
+fn emit(b: &mut Batch<'_>, w: &Watch, phase: Phase, what: &str) -> rusqlite::Result<()> {
+    let mut d = EventDraft::new(Kind::DeviceOffline, phase, "", w.adapter.clone());
+    d.data.priority = Priority::Medium;
+    d.data.message = Some(what.to_owned());
+    d.data.codes.contact_id = Some("381".into());
+    d.registry_keys = w.keys.clone();
+    b.gateway_observation(&w.adapter, d)
+}
