@@ -6,14 +6,20 @@
 //! most one window of telemetry, never for a backlog. A row leaves the outbox only when the sink
 //! says `Delivered`; failures are retried with capped exponential backoff and jitter (or after
 //! the receiver's `Retry-After`).
+//!
+//! Failure is also reported to people, because a notification nobody receives is an alert
+//! lost in practice: when one notification of an open alert has failed
+//! `escalate_after_failed_attempts` times the alert engine tells its next tier now, and a sink
+//! that has had undeliverable work for `sink_failing_alert_after` raises a gateway
+//! `device_fault` alert (`sink:<name>`), cleared by its next delivery.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atgw_sdk::Shutdown;
 use atgw_sdk::sink::{Delivery, Outcome};
+use atgw_sdk::{Phase, Shutdown};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -39,6 +45,19 @@ pub struct Dispatch {
     pub to_sink: mpsc::Sender<Delivery>,
     pub outcomes: mpsc::UnboundedReceiver<Outcome>,
     pub shutdown: Shutdown,
+    /// Failed attempts at one alert notification before its next tier is told (0: never).
+    pub escalate_after_failed_attempts: u32,
+    /// How long work may wait undelivered before the gateway raises an alert about the sink.
+    pub failing_alert_after: Duration,
+}
+
+/// Whether the sink is keeping up, for the gateway's alert about it.
+struct Progress {
+    /// The last delivery, or the last moment the sink had nothing to do.
+    last: Instant,
+    /// The gateway alert about this sink is raised and not yet cleared.
+    alarmed: bool,
+    last_error: String,
 }
 
 /// Runs until shutdown. Returns after in-flight deliveries have had `drain` to finish.
@@ -53,6 +72,11 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     let mut delivered: Vec<i64> = Vec::new();
     // Set when the receiver disabled this sink: nothing more is offered until a restart.
     let mut disabled = false;
+    let mut progress = Progress {
+        last: Instant::now(),
+        alarmed: false,
+        last_error: String::new(),
+    };
 
     loop {
         // Refill lanes that run low and may have more rows.
@@ -93,7 +117,18 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 return Ok(());
             }
         }
+        let idle =
+            inflight.is_empty() && retries.is_empty() && buffers.iter().all(|b| b.is_empty());
+        if idle {
+            progress.last = Instant::now();
+        }
+        let alarm_at = (!idle && !disabled && !progress.alarmed)
+            .then(|| progress.last + d.failing_alert_after);
         let next_retry = retries.keys().next().copied();
+        let wake = match (next_retry, alarm_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             biased;
             _ = d.shutdown.cancelled() => break,
@@ -101,7 +136,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 let Some(o) = o else { break };
                 let mut next = Some(o);
                 while let Some(o) = next {
-                    if let Some(reason) = handle(o, &d, &mut inflight, &mut retries, &mut delivered)
+                    if let Some(reason) = handle(o, &d, &mut inflight, &mut retries, &mut delivered, &mut progress)
                         && !disabled
                     {
                         disabled = true;
@@ -114,7 +149,12 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 }
             }
             _ = d.notify.notified() => exhausted = [false; LANES],
-            _ = sleep_until_opt(next_retry) => {}
+            _ = sleep_until_opt(wake) => {
+                if alarm_at.is_some_and(|t| t <= Instant::now()) {
+                    progress.alarmed = true;
+                    sink_fault(&d, Phase::Raised, &progress.last_error);
+                }
+            }
         }
     }
     // Drain: give in-flight deliveries a bounded time to be confirmed.
@@ -122,7 +162,14 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     while !inflight.is_empty() {
         match tokio::time::timeout_at(deadline, d.outcomes.recv()).await {
             Ok(Some(o)) => {
-                handle(o, &d, &mut inflight, &mut retries, &mut delivered);
+                handle(
+                    o,
+                    &d,
+                    &mut inflight,
+                    &mut retries,
+                    &mut delivered,
+                    &mut progress,
+                );
             }
             _ => break,
         }
@@ -139,11 +186,16 @@ fn handle(
     inflight: &mut HashMap<i64, Delivery>,
     retries: &mut BTreeMap<Instant, Vec<Delivery>>,
     delivered: &mut Vec<i64>,
+    progress: &mut Progress,
 ) -> Option<String> {
     match o {
         Outcome::Delivered(id) => {
             if inflight.remove(&id).is_some() {
                 delivered.push(id);
+            }
+            progress.last = Instant::now();
+            if std::mem::take(&mut progress.alarmed) {
+                sink_fault(d, Phase::Cleared, "");
             }
         }
         Outcome::Disabled { outbox_id, reason } => {
@@ -163,6 +215,16 @@ fn handle(
                 delivery.attempt = delivery.attempt.saturating_add(1);
                 let wait = after.unwrap_or_else(|| backoff(delivery.attempt));
                 tracing::debug!(sink = %d.sink, outbox_id, attempt = delivery.attempt, ?wait, "delivery failed: {reason}");
+                if delivery.lifecycle
+                    && delivery.attempt == d.escalate_after_failed_attempts
+                    && let Some(alert_id) = &delivery.alert_id
+                {
+                    tracing::warn!(sink = %d.sink, alert = %alert_id, attempts = delivery.attempt, "cannot deliver an alert notification ({reason}); telling its next escalation tier now");
+                    d.writer.send(WriterCmd::DeliveryFailing {
+                        alert_id: alert_id.to_string(),
+                    });
+                }
+                progress.last_error.clone_from(&reason);
                 d.writer.send(WriterCmd::Failed {
                     id: outbox_id,
                     error: reason,
@@ -175,6 +237,35 @@ fn handle(
         }
     }
     None
+}
+
+/// The sink has had work it could not deliver for too long (raised), or delivers again
+/// (cleared): a gateway alert so that people know their alert channel is down.
+fn sink_fault(d: &Dispatch, phase: Phase, last_error: &str) {
+    let mut draft = atgw_sdk::EventDraft::new(
+        atgw_sdk::Kind::DeviceFault,
+        phase,
+        format!("sink:{}", d.sink),
+        crate::GATEWAY_ADAPTER,
+    );
+    draft.data.priority = atgw_sdk::Priority::High;
+    draft.data.message = Some(if phase == Phase::Cleared {
+        format!("Alert channel `{}` delivers again", d.sink)
+    } else {
+        tracing::error!(sink = %d.sink, "nothing delivered for {:?} ({last_error}); raising a gateway alert", d.failing_alert_after);
+        format!(
+            "Alert channel `{}` has not delivered for {}s",
+            d.sink,
+            d.failing_alert_after.as_secs()
+        )
+    });
+    if !last_error.is_empty() {
+        draft.data.codes.vendor = Some(format!("sink_failing: {last_error}"));
+    }
+    d.writer.send(WriterCmd::Gateway {
+        draft: Box::new(draft),
+        reply: None,
+    });
 }
 
 /// The receiver asked to be left alone (HTTP 410): stop feeding it, keep its rows, tell people.

@@ -214,6 +214,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             to_sink,
             outcomes,
             shutdown: output.clone(),
+            escalate_after_failed_attempts: cfg.alerts.escalate_after_failed_attempts,
+            failing_alert_after: cfg.alerts.sink_failing_alert_after,
         };
         outputs.spawn(async move {
             if let Err(e) = outbox::run(dispatch, DRAIN).await {

@@ -480,3 +480,84 @@ async fn a_silent_supervised_device_raises_device_offline_and_its_next_message_c
         )
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_tells_the_next_tier_at_once_and_raises_a_gateway_alert_until_it_recovers()
+ {
+    // Tier 2 is an hour away: only the failing deliveries can bring it forward.
+    let rig = rig(
+        &ESCALATING
+            .replace("repeat = \"3s\"", "repeat = \"1h\"")
+            .replace("\"2s\"", "\"1h\""),
+        "\n[alerts]\nescalate_after_failed_attempts = 3\nsink_failing_alert_after = \"3s\"\n",
+    )
+    .await;
+    rig.carers.set_status(500);
+    let devices = Publisher::connect(rig.broker.port, "failing-devices").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(30), || {
+        reasons(&rig.senior).contains(&"delivery_failed".to_owned())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "tier 2 was not told while the carers' webhook failed: {:?}\n{}",
+            reasons(&rig.senior),
+            rig.gw.log_text()
+        )
+    });
+    assert!(
+        rig.carers.received().len() >= 3,
+        "escalated after the configured failed attempts, not before"
+    );
+    let sink_faults = |g: &Gateway| -> Vec<String> {
+        let c = g.journal();
+        let mut s = c
+            .prepare(
+                "SELECT phase FROM events WHERE kind = 'device_fault'
+                 AND json_extract(json, '$.data.device.id') = 'sink:carers'
+                 AND json_extract(json, '$.source') = 'urn:atgw:gw-test:gateway' ORDER BY seq",
+            )
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    wait_until_async(Duration::from_secs(20), || {
+        sink_faults(&rig.gw) == ["raised"]
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no gateway alert for the failing sink: {:?}",
+            sink_faults(&rig.gw)
+        )
+    });
+
+    rig.carers.set_status(200);
+    wait_until_async(Duration::from_secs(30), || {
+        sink_faults(&rig.gw) == ["raised", "cleared"]
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the gateway alert was not cleared: {:?}",
+            sink_faults(&rig.gw)
+        )
+    });
+    assert!(
+        reasons(&rig.carers).contains(&"raised".to_owned()),
+        "the carers still get the alert once their webhook is back"
+    );
+    let escalations = reasons(&rig.senior)
+        .iter()
+        .filter(|r| *r == "delivery_failed")
+        .count();
+    assert_eq!(escalations, 1, "one tier, told once");
+}

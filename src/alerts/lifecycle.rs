@@ -100,6 +100,9 @@ pub enum Input {
     Ack,
     Resolve,
     Fired(Timer),
+    /// Telling the routes notified so far keeps failing (the sink gave up retrying quickly):
+    /// waiting out the escalation delay would leave nobody told, so the next tier is told now.
+    DeliveryFailing,
 }
 
 /// What the engine must do.
@@ -281,6 +284,25 @@ pub fn step(
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
             }
         }
+        (Open, Input::DeliveryFailing) => {
+            // Only a policy with a tier left can do anything about it; the failing sink's
+            // own alarm (gateway `device_fault`) covers the rest.
+            if policy.is_some_and(|p| p.escalate.get(a.level).is_some()) {
+                a.level += 1;
+                fx.push(Effect::Notify {
+                    phase: Phase::Escalated,
+                    reason: "delivery_failed",
+                });
+                match policy.and_then(|p| p.escalate.get(a.level)) {
+                    Some(tier) => {
+                        fx.push(Effect::Arm(Timer::Escalate, a.raised_ms + ms(tier.after)))
+                    }
+                    None => fx.push(Effect::Disarm(Timer::Escalate)),
+                }
+            }
+        }
+        // Someone has it already, or it is over: nothing to hurry.
+        (_, Input::DeliveryFailing) => {}
         // A timer that outlived its state (e.g. acknowledged in the same instant): nothing.
         (_, Input::Fired(_)) => {}
     }
@@ -419,6 +441,34 @@ mod tests {
     }
 
     #[test]
+    fn failing_delivery_tells_the_next_tier_now_and_keeps_the_later_tiers_on_time() {
+        let p = policy();
+        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 4_000).unwrap();
+        assert_eq!(a.level, 1);
+        assert_eq!(notify(&fx), vec![(Phase::Escalated, "delivery_failed")]);
+        assert!(fx.contains(&Effect::Arm(Timer::Escalate, 180_000)));
+        // Tier 2's delivery fails too: the last tier is told and no escalation is left.
+        let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 8_000).unwrap();
+        assert_eq!(a.level, 2);
+        assert!(fx.contains(&Effect::Disarm(Timer::Escalate)));
+        // Nobody left to tell: nothing happens.
+        let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 9_000).unwrap();
+        assert!(fx.is_empty());
+        assert_eq!(a.level, 2);
+    }
+
+    #[test]
+    fn failing_delivery_changes_nothing_once_someone_acknowledged() {
+        let p = policy();
+        let (mut a, _) = open(&p, Priority::High, None, 0);
+        step(&mut a, Some(&p), Input::Ack, 1_000).unwrap();
+        let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 4_000).unwrap();
+        assert!(fx.is_empty());
+        assert_eq!(a.level, 0);
+    }
+
+    #[test]
     fn a_device_clear_stops_escalation_and_a_new_raise_reopens() {
         let p = policy();
         let (mut a, _) = open(&p, Priority::High, None, 0);
@@ -453,6 +503,7 @@ mod tests {
             Input::Fired(Timer::Escalate),
             Input::Fired(Timer::Repeat),
             Input::Fired(Timer::Remind),
+            Input::DeliveryFailing,
         ];
         for status in [
             Status::Open,

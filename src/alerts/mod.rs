@@ -314,6 +314,15 @@ pub(crate) fn fire_due(b: &mut Batch<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A sink could not deliver this alert's notification after repeated attempts: the next tier
+/// hears now rather than after its delay (see [`Input::DeliveryFailing`]).
+pub(crate) fn on_delivery_failing(b: &mut Batch<'_>, alert_id: &str) -> rusqlite::Result<()> {
+    match load(b, alert_id)? {
+        Some(row) => transition(b, row, Input::DeliveryFailing, "", Actor::default()),
+        None => Ok(()),
+    }
+}
+
 /// When the earliest timer falls due (ms since the epoch).
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row("SELECT min(due_ms) FROM alert_timers", [], |r| r.get(0))

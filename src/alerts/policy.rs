@@ -68,13 +68,39 @@ pub struct Tier {
 }
 
 /// `[alerts]`: settings for all policies.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettings {
     /// Route that receives test events (`test = true`); they never open alerts or reach any
     /// other route. Absent: test events are journaled and streamed, and page nobody.
     #[serde(default)]
     pub test_route: Option<String>,
+    /// Failed attempts to deliver one notification of an open alert after which its next
+    /// escalation tier is told at once instead of after its delay. 0 turns this off.
+    #[serde(default = "default_failed_attempts")]
+    pub escalate_after_failed_attempts: u32,
+    /// How long a sink may have work it cannot deliver before the gateway raises a
+    /// `device_fault` alert about it (cleared when it delivers again).
+    #[serde(default = "default_sink_failing", with = "humantime_serde")]
+    pub sink_failing_alert_after: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            test_route: None,
+            escalate_after_failed_attempts: default_failed_attempts(),
+            sink_failing_alert_after: default_sink_failing(),
+        }
+    }
+}
+
+fn default_failed_attempts() -> u32 {
+    3
+}
+
+fn default_sink_failing() -> Duration {
+    Duration::from_secs(120)
 }
 
 /// Policies compiled against the sinks that exist.
@@ -307,6 +333,7 @@ mod tests {
             &routes,
             &AlertSettings {
                 test_route: Some("test".into()),
+                ..AlertSettings::default()
             },
             &sinks,
         )

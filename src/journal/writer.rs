@@ -36,6 +36,8 @@ pub enum WriterCmd {
     Delivered { ids: Vec<i64> },
     /// A delivery attempt failed; recorded for operators (the retry schedule lives in memory).
     Failed { id: i64, error: String },
+    /// Repeated attempts to deliver a notification of this alert failed: escalate now.
+    DeliveryFailing { alert_id: String },
     /// An event the gateway raises about itself (corrupt journal, disabled sink, …).
     Gateway {
         draft: Box<EventDraft>,
@@ -515,6 +517,9 @@ impl Writer {
                             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
                         )?
                         .execute(params![id, error])?;
+                    }
+                    Item::Cmd(WriterCmd::DeliveryFailing { alert_id }) => {
+                        alerts::on_delivery_failing(&mut b, &alert_id)?;
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
                         let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
