@@ -193,36 +193,7 @@ fn run(config: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    runtime_block_on(async move {
-        let running = match crate::runtime::start(cfg).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("cannot start: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        wait_for_stop_signal().await;
-        tracing::info!("stopping: intake closed, committing and draining");
-        running.stop().await;
-        ExitCode::SUCCESS
-    })
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    runtime_block_on(crate::daemon::run(config.to_path_buf(), cfg))
 }
 
 fn check_config(config: &Path) -> ExitCode {

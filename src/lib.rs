@@ -12,6 +12,7 @@
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
+//! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
@@ -25,6 +26,7 @@ pub mod alerts_cmd;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod envelope;
 pub mod journal;

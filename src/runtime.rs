@@ -58,6 +58,66 @@ pub struct Running {
     writer_thread: std::thread::JoinHandle<()>,
 }
 
+/// What [`preflight`] loaded and `start` uses.
+pub struct Checked {
+    profile_sets: BTreeMap<String, Arc<ProfileSet>>,
+}
+
+/// Checks everything that can fail at start without binding a port or connecting: the time
+/// zone, every profile, TLS material, and every secret and key file. `start` runs it first,
+/// so a broken profile stops the start rather than a message; a reload runs it while the old
+/// configuration still serves.
+pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
+    jiff::tz::TimeZone::get(&cfg.gateway.timezone)
+        .map_err(|e| StartError::TimeZone(e.to_string()))?;
+    let mut profile_sets = BTreeMap::new();
+    for a in &cfg.adapters {
+        let adapter_err = |what: String| StartError::Adapter {
+            adapter: a.name().to_owned(),
+            what,
+        };
+        match a {
+            AdapterConfig::Mqtt(m) => {
+                let set = ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles)
+                    .map_err(|e| adapter_err(e.to_string()))?;
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
+                    .map_err(|e| adapter_err(e.to_string()))?;
+                profile_sets.insert(m.name.clone(), Arc::new(set));
+            }
+            AdapterConfig::SiaDc09(d) => {
+                atgw_sia_dc09::Dc09Adapter::check(d).map_err(|e| adapter_err(e.to_string()))?;
+            }
+        }
+    }
+    for s in &cfg.sinks {
+        let sink_err = |what: String| StartError::Sink {
+            sink: s.name().to_owned(),
+            what,
+        };
+        match s {
+            SinkConfig::Mqtt(m) => {
+                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
+                    .map_err(|e| sink_err(e.to_string()))?;
+            }
+            SinkConfig::Webhook(w) => {
+                w.validate().map_err(|e| sink_err(e.to_string()))?;
+                atgw_sdk::secret::read_secret_file(&w.secret_file)
+                    .map_err(|e| sink_err(format!("secret_file: {e}")))?;
+                if let Some(ca) = &w.ca_file {
+                    std::fs::metadata(ca)
+                        .map_err(|e| sink_err(format!("ca_file {}: {e}", ca.display())))?;
+                }
+            }
+            SinkConfig::File(_) => {}
+        }
+    }
+    if let Some(api) = &cfg.api {
+        atgw_sdk::secret::read_secret_file(&api.token_file)
+            .map_err(|e| StartError::Api(format!("token_file: {e}")))?;
+    }
+    Ok(Checked { profile_sets })
+}
+
 /// Starts everything; returns once adapters and sinks are spawned.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
@@ -68,23 +128,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::TimeZone(e.to_string()))?;
     let registry = Arc::new(Registry::new(&cfg.gateway.site, &cfg.devices));
 
-    // Load every profile before anything starts, so a broken one stops the start, not a message.
-    let mut profile_sets = BTreeMap::new();
-    for a in &cfg.adapters {
-        match a {
-            AdapterConfig::Mqtt(m) => {
-                let set =
-                    ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles).map_err(|e| {
-                        StartError::Adapter {
-                            adapter: m.name.clone(),
-                            what: e.to_string(),
-                        }
-                    })?;
-                profile_sets.insert(m.name.clone(), Arc::new(set));
-            }
-            AdapterConfig::SiaDc09(_) => {}
-        }
-    }
+    let Checked { profile_sets } = preflight(&cfg)?;
 
     let intake = Shutdown::new();
     let output = Shutdown::new();

@@ -144,6 +144,16 @@ impl Gateway {
         }
     }
 
+    /// SIGHUP: reload the configuration file.
+    pub fn hangup(&self) {
+        let c = self.child.as_ref().expect("running");
+        let ok = Command::new("kill")
+            .args(["-HUP", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

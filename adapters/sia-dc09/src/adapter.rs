@@ -64,33 +64,46 @@ pub async fn run(
         .await
 }
 
+/// The config's accounts with their keys, once the config is valid and every key file reads.
+fn load_accounts(config: &Config) -> Result<HashMap<String, AccountEntry>, Dc09Error> {
+    let name = config.name.clone();
+    config.validate().map_err(|errors| Dc09Error::Config {
+        adapter: name.clone(),
+        errors,
+    })?;
+    let mut accounts = HashMap::new();
+    for a in &config.accounts {
+        let key = match &a.key_file {
+            None => None,
+            Some(path) => {
+                let key_err = |reason: String| Dc09Error::Key {
+                    adapter: name.clone(),
+                    account: a.account.clone(),
+                    reason,
+                };
+                let secret =
+                    atgw_sdk::secret::read_secret_file(path).map_err(|e| key_err(e.to_string()))?;
+                let key = AesKey::parse(secret.expose(), a.key_format)
+                    .map_err(|e| key_err(format!("{} (in {})", e, path.display())))?;
+                Some(key)
+            }
+        };
+        accounts.insert(a.account.clone(), AccountEntry { key });
+    }
+    Ok(accounts)
+}
+
 impl Dc09Adapter {
+    /// Validates the config and loads every account's key file, without binding anything:
+    /// what a configuration reload checks before it replaces a running adapter.
+    pub fn check(config: &Config) -> Result<(), Dc09Error> {
+        load_accounts(config).map(|_| ())
+    }
+
     /// Validates the config, loads each account's key file, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Dc09Adapter, Dc09Error> {
         let name = config.name.clone();
-        config.validate().map_err(|errors| Dc09Error::Config {
-            adapter: name.clone(),
-            errors,
-        })?;
-        let mut accounts = HashMap::new();
-        for a in &config.accounts {
-            let key = match &a.key_file {
-                None => None,
-                Some(path) => {
-                    let key_err = |reason: String| Dc09Error::Key {
-                        adapter: name.clone(),
-                        account: a.account.clone(),
-                        reason,
-                    };
-                    let secret = atgw_sdk::secret::read_secret_file(path)
-                        .map_err(|e| key_err(e.to_string()))?;
-                    let key = AesKey::parse(secret.expose(), a.key_format)
-                        .map_err(|e| key_err(format!("{} (in {})", e, path.display())))?;
-                    Some(key)
-                }
-            };
-            accounts.insert(a.account.clone(), AccountEntry { key });
-        }
+        let accounts = load_accounts(&config)?;
         let window = Window {
             past: jiff::SignedDuration::try_from(config.max_timestamp_age)
                 .unwrap_or(jiff::SignedDuration::MAX),
