@@ -103,6 +103,9 @@ pub enum AlertsCommand {
 pub enum SimulateCommand {
     /// An SIA DC-09 transmitter (Contact ID, SIA DC-03 or NULL; plain or AES; TCP or UDP).
     Dc09(crate::simulate::Dc09Args),
+    /// MQTT devices (BLE oximeters, zigbee2mqtt buttons, fall radars) publishing to the broker
+    /// the gateway subscribes to; optionally follows the upstream sink end to end.
+    Mqtt(crate::simulate::MqttArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +167,9 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Dc09(a),
         } => runtime_block_on(crate::simulate::dc09(a)),
+        Command::Simulate {
+            protocol: SimulateCommand::Mqtt(a),
+        } => runtime_block_on(crate::simulate::mqtt(a)),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
     }
 }

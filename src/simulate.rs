@@ -105,3 +105,273 @@ pub async fn dc09(a: Dc09Args) -> ExitCode {
         }
     }
 }
+
+/// What `atgw simulate mqtt` devices send.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MqttDeviceKind {
+    /// BLE pulse oximeter readings through a BLE hub (`dusun_pub`): telemetry.
+    Oximeter,
+    /// zigbee2mqtt SOS buttons pressed (`action: emergency`): alarms.
+    Button,
+    /// zigbee2mqtt fall radars reporting a fall: alarms.
+    FallRadar,
+    /// Oximeter readings with one button press in a hundred messages.
+    Mixed,
+}
+
+/// `atgw simulate mqtt` options.
+#[derive(clap::Args, Debug)]
+pub struct MqttArgs {
+    /// Broker the gateway's MQTT adapter subscribes to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File holding the broker password (never on the command line).
+    #[arg(long, requires = "username")]
+    pub password_file: Option<PathBuf>,
+    /// Connect with TLS, trusting the CA(s) in this PEM file.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// What the simulated devices are.
+    #[arg(long, value_enum, default_value = "oximeter")]
+    pub kind: MqttDeviceKind,
+    /// Number of distinct simulated devices (messages rotate over them).
+    #[arg(long, default_value_t = 10)]
+    pub devices: u32,
+    /// Messages to publish in all.
+    #[arg(long, default_value_t = 100)]
+    pub count: u64,
+    /// Messages per second (0: as fast as the broker acknowledges).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Also follow the gateway's upstream MQTT sink under this topic prefix (its
+    /// `topic_prefix`) and report how many messages came through, with latency.
+    #[arg(long)]
+    pub upstream_prefix: Option<String>,
+    /// How long to wait for the last messages upstream.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+}
+
+/// One simulated device message: topic and JSON payload carrying `sim_run` and `sim_seq`, which
+/// profiles ignore and the upstream follower reads back from `data.raw.payload`.
+fn mqtt_message(kind: MqttDeviceKind, devices: u32, seq: u64, run: &str) -> (String, String) {
+    let device = seq % u64::from(devices.max(1));
+    let now = jiff::Timestamp::now().as_second();
+    let oximeter = || {
+        (
+            "dusun_pub".to_owned(),
+            format!(
+                r#"{{"from":"BLE","to":"CLOUD","time":{now},"mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{{"device_list":[{{"scan_time":{now},"ble_addr":"5a{device:010x}","pulse":72,"spo2":97,"pi":40}}]}}}},"sim_run":"{run}","sim_seq":{seq}}}"#
+            ),
+        )
+    };
+    let button = || {
+        (
+            format!("zigbee2mqtt/0xa4c1{device:012x}"),
+            format!(
+                r#"{{"action":"emergency","battery":95,"linkquality":80,"sim_run":"{run}","sim_seq":{seq}}}"#
+            ),
+        )
+    };
+    match kind {
+        MqttDeviceKind::Oximeter => oximeter(),
+        MqttDeviceKind::Button => button(),
+        MqttDeviceKind::Mixed if seq % 100 == 99 => button(),
+        MqttDeviceKind::Mixed => oximeter(),
+        MqttDeviceKind::FallRadar => (
+            format!("zigbee2mqtt/0xdc8e{device:012x}"),
+            format!(
+                r#"{{"presence":true,"occupancy":true,"fall_down_status":"fall","linkquality":120,"sim_run":"{run}","sim_seq":{seq}}}"#
+            ),
+        ),
+    }
+}
+
+/// Publishes simulated device messages at QoS 1 and counts the broker's acknowledgements;
+/// with `--upstream-prefix`, also counts what the gateway delivered upstream and how fast.
+pub async fn mqtt(a: MqttArgs) -> ExitCode {
+    match mqtt_run(a).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("atgw simulate mqtt: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn mqtt_run(a: MqttArgs) -> Result<bool, String> {
+    use rumqttc::{AsyncClient, Event, Incoming, QoS};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+
+    let run = format!("{:08x}", rand::random::<u32>());
+    let broker = |client_id: String| atgw_mqtt::config::Broker {
+        host: a.host.clone(),
+        port: a.port,
+        client_id: Some(client_id),
+        username: a.username.clone(),
+        password_file: a.password_file.clone(),
+        tls: a.ca_file.clone().map(|ca| atgw_mqtt::config::Tls {
+            ca_file: Some(ca),
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+        }),
+        keep_alive: Duration::from_secs(30),
+        reconnect_min: Duration::from_millis(200),
+        reconnect_max: Duration::from_secs(2),
+    };
+    let options = |id: String| {
+        atgw_mqtt::connection::options(&broker(id), "", 1 << 20)
+            .map(|mut o| {
+                // A simulator's session is throwaway; the gateway's is the durable one.
+                o.set_clean_session(true);
+                o
+            })
+            .map_err(|e| e.to_string())
+    };
+
+    // Publish time of each message, by sequence number, for upstream latency.
+    let sent_at: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let upstream = match &a.upstream_prefix {
+        None => None,
+        Some(prefix) => {
+            let (client, mut eventloop) =
+                AsyncClient::new(options(format!("atgw-sim-up-{run}"))?, 1024);
+            client
+                .subscribe(format!("{prefix}/events/#"), QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string())?;
+            let seen: Arc<Mutex<(HashMap<u64, u32>, Vec<Duration>)>> = Arc::default();
+            let (seen2, sent2, run2) = (seen.clone(), sent_at.clone(), run.clone());
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                            if let Some(r) = ready.take() {
+                                let _ = r.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Incoming::Publish(p))) => {
+                            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                            else {
+                                continue;
+                            };
+                            let raw = &v["data"]["raw"]["payload"];
+                            if raw["sim_run"].as_str() != Some(run2.as_str()) {
+                                continue;
+                            }
+                            let Some(seq) = raw["sim_seq"].as_u64() else {
+                                continue;
+                            };
+                            let at = sent2.lock().ok().and_then(|s| s.get(&seq).copied());
+                            if let Ok(mut s) = seen2.lock() {
+                                let n = s.0.entry(seq).or_default();
+                                *n += 1;
+                                if let (1, Some(at)) = (*n, at) {
+                                    s.1.push(at.elapsed());
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("atgw simulate mqtt: upstream follower: {e}");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            });
+            tokio::time::timeout(Duration::from_secs(10), ready_rx)
+                .await
+                .map_err(|_| "no SUBACK from the upstream broker within 10 s".to_owned())?
+                .map_err(|_| "upstream follower stopped".to_owned())?;
+            Some((seen, task))
+        }
+    };
+
+    let (client, mut eventloop) = AsyncClient::new(options(format!("atgw-sim-{run}"))?, 1024);
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked2 = acked.clone();
+    let pump = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                    acked2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("atgw simulate mqtt: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
+    for seq in 0..a.count {
+        if let Some(i) = interval {
+            tokio::time::sleep_until(started + i.mul_f64(seq as f64)).await;
+        }
+        let (topic, payload) = mqtt_message(a.kind, a.devices, seq, &run);
+        if let Ok(mut s) = sent_at.lock() {
+            s.insert(seq, Instant::now());
+        }
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = Instant::now() + a.settle;
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < a.count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let acked = acked.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "published {} acked by the broker {} in {:.2} s ({:.0} msg/s), {} devices, kind {:?}",
+        a.count,
+        acked,
+        elapsed.as_secs_f64(),
+        acked as f64 / elapsed.as_secs_f64().max(1e-9),
+        a.devices,
+        a.kind
+    );
+    let mut ok = acked == a.count;
+    if let Some((seen, task)) = upstream {
+        let through = || seen.lock().map(|s| s.0.len() as u64).unwrap_or(0);
+        while through() < a.count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task.abort();
+        let (counts, mut latencies) = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            latencies
+                .get(((latencies.len().saturating_sub(1)) as f64 * q).round() as usize)
+                .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
+                .unwrap_or_else(|| "-".into())
+        };
+        let redelivered = counts.values().filter(|n| **n > 1).count();
+        println!(
+            "upstream: {} of {} arrived ({} more than once), publish -> upstream p50 {} p99 {} max {}",
+            counts.len(),
+            a.count,
+            redelivered,
+            pick(0.5),
+            pick(0.99),
+            pick(1.0)
+        );
+        ok &= counts.len() as u64 == a.count;
+    }
+    client.disconnect().await.ok();
+    pump.abort();
+    Ok(ok)
+}
