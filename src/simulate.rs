@@ -191,6 +191,9 @@ fn mqtt_message(kind: MqttDeviceKind, devices: u32, seq: u64, run: &str) -> (Str
     }
 }
 
+/// What the upstream follower saw: arrivals per sequence number, first-arrival latencies.
+type Followed = (std::collections::HashMap<u64, u32>, Vec<Duration>);
+
 /// Publishes simulated device messages at QoS 1 and counts the broker's acknowledgements;
 /// with `--upstream-prefix`, also counts what the gateway delivered upstream and how fast.
 pub async fn mqtt(a: MqttArgs) -> ExitCode {
@@ -248,7 +251,7 @@ async fn mqtt_run(a: MqttArgs) -> Result<bool, String> {
                 .subscribe(format!("{prefix}/events/#"), QoS::AtLeastOnce)
                 .await
                 .map_err(|e| e.to_string())?;
-            let seen: Arc<Mutex<(HashMap<u64, u32>, Vec<Duration>)>> = Arc::default();
+            let seen: Arc<Mutex<Followed>> = Arc::default();
             let (seen2, sent2, run2) = (seen.clone(), sent_at.clone(), run.clone());
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             let task = tokio::spawn(async move {
