@@ -141,14 +141,9 @@ async fn kill_9_between_raise_and_escalation_escalates_once_on_time() {
         .unwrap_or_else(|_| panic!("no escalation after restart:\n{}", gw.log_text()));
     // Well past the due time: still exactly one escalation.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let c = gw.journal();
-    let escalations: Vec<i64> = c
-        .prepare("SELECT time_ms FROM events WHERE source = 'urn:atgw:gw-test:alerts' AND json LIKE '%\"ack_timeout\"%'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let escalations: Vec<i64> = gw.column(
+        "SELECT time_ms FROM events WHERE source = 'urn:atgw:gw-test:alerts' AND json LIKE '%\"ack_timeout\"%'",
+    );
     assert_eq!(escalations.len(), 1, "escalated exactly once");
     let late = escalations[0] - raised_ms;
     assert!(late >= 3_000, "not before its delay ({late} ms)");

@@ -66,13 +66,8 @@ fn upstream_distinct(up: &Upstream) -> HashSet<String> {
 }
 
 fn journal_ids(g: &Gateway) -> HashSet<String> {
-    let c = g.journal();
-    let mut s = c
-        .prepare("SELECT id FROM events WHERE source = 'urn:atgw:gw-test:zigbee'")
-        .unwrap();
-    s.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
+    g.column::<String>("SELECT id FROM events WHERE source = 'urn:atgw:gw-test:zigbee'")
+        .into_iter()
         .collect()
 }
 

@@ -25,17 +25,10 @@ fn events_of(g: &Gateway, device_key: &str) -> Vec<Value> {
 }
 
 fn reload_faults(g: &Gateway) -> Vec<String> {
-    let c = g.journal();
-    let mut s = c
-        .prepare(
-            "SELECT phase FROM events WHERE kind = 'device_fault'
-             AND json_extract(json, '$.data.device.id') = 'gateway:gw-test:config' ORDER BY seq",
-        )
-        .unwrap();
-    s.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    g.column(
+        "SELECT phase FROM events WHERE kind = 'device_fault'
+         AND json_extract(json, '$.data.device.id') = 'gateway:gw-test:config' ORDER BY seq",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,16 +162,10 @@ async fn sigterm_under_load_exits_zero_and_every_accepted_event_is_delivered_aft
 
     gw.restart();
     let readings = |g: &Gateway| -> Vec<i64> {
-        g.journal()
-            .prepare(
-                "SELECT json_extract(json, '$.data.raw.payload.data.value.device_list[0].scan_time')
-                 FROM events WHERE kind = 'vital_sign'",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
+        g.column(
+            "SELECT json_extract(json, '$.data.raw.payload.data.value.device_list[0].scan_time')
+             FROM events WHERE kind = 'vital_sign'",
+        )
     };
     wait_until_async(Duration::from_secs(120), || readings(&gw).len() as u64 >= N)
         .await

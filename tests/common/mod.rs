@@ -184,6 +184,16 @@ impl Gateway {
         c
     }
 
+    /// The first column of every row a query over the journal returns.
+    pub fn column<T: rusqlite::types::FromSql>(&self, sql: &str) -> Vec<T> {
+        let c = self.journal();
+        let mut s = c.prepare(sql).unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
     pub fn event_count(&self) -> i64 {
         self.journal()
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
