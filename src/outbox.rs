@@ -39,6 +39,8 @@ pub struct Dispatch {
     pub to_sink: mpsc::Sender<Delivery>,
     pub outcomes: mpsc::UnboundedReceiver<Outcome>,
     pub shutdown: Shutdown,
+    /// Counts rows the sink confirmed (`atgw_events_out_total`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs until shutdown. Returns after in-flight deliveries have had `drain` to finish.
@@ -110,6 +112,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                     next = d.outcomes.try_recv().ok();
                 }
                 if !delivered.is_empty() {
+                    d.metrics.delivered(&d.sink, delivered.len() as u64);
                     d.writer.send(WriterCmd::Delivered { ids: std::mem::take(&mut delivered) });
                 }
             }
@@ -128,6 +131,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
         }
     }
     if !delivered.is_empty() {
+        d.metrics.delivered(&d.sink, delivered.len() as u64);
         d.writer.send(WriterCmd::Delivered { ids: delivered });
     }
     Ok(())
