@@ -1,8 +1,17 @@
 //! The local HTTP API (DESIGN §9): alerts, devices and events for consoles and the `atgw alerts`
 //! command. Loopback by default; every `/api/v1` route needs `Authorization: Bearer <token>`
 //! with the token read from `token_file` (there is no default token, and without `[api]` there
-//! is no API). `/healthz` is open so a supervisor can probe it. Errors are JSON
-//! `{"error": "…"}`.
+//! is no API). Errors are JSON `{"error": "…"}`.
+//!
+//! Probes and monitoring:
+//! - `/healthz` (open): the process answers.
+//! - `/readyz` (open, like `/healthz`, so a supervisor or load balancer can probe it without a
+//!   secret): 200 when every adapter, sink and the journal is ready, else 503, with a JSON
+//!   report per component ([`crate::readiness`]). It carries connection state, times and
+//!   backlog counts only, nothing about residents or devices.
+//! - `/metrics` (token required): Prometheus text format ([`crate::metrics`]). It reveals how
+//!   many alarms are open and how fast staff answer them, which is the care home's business,
+//!   so Prometheus scrapes it with `authorization: { credentials_file: … }` holding the token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +54,8 @@ pub struct ApiState {
     pub token: Arc<Secret>,
     pub writer: WriterHandle,
     pub journal: PathBuf,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 /// Binds the listener (so a taken port stops the start) and returns it with its address.
@@ -73,8 +84,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices", get(devices))
         .route("/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let monitoring = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(monitoring)
         .nest("/api/v1", api)
         .with_state(state)
 }
@@ -114,6 +130,46 @@ async fn read<T: Send + 'static>(
             format!("journal: {e}"),
         )),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// 200 when every component is ready, else 503; the body says which is not and why.
+async fn readyz(State(s): State<ApiState>) -> Response {
+    let r = s.readiness.clone();
+    match tokio::task::spawn_blocking(move || r.report()).await {
+        Ok(report) => {
+            let status = if report.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(report)).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Refreshes the journal-resident gauges, then renders every metric.
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let (m, path) = (s.metrics.clone(), s.journal.clone());
+    let rendered = tokio::task::spawn_blocking(move || {
+        let reader = Reader::open(&path).map_err(|e| format!("journal: {e}"))?;
+        m.refresh_from_journal(&reader)
+            .map_err(|e| format!("journal: {e}"))?;
+        m.encode().map_err(|e| format!("encoding: {e}"))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

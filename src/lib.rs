@@ -8,7 +8,9 @@
 //! - [`outbox`]: per-sink dispatch of committed events, alarms first, with retries.
 //! - [`sinks`]: sinks implemented in the core (`file`).
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
-//! - [`api`]: the local HTTP API (token required).
+//! - [`api`]: the local HTTP API (token required except `/healthz` and `/readyz`).
+//! - [`metrics`]: the metrics registry and its Prometheus exposition (`/metrics`).
+//! - [`readiness`]: per-adapter and per-sink readiness (`/readyz`).
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
@@ -31,9 +33,11 @@ pub mod demo;
 pub mod envelope;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod mosquitto;
 pub mod outbox;
 pub mod profile_test;
+pub mod readiness;
 pub mod registry;
 pub mod rules;
 pub mod runtime;

@@ -45,6 +45,8 @@ pub struct Dispatch {
     pub to_sink: mpsc::Sender<Delivery>,
     pub outcomes: mpsc::UnboundedReceiver<Outcome>,
     pub shutdown: Shutdown,
+    /// Counts rows the sink confirmed (`atgw_events_out_total`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Failed attempts at one alert notification before its next tier is told (0: never).
     pub escalate_after_failed_attempts: u32,
     /// How long work may wait undelivered before the gateway raises an alert about the sink.
@@ -145,6 +147,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                     next = d.outcomes.try_recv().ok();
                 }
                 if !delivered.is_empty() {
+                    d.metrics.delivered(&d.sink, delivered.len() as u64);
                     d.writer.send(WriterCmd::Delivered { ids: std::mem::take(&mut delivered) });
                 }
             }
@@ -175,6 +178,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
         }
     }
     if !delivered.is_empty() {
+        d.metrics.delivered(&d.sink, delivered.len() as u64);
         d.writer.send(WriterCmd::Delivered { ids: delivered });
     }
     Ok(())

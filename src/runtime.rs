@@ -139,6 +139,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map(|s| (s.name().to_owned(), Arc::new(Notify::new())))
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
+    let metrics = Arc::new(crate::metrics::Metrics::for_config(&cfg));
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
         journal::writer::WriterSetup {
@@ -165,6 +166,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             clock: clock.clone(),
+            metrics: metrics.clone(),
         },
         ingest_rx,
     )
@@ -260,6 +262,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             shutdown: output.clone(),
             escalate_after_failed_attempts: cfg.alerts.escalate_after_failed_attempts,
             failing_alert_after: cfg.alerts.sink_failing_alert_after,
+            metrics: metrics.clone(),
         };
         outputs.spawn(async move {
             if let Err(e) = outbox::run(dispatch, DRAIN).await {
@@ -317,6 +320,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             }
         }
     }
+    metrics.watch(&health);
     if let Some(api) = &cfg.api {
         // No token, no API: refuse to start rather than serve alerts to anyone on the box.
         let token = atgw_sdk::secret::read_secret_file(&api.token_file)
@@ -328,6 +332,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             token: Arc::new(token),
             writer: writer.clone(),
             journal: journal_path.clone(),
+            metrics: metrics.clone(),
+            readiness: Arc::new(crate::readiness::Readiness::new(
+                &cfg,
+                &health,
+                journal_path.clone(),
+            )),
         };
         let stop = intake.clone();
         adapters.spawn(async move {

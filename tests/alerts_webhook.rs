@@ -550,10 +550,12 @@ async fn a_failing_webhook_tells_the_next_tier_at_once_and_raises_a_gateway_aler
             sink_faults(&rig.gw)
         )
     });
-    assert!(
-        reasons(&rig.carers).contains(&"raised".to_owned()),
-        "the carers still get the alert once their webhook is back"
-    );
+    // The raise itself arrives at its next retry (backoff), not necessarily first.
+    wait_until_async(Duration::from_secs(30), || {
+        reasons(&rig.carers).contains(&"raised".to_owned())
+    })
+    .await
+    .expect("the carers still get the alert once their webhook is back");
     let escalations = reasons(&rig.senior)
         .iter()
         .filter(|r| *r == "delivery_failed")

@@ -63,6 +63,28 @@ impl Reader {
             .query_row([sink], |r| r.get(0))
     }
 
+    /// Receipt time (ms) of the oldest undelivered event of one sink: one index seek per lane
+    /// on `outbox(sink, lane, id)`, since outbox ids grow with journal order.
+    pub fn outbox_oldest_recorded_ms(&self, sink: &str) -> rusqlite::Result<Option<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT min(e.recorded_ms) FROM (
+                 SELECT (SELECT event_seq FROM outbox WHERE sink = ?1 AND lane = l.lane
+                         ORDER BY id LIMIT 1) AS seq
+                 FROM (SELECT 0 AS lane UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) l
+             ) o JOIN events e ON e.seq = o.seq",
+        )?;
+        stmt.query_row([sink], |r| r.get(0))
+    }
+
+    /// Unresolved alerts (open, acknowledged, or cleared and awaiting a person) per priority.
+    pub fn unresolved_alerts_by_priority(&self) -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT priority, count(*) FROM alerts WHERE status != 'resolved' GROUP BY priority",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
     pub fn event_count(&self) -> rusqlite::Result<i64> {
         self.conn
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))

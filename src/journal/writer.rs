@@ -105,6 +105,8 @@ pub struct WriterSetup {
     pub dedupe_window: Duration,
     pub dead_letter_bytes: usize,
     pub clock: SharedClock,
+    /// Counts what each batch committed (events in, dead letters, acks, commit latency).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts the writer thread. It stops when the ingest channel and every `WriterHandle` are gone.
@@ -459,6 +461,8 @@ impl Writer {
     fn commit_batch(&mut self, items: Vec<Item>) {
         let now = self.setup.clock.now();
         let mut replies = Vec::with_capacity(items.len());
+        let started = std::time::Instant::now();
+        let mut tally = crate::metrics::BatchTally::default();
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -481,6 +485,7 @@ impl Writer {
                         for s in submissions {
                             outcomes.push(b.apply_submission(&adapter, s)?);
                         }
+                        tally.events_in(&adapter, stored(&outcomes));
                         replies.push(Reply::Submit(reply, outcomes));
                     }
                     Item::Ingest(IngestRequest::Reject {
@@ -495,6 +500,7 @@ impl Writer {
                             b.setup.dead_letter_bytes,
                             now,
                         )?;
+                        tally.dead_letter(&letter.reason);
                         replies.push(Reply::Reject(reply));
                     }
                     Item::Ingest(IngestRequest::LoadState { adapter, reply }) => {
@@ -523,13 +529,22 @@ impl Writer {
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
                         let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
+                        tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
                         replies.push(Reply::Gateway(
                             reply,
                             ids.into_iter().next().unwrap_or_default(),
                         ));
                     }
                     Item::Cmd(WriterCmd::Alert { cmd, reply }) => {
+                        let unacked = match &cmd {
+                            AlertCommand::Ack { id, .. } => unacknowledged(b.tx, id)?,
+                            AlertCommand::Resolve { .. } => None,
+                        };
                         let result = alerts::on_command(&mut b, cmd)?;
+                        if let (Some((priority, raised_ms)), Ok(_)) = (unacked, &result) {
+                            let waited = now.as_millisecond().saturating_sub(raised_ms).max(0);
+                            tally.acknowledged(&priority, Duration::from_millis(waited as u64));
+                        }
                         replies.push(Reply::Alert(reply, Box::new(result)));
                     }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
@@ -569,6 +584,7 @@ impl Writer {
                 woken,
                 next_timer,
             }) => {
+                self.setup.metrics.record_batch(tally, started.elapsed());
                 self.sequences.extend(touched);
                 self.next_timer = next_timer;
                 for r in replies {
@@ -615,6 +631,27 @@ impl Writer {
             tracing::warn!("journal checkpoint at shutdown failed: {e}");
         }
     }
+}
+
+/// Events journaled by a submit request.
+fn stored(outcomes: &[Committed]) -> u64 {
+    outcomes
+        .iter()
+        .map(|c| match c {
+            Committed::Stored { ids } => ids.len() as u64,
+            Committed::Duplicate => 0,
+        })
+        .sum()
+}
+
+/// Priority and raise time of an alert that has no acknowledgement yet (for time to ack).
+fn unacknowledged(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    tx.prepare_cached(
+        "SELECT priority, raised_ms FROM alerts WHERE id = ?1 AND acked_ms IS NULL
+                                                  AND status != 'resolved'",
+    )?
+    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
 }
 
 /// Drops dedupe keys older than the window, at most once a minute.
