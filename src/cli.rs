@@ -61,6 +61,8 @@ pub enum Command {
         #[command(subcommand)]
         protocol: SimulateCommand,
     },
+    /// Pilot evaluation from the journal: report.html (SVG charts), CSV files and a summary.
+    Report(crate::report::ReportArgs),
     /// A self-contained tour: simulated devices, a private broker, alerts flowing.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -165,6 +167,7 @@ pub fn main() -> ExitCode {
             protocol: SimulateCommand::Dc09(a),
         } => runtime_block_on(crate::simulate::dc09(a)),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
+        Command::Report(args) => crate::report::run(args),
     }
 }
 
