@@ -61,6 +61,8 @@ pub enum Command {
         #[command(subcommand)]
         protocol: SimulateCommand,
     },
+    /// Pilot evaluation from the journal: report.html (SVG charts), CSV files and a summary.
+    Report(crate::report::ReportArgs),
     /// A self-contained tour: simulated devices, a private broker, alerts flowing.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -171,6 +173,7 @@ pub fn main() -> ExitCode {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::simulate::mqtt(a)),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
+        Command::Report(args) => crate::report::run(args),
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
+//! - [`report`]: `atgw report`, the pilot evaluation (HTML with SVG charts, CSV) from the journal.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
 //!
 //! Protocol code lives in `adapters/*` crates; the event schema and the adapter/sink contracts in
@@ -39,6 +40,7 @@ pub mod outbox;
 pub mod profile_test;
 pub mod readiness;
 pub mod registry;
+pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod simulate;

@@ -1,0 +1,356 @@
+//! `atgw report`: the pilot evaluation a borough asks for, read from the journal. Alerts by kind
+//! and day, time to acknowledge by priority and area, escalations, outcomes, test calls, device
+//! uptime and battery warnings; written as a self-contained HTML page with SVG charts, CSV
+//! files for spreadsheets, and a plain-text summary for the terminal.
+//!
+//! The journal is opened read-only (`SQLITE_OPEN_READ_ONLY` and `query_only`) and read in one
+//! snapshot transaction, so the report can run beside the daemon and never changes a byte of
+//! the file. All times are the gateway's own clock (`raised_ms`, `recorded_ms`): a device with a
+//! wrong clock cannot move an alert into another day. Days are calendar days in the site's time
+//! zone (`gateway.timezone`).
+//!
+//! Privacy: the report is for people outside the care team. Resident ids (pseudonymous as they
+//! are) are left out of the HTML and the CSV unless `--include-residents` is given; only the
+//! number of distinct residents is shown. Free text (alert notes, device messages) is never
+//! copied into the report, since a carer's note can name a person.
+//!
+//! # Layout
+//! - [`read`]: the journal → a typed [`Report`] (the only module that speaks SQL).
+//! - [`stats`]: pure figures: nearest-rank percentiles, grouping, offline time.
+//! - [`html`] with [`svg`]: the self-contained page and its charts.
+//! - [`csv`]: the CSV files.
+//! - [`text`]: the terminal summary.
+
+pub mod csv;
+pub mod html;
+pub mod read;
+pub mod stats;
+pub mod svg;
+pub mod text;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
+/// `atgw report` flags.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Gateway config: the journal is `gateway.data_dir/atgw.db`, days follow
+    /// `gateway.timezone` (default /etc/atgw/atgw.toml unless --journal is given).
+    #[arg(long, short, env = "ATGW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A journal file to read instead (e.g. a copy taken off the gateway).
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// First day of the report, YYYY-MM-DD in the site's time zone (default: the journal's first).
+    #[arg(long)]
+    pub from: Option<Date>,
+    /// Last day of the report, inclusive (default: the journal's last).
+    #[arg(long)]
+    pub to: Option<Date>,
+    /// Directory for report.html and the CSV files (created when missing).
+    #[arg(long, default_value = "atgw-report")]
+    pub out: PathBuf,
+    /// IANA time zone for days (default: the config's `gateway.timezone`, else UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Put pseudonymous resident ids in the HTML (per-resident table) and in alerts.csv.
+    #[arg(long)]
+    pub include_residents: bool,
+}
+
+/// What to report on.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+    pub timezone: TimeZone,
+    /// The zone's name as configured, for people.
+    pub timezone_name: String,
+    /// Site name for the title; the journal's own when absent.
+    pub site: Option<String>,
+    pub include_residents: bool,
+}
+
+impl Options {
+    /// Options with the site's zone and no period (the whole journal).
+    pub fn new(timezone_name: &str) -> Result<Options, ReportError> {
+        let timezone = TimeZone::get(timezone_name).map_err(|e| ReportError::Usage {
+            what: format!("time zone `{timezone_name}`: {e}"),
+        })?;
+        Ok(Options {
+            from: None,
+            to: None,
+            timezone,
+            timezone_name: timezone_name.to_owned(),
+            site: None,
+            include_residents: false,
+        })
+    }
+}
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{what}")]
+    Usage { what: String },
+    #[error(
+        "journal {}: no such file (is `gateway.data_dir` right, or pass --journal)",
+        path.display()
+    )]
+    NoJournal { path: PathBuf },
+    #[error("journal {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "journal {}: schema version {found} has no alerts table (needs 2 or later: run this gateway version once on it)",
+        path.display()
+    )]
+    TooOld { path: PathBuf, found: u32 },
+    #[error("cannot write {}: {what}", path.display())]
+    Write { path: PathBuf, what: String },
+}
+
+/// One alert as the evaluation sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRecord {
+    pub id: String,
+    pub kind: String,
+    pub priority: String,
+    pub area: Option<String>,
+    pub room: Option<String>,
+    pub device: String,
+    /// Pseudonymous resident id; used only with `--include-residents` or for a count.
+    pub resident: Option<String>,
+    /// When the alert was first raised (gateway clock, ms since the epoch). A re-raise after a
+    /// device restore does not move it, so waits are never under-stated.
+    pub raised_ms: i64,
+    /// `raised_ms`' calendar day in the site's zone.
+    pub day: Date,
+    pub acked_ms: Option<i64>,
+    pub acked_by: Option<String>,
+    pub resolved_ms: Option<i64>,
+    pub outcome: Option<String>,
+    /// `open`, `acknowledged`, `cleared` or `resolved` now.
+    pub status: String,
+    /// Escalation tiers fired because nobody acknowledged (`ack_timeout`).
+    pub escalations: u32,
+    /// Re-notifications to everyone told so far while unacknowledged.
+    pub repeats: u32,
+    /// Reminders after an acknowledgement without a resolution.
+    pub reminders: u32,
+    pub test: bool,
+}
+
+impl AlertRecord {
+    /// Acknowledgement minus first raise; `None` when nobody acknowledged.
+    pub fn time_to_ack_ms(&self) -> Option<i64> {
+        self.acked_ms.map(|a| (a - self.raised_ms).max(0))
+    }
+}
+
+/// A test call: a device event flagged `test = true` that begins or happens (raised, point).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestCall {
+    pub device: String,
+    pub kind: String,
+    pub at_ms: i64,
+    pub day: Date,
+}
+
+/// One device's record over the period.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub adapter: String,
+    pub registered: bool,
+    /// First and last message from the device within the period (its own messages only: a
+    /// gateway-raised `device_offline` is not the device being heard).
+    pub first_seen_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+    /// Its events within the period.
+    pub events: u64,
+    /// How long the device was watched: from the period's start (or its first message ever,
+    /// if later) to the period's end (or the journal's last event, if earlier).
+    pub monitored_ms: i64,
+    /// Time within `monitored_ms` between a `device_offline` raise and its clear.
+    pub offline_ms: i64,
+    /// Offline episodes overlapping the period.
+    pub offline_episodes: u32,
+    /// `low_battery` conditions raised in the period.
+    pub low_battery_raised: u32,
+    /// Messages in the period that reported `battery.low = true`.
+    pub low_battery_readings: u32,
+    /// Lowest `battery.percent` reported in the period.
+    pub min_battery_percent: Option<f64>,
+    pub test_calls: u32,
+}
+
+impl DeviceRecord {
+    /// Share of the monitored time the device was not offline, in percent.
+    pub fn uptime_percent(&self) -> Option<f64> {
+        (self.monitored_ms > 0).then(|| {
+            100.0 * (self.monitored_ms - self.offline_ms.min(self.monitored_ms)) as f64
+                / self.monitored_ms as f64
+        })
+    }
+
+    /// Whether the device warned of its battery in the period.
+    pub fn battery_warning(&self) -> bool {
+        self.low_battery_raised > 0 || self.low_battery_readings > 0
+    }
+}
+
+/// Everything the renderers need, read once from one journal snapshot.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub site: String,
+    pub timezone: String,
+    /// First and last day, inclusive, in the site's zone.
+    pub from: Date,
+    pub to: Date,
+    /// The period as instants: `[start_ms, end_ms)`.
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The journal's newest event (gateway clock), if any.
+    pub as_of_ms: Option<i64>,
+    pub generated_ms: i64,
+    pub include_residents: bool,
+    /// Alerts first raised within the period, oldest first.
+    pub alerts: Vec<AlertRecord>,
+    pub test_calls: Vec<TestCall>,
+    /// Devices heard in, or supervised during, the period, by id.
+    pub devices: Vec<DeviceRecord>,
+    /// The site's zone, for rendering instants as local times.
+    pub tz: TimeZone,
+}
+
+impl Report {
+    /// Every day of the period, in order.
+    pub fn days(&self) -> Vec<Date> {
+        let mut out = Vec::new();
+        let mut d = self.from;
+        while d <= self.to {
+            out.push(d);
+            match d.tomorrow() {
+                Ok(n) => d = n,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// An instant as local time with its offset (`2026-04-17T16:33:22.000+01:00`).
+    pub fn local(&self, ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                t.to_zoned_datetime(self.tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+
+    /// An instant as a short local time for people (`2026-04-17 16:33`).
+    pub fn local_short(&self, ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                t.to_zoned_datetime(self.tz.clone())
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the journal and writes `report.html` and the CSV files into `out`; returns the report
+/// and the files written.
+pub fn generate(
+    journal: &Path,
+    opts: &Options,
+    out: &Path,
+) -> Result<(Report, Vec<PathBuf>), ReportError> {
+    let mut conn = read::open(journal)?;
+    let report = read::build(&mut conn, journal, opts)?;
+    drop(conn);
+    std::fs::create_dir_all(out).map_err(|e| ReportError::Write {
+        path: out.to_path_buf(),
+        what: e.to_string(),
+    })?;
+    let html_path = out.join("report.html");
+    std::fs::write(&html_path, html::render(&report)).map_err(|e| ReportError::Write {
+        path: html_path.clone(),
+        what: e.to_string(),
+    })?;
+    let mut written = vec![html_path];
+    written.extend(csv::write_all(&report, out)?);
+    Ok((report, written))
+}
+
+/// `atgw report`: exit 0 when written, 1 when the journal or the output failed, 2 for usage
+/// and configuration errors.
+pub fn run(args: ReportArgs) -> ExitCode {
+    let config = args.config.clone().or_else(|| {
+        args.journal
+            .is_none()
+            .then(|| PathBuf::from(crate::cli::DEFAULT_CONFIG))
+    });
+    let cfg = match config.as_deref().map(crate::config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("atgw report: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let journal = match args.journal.clone().or_else(|| {
+        cfg.as_ref()
+            .map(|c| c.gateway.data_dir.join(crate::journal::FILE_NAME))
+    }) {
+        Some(j) => j,
+        None => {
+            eprintln!("atgw report: give --config or --journal");
+            return ExitCode::from(2);
+        }
+    };
+    let zone = args
+        .timezone
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.gateway.timezone.clone()))
+        .unwrap_or_else(|| "UTC".into());
+    let mut opts = match Options::new(&zone) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("atgw report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    opts.from = args.from;
+    opts.to = args.to;
+    opts.site = cfg.as_ref().map(|c| c.gateway.site.clone());
+    opts.include_residents = args.include_residents;
+    match generate(&journal, &opts, &args.out) {
+        Ok((report, written)) => {
+            print!("{}", text::summary(&report));
+            println!("written:");
+            for p in written {
+                println!("  {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ ReportError::Usage { .. }) => {
+            eprintln!("atgw report: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("atgw report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

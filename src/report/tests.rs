@@ -1,0 +1,446 @@
+//! The report on journals written by the real writer: device events through the ingest
+//! channel, alerts opened, escalated and repeated by the alert engine, acknowledgements and
+//! resolutions as the API sends them, supervision raising `device_offline`, all under a manual
+//! clock so every wait is known to the millisecond.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atgw_sdk::clock::ManualClock;
+use atgw_sdk::event::{Battery, EventDraft, Kind, Phase};
+use atgw_sdk::ingest::{Ingest, IngestSender, Seen, Submission};
+use jiff::civil::date;
+use jiff::{SignedDuration, Timestamp};
+
+use super::{Options, Report, html, read, stats};
+use crate::alerts::{AlertCommand, AlertSettings, Policies, PolicyConfig};
+use crate::config::DeviceConfig;
+use crate::journal::WriterHandle;
+use crate::journal::writer::{WriterSetup, spawn};
+use crate::registry::Registry;
+
+const DEVICES: &str = r#"
+[[device]]
+id = "pendant-12"
+adapter = "zigbee"
+match = { device = "0xa4c1" }
+resident = "res-0042"
+location = { area = "east", room = "12" }
+
+[[device]]
+id = "radar-14"
+adapter = "zigbee"
+match = { device = "0xdc8e" }
+resident = "res-0057"
+location = { area = "west", room = "14" }
+
+[[device]]
+id = "leak-kitchen"
+adapter = "zigbee"
+match = { device = "0x0050" }
+location = { area = "ground", room = "kitchen" }
+check_in = "10m"
+"#;
+
+const POLICIES: &[&str] = &[
+    r#"
+name = "alarms"
+match = { priority = ["high"] }
+notify = ["carers"]
+escalate = [{ after = "60s", notify = ["senior"] }]
+repeat = "30s"
+"#,
+    r#"
+name = "leaks"
+match = { kind = ["water_leak"] }
+notify = ["carers"]
+"#,
+];
+
+/// A gateway's journal being written: the real writer on a manual clock.
+struct Site {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    sender: IngestSender,
+    zigbee: Ingest,
+    writer: WriterHandle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+#[derive(serde::Deserialize)]
+struct Devices {
+    device: Vec<DeviceConfig>,
+}
+
+impl Site {
+    fn start(at: Timestamp) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::journal::open(&dir.path().join(crate::journal::FILE_NAME)).unwrap();
+        let devices: Devices = toml::from_str(DEVICES).unwrap();
+        let policies: Vec<PolicyConfig> = POLICIES
+            .iter()
+            .map(|p| toml::from_str(p).unwrap())
+            .collect();
+        let clock = ManualClock::new(at);
+        let (sender, rx) = atgw_sdk::ingest::channel(64);
+        let (writer, thread) = spawn(
+            opened.conn,
+            WriterSetup {
+                gateway_id: "gw-test".into(),
+                sinks: Vec::new(),
+                registry: Arc::new(Registry::new("oakview", &devices.device)),
+                policies: Arc::new(Policies::new(
+                    &policies,
+                    &[],
+                    &AlertSettings::default(),
+                    &[],
+                )),
+                vitals: Arc::new(crate::rules::VitalRules::default()),
+                dedupe_window: Duration::from_secs(3600),
+                dead_letter_bytes: 1024,
+                clock: Arc::new(clock.clone()),
+            },
+            rx,
+        )
+        .unwrap();
+        let zigbee = sender.for_adapter("zigbee");
+        Site {
+            dir,
+            clock,
+            sender,
+            zigbee,
+            writer,
+            thread,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join(crate::journal::FILE_NAME)
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.advance(SignedDuration::from_secs(secs));
+    }
+
+    /// A device message that became one event.
+    async fn send(
+        &self,
+        native: &str,
+        kind: Kind,
+        phase: Phase,
+        edit: impl FnOnce(&mut EventDraft),
+    ) {
+        let mut d = EventDraft::new(kind, phase, format!("zigbee:{native}"), "zigbee");
+        d.registry_keys = BTreeMap::from([("device".to_owned(), native.to_owned())]);
+        edit(&mut d);
+        let seen = Seen {
+            device_id: d.data.device.id.clone(),
+            registry_keys: d.registry_keys.clone(),
+        };
+        self.zigbee
+            .submit(Submission {
+                events: vec![d],
+                first_delivery: true,
+                seen: vec![seen],
+                ..Submission::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Lets due timers (escalation, repeats, supervision) fire at the clock's time.
+    async fn flush(&self) {
+        self.writer.flush().await;
+    }
+
+    /// The newest alert of a device.
+    fn alert_of(&self, device: &str) -> String {
+        let c = read::open(&self.path()).unwrap();
+        c.query_row(
+            "SELECT id FROM alerts WHERE device_id = ?1 ORDER BY raised_ms DESC LIMIT 1",
+            [device],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    async fn ack(&self, id: &str, by: &str) {
+        self.writer
+            .alert(AlertCommand::Ack {
+                id: id.into(),
+                by: by.into(),
+                note: Some("resident Jane said hello".into()),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn resolve(&self, id: &str, outcome: &str) {
+        self.writer
+            .alert(AlertCommand::Resolve {
+                id: id.into(),
+                by: "nurse-1".into(),
+                outcome: outcome.into(),
+                note: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Stops the writer (it checkpoints) and hands over the directory holding the journal.
+    fn finish(self) -> (tempfile::TempDir, PathBuf) {
+        let path = self.path();
+        drop((self.zigbee, self.sender, self.writer));
+        self.thread.join().unwrap();
+        (self.dir, path)
+    }
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn report(path: &std::path::Path, zone: &str, edit: impl FnOnce(&mut Options)) -> Report {
+    let mut opts = Options::new(zone).unwrap();
+    edit(&mut opts);
+    let mut c = read::open(path).unwrap();
+    read::build(&mut c, path, &opts).unwrap()
+}
+
+/// Late evening in London (BST, UTC+1): three pendant and fall alerts around midnight, a leak
+/// nobody acknowledges, a test call, a low battery and a missed check-in.
+async fn evening() -> (tempfile::TempDir, PathBuf) {
+    let site = Site::start(ts("2026-04-17T22:00:00Z"));
+    // A: 23:00 local, acknowledged after 20 s, assisted.
+    site.send("0xa4c1", Kind::PendantPress, Phase::Point, |_| {})
+        .await;
+    let a = site.alert_of("pendant-12");
+    site.advance(20);
+    site.ack(&a, "carer-1").await;
+    site.advance(10);
+    site.resolve(&a, "assisted").await;
+
+    // B: 23:30 local, escalates (60 s) and repeats (30 s) before an ack at 90 s; false alarm.
+    site.clock.set(ts("2026-04-17T22:30:00Z"));
+    site.send("0xdc8e", Kind::Fall, Phase::Raised, |d| {
+        d.data.priority = atgw_sdk::Priority::High;
+    })
+    .await;
+    let b = site.alert_of("radar-14");
+    site.advance(61);
+    site.flush().await;
+    site.advance(29);
+    site.ack(&b, "carer-2").await;
+    site.resolve(&b, "false_alarm").await;
+
+    // D: a leak at 23:40 local that nobody acknowledges, reported with a flat battery.
+    site.clock.set(ts("2026-04-17T22:40:00Z"));
+    site.send("0x0050", Kind::WaterLeak, Phase::Raised, |_| {})
+        .await;
+    site.send("0x0050", Kind::LowBattery, Phase::Raised, |d| {
+        d.data.battery = Some(Battery {
+            percent: Some(4.0),
+            low: Some(true),
+            voltage_mv: None,
+        });
+    })
+    .await;
+    // A test call at 23:45 local, which opens no alert.
+    site.clock.set(ts("2026-04-17T22:45:00Z"));
+    site.send("0xa4c1", Kind::PendantPress, Phase::Point, |d| {
+        d.data.test = true
+    })
+    .await;
+    // The leak's 10-minute check-in is missed; it is heard again at 00:10 local (23:10Z).
+    site.clock.set(ts("2026-04-17T23:00:00Z"));
+    site.flush().await;
+    site.clock.set(ts("2026-04-17T23:10:00Z"));
+    site.send("0x0050", Kind::Heartbeat, Phase::Point, |_| {})
+        .await;
+
+    // C: 00:30 local on the 18th (still the 17th in UTC), acknowledged after 45 s.
+    site.clock.set(ts("2026-04-17T23:30:00Z"));
+    site.send("0xa4c1", Kind::PendantPress, Phase::Point, |_| {})
+        .await;
+    let c = site.alert_of("pendant-12");
+    site.advance(45);
+    site.ack(&c, "carer-1").await;
+    site.resolve(&c, "emergency_services").await;
+    site.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_from_a_journal_written_by_the_real_writer_add_up() {
+    let (_dir, path) = evening().await;
+    let r = report(&path, "Europe/London", |_| {});
+    assert_eq!((r.from, r.to), (date(2026, 4, 17), date(2026, 4, 18)));
+    assert_eq!(r.alerts.len(), 4);
+
+    // Days are the site's: C was raised after midnight in London.
+    let days = stats::by_day_kind(&r.alerts);
+    let n = |d, k: &str| days.get(&(d, k.to_owned())).copied().unwrap_or(0);
+    assert_eq!(n(date(2026, 4, 17), "pendant_press"), 1);
+    assert_eq!(n(date(2026, 4, 18), "pendant_press"), 1);
+    assert_eq!(n(date(2026, 4, 17), "fall"), 1);
+    assert_eq!(n(date(2026, 4, 17), "water_leak"), 1);
+
+    // Waits of 20, 90 and 45 s for the high alerts: nearest rank gives 45 and 90.
+    let high = &stats::ack_by_priority(&r.alerts)[0];
+    assert_eq!(
+        (high.group.as_str(), high.alerts, high.acknowledged),
+        ("high", 3, 3)
+    );
+    assert_eq!(
+        (high.p50_ms, high.p90_ms, high.max_ms),
+        (Some(45_000), Some(90_000), Some(90_000))
+    );
+    let ground = stats::ack_by_area(&r.alerts)
+        .into_iter()
+        .find(|s| s.group == "ground")
+        .unwrap();
+    assert_eq!(
+        (ground.alerts, ground.acknowledged, ground.max_ms),
+        (1, 0, None)
+    );
+
+    let fall = r.alerts.iter().find(|a| a.kind == "fall").unwrap();
+    assert_eq!((fall.escalations, fall.repeats), (1, 1));
+    assert_eq!(fall.acked_by.as_deref(), Some("carer-2"));
+    assert_eq!(stats::escalations(&r.alerts).alerts_escalated, 1);
+
+    let o = stats::outcomes(&r.alerts);
+    for (k, want) in [
+        ("assisted", 1),
+        ("false_alarm", 1),
+        ("emergency_services", 1),
+        (stats::UNRESOLVED, 1),
+    ] {
+        assert_eq!(
+            o.iter().find(|(n, _)| n == k).map(|(_, n)| *n),
+            Some(want),
+            "{k}"
+        );
+    }
+
+    assert_eq!(r.test_calls.len(), 1);
+    assert_eq!(r.test_calls[0].device, "pendant-12");
+
+    // Supervision watches the leak from the gateway's start: silent 22:00Z–22:30Z (raised at the
+    // 22:30Z batch, cleared by its first message at 22:40Z), silent again 22:50Z (raised at the
+    // 23:00Z flush, cleared at 23:10Z), and again from 23:20Z (raised at 23:30Z, still open).
+    let leak = r.devices.iter().find(|d| d.id == "leak-kitchen").unwrap();
+    assert_eq!(leak.offline_episodes, 3);
+    assert_eq!(leak.offline_ms, 10 * 60_000 + 10 * 60_000 + 45_000);
+    assert_eq!(
+        leak.monitored_ms,
+        ts("2026-04-17T23:30:45Z").as_millisecond() - ts("2026-04-17T22:30:00Z").as_millisecond(),
+        "from its first outage to the journal's last event"
+    );
+    let up = leak.uptime_percent().unwrap();
+    assert!(
+        (up - 100.0 * (1.0 - 1_245.0 / 3_645.0)).abs() < 1e-9,
+        "{up}"
+    );
+    assert!(leak.battery_warning());
+    assert_eq!(
+        (
+            leak.low_battery_raised,
+            leak.low_battery_readings,
+            leak.min_battery_percent
+        ),
+        (1, 1, Some(4.0))
+    );
+    let pendant = r.devices.iter().find(|d| d.id == "pendant-12").unwrap();
+    assert_eq!((pendant.offline_episodes, pendant.test_calls), (0, 1));
+    assert_eq!(pendant.uptime_percent(), Some(100.0));
+
+    // In UTC the same journal is one day, with both presses on it.
+    let utc = report(&path, "UTC", |_| {});
+    assert_eq!((utc.from, utc.to), (date(2026, 4, 17), date(2026, 4, 17)));
+    let days = stats::by_day_kind(&utc.alerts);
+    assert_eq!(
+        days.get(&(date(2026, 4, 17), "pendant_press".to_owned())),
+        Some(&2)
+    );
+
+    // A period selects by the site's days.
+    let only_18th = report(&path, "Europe/London", |o| {
+        o.from = Some(date(2026, 4, 18));
+        o.to = Some(date(2026, 4, 18));
+    });
+    assert_eq!(only_18th.alerts.len(), 1);
+    assert_eq!(only_18th.alerts[0].kind, "pendant_press");
+    assert_eq!(only_18th.alerts[0].time_to_ack_ms(), Some(45_000));
+    assert!(
+        only_18th.test_calls.is_empty(),
+        "the test call was on the 17th"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_escapes_journal_text_and_leaves_residents_and_notes_out_unless_asked() {
+    let site = Site::start(ts("2026-04-17T10:00:00Z"));
+    site.send("0xa4c1", Kind::PendantPress, Phase::Point, |_| {})
+        .await;
+    let a = site.alert_of("pendant-12");
+    site.advance(5);
+    site.ack(&a, "carer-1").await;
+    // An unregistered device keeps the adapter's id, whatever the wire put in it.
+    site.send(
+        "<script>alert(1)</script>",
+        Kind::PendantPress,
+        Phase::Point,
+        |_| {},
+    )
+    .await;
+    let (_dir, path) = site.finish();
+
+    let r = report(&path, "Europe/London", |_| {});
+    assert_eq!(r.alerts.len(), 2);
+    let page = html::render(&r);
+    assert!(!page.contains("<script"), "no markup from the journal");
+    assert!(page.contains("zigbee:&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!page.contains("res-0042"), "no resident ids by default");
+    assert!(
+        !page.contains("Jane"),
+        "acknowledgement notes are never copied"
+    );
+    assert!(page.contains(r#"<strong id="fig-residents">1</strong>"#));
+    let csv = super::csv::alerts(&r);
+    assert!(!csv[0].contains(&"resident".to_owned()));
+    assert!(csv.iter().flatten().all(|c| !c.contains("res-0042")));
+
+    let with = report(&path, "Europe/London", |o| o.include_residents = true);
+    assert!(html::render(&with).contains("res-0042"));
+    let csv = super::csv::alerts(&with);
+    assert_eq!(csv[0].last().map(String::as_str), Some("resident"));
+    assert!(
+        csv.iter()
+            .any(|row| row.last().map(String::as_str) == Some("res-0042"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_journal_changes_nothing_and_a_missing_one_is_not_created() {
+    let (dir, path) = evening().await;
+    let before = std::fs::read(&path).unwrap();
+    let out = dir.path().join("out");
+    let (r, written) =
+        super::generate(&path, &Options::new("Europe/London").unwrap(), &out).unwrap();
+    assert_eq!(r.alerts.len(), 4);
+    assert_eq!(written.len(), 6, "{written:?}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the journal is byte for byte the same"
+    );
+
+    let missing = dir.path().join("nope.db");
+    assert!(matches!(
+        read::open(&missing),
+        Err(super::ReportError::NoJournal { .. })
+    ));
+    assert!(!missing.exists());
+}
