@@ -101,6 +101,7 @@ impl Site {
                 dedupe_window: Duration::from_secs(3600),
                 dead_letter_bytes: 1024,
                 clock: Arc::new(clock.clone()),
+                metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
             },
             rx,
         )
