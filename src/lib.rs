@@ -13,6 +13,7 @@
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
+//! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
 //!
@@ -23,6 +24,7 @@
 pub mod alerts;
 pub mod alerts_cmd;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
