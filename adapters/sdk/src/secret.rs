@@ -45,7 +45,7 @@ pub enum SecretError {
     #[error("secret file {path} is empty")]
     Empty { path: PathBuf },
     #[error(
-        "secret file {path} is readable or writable by other users (mode {mode:o}); run `chmod 600 {path}` (or 640 with the atgw group)"
+        "secret file {path} is readable by other users, or writable by them (mode {mode:o}); run `chmod 600 {path}` (or 640 with the atgw group)"
     )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error(
