@@ -358,3 +358,46 @@ secret_file = "hook"
         "{r:#}"
     );
 }
+
+/// What the daemon writes holds residents' events: after a run the journal (with its WAL) and
+/// the event file are mode 600 whatever the umask, and the audit finds nothing to say about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_run_the_journal_and_the_event_file_are_private_and_the_audit_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_udp_port();
+    // No broker: the upstream sink retries in the background; the file sink still writes.
+    let broker_port = atgw::mosquitto::free_port().unwrap();
+    let text = dc09_config(
+        dir.path(),
+        broker_port,
+        port,
+        port,
+        "accept_unknown = true",
+        "",
+    );
+    let mut gw = Gateway::start(dir.path(), &text);
+    let mut sim = atgw_sia_dc09::SimulatorConfig::new(([127, 0, 0, 1], port).into(), "1234");
+    sim.timeout = std::time::Duration::from_secs(10);
+    let sent = atgw_sia_dc09::simulate(sim).await.unwrap();
+    assert_eq!(sent.acked, 1, "{sent:?}\n{}", gw.log_text());
+    let events = dir.path().join("events.jsonl");
+    wait_until(std::time::Duration::from_secs(20), || events.exists())
+        .unwrap_or_else(|_| panic!("no event file:\n{}", gw.log_text()));
+    assert!(gw.terminate().success());
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let journal = dir.path().join("state/atgw.db");
+    assert_eq!(mode(&journal), 0o600);
+    assert_eq!(mode(&events), 0o600);
+    assert_eq!(mode(&dir.path().join("state")), 0o750);
+    for suffix in ["-wal", "-shm"] {
+        let p = dir.path().join(format!("state/atgw.db{suffix}"));
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+    let r = report(&audit(&gw.config, true, &[]));
+    assert!(findings(&r, "journal-file").is_empty(), "{r:#}");
+    assert_eq!(findings(&r, "data-dir")[0]["status"], "pass", "{r:#}");
+    assert_eq!(findings(&r, "file-sink")[0]["status"], "pass", "{r:#}");
+}
