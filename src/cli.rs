@@ -63,6 +63,14 @@ pub enum Command {
     },
     /// Pilot evaluation from the journal: report.html (SVG charts), CSV files and a summary.
     Report(crate::report::ReportArgs),
+    /// Security self-check of the config and this host (ETSI EN 303 645); exit 1 on any fail.
+    Audit {
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A self-contained tour: simulated devices, a private broker, alerts flowing.
     Demo {
         /// How long to run (e.g. 30s, 2m).
@@ -172,6 +180,7 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::simulate::mqtt(a)),
+        Command::Audit { config, json } => crate::audit::main(&config, json),
         Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
         Command::Report(args) => crate::report::run(args),
     }

@@ -262,6 +262,25 @@ fn resolve_secret(base: &Path, p: &mut PathBuf) {
     }
 }
 
+/// An MQTT connection's files: the password and the TLS key are secrets, the certificates not.
+fn resolve_broker_files(
+    base: &Path,
+    password_file: &mut Option<PathBuf>,
+    tls: &mut Option<atgw_mqtt::config::Tls>,
+) {
+    if let Some(p) = password_file {
+        resolve_secret(base, p);
+    }
+    if let Some(t) = tls {
+        for p in [&mut t.ca_file, &mut t.cert_file].into_iter().flatten() {
+            resolve(base, p);
+        }
+        if let Some(k) = &mut t.key_file {
+            resolve_secret(base, k);
+        }
+    }
+}
+
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -273,23 +292,33 @@ impl Config {
         resolve(base, &mut self.gateway.data_dir);
         resolve(base, &mut self.gateway.profiles_dir);
         for s in &mut self.sinks {
-            if let SinkConfig::File(f) = s {
-                resolve(base, &mut f.path);
-            }
-        }
-        for a in &mut self.adapters {
-            if let AdapterConfig::SiaDc09(d) = a {
-                for acct in &mut d.accounts {
-                    if let Some(k) = &mut acct.key_file {
-                        resolve_secret(base, k);
+            match s {
+                SinkConfig::File(f) => resolve(base, &mut f.path),
+                SinkConfig::Mqtt(m) => resolve_broker_files(base, &mut m.password_file, &mut m.tls),
+                SinkConfig::Webhook(w) => {
+                    resolve_secret(base, &mut w.secret_file);
+                    if let Some(ca) = &mut w.ca_file {
+                        resolve(base, ca);
                     }
                 }
             }
-            if let AdapterConfig::Mqtt(m) = a
-                && let Some(p) = &mut m.password_file
-            {
-                resolve_secret(base, p);
+        }
+        for a in &mut self.adapters {
+            match a {
+                AdapterConfig::SiaDc09(d) => {
+                    for acct in &mut d.accounts {
+                        if let Some(k) = &mut acct.key_file {
+                            resolve_secret(base, k);
+                        }
+                    }
+                }
+                AdapterConfig::Mqtt(m) => {
+                    resolve_broker_files(base, &mut m.password_file, &mut m.tls)
+                }
             }
+        }
+        if let Some(api) = &mut self.api {
+            resolve_secret(base, &mut api.token_file);
         }
     }
 
@@ -500,6 +529,36 @@ path = "events.jsonl"
         );
         let e = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap_err();
         assert_eq!(e.key, "device[0].adapter");
+    }
+
+    #[test]
+    fn relative_secret_and_certificate_files_follow_the_config_file() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{MINIMAL}\n[[sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://care.example/h\"\n\
+             secret_file = \"hook.secret\"\nca_file = \"care-ca.pem\"\n\n\
+             [[sink]]\nname = \"up\"\ntype = \"mqtt\"\nhost = \"broker.example\"\nport = 8883\n\
+             topic_prefix = \"atgw\"\nusername = \"atgw\"\npassword_file = \"mqtt.pw\"\n\
+             tls = {{ ca_file = \"ca.pem\", cert_file = \"c.pem\", key_file = \"c.key\" }}\n\n\
+             [api]\ntoken_file = \"api-token\"\n"
+        );
+        let cfg = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap();
+        let at = |name: &str| d.path().join(name);
+        assert_eq!(cfg.api.as_ref().unwrap().token_file, at("api-token"));
+        let SinkConfig::Webhook(w) = &cfg.sinks[1] else {
+            panic!("webhook")
+        };
+        assert_eq!(w.secret_file, at("hook.secret"));
+        assert_eq!(w.ca_file, Some(at("care-ca.pem")));
+        let SinkConfig::Mqtt(m) = &cfg.sinks[2] else {
+            panic!("mqtt")
+        };
+        assert_eq!(m.password_file, Some(at("mqtt.pw")));
+        let tls = m.tls.as_ref().unwrap();
+        assert_eq!(
+            (&tls.ca_file, &tls.cert_file, &tls.key_file),
+            (&Some(at("ca.pem")), &Some(at("c.pem")), &Some(at("c.key")))
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
 //! - [`cli`]: the command line; [`logging`]: where log lines go.
+//! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
 //! - [`report`]: `atgw report`, the pilot evaluation (HTML with SVG charts, CSV) from the journal.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
@@ -27,6 +28,7 @@
 pub mod alerts;
 pub mod alerts_cmd;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -68,9 +68,38 @@ pub fn open(path: &Path) -> Result<Opened, JournalError> {
         source,
     };
     let mut conn = Connection::open(path).map_err(sql)?;
+    make_private(path)?;
     configure(&conn, path)?;
     schema::migrate(&mut conn).map_err(sql)?;
     Ok(Opened { conn, moved_aside })
+}
+
+/// The journal holds residents' events: mode 600 whatever the umask. Done before WAL mode is
+/// set, because SQLite gives `-wal` and `-shm` the mode of the database file.
+fn make_private(path: &Path) -> Result<(), JournalError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            let io = |e: std::io::Error| JournalError::Io {
+                path: file.clone(),
+                what: format!("cannot make the journal private (chmod 600): {e}"),
+            };
+            let mode = match std::fs::metadata(&file) {
+                Ok(m) => m.permissions().mode(),
+                Err(e) if suffix.is_empty() || e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(e));
+                }
+                Err(_) => continue,
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies the durability settings every write connection needs.

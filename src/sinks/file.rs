@@ -67,10 +67,12 @@ fn append(cfg: &FileSinkConfig, lines: &[Arc<str>]) -> std::io::Result<()> {
     if current > 0 && current + incoming > cfg.rotate_bytes {
         rotate(&cfg.path, cfg.keep)?;
     }
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg.path)?;
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    // Every event, residents' included: a new file is for atgw alone, whatever the umask.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&cfg.path)?;
     let mut buf = Vec::with_capacity(incoming as usize);
     for l in lines {
         buf.extend_from_slice(l.as_bytes());

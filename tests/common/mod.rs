@@ -73,10 +73,29 @@ pub struct Gateway {
     pub log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// More arguments after `run --config <file>`; `None` for `RUST_LOG` means the binary's
+    /// own default filter.
+    args: Vec<String>,
+    rust_log: Option<&'static str>,
 }
 
 impl Gateway {
     pub fn start(dir: &Path, config_text: &str) -> Gateway {
+        Self::start_as(dir, config_text, &[], Some("info,rumqttc=warn"))
+    }
+
+    /// As [`Gateway::start`] with more arguments (`--log-format json`) and without `RUST_LOG`,
+    /// so the log is what an installation gets by default.
+    pub fn start_with_args(dir: &Path, config_text: &str, args: &[&str]) -> Gateway {
+        Self::start_as(dir, config_text, args, None)
+    }
+
+    fn start_as(
+        dir: &Path,
+        config_text: &str,
+        args: &[&str],
+        rust_log: Option<&'static str>,
+    ) -> Gateway {
         let config = dir.join("atgw.toml");
         std::fs::write(&config, config_text).unwrap();
         let mut g = Gateway {
@@ -85,6 +104,8 @@ impl Gateway {
             log: dir.join("atgw.log"),
             child: None,
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            rust_log,
         };
         g.spawn();
         g
@@ -97,10 +118,16 @@ impl Gateway {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_atgw"))
-            .args(["run", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atgw"));
+        cmd.args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info,rumqttc=warn")
+            .args(&self.args);
+        match self.rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let child = cmd
+            .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,6 +1,7 @@
 //! Turning a `Broker` config into rumqttc options: persistent session with a stable client id,
 //! credentials from a file, TLS through rustls (ring provider; CA and client certificate from
-//! PEM files), TCP_NODELAY, and the reconnect backoff rumqttc does not have.
+//! PEM files, the client key from a private file like any secret), TCP_NODELAY, and the reconnect
+//! backoff rumqttc does not have.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +97,9 @@ fn client_config(tls: &crate::config::Tls) -> Result<rustls::ClientConfig, Setup
                 .map_err(|e| tls_file(cert, e))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| tls_file(cert, e))?;
-            let key_der = PrivateKeyDer::from_pem_file(atgw_sdk::secret::resolve(key))
+            // The private key is a secret like a password: private file, never logged.
+            let key_pem = read_secret_file(key)?;
+            let key_der = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
                 .map_err(|e| tls_file(key, e))?;
             builder
                 .with_client_auth_cert(chain, key_der)

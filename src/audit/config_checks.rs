@@ -1,0 +1,578 @@
+//! Checks on what the configuration says: how each link is protected, what listens where, how
+//! strictly input is taken, whether resident ids are pseudonymous, and whether a failing device
+//! would be noticed. No file other than the configuration (and its profiles) is read here.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::Finding;
+use super::Provision::*;
+use crate::config::{AdapterConfig, Config, SinkConfig};
+
+/// Key names that hold a credential when their value is written inline. `*_file` and
+/// `*_format` keys name files and formats, not secrets.
+fn is_secret_key(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('-', "_");
+    if n.ends_with("_file") || n.ends_with("_format") {
+        return false;
+    }
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "private_key",
+        "auth",
+        "credential",
+    ];
+    n == "key" || n.ends_with("_key") || WORDS.iter().any(|w| n.contains(w))
+}
+
+/// 5.4: a secret written in the configuration text itself. The loader refuses unknown keys, so
+/// `password = "…"` cannot load; this names it as what it is. Header values are looked at too,
+/// since `headers = { "x-api-key" = "…" }` would load.
+pub fn inline_secrets(text: &str) -> Vec<Finding> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new(); // the loader reports the syntax error
+    };
+    let mut found = Vec::new();
+    walk(&toml::Value::Table(table), String::new(), &mut found);
+    if found.is_empty() {
+        return vec![Finding::pass(
+            SecureStorage,
+            "inline-secret",
+            "configuration text",
+            "no secret written inline; secrets come only from `*_file` keys and systemd credentials",
+        )];
+    }
+    found
+        .into_iter()
+        .map(|key| {
+            Finding::fail(
+                SecureStorage,
+                "inline-secret",
+                key,
+                "a credential is written in the configuration text, where backups, `check-config` \
+                 and support requests copy it",
+                "remove it; put the value in a file of its own (chmod 600) or a systemd credential \
+                 and name that file with the `*_file` key (password_file, token_file, secret_file, key_file)",
+            )
+        })
+        .collect()
+}
+
+fn walk(v: &toml::Value, at: String, found: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                let key = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                if is_secret_key(k)
+                    && !matches!(child, toml::Value::Table(_) | toml::Value::Array(_))
+                {
+                    found.push(key);
+                } else {
+                    walk(child, key, found);
+                }
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                walk(child, format!("{at}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every configuration check.
+pub fn all(cfg: &Config) -> Vec<Finding> {
+    let mut out = vec![Finding::pass(
+        NoDefaultPasswords,
+        "built-in-credentials",
+        "atgw",
+        "atgw has no built-in password, token or key; each one is made per installation",
+    )];
+    out.extend(api(cfg));
+    for a in &cfg.adapters {
+        match a {
+            AdapterConfig::Mqtt(m) => {
+                out.extend(broker(
+                    &format!("adapter `{}`", m.name),
+                    &m.broker(),
+                    "device messages",
+                ));
+                out.extend(mqtt_input(m, &cfg.gateway.profiles_dir));
+            }
+            AdapterConfig::SiaDc09(d) => out.extend(dc09(d)),
+        }
+    }
+    for s in &cfg.sinks {
+        match s {
+            SinkConfig::Mqtt(m) => out.extend(broker(
+                &format!("sink `{}`", m.name),
+                &m.broker(),
+                "events and alerts about residents",
+            )),
+            SinkConfig::Webhook(w) => out.push(webhook(w)),
+            SinkConfig::File(_) => {}
+        }
+    }
+    out.extend(residents(cfg));
+    out.extend(resilience(cfg));
+    out
+}
+
+/// Where an address listens.
+#[derive(Debug, PartialEq, Eq)]
+enum Scope {
+    Loopback,
+    Everywhere,
+    Address(IpAddr),
+    Unparsed,
+}
+
+fn scope(listen: &str) -> Scope {
+    if let Ok(a) = listen.parse::<SocketAddr>() {
+        return match a.ip() {
+            ip if ip.is_loopback() => Scope::Loopback,
+            ip if ip.is_unspecified() => Scope::Everywhere,
+            ip => Scope::Address(ip),
+        };
+    }
+    match listen.rsplit_once(':') {
+        Some((host, _)) if host.eq_ignore_ascii_case("localhost") => Scope::Loopback,
+        _ => Scope::Unparsed,
+    }
+}
+
+/// `localhost` or a loopback IP literal (brackets allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// 5.6: the local API speaks plain HTTP, so it stays on loopback.
+fn api(cfg: &Config) -> Vec<Finding> {
+    let Some(api) = &cfg.api else {
+        return vec![Finding::pass(
+            AttackSurface,
+            "api-listen",
+            "[api]",
+            "no local API configured: nothing listens for operators",
+        )];
+    };
+    let f = match scope(&api.listen) {
+        Scope::Loopback => Finding::pass(
+            AttackSurface,
+            "api-listen",
+            "api.listen",
+            format!("{} is loopback only", api.listen),
+        ),
+        other => Finding::fail(
+            AttackSurface,
+            "api-listen",
+            "api.listen",
+            format!(
+                "{} is {}: the API speaks plain HTTP, so its bearer token and the alerts cross the network in clear",
+                api.listen,
+                if other == Scope::Everywhere {
+                    "every interface"
+                } else {
+                    "not loopback"
+                }
+            ),
+            "set listen = \"127.0.0.1:8780\"; consoles on other machines go through a TLS reverse proxy on this one",
+        ),
+    };
+    vec![f]
+}
+
+/// 5.5 (and 5.1): one MQTT connection.
+fn broker(subject: &str, b: &atgw_mqtt::config::Broker, carries: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let at = format!("{}:{}", b.host, b.port);
+    let local = is_loopback_host(&b.host);
+    let client_cert = b.tls.as_ref().is_some_and(|t| t.cert_file.is_some());
+    out.push(match (&b.tls, local) {
+        (None, true) => Finding::pass(
+            SecureCommunication,
+            "mqtt-tls",
+            subject,
+            format!("plain MQTT to {at}, which is this machine: nothing crosses a network"),
+        ),
+        (None, false) => Finding::fail(
+            SecureCommunication,
+            "mqtt-tls",
+            subject,
+            format!("plain MQTT to {at}: {carries} and any password cross the network in clear"),
+            "enable TLS on the broker (port 8883) and set tls = { ca_file = \"…\", cert_file = \"…\", key_file = \"…\" }",
+        ),
+        (Some(_), _) if client_cert => Finding::pass(
+            SecureCommunication,
+            "mqtt-tls",
+            subject,
+            format!("TLS to {at} with a client certificate"),
+        ),
+        (Some(_), true) => Finding::pass(
+            SecureCommunication,
+            "mqtt-tls",
+            subject,
+            format!("TLS to {at} (this machine)"),
+        ),
+        (Some(_), false) => Finding::warn(
+            SecureCommunication,
+            "mqtt-tls",
+            subject,
+            format!(
+                "TLS to {at} without a client certificate: the broker knows this gateway only by {}",
+                if b.password_file.is_some() {
+                    "its password"
+                } else {
+                    "nothing"
+                }
+            ),
+            "issue the gateway a client certificate and set tls.cert_file and tls.key_file; require it on the broker",
+        ),
+    });
+    if b.username.is_some() && b.password_file.is_none() {
+        out.push(Finding::warn(
+            NoDefaultPasswords,
+            "mqtt-auth",
+            subject,
+            format!(
+                "user name `{}` without a password",
+                b.username.as_deref().unwrap_or_default()
+            ),
+            "give the broker account a unique password and set password_file (chmod 600)",
+        ));
+    } else if !local && b.username.is_none() && !client_cert {
+        out.push(Finding::warn(
+            SecureCommunication,
+            "mqtt-auth",
+            subject,
+            format!("connects to {at} anonymously"),
+            "require authentication on the broker: a client certificate, or username + password_file",
+        ));
+    }
+    out
+}
+
+/// 5.5: a webhook target. The config already refuses plain http to anything but loopback.
+fn webhook(w: &atgw_http::WebhookConfig) -> Finding {
+    let subject = format!("sink `{}`", w.name);
+    let shown = atgw_http::config::redact(&w.url);
+    if w.url.starts_with("https://") {
+        Finding::pass(
+            SecureCommunication,
+            "webhook-tls",
+            subject,
+            format!(
+                "HTTPS to {shown}, signed per Standard Webhooks{}",
+                if w.ca_only {
+                    "; receiver pinned to its private CA"
+                } else {
+                    ""
+                }
+            ),
+        )
+    } else {
+        Finding::warn(
+            SecureCommunication,
+            "webhook-tls",
+            subject,
+            format!(
+                "allow_http: plain HTTP to {shown} (a relay on this machine); whatever it forwards to must use HTTPS"
+            ),
+            "point url at the receiver's https:// address and remove allow_http",
+        )
+    }
+}
+
+/// 5.6, 5.5 and 5.13: a DC-09 receiver.
+fn dc09(d: &atgw_sia_dc09::Config) -> Vec<Finding> {
+    let subject = format!("adapter `{}`", d.name);
+    let mut out = Vec::new();
+    for (key, addr) in [("listen_tcp", &d.listen_tcp), ("listen_udp", &d.listen_udp)] {
+        let Some(addr) = addr else { continue };
+        let subject = format!("{subject} {key}");
+        out.push(match scope(addr) {
+            Scope::Loopback => Finding::pass(
+                AttackSurface,
+                "dc09-listen",
+                subject,
+                format!("{addr} is loopback only"),
+            ),
+            Scope::Address(ip) => Finding::pass(
+                AttackSurface,
+                "dc09-listen",
+                subject,
+                format!(
+                    "{addr}: the LAN address {ip} only, where the alarm panels are (firewall it to them)"
+                ),
+            ),
+            Scope::Everywhere | Scope::Unparsed => Finding::warn(
+                AttackSurface,
+                "dc09-listen",
+                subject,
+                format!("{addr} listens on every interface, including any uplink to the internet"),
+                "listen on the LAN interface's address only, e.g. \"192.168.10.2:7777\", and firewall the port to the panels",
+            ),
+        });
+    }
+    for a in &d.accounts {
+        if a.key_file.is_none() {
+            out.push(Finding::warn(
+                SecureCommunication,
+                "dc09-encryption",
+                format!("{subject} account {}", a.account),
+                "no AES key: this panel's alarms can be read and forged by anyone on the network",
+                "enable DC-09 encryption on the panel and set key_file (and key_format) for this account",
+            ));
+        } else {
+            out.push(Finding::pass(
+                SecureCommunication,
+                "dc09-encryption",
+                format!("{subject} account {}", a.account),
+                "AES-encrypted; plaintext frames from this account are refused",
+            ));
+        }
+    }
+    if d.accept_unknown {
+        out.push(Finding::warn(
+            InputValidation,
+            "dc09-unknown-accounts",
+            subject.clone(),
+            "accept_unknown: frames from accounts not listed are journaled and acknowledged",
+            "list every panel's account under `accounts` and remove accept_unknown",
+        ));
+    } else {
+        out.push(Finding::pass(
+            InputValidation,
+            "dc09-unknown-accounts",
+            subject.clone(),
+            "frames from unlisted accounts are refused (DUH) and dead-lettered",
+        ));
+    }
+    let (age, ahead) = (
+        d.max_timestamp_age.as_secs(),
+        d.max_timestamp_ahead.as_secs(),
+    );
+    if age > 40 || ahead > 20 {
+        out.push(Finding::warn(
+            InputValidation,
+            "dc09-replay-window",
+            subject,
+            format!(
+                "timestamps accepted from {age}s old to {ahead}s ahead: a wider replay window than DC-09's 40s / 20s"
+            ),
+            "remove max_timestamp_age and max_timestamp_ahead (or set them to \"40s\" and \"20s\") and fix the panels' clocks",
+        ));
+    }
+    out
+}
+
+/// 5.13: what an MQTT adapter accepts.
+fn mqtt_input(
+    m: &atgw_mqtt::config::AdapterConfig,
+    profiles_dir: &std::path::Path,
+) -> Vec<Finding> {
+    let subject = format!("adapter `{}`", m.name);
+    let mut out = vec![
+        match atgw_profile::ProfileSet::load(profiles_dir, &m.profiles) {
+            Ok(_) => Finding::pass(
+                InputValidation,
+                "profiles",
+                subject.clone(),
+                format!(
+                    "{} profile(s) load; a message no profile maps is dead-lettered",
+                    m.profiles.len()
+                ),
+            ),
+            Err(e) => Finding::fail(
+                InputValidation,
+                "profiles",
+                subject.clone(),
+                format!("profiles do not load: {e}"),
+                "correct the profile (`atgw profile test` shows what it makes of a sample)",
+            ),
+        },
+    ];
+    if m.max_payload > 1 << 20 {
+        out.push(Finding::warn(
+            InputValidation,
+            "mqtt-max-payload",
+            subject,
+            format!(
+                "max_payload = {} bytes: one device message may hold that much memory",
+                m.max_payload
+            ),
+            "keep max_payload at or below 262144 (the default) unless a device really sends more",
+        ));
+    }
+    out
+}
+
+/// Why a resident id is not pseudonymous, if it looks like it is not. The id itself is never
+/// repeated in the report.
+fn identifying(id: &str) -> Option<&'static str> {
+    let digits: String = id.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if digits.len() == 10 && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some("looks like an NHS number");
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Some("contains a space, like a person's name");
+    }
+    if !id.chars().any(|c| c.is_ascii_digit()) {
+        return Some("has no number in it, like a person's name");
+    }
+    None
+}
+
+/// 6: resident ids must be pseudonymous; they travel in every event.
+fn residents(cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut count = 0;
+    let devices = cfg.devices.iter().enumerate().filter_map(|(i, d)| {
+        d.resident
+            .as_deref()
+            .map(|r| (format!("device[{i}] `{}` resident", d.id), r))
+    });
+    let residents = cfg
+        .residents
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("resident[{i}].id"), r.id.as_str()));
+    for (subject, id) in devices.chain(residents) {
+        count += 1;
+        if let Some(why) = identifying(id) {
+            out.push(Finding::fail(
+                PersonalData,
+                "resident-id",
+                subject,
+                format!("the resident id {why}; it travels in every event to every sink"),
+                "use a pseudonymous id (e.g. res-0042) and keep the mapping to the person in the care record, not in atgw",
+            ));
+        }
+    }
+    if out.is_empty() && count > 0 {
+        out.push(Finding::pass(
+            PersonalData,
+            "resident-id",
+            "[[device]] and [[resident]]",
+            format!("{count} resident id(s), all pseudonymous in form"),
+        ));
+    }
+    out
+}
+
+/// 5.9 (the configuration's part): somewhere for events to go, and supervision of devices.
+fn resilience(cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if cfg.sinks.is_empty() {
+        out.push(Finding::warn(
+            Resilience,
+            "sinks",
+            "[[sink]]",
+            "no sink: events stay in this gateway's journal and reach no one",
+            "add an upstream sink (mqtt or webhook) to the care platform",
+        ));
+    }
+    let silent: Vec<&str> = cfg
+        .devices
+        .iter()
+        .filter(|d| d.check_in.is_none())
+        .map(|d| d.id.as_str())
+        .collect();
+    if !cfg.devices.is_empty() {
+        out.push(if silent.is_empty() {
+            Finding::pass(
+                Resilience,
+                "supervision",
+                "[[device]]",
+                format!("all {} registered devices are supervised (check_in)", cfg.devices.len()),
+            )
+        } else {
+            Finding::warn(
+                Resilience,
+                "supervision",
+                "[[device]]",
+                format!(
+                    "{} of {} registered devices have no check_in, so a dead battery goes unnoticed: {}",
+                    silent.len(),
+                    cfg.devices.len(),
+                    silent.join(", ")
+                ),
+                "set check_in on each device to its heartbeat interval with margin (e.g. \"25h\")",
+            )
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_key_names_are_recognised_and_file_keys_are_not() {
+        for k in [
+            "password",
+            "token",
+            "secret",
+            "key",
+            "x-api-key",
+            "mqtt_password",
+            "Authorization",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "password_file",
+            "token_file",
+            "key_file",
+            "key_format",
+            "topic_prefix",
+            "accept_acks",
+            "account",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn inline_secrets_are_named_by_their_key_path() {
+        let f = inline_secrets(
+            "[[adapter]]\nname = \"a\"\npassword = \"hunter2\"\n[[sink]]\nheaders = { \"x-api-key\" = \"k\" }\n",
+        );
+        let keys: Vec<&str> = f.iter().map(|f| f.subject.as_str()).collect();
+        assert_eq!(keys, ["adapter[0].password", "sink[0].headers.x-api-key"]);
+        assert!(f.iter().all(|f| !f.found.contains("hunter2")));
+    }
+
+    #[test]
+    fn listen_scopes_tell_loopback_from_everywhere_from_one_address() {
+        assert_eq!(scope("127.0.0.1:8780"), Scope::Loopback);
+        assert_eq!(scope("[::1]:8780"), Scope::Loopback);
+        assert_eq!(scope("localhost:8780"), Scope::Loopback);
+        assert_eq!(scope("0.0.0.0:7777"), Scope::Everywhere);
+        assert_eq!(scope("[::]:7777"), Scope::Everywhere);
+        assert!(matches!(scope("192.168.10.2:7777"), Scope::Address(_)));
+    }
+
+    #[test]
+    fn nhs_numbers_and_names_are_not_pseudonymous_resident_ids() {
+        assert!(identifying("943 476 5919").is_some());
+        assert!(identifying("9434765919").is_some());
+        assert!(identifying("Mary Smith").is_some());
+        assert!(identifying("msmith").is_some());
+        assert!(identifying("res-0042").is_none());
+    }
+}
