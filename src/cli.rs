@@ -71,11 +71,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// A self-contained tour: simulated devices, a private broker, alerts flowing.
+    /// A self-contained tour: simulated devices on every protocol, alerts escalating to the
+    /// care team's phones until someone acknowledges them, and a summary.
     Demo {
-        /// How long to run (e.g. 30s, 2m).
+        /// How long to run (e.g. 30s, 2m). The story takes about 15s and repeats every 30s.
         #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
+        /// Use and keep this directory (new or empty) for the config, secrets and journal,
+        /// instead of a temporary one, to inspect them afterwards.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Leave out the MQTT devices and the private broker, as if mosquitto were not installed.
+        #[arg(long)]
+        no_mqtt: bool,
     },
 }
 
@@ -181,8 +189,16 @@ pub fn main() -> ExitCode {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::simulate::mqtt(a)),
         Command::Audit { config, json } => crate::audit::main(&config, json),
-        Command::Demo { duration } => runtime_block_on(crate::demo::run(duration)),
         Command::Report(args) => crate::report::run(args),
+        Command::Demo {
+            duration,
+            data_dir,
+            no_mqtt,
+        } => runtime_block_on(crate::demo::run(crate::demo::DemoOptions {
+            duration,
+            data_dir,
+            no_mqtt,
+        })),
     }
 }
 

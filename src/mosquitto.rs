@@ -38,6 +38,8 @@ pub struct Mosquitto {
     dir: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    /// In a process group of its own (see [`Mosquitto::start_own_process_group`]).
+    own_group: bool,
 }
 
 impl Mosquitto {
@@ -50,6 +52,23 @@ impl Mosquitto {
     /// `per_listener_settings true`, then `extra` may define more listeners with their own
     /// TLS and authentication).
     pub fn start_with(dir: &Path, global: &str, extra: &str) -> std::io::Result<Mosquitto> {
+        Self::launch(dir, global, extra, false)
+    }
+
+    /// As [`Mosquitto::start`], in a process group of its own: a terminal's Ctrl-C then reaches
+    /// only the caller, which stops the broker after its clients are done with it (`atgw demo`
+    /// drains the gateway before the broker goes). Tests keep the shared group, so that
+    /// interrupting them takes their brokers down too.
+    pub fn start_own_process_group(dir: &Path) -> std::io::Result<Mosquitto> {
+        Self::launch(dir, "", "", true)
+    }
+
+    fn launch(
+        dir: &Path,
+        global: &str,
+        extra: &str,
+        own_group: bool,
+    ) -> std::io::Result<Mosquitto> {
         let binary = find().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -63,6 +82,7 @@ impl Mosquitto {
             dir: dir.to_path_buf(),
             port,
             child: None,
+            own_group,
         };
         m.write_config(global, extra)?;
         m.spawn()?;
@@ -89,13 +109,16 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new(&self.binary)
-            .arg("-c")
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("-c")
             .arg(self.conf_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+            .stderr(Stdio::null());
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        let child = cmd.spawn()?;
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(10))
     }

@@ -81,9 +81,18 @@ pub async fn run(
                 return Ok(());
             }
         }
-        let polled = tokio::select! {
-            p = eventloop.poll() => p,
-            _ = tokio::time::sleep(Duration::from_millis(200)), if shutdown.is_cancelled() => continue,
+        // Running: wake on shutdown itself, or an idle link would only notice at its next
+        // keep-alive. Draining: wake every 200 ms to check the drain's end.
+        let polled = if shutdown.is_cancelled() {
+            tokio::select! {
+                p = eventloop.poll() => p,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+            }
+        } else {
+            tokio::select! {
+                p = eventloop.poll() => p,
+                _ = shutdown.cancelled() => continue,
+            }
         };
         match polled {
             Ok(ev) => link.on_event(ev, &mut backoff),
