@@ -3,7 +3,9 @@
 //! supervision are the life-safety ones), and the device's next message clears it. The clock
 //! starts at the device's last check-in, or at the gateway's start for a device never heard.
 //! The raised flag lives in the journal (`devices.offline_raised`), so a restart neither
-//! re-raises nor forgets an outage.
+//! re-raises nor forgets an outage. The clocks in memory change with the writer's transaction:
+//! a batch that fails to commit (disk full) puts back the watches it touched, so a missed
+//! check-in is raised again by the next batch instead of being remembered as raised.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,6 +29,8 @@ struct Watch {
 #[derive(Debug, Default)]
 pub struct Supervisor {
     watches: HashMap<String, Watch>,
+    /// Watches as they were before the open batch first touched them.
+    undo: HashMap<String, Watch>,
 }
 
 impl Supervisor {
@@ -56,7 +60,31 @@ impl Supervisor {
                 },
             );
         }
-        Ok(Supervisor { watches })
+        Ok(Supervisor {
+            watches,
+            undo: HashMap::new(),
+        })
+    }
+
+    /// The batch committed: its changes stand.
+    pub(crate) fn committed(&mut self) {
+        self.undo.clear();
+    }
+
+    /// The batch rolled back: forget what it changed.
+    pub(crate) fn rolled_back(&mut self) {
+        for (id, w) in self.undo.drain() {
+            self.watches.insert(id, w);
+        }
+    }
+
+    /// The watch of `id`, remembered for [`Supervisor::rolled_back`] before it changes.
+    fn touch(&mut self, id: &str) -> Option<&mut Watch> {
+        let w = self.watches.get_mut(id)?;
+        if !self.undo.contains_key(id) {
+            self.undo.insert(id.to_owned(), w.clone());
+        }
+        Some(w)
     }
 
     /// When the next device becomes overdue (ms since the epoch).
@@ -70,7 +98,7 @@ impl Supervisor {
 
     /// A supervised device was heard: restart its clock, and clear an outage it had.
     pub(crate) fn heard(&mut self, b: &mut Batch<'_>, id: &str, ms: i64) -> rusqlite::Result<()> {
-        let Some(w) = self.watches.get_mut(id) else {
+        let Some(w) = self.touch(id) else {
             return Ok(());
         };
         w.last_seen_ms = w.last_seen_ms.max(ms);
@@ -93,7 +121,7 @@ impl Supervisor {
             .map(|(id, _)| id.clone())
             .collect();
         for id in overdue {
-            if let Some(w) = self.watches.get_mut(&id) {
+            if let Some(w) = self.touch(&id) {
                 w.raised = true;
                 let w = w.clone();
                 set_flag(b, &id, &w, true)?;

@@ -28,6 +28,9 @@ use crate::registry::Registry;
 const MAX_BATCH: usize = 2048;
 /// How often expired dedupe keys are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// After a failed commit, due timers are retried this much later, not in a tight loop (a timer
+/// whose firing rolled back is still due).
+const TIMER_RETRY: Duration = Duration::from_secs(1);
 
 /// Work for the writer that does not come from adapters.
 #[derive(Debug)]
@@ -175,6 +178,10 @@ struct Writer {
     /// When the earliest alert timer falls due (ms), as committed.
     next_timer: Option<i64>,
     supervisor: crate::supervision::Supervisor,
+    /// Set by a failed commit: due timers wait until then (ms since the epoch).
+    timers_held_until: Option<i64>,
+    /// Gateway events nobody waits for whose batch failed: journaled first in the next one.
+    unjournaled: Vec<Box<EventDraft>>,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -401,6 +408,8 @@ impl Writer {
             last_prune: None,
             next_timer,
             supervisor,
+            timers_held_until: None,
+            unjournaled: Vec::new(),
         })
     }
 
@@ -446,6 +455,13 @@ impl Writer {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Unjournaled gateway events are due now (held, like timers, after a failed commit).
+        let due = match (due, self.unjournaled.is_empty()) {
+            (d, true) => d,
+            (Some(d), false) => Some(d.min(self.setup.clock.now().as_millisecond())),
+            (None, false) => Some(self.setup.clock.now().as_millisecond()),
+        };
+        let due = due.map(|d| d.max(self.timers_held_until.unwrap_or(d)));
         let wait = due.map(|due| {
             let now = self.setup.clock.now().as_millisecond();
             Duration::from_millis(due.saturating_sub(now).max(0) as u64)
@@ -458,11 +474,19 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&mut self, items: Vec<Item>) {
+    fn commit_batch(&mut self, mut items: Vec<Item>) {
+        if !self.unjournaled.is_empty() {
+            let retry = self
+                .unjournaled
+                .drain(..)
+                .map(|draft| Item::Cmd(WriterCmd::Gateway { draft, reply: None }));
+            items.splice(0..0, retry);
+        }
         let now = self.setup.clock.now();
         let mut replies = Vec::with_capacity(items.len());
         let started = std::time::Instant::now();
         let mut tally = crate::metrics::BatchTally::default();
+        let mut unreplied: Vec<Box<EventDraft>> = Vec::new();
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -528,6 +552,11 @@ impl Writer {
                         alerts::on_delivery_failing(&mut b, &alert_id)?;
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
+                        // Nobody waits to hear of a failure: keep it to journal again then
+                        // (a gateway alert must not depend on the disk having room now).
+                        if reply.is_none() {
+                            unreplied.push(draft.clone());
+                        }
                         let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
                         tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
                         replies.push(Reply::Gateway(
@@ -585,6 +614,8 @@ impl Writer {
                 next_timer,
             }) => {
                 self.setup.metrics.record_batch(tally, started.elapsed());
+                self.supervisor.committed();
+                self.timers_held_until = None;
                 self.sequences.extend(touched);
                 self.next_timer = next_timer;
                 for r in replies {
@@ -608,6 +639,12 @@ impl Writer {
                 tracing::error!(
                     "journal commit failed, nothing from this batch was acknowledged: {e}"
                 );
+                // Its supervision changes (a device_offline raised or cleared) were rolled back
+                // with it: raise or clear them again in the next batch.
+                self.supervisor.rolled_back();
+                self.unjournaled.append(&mut unreplied);
+                self.timers_held_until =
+                    Some(now.as_millisecond() + TIMER_RETRY.as_millis() as i64);
                 let err = IngestError::Storage(e.to_string());
                 for r in replies {
                     match r {
@@ -696,4 +733,128 @@ fn insert_dead_letter(
         now.as_millisecond()
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeviceConfig;
+
+    /// A writer on a fresh journal whose commits fail while the `fail` table has a row (a
+    /// trigger aborts every event insert), with one supervised device that is never heard.
+    fn failing_writer(dir: &std::path::Path) -> (WriterHandle, std::thread::JoinHandle<()>) {
+        let path = dir.join(crate::journal::FILE_NAME);
+        let opened = crate::journal::open(&path).unwrap();
+        opened
+            .conn
+            .execute_batch(
+                "CREATE TABLE fail (x);
+                 INSERT INTO fail VALUES (1);
+                 CREATE TRIGGER fail_events BEFORE INSERT ON events
+                 WHEN EXISTS (SELECT 1 FROM fail)
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full (injected)'); END;",
+            )
+            .unwrap();
+        let device = DeviceConfig {
+            id: "silent-panel".into(),
+            adapter: "alarms".into(),
+            match_keys: [("account".to_string(), "4009".to_string())].into(),
+            resident: None,
+            location: Default::default(),
+            check_in: Some(Duration::from_millis(200)),
+        };
+        let setup = WriterSetup {
+            gateway_id: "gw-test".into(),
+            sinks: Vec::new(),
+            registry: Arc::new(Registry::new("oakview", &[device])),
+            policies: Arc::new(Policies::default()),
+            vitals: Arc::new(crate::rules::VitalRules {
+                config: Default::default(),
+                residents: HashMap::new(),
+            }),
+            dedupe_window: Duration::from_secs(3600),
+            dead_letter_bytes: 1024,
+            clock: Arc::new(atgw_sdk::clock::SystemClock),
+            metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+        };
+        let (_ingest, rx) = atgw_sdk::ingest::channel(4);
+        spawn(opened.conn, setup, rx).unwrap()
+    }
+
+    fn offline_raised(path: &std::path::Path) -> i64 {
+        let c = Connection::open(path).unwrap();
+        c.query_row(
+            "SELECT count(*) FROM events WHERE device_id = 'silent-panel'
+             AND kind = 'device_offline' AND phase = 'raised'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_missed_check_in_whose_commit_failed_is_raised_once_when_commits_succeed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::FILE_NAME);
+        let (writer, thread) = failing_writer(dir.path());
+        // The check-in falls due and its raise fails to commit (retried about once a second).
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert_eq!(offline_raised(&path), 0);
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other.execute("DELETE FROM fail", []).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while offline_raised(&path) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(
+            offline_raised(&path),
+            1,
+            "the raise rolled back with its batch must be made again, once"
+        );
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_gateway_alert_nobody_waits_for_is_journaled_once_commits_succeed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::FILE_NAME);
+        let (writer, thread) = failing_writer(dir.path());
+        let mut draft = EventDraft::new(
+            atgw_sdk::Kind::DeviceFault,
+            atgw_sdk::Phase::Raised,
+            "sink:carers",
+            crate::GATEWAY_ADAPTER,
+        );
+        draft.data.message = Some("Alert channel `carers` disabled by its receiver".into());
+        writer.send(WriterCmd::Gateway {
+            draft: Box::new(draft),
+            reply: None,
+        });
+        let faults = || -> i64 {
+            let c = Connection::open(&path).unwrap();
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            c.query_row(
+                "SELECT count(*) FROM events WHERE json_extract(json, '$.data.device.id') = 'sink:carers'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert_eq!(faults(), 0, "nothing commits while the disk is full");
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other.execute("DELETE FROM fail", []).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while faults() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(faults(), 1, "journaled after the failure, once");
+        drop(writer);
+        thread.join().unwrap();
+    }
 }

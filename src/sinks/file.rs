@@ -1,9 +1,13 @@
 //! The `file` sink: CloudEvents as JSON lines, for audits and the demo. A batch of lines is
 //! written, flushed and `fdatasync`ed before any of it is reported delivered. Files rotate by
 //! size (`path.1` newest … `path.<keep>` oldest).
+//!
+//! Every line stays whole: a batch that fails part-way (disk full) is cut off again before it
+//! is retried, and a torn last line left by a crash is ended before the next batch, so a retry
+//! never glues its first event onto a fragment.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,18 +72,34 @@ fn append(cfg: &FileSinkConfig, lines: &[Arc<str>]) -> std::io::Result<()> {
         rotate(&cfg.path, cfg.keep)?;
     }
     let mut options = OpenOptions::new();
-    options.create(true).append(true);
+    options.create(true).read(true).append(true);
     // Every event, residents' included: a new file is for atgw alone, whatever the umask.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut f = options.open(&cfg.path)?;
-    let mut buf = Vec::with_capacity(incoming as usize);
+    let start = f.metadata()?.len();
+    let mut buf = Vec::with_capacity(incoming as usize + 1);
+    // A torn last line is from a batch never reported delivered (it comes again): end it.
+    if start > 0 && !ends_with_newline(&mut f)? {
+        buf.push(b'\n');
+    }
     for l in lines {
         buf.extend_from_slice(l.as_bytes());
         buf.push(b'\n');
     }
-    f.write_all(&buf)?;
-    f.sync_data()
+    if let Err(e) = f.write_all(&buf).and_then(|()| f.sync_data()) {
+        // Take back what part of the batch got written, so the retry starts on a line of its own.
+        let _ = f.set_len(start);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn ends_with_newline(f: &mut File) -> std::io::Result<bool> {
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {
@@ -121,5 +141,41 @@ mod tests {
         assert!(rotated(&cfg.path, 1).exists());
         assert!(rotated(&cfg.path, 2).exists());
         assert!(!rotated(&cfg.path, 3).exists());
+    }
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_batchs_first_line() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = FileSinkConfig {
+            name: "audit".into(),
+            path: d.path().join("events.jsonl"),
+            rotate_bytes: 1 << 20,
+            keep: 1,
+        };
+        // What a crash in the middle of a write leaves behind.
+        std::fs::write(&cfg.path, "{\"id\":\"a\"}\n{\"id\":\"b").unwrap();
+        append(
+            &cfg,
+            &[Arc::from("{\"id\":\"c\"}"), Arc::from("{\"id\":\"d\"}")],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&cfg.path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "{\"id\":\"a\"}",
+                "{\"id\":\"b",
+                "{\"id\":\"c\"}",
+                "{\"id\":\"d\"}"
+            ]
+        );
+        append(&cfg, &[Arc::from("{\"id\":\"e\"}")]).unwrap();
+        assert!(
+            std::fs::read_to_string(&cfg.path)
+                .unwrap()
+                .ends_with("{\"id\":\"d\"}\n{\"id\":\"e\"}\n"),
+            "a whole file gets no blank line"
+        );
     }
 }

@@ -207,11 +207,12 @@ async fn commit_loop(
         }
         // Commit, retrying until the journal takes it: unacknowledged messages stay with the
         // broker, so holding them is safe; acknowledging them would not be.
+        let mut done = Progress::default();
         loop {
             let (subs, letters) = map_batch(
                 &cfg, &batch, &profiles, &tz, &health, &clock, &mut state, &limiter,
             );
-            match commit(&ingest, subs, letters).await {
+            match commit(&ingest, subs, letters, &mut done).await {
                 Ok(()) => {
                     backoff.reset();
                     break;
@@ -328,24 +329,41 @@ fn map_batch(
     (subs, letters)
 }
 
+/// How much of one batch the journal already holds. Submissions and dead letters travel as
+/// separate journal requests, so a failure can leave one committed and the other not; a retry
+/// sends only the rest. Sending the submissions again would journal them twice: they are first
+/// deliveries (no DUP flag), which dedupe rightly lets through as new presses.
+#[derive(Debug, Default)]
+struct Progress {
+    submitted: bool,
+    /// Dead letters committed, in batch order.
+    rejected: usize,
+}
+
 async fn commit(
     ingest: &Ingest,
     subs: Vec<Submission>,
     letters: Vec<DeadLetter>,
+    done: &mut Progress,
 ) -> Result<(), atgw_sdk::IngestError> {
+    let (skip, submitted) = (done.rejected, done.submitted);
+    let mut rejected = 0;
     let rejects = async {
-        for l in letters {
+        for l in letters.into_iter().skip(skip) {
             ingest.reject(l).await?;
+            rejected += 1;
         }
         Ok::<(), atgw_sdk::IngestError>(())
     };
     let submits = async {
-        if subs.is_empty() {
-            return Ok(Vec::new());
+        if submitted || subs.is_empty() {
+            return Ok(());
         }
-        ingest.submit_batch(subs).await
+        ingest.submit_batch(subs).await.map(drop)
     };
     let (r, s) = tokio::join!(rejects, submits);
+    done.rejected += rejected;
+    done.submitted |= s.is_ok();
     r?;
     s?;
     Ok(())
@@ -359,4 +377,83 @@ pub fn dedupe_key(adapter: &str, topic: &str, payload: &[u8]) -> String {
     h.update(payload);
     let digest = h.finalize();
     format!("mqtt:{adapter}:{}", hex::encode(&digest[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atgw_sdk::ingest::{Committed, IngestError, IngestRequest};
+
+    fn letter(origin: &str) -> DeadLetter {
+        DeadLetter {
+            reason: "invalid_json".into(),
+            detail: "not JSON".into(),
+            origin: origin.into(),
+            raw: b"{".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_partial_commit_journals_each_message_and_dead_letter_once() {
+        let (tx, mut rx) = atgw_sdk::ingest::channel(16);
+        let ingest = tx.for_adapter("zigbee");
+        // A journal that commits every request except the second dead letter, once (a disk
+        // that filled up between two transactions).
+        let journal = tokio::spawn(async move {
+            let (mut submitted, mut rejected, mut failed) = (0, Vec::new(), false);
+            while let Some(req) = rx.recv().await {
+                match req {
+                    IngestRequest::Submit {
+                        submissions, reply, ..
+                    } => {
+                        submitted += submissions.len();
+                        let ok = submissions
+                            .iter()
+                            .map(|_| Committed::Stored { ids: Vec::new() })
+                            .collect();
+                        let _ = reply.send(Ok(ok));
+                    }
+                    IngestRequest::Reject { letter, reply, .. } => {
+                        if letter.origin == "b" && !failed {
+                            failed = true;
+                            let _ = reply.send(Err(IngestError::Storage("disk full".into())));
+                        } else {
+                            rejected.push(letter.origin);
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                    IngestRequest::LoadState { reply, .. } => {
+                        let _ = reply.send(Ok(Vec::new()));
+                    }
+                }
+            }
+            (submitted, rejected)
+        });
+        let press = Submission {
+            dedupe_key: Some("mqtt:zigbee:press".into()),
+            first_delivery: true,
+            ..Default::default()
+        };
+        let mut done = Progress::default();
+        let first = commit(
+            &ingest,
+            vec![press.clone()],
+            vec![letter("a"), letter("b")],
+            &mut done,
+        )
+        .await;
+        assert!(first.is_err(), "the batch is not acknowledged yet");
+        commit(
+            &ingest,
+            vec![press],
+            vec![letter("a"), letter("b")],
+            &mut done,
+        )
+        .await
+        .expect("the retry completes the batch");
+        drop((ingest, tx));
+        let (submitted, rejected) = journal.await.unwrap();
+        assert_eq!(submitted, 1, "the committed message was submitted again");
+        assert_eq!(rejected, vec!["a", "b"], "each dead letter stored once");
+    }
 }
