@@ -181,7 +181,7 @@ struct Writer {
     /// Set by a failed commit: due timers wait until then (ms since the epoch).
     timers_held_until: Option<i64>,
     /// Gateway events nobody waits for whose batch failed: journaled first in the next one.
-    unjournaled: Vec<Box<EventDraft>>,
+    unjournaled: Vec<EventDraft>,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -486,7 +486,7 @@ impl Writer {
         let mut replies = Vec::with_capacity(items.len());
         let started = std::time::Instant::now();
         let mut tally = crate::metrics::BatchTally::default();
-        let mut unreplied: Vec<Box<EventDraft>> = Vec::new();
+        let mut unreplied: Vec<EventDraft> = Vec::new();
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -555,7 +555,7 @@ impl Writer {
                         // Nobody waits to hear of a failure: keep it to journal again then
                         // (a gateway alert must not depend on the disk having room now).
                         if reply.is_none() {
-                            unreplied.push(draft.clone());
+                            unreplied.push((*draft).clone());
                         }
                         let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
                         tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
