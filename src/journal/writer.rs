@@ -476,10 +476,12 @@ impl Writer {
 
     fn commit_batch(&mut self, mut items: Vec<Item>) {
         if !self.unjournaled.is_empty() {
-            let retry = self
-                .unjournaled
-                .drain(..)
-                .map(|draft| Item::Cmd(WriterCmd::Gateway { draft, reply: None }));
+            let retry = self.unjournaled.drain(..).map(|draft| {
+                Item::Cmd(WriterCmd::Gateway {
+                    draft: Box::new(draft),
+                    reply: None,
+                })
+            });
             items.splice(0..0, retry);
         }
         let now = self.setup.clock.now();
