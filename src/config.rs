@@ -272,9 +272,21 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         resolve(base, &mut self.gateway.data_dir);
         resolve(base, &mut self.gateway.profiles_dir);
+        if let Some(api) = &mut self.api {
+            resolve_secret(base, &mut api.token_file);
+        }
         for s in &mut self.sinks {
-            if let SinkConfig::File(f) = s {
-                resolve(base, &mut f.path);
+            match s {
+                SinkConfig::File(f) => resolve(base, &mut f.path),
+                SinkConfig::Webhook(w) => resolve_secret(base, &mut w.secret_file),
+                SinkConfig::Mqtt(m) => {
+                    if let Some(p) = &mut m.password_file {
+                        resolve_secret(base, p);
+                    }
+                    if let Some(k) = m.tls.as_mut().and_then(|t| t.key_file.as_mut()) {
+                        resolve_secret(base, k);
+                    }
+                }
             }
         }
         for a in &mut self.adapters {
@@ -285,10 +297,13 @@ impl Config {
                     }
                 }
             }
-            if let AdapterConfig::Mqtt(m) = a
-                && let Some(p) = &mut m.password_file
-            {
-                resolve_secret(base, p);
+            if let AdapterConfig::Mqtt(m) = a {
+                if let Some(p) = &mut m.password_file {
+                    resolve_secret(base, p);
+                }
+                if let Some(k) = m.tls.as_mut().and_then(|t| t.key_file.as_mut()) {
+                    resolve_secret(base, k);
+                }
             }
         }
     }
@@ -457,6 +472,17 @@ path = "events.jsonl"
         assert_eq!(cfg.gateway.data_dir, d.path().join("state"));
         assert_eq!(cfg.adapters.len(), 1);
         assert_eq!(cfg.gateway.timezone, "UTC");
+    }
+
+    #[test]
+    fn a_relative_secret_file_follows_the_file_when_systemd_passed_no_such_credential() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[api]\ntoken_file = \"atgw-test-no-such-credential\"\n");
+        let cfg = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap();
+        assert_eq!(
+            cfg.api.unwrap().token_file,
+            d.path().join("atgw-test-no-such-credential")
+        );
     }
 
     #[test]

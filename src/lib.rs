@@ -12,7 +12,9 @@
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
-//! - [`cli`]: the command line; [`logging`]: where log lines go.
+//! - [`systemd`]: `Type=notify` readiness, status, and the watchdog that proves the journal
+//!   still commits.
+//! - [`cli`]: the command line; [`logging`]: where log lines go; [`manpage`]: the manual pages.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
 //!
@@ -29,6 +31,7 @@ pub mod demo;
 pub mod envelope;
 pub mod journal;
 pub mod logging;
+pub mod manpage;
 pub mod mosquitto;
 pub mod outbox;
 pub mod profile_test;
@@ -38,6 +41,7 @@ pub mod runtime;
 pub mod simulate;
 pub mod sinks;
 pub mod supervision;
+pub mod systemd;
 
 /// Adapter name of events the gateway raises about itself.
 pub const GATEWAY_ADAPTER: &str = "gateway";

@@ -299,6 +299,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         journal = %journal_path.display(),
         "atgw ready"
     );
+    let status = format!(
+        "ready: adapters={} sinks={} devices={}",
+        cfg.adapters.len(),
+        cfg.sinks.len(),
+        registry.len()
+    );
+    crate::systemd::ready(&status, writer.clone(), intake.clone(), &mut adapters);
     Ok(Running {
         health,
         writer,
@@ -314,6 +321,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
 impl Running {
     /// Stops intake, commits what was accepted, gives sinks `DRAIN` to deliver, and stops.
     pub async fn stop(mut self) {
+        crate::systemd::stopping();
         self.intake.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while self.adapters.join_next().await.is_some() {}
