@@ -11,11 +11,23 @@ use crate::logging::{self, LogFormat};
 /// Default config file location on a gateway.
 pub const DEFAULT_CONFIG: &str = "/etc/atgw/atgw.toml";
 
+const LONG_ABOUT: &str = "\
+Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable \
+journal, alerts out.
+
+`atgw run` is the daemon (under systemd: atgw.service). It receives events from falls detectors, \
+pendant alarms, bed and door sensors and pulse oximeters (MQTT, SIA DC-09), turns each into one \
+documented event schema, commits it to a SQLite journal before acknowledging the device, raises \
+and escalates alerts, and delivers to its sinks (MQTT, webhooks, files). The other commands check \
+a configuration, try device profiles, talk to a running gateway and simulate devices.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "atgw",
     version,
-    about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out"
+    about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out",
+    long_about = LONG_ABOUT,
+    after_long_help = crate::manpage::after_long_help()
 )]
 pub struct Cli {
     /// Log line format (journald is used automatically under systemd).
@@ -29,11 +41,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway daemon.
     Run {
+        /// The configuration file.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate the configuration and every profile it names; exit 2 naming the problem.
     CheckConfig {
+        /// The configuration file.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -46,11 +60,13 @@ pub enum Command {
     },
     /// Count dead letters by reason in a gateway's journal.
     DeadLetters {
+        /// The configuration file.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// List, acknowledge and resolve alerts through the running gateway's local API.
     Alerts {
+        /// The configuration file.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(subcommand)]
@@ -65,6 +81,7 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Security self-check of the config and this host (ETSI EN 303 645); exit 1 on any fail.
     Audit {
+        /// The configuration file to check.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the report as JSON.
@@ -85,12 +102,19 @@ pub enum Command {
         #[arg(long)]
         no_mqtt: bool,
     },
+    /// Write the manual pages (atgw.1, atgw-run.1, …) into a directory, for packaging.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AlertsCommand {
     /// Unresolved alerts, newest first (`--all` includes resolved ones).
     List {
+        /// Include resolved alerts.
         #[arg(long)]
         all: bool,
         /// Print JSON instead of a table.
@@ -99,19 +123,26 @@ pub enum AlertsCommand {
     },
     /// Acknowledge: someone is dealing with it (stops escalation).
     Ack {
+        /// The alert's id (from `atgw alerts list`).
         id: String,
+        /// Who is dealing with it (a staff id or role; recorded with the alert).
         #[arg(long)]
         by: String,
+        /// A free-text note for the record.
         #[arg(long)]
         note: Option<String>,
     },
     /// Resolve with an outcome: assisted, false_alarm, emergency_services, no_action, other.
     Resolve {
+        /// The alert's id (from `atgw alerts list`).
         id: String,
+        /// Who resolved it (a staff id or role; recorded with the alert).
         #[arg(long)]
         by: String,
+        /// assisted, false_alarm, emergency_services, no_action or other.
         #[arg(long)]
         outcome: String,
+        /// A free-text note for the record.
         #[arg(long)]
         note: Option<String>,
     },
@@ -199,6 +230,19 @@ pub fn main() -> ExitCode {
             data_dir,
             no_mqtt,
         })),
+        Command::Man { dir } => man_pages(&dir),
+    }
+}
+
+/// Renders every visible command's manual page into `dir`.
+fn man_pages(dir: &Path) -> ExitCode {
+    use clap::CommandFactory;
+    match crate::manpage::write_all(Cli::command(), dir) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atgw: cannot write manual pages to {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -291,6 +291,9 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         resolve(base, &mut self.gateway.data_dir);
         resolve(base, &mut self.gateway.profiles_dir);
+        if let Some(api) = &mut self.api {
+            resolve_secret(base, &mut api.token_file);
+        }
         for s in &mut self.sinks {
             match s {
                 SinkConfig::File(f) => resolve(base, &mut f.path),
@@ -486,6 +489,17 @@ path = "events.jsonl"
         assert_eq!(cfg.gateway.data_dir, d.path().join("state"));
         assert_eq!(cfg.adapters.len(), 1);
         assert_eq!(cfg.gateway.timezone, "UTC");
+    }
+
+    #[test]
+    fn a_relative_secret_file_follows_the_file_when_systemd_passed_no_such_credential() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[api]\ntoken_file = \"atgw-test-no-such-credential\"\n");
+        let cfg = load_with_env(&write(d.path(), &text), HashMap::new()).unwrap();
+        assert_eq!(
+            cfg.api.unwrap().token_file,
+            d.path().join("atgw-test-no-such-credential")
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> ExitCode {
         }
     }
     tracing::info!("stopping: intake closed, committing and draining");
+    crate::systemd::stopping();
     if let Some(running) = daemon.running.take() {
         running.stop().await;
     }
@@ -90,6 +91,7 @@ impl Daemon {
             return Ok(());
         }
         let old = std::mem::replace(&mut self.cfg, new.clone());
+        crate::systemd::reloading();
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
@@ -105,7 +107,9 @@ impl Daemon {
                     "the new configuration cannot start ({e}); starting the previous one again"
                 );
                 self.cfg = old.clone();
-                self.running = Some(runtime::start(old).await?);
+                self.running = Some(runtime::start(old).await.inspect_err(|_| {
+                    crate::systemd::stopping();
+                })?);
                 self.refuse(&format!("it did not start: {e}")).await;
                 Ok(())
             }

@@ -15,8 +15,10 @@
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
-//! - [`cli`]: the command line; [`logging`]: where log lines go.
 //! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
+//! - [`systemd`]: `Type=notify` readiness, status, and the watchdog that proves the journal
+//!   still commits.
+//! - [`cli`]: the command line; [`logging`]: where log lines go; [`manpage`]: the manual pages.
 //! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
 //! - [`report`]: `atgw report`, the pilot evaluation (HTML with SVG charts, CSV) from the journal.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
@@ -36,6 +38,7 @@ pub mod demo;
 pub mod envelope;
 pub mod journal;
 pub mod logging;
+pub mod manpage;
 pub mod metrics;
 pub mod mosquitto;
 pub mod outbox;
@@ -48,6 +51,7 @@ pub mod runtime;
 pub mod simulate;
 pub mod sinks;
 pub mod supervision;
+pub mod systemd;
 
 /// Adapter name of events the gateway raises about itself.
 pub const GATEWAY_ADAPTER: &str = "gateway";

@@ -355,6 +355,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         journal = %journal_path.display(),
         "atgw ready"
     );
+    let status = format!(
+        "ready: adapters={} sinks={} devices={}",
+        cfg.adapters.len(),
+        cfg.sinks.len(),
+        registry.len()
+    );
+    crate::systemd::ready(&status, writer.clone(), intake.clone(), &mut adapters);
     Ok(Running {
         health,
         writer,

@@ -125,8 +125,10 @@ pub struct MqttArgs {
     /// Broker the gateway's MQTT adapter subscribes to.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Broker port (1883 plain, 8883 TLS by convention).
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
+    /// Broker user name.
     #[arg(long)]
     pub username: Option<String>,
     /// File holding the broker password (never on the command line).

@@ -31,6 +31,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// After a failed commit, due timers are retried this much later, not in a tight loop (a timer
 /// whose firing rolled back is still due).
 const TIMER_RETRY: Duration = Duration::from_secs(1);
+/// `adapter_state` key (under the reserved `gateway` adapter) of the watchdog's heartbeat:
+/// the wall-clock time (ms) of the last heartbeat commit.
+pub const HEARTBEAT_KEY: &str = "watchdog.heartbeat_ms";
 
 /// Work for the writer that does not come from adapters.
 #[derive(Debug)]
@@ -53,6 +56,12 @@ pub enum WriterCmd {
     },
     /// Answers once everything sent before it is committed.
     Flush { reply: oneshot::Sender<()> },
+    /// The systemd watchdog's liveness probe: writes a heartbeat row and answers `Ok` only
+    /// once that transaction committed, so a wedged writer or an unwritable journal starves
+    /// the watchdog.
+    Heartbeat {
+        reply: oneshot::Sender<Result<(), IngestError>>,
+    },
 }
 
 /// Sends commands to the writer.
@@ -86,6 +95,15 @@ impl WriterHandle {
             .send(WriterCmd::Alert { cmd, reply })
             .map_err(|_| AlertError::Unavailable)?;
         rx.await.map_err(|_| AlertError::Unavailable)?
+    }
+
+    /// Writes a heartbeat row; resolves once it is committed (the watchdog's probe).
+    pub async fn heartbeat(&self) -> Result<(), IngestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCmd::Heartbeat { reply })
+            .map_err(|_| IngestError::Closed)?;
+        rx.await.map_err(|_| IngestError::Closed)?
     }
 
     /// Waits until everything sent before this call is committed.
@@ -167,6 +185,7 @@ enum Reply {
         Box<Result<AlertView, AlertError>>,
     ),
     Flush(oneshot::Sender<()>),
+    Heartbeat(oneshot::Sender<Result<(), IngestError>>),
 }
 
 struct Writer {
@@ -579,6 +598,19 @@ impl Writer {
                         replies.push(Reply::Alert(reply, Box::new(result)));
                     }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
+                    Item::Cmd(WriterCmd::Heartbeat { reply }) => {
+                        // A real write, so the commit proves the journal still takes data.
+                        b.tx.prepare_cached(
+                            "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
+                        )?
+                        .execute(params![
+                            crate::GATEWAY_ADAPTER,
+                            HEARTBEAT_KEY,
+                            now.as_millisecond().to_string()
+                        ])?;
+                        replies.push(Reply::Heartbeat(reply));
+                    }
                 }
             }
             alerts::fire_due(&mut b)?;
@@ -629,6 +661,7 @@ impl Writer {
                         Reply::Gateway(None, _) => {}
                         Reply::Alert(tx, result) => drop(tx.send(*result)),
                         Reply::Flush(tx) => drop(tx.send(())),
+                        Reply::Heartbeat(tx) => drop(tx.send(Ok(()))),
                     }
                 }
                 for ((_, n), woke) in self.setup.sinks.iter().zip(woken) {
@@ -659,6 +692,7 @@ impl Writer {
                             drop(tx.send(Err(AlertError::Storage(e.to_string()))))
                         }
                         Reply::Flush(tx) => drop(tx.send(())),
+                        Reply::Heartbeat(tx) => drop(tx.send(Err(err.clone()))),
                     }
                 }
             }
