@@ -120,6 +120,9 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                if health.is_connected() {
+                    health.reconnected();
+                }
                 health.set_connected(false);
                 health.error(format!("control connection: {e}"));
                 tokio::select! {
