@@ -71,6 +71,14 @@ pub async fn serve(
     state: ApiState,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // axum leaves Nagle on: an answer written in two segments would then wait for the client's
+    // delayed ACK (DESIGN §11).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("API: TCP_NODELAY not set: {e}");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

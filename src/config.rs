@@ -217,6 +217,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(path, "(file)", format!("cannot read: {e}")))?;
+    parse_with_env(&text, path, env)
+}
+
+/// As [`load_with_env`], with the file's text already read: `path` only names the file in
+/// errors and anchors relative paths. Reads no file itself, so the fuzzer and property tests
+/// run it on arbitrary text.
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    env: HashMap<String, String>,
+) -> Result<Config, ConfigError> {
     // TOML syntax errors first, with toml's line/column, before the layering hides them.
     if let Err(e) = text.parse::<toml::Table>() {
         return Err(ConfigError::new(
@@ -226,7 +237,7 @@ pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config
         ));
     }
     let layered = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("ATGW")
                 .prefix_separator("_")
@@ -573,6 +584,45 @@ path = "events.jsonl"
             (&tls.ca_file, &tls.cert_file, &tls.key_file),
             (&Some(at("ca.pem")), &Some(at("c.pem")), &Some(at("c.key")))
         );
+    }
+
+    #[test]
+    fn text_is_parsed_without_reading_any_file() {
+        let cfg = parse_with_env(MINIMAL, Path::new("/nowhere/atgw.toml"), HashMap::new()).unwrap();
+        assert_eq!(cfg.gateway.data_dir, Path::new("/nowhere/state"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn parse_never_panics_on_arbitrary_text(text in "\\PC{0,400}") {
+            let _ = parse_with_env(&text, Path::new("/fuzz/atgw.toml"), HashMap::new());
+        }
+
+        /// The shipped example with a slice cut out and TOML-ish text put in, plus overrides:
+        /// reaches deep into the sections, not just the syntax check.
+        #[test]
+        fn parse_never_panics_on_a_mangled_example(
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            cut in 0usize..40,
+            insert in "[\\[\\]{}\"=#.,a-z0-9_ \n]{0,12}",
+            key in "ATGW_[A-Z_]{0,24}",
+            value in "\\PC{0,12}",
+        ) {
+            let text = include_str!("../config/atgw.toml");
+            let chars: Vec<char> = text.chars().collect();
+            let start = at.index(chars.len());
+            let end = (start + cut).min(chars.len());
+            let mangled: String = chars[..start]
+                .iter()
+                .copied()
+                .chain(insert.chars())
+                .chain(chars[end..].iter().copied())
+                .collect();
+            let env = HashMap::from([(key, value)]);
+            let _ = parse_with_env(&mangled, Path::new("/fuzz/atgw.toml"), env);
+        }
     }
 
     #[test]
