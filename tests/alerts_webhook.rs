@@ -64,6 +64,24 @@ fn reasons(r: &Receiver) -> Vec<String> {
         .collect()
 }
 
+impl Rig {
+    /// Waits until `who` has received a notification with this `data.alert.reason`.
+    async fn told(&self, who: &Receiver, reason: &str, within_secs: u64, what: &str) {
+        wait_until_async(Duration::from_secs(within_secs), || {
+            reasons(who).iter().any(|r| r == reason)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: {:?}\n{}", reasons(who), self.gw.log_text()));
+    }
+}
+
+/// The SOS button of room 12 pressed (or any other payload from it).
+async fn from_pendant(devices: &Publisher, payload: &str) {
+    devices
+        .send("zigbee2mqtt/0xa4c13899607febd1", payload.to_owned())
+        .await;
+}
+
 async fn api(rig: &Rig, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
@@ -84,18 +102,10 @@ async fn a_pendant_press_reaches_the_carers_webhook_escalates_and_is_acknowledge
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut rig = rig(ESCALATING, "").await;
     let devices = Publisher::connect(rig.broker.port, "webhook-devices").await;
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"action":"emergency"}"#,
-        )
-        .await;
+    from_pendant(&devices, r#"{"action":"emergency"}"#).await;
 
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.carers).contains(&"raised".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("carers' webhook got nothing:\n{}", rig.gw.log_text()));
+    rig.told(&rig.carers, "raised", 20, "carers' webhook got nothing")
+        .await;
     let first = rig.carers.received()[0].clone();
     assert!(first.signature.starts_with("v1,"), "signed: {first:?}");
     assert_eq!(
@@ -106,16 +116,9 @@ async fn a_pendant_press_reaches_the_carers_webhook_escalates_and_is_acknowledge
     let alert_id = first.json["correlationid"].as_str().unwrap().to_owned();
     assert!(rig.senior.received().is_empty(), "senior not told yet");
 
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.senior).contains(&"ack_timeout".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no escalation to tier 2: {:?}", reasons(&rig.senior)));
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.carers).contains(&"repeat".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no repeat: {:?}", reasons(&rig.carers)));
+    rig.told(&rig.senior, "ack_timeout", 20, "no escalation to tier 2")
+        .await;
+    rig.told(&rig.carers, "repeat", 20, "no repeat").await;
 
     // Without the token: refused.
     let resp = reqwest::Client::new()
@@ -141,11 +144,13 @@ async fn a_pendant_press_reaches_the_carers_webhook_escalates_and_is_acknowledge
         (200, Some("acknowledged")),
         "{v}"
     );
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.senior).contains(&"acknowledged".to_owned())
-    })
-    .await
-    .expect("everyone notified hears of the ack");
+    rig.told(
+        &rig.senior,
+        "acknowledged",
+        20,
+        "everyone notified hears of the ack",
+    )
+    .await;
     let paged = |r: &Receiver| {
         reasons(r)
             .iter()
@@ -244,12 +249,7 @@ async fn a_receiver_outage_delays_but_never_loses_and_keeps_the_webhook_id() {
     .await;
     rig.carers.set_status(500);
     let devices = Publisher::connect(rig.broker.port, "outage-devices").await;
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"action":"emergency"}"#,
-        )
-        .await;
+    from_pendant(&devices, r#"{"action":"emergency"}"#).await;
     wait_until_async(Duration::from_secs(20), || rig.carers.received().len() >= 2)
         .await
         .expect("retried");
@@ -275,12 +275,7 @@ async fn a_410_disables_the_target_and_raises_a_gateway_alert() {
     rig.carers.set_status(410);
     let upstream = Upstream::start(rig.broker.port, "atgw/oakview/events/#").await;
     let devices = Publisher::connect(rig.broker.port, "gone-devices").await;
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"action":"emergency"}"#,
-        )
-        .await;
+    from_pendant(&devices, r#"{"action":"emergency"}"#).await;
     wait_until_async(Duration::from_secs(20), || {
         upstream.events().iter().any(|e| {
             e["source"] == "urn:atgw:gw-test:gateway" && e["data"]["kind"] == "device_fault"
@@ -434,11 +429,13 @@ async fn the_oximeter_raises_spo2_low_only_after_persistence_and_clears_on_recov
         cleared["data"]["observations"][0]["value"], 96.0,
         "cleared by the recovered reading, not by the sentinel"
     );
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.carers).contains(&"device_cleared".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the alert was not cleared: {:?}", reasons(&rig.carers)));
+    rig.told(
+        &rig.carers,
+        "device_cleared",
+        20,
+        "the alert was not cleared",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,42 +446,26 @@ async fn a_silent_supervised_device_raises_device_offline_and_its_next_message_c
     )
     .await;
     let devices = Publisher::connect(rig.broker.port, "supervised-devices").await;
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"battery":90,"linkquality":50}"#,
-        )
-        .await;
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.carers).contains(&"raised".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no device_offline after a missed check-in:\n{}",
-            rig.gw.log_text()
-        )
-    });
+    from_pendant(&devices, r#"{"battery":90,"linkquality":50}"#).await;
+    rig.told(
+        &rig.carers,
+        "raised",
+        20,
+        "no device_offline after a missed check-in",
+    )
+    .await;
     let raised = rig.carers.delivered()[0].clone();
     assert_eq!(raised["data"]["kind"], "device_offline");
     assert_eq!(raised["data"]["device"]["id"], "pendant-12");
     assert_eq!(raised["data"]["priority"], "medium");
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"battery":90,"linkquality":51}"#,
-        )
-        .await;
-    wait_until_async(Duration::from_secs(20), || {
-        reasons(&rig.carers).contains(&"device_cleared".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "not cleared by the next message: {:?}",
-            reasons(&rig.carers)
-        )
-    });
+    from_pendant(&devices, r#"{"battery":90,"linkquality":51}"#).await;
+    rig.told(
+        &rig.carers,
+        "device_cleared",
+        20,
+        "not cleared by the next message",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,23 +481,14 @@ async fn a_failing_webhook_tells_the_next_tier_at_once_and_raises_a_gateway_aler
     .await;
     rig.carers.set_status(500);
     let devices = Publisher::connect(rig.broker.port, "failing-devices").await;
-    devices
-        .send(
-            "zigbee2mqtt/0xa4c13899607febd1",
-            r#"{"action":"emergency"}"#,
-        )
-        .await;
-    wait_until_async(Duration::from_secs(30), || {
-        reasons(&rig.senior).contains(&"delivery_failed".to_owned())
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "tier 2 was not told while the carers' webhook failed: {:?}\n{}",
-            reasons(&rig.senior),
-            rig.gw.log_text()
-        )
-    });
+    from_pendant(&devices, r#"{"action":"emergency"}"#).await;
+    rig.told(
+        &rig.senior,
+        "delivery_failed",
+        30,
+        "tier 2 was not told while the carers' webhook failed",
+    )
+    .await;
     assert!(
         rig.carers.received().len() >= 3,
         "escalated after the configured failed attempts, not before"
@@ -551,11 +523,13 @@ async fn a_failing_webhook_tells_the_next_tier_at_once_and_raises_a_gateway_aler
         )
     });
     // The raise itself arrives at its next retry (backoff), not necessarily first.
-    wait_until_async(Duration::from_secs(30), || {
-        reasons(&rig.carers).contains(&"raised".to_owned())
-    })
-    .await
-    .expect("the carers still get the alert once their webhook is back");
+    rig.told(
+        &rig.carers,
+        "raised",
+        30,
+        "the carers still get the alert once their webhook is back",
+    )
+    .await;
     let escalations = reasons(&rig.senior)
         .iter()
         .filter(|r| *r == "delivery_failed")
