@@ -251,9 +251,128 @@ pub fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Prints the machine-readable result line.
+/// Prints the machine-readable result line, keeps it in `benches/results/<bench>.json`, and
+/// rewrites that bench's row of the "Latest runs" table in `BENCHMARKS.md` (between its
+/// markers), so the table always shows the last measurement and the command that made it.
+/// `BENCH_NO_RECORD=1` only prints.
 pub fn emit(v: serde_json::Value) {
     println!("BENCH {v}");
+    if std::env::var_os("BENCH_NO_RECORD").is_some() {
+        return;
+    }
+    if let Err(e) = record(&v) {
+        eprintln!("bench: result not recorded: {e}");
+    }
+}
+
+const TABLE_BEGIN: &str = "<!-- bench:latest:begin -->";
+const TABLE_END: &str = "<!-- bench:latest:end -->";
+
+fn record(v: &serde_json::Value) -> std::io::Result<()> {
+    let bench = v["bench"].as_str().unwrap_or("unknown").to_owned();
+    let dir = repo().join("benches/results");
+    std::fs::create_dir_all(&dir)?;
+    let mut stored = v.clone();
+    stored["measured_at"] = jiff::Timestamp::now().to_string().into();
+    stored["commit"] = git_head().into();
+    std::fs::write(
+        dir.join(format!("{bench}.json")),
+        serde_json::to_string_pretty(&stored)? + "\n",
+    )?;
+
+    // Rebuild the table from every stored result, one row per bench.
+    let mut rows = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    for path in names {
+        let Ok(r) = std::fs::read_to_string(&path)
+            .map_err(|_| ())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
+        else {
+            continue;
+        };
+        let name = r["bench"].as_str().unwrap_or("?");
+        rows.push(format!(
+            "| `{name}` | {} | {} | `{}` | `cargo bench --bench {name}` |",
+            headline(&r),
+            r["measured_at"]
+                .as_str()
+                .unwrap_or("?")
+                .get(..16)
+                .unwrap_or("?"),
+            r["commit"].as_str().unwrap_or("?"),
+        ));
+    }
+    let table = format!(
+        "{TABLE_BEGIN}\n| bench | latest figures (median of runs) | measured (UTC) | commit | reproduce |\n|---|---|---|---|---|\n{}\n{TABLE_END}",
+        rows.join("\n")
+    );
+    let md_path = repo().join("BENCHMARKS.md");
+    let md = std::fs::read_to_string(&md_path)?;
+    let updated = match (md.find(TABLE_BEGIN), md.find(TABLE_END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{table}{}", &md[..a], &md[b + TABLE_END.len()..]),
+        _ => format!("{md}\n## Latest runs (written by the benches)\n\n{table}\n"),
+    };
+    std::fs::write(md_path, updated)
+}
+
+fn git_head() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The figures a reader compares with the targets, per bench.
+pub fn headline(r: &serde_json::Value) -> String {
+    let med = |p: &str| {
+        r.pointer(p)
+            .and_then(|x| x.as_f64())
+            .map(|x| format!("{x}"))
+            .unwrap_or_else(|| "?".into())
+    };
+    match r["bench"].as_str() {
+        Some("mqtt_drain") => format!(
+            "{} events/s; {}× the plain subscriber",
+            med("/variants/atgw/events_per_sec/median"),
+            med("/ratio_atgw_to_plain")
+        ),
+        Some("dc09_throughput") => format!(
+            "{} frames/s, ACK p99 {} ms ({} connections)",
+            med("/results/0/frames_per_sec/median"),
+            med("/results/0/ack_p99_ms/median"),
+            med("/results/0/connections")
+        ),
+        Some("idle_rss") => format!(
+            "idle {} MB; {} devices under load {} MB",
+            med("/idle_rss_mb/median"),
+            med("/devices"),
+            med("/devices_load_rss_mb/median")
+        ),
+        Some("start_ready") => format!(
+            "{} ms to ready with {} events ({} ms quick_check)",
+            med("/ready_ms/median"),
+            med("/events"),
+            med("/quick_check_ms/median")
+        ),
+        Some("alarm_latency") => format!(
+            "upstream p50 {} / p99 {} ms, webhook p50 {} / p99 {} ms at {} telemetry/s",
+            med("/upstream/p50_ms"),
+            med("/upstream/p99_ms"),
+            med("/webhook/p50_ms"),
+            med("/webhook/p99_ms"),
+            med("/telemetry_per_sec/median")
+        ),
+        _ => "see the JSON".into(),
+    }
 }
 
 /// What a result line says about the machine.
@@ -447,7 +566,7 @@ impl Counter {
         );
         let filter = filter.to_owned();
         let task = tokio::spawn(async move {
-            let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(target as usize);
+            let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(target.min(1 << 20) as usize);
             loop {
                 match el.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
