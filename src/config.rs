@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod split;
+
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -228,16 +230,12 @@ pub fn parse_with_env(
     path: &Path,
     env: HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
-    // TOML syntax errors first, with toml's line/column, before the layering hides them.
-    if let Err(e) = text.parse::<toml::Table>() {
-        return Err(ConfigError::new(
-            path,
-            "(syntax)",
-            e.to_string().trim().replace('\n', " "),
-        ));
-    }
+    let (rest, registry) = match split::read(text) {
+        Some(parts) => parts,
+        None => whole_document(text, path)?,
+    };
     let layered = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(&rest, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("ATGW")
                 .prefix_separator("_")
@@ -246,23 +244,76 @@ pub fn parse_with_env(
         )
         .build()
         .map_err(|e| ConfigError::new(path, "(environment)", e.to_string()))?;
-    let mut cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::new(
-            path,
-            if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            },
-            e.into_inner().to_string(),
-        )
-    })?;
+    let mut cfg: Config = serde_path_to_error::deserialize(layered).map_err(|e| at(path, e))?;
+    cfg.devices = registry.devices;
+    cfg.residents = registry.residents;
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.resolve_paths(base);
     cfg.validate()
         .map_err(|(key, message)| ConfigError::new(path, key, message))?;
     Ok(cfg)
+}
+
+/// Whether reading the registry entry by entry, when it is taken, gives what the whole-document
+/// parse gives. Always true; the config fuzzer asserts it on arbitrary text.
+#[doc(hidden)]
+pub fn registry_cut_agrees(text: &str) -> bool {
+    let Some((rest, registry)) = split::read(text) else {
+        return true;
+    };
+    let Ok((whole_rest, whole_registry)) = whole_document(text, Path::new("atgw.toml")) else {
+        return false;
+    };
+    registry == whole_registry
+        && rest.parse::<toml::Table>().ok() == whole_rest.parse::<toml::Table>().ok()
+}
+
+/// Parses the whole document at once: the general path, and the one that reports syntax
+/// errors with toml's line and column. Returns the TOML of everything but the registry (for
+/// config-rs) and the registry.
+fn whole_document(text: &str, path: &Path) -> Result<(String, Registry), ConfigError> {
+    let syntax = |e: &dyn std::fmt::Display| {
+        ConfigError::new(path, "(syntax)", e.to_string().trim().replace('\n', " "))
+    };
+    let mut table: toml::Table = text.parse().map_err(|e| syntax(&e))?;
+    let mut registry = toml::Table::new();
+    for key in Registry::KEYS {
+        if let Some(v) = table.remove(key) {
+            registry.insert(key.to_string(), v);
+        }
+    }
+    let rest = toml::to_string(&table).map_err(|e| syntax(&e))?;
+    let registry =
+        serde_path_to_error::deserialize(toml::Value::Table(registry)).map_err(|e| at(path, e))?;
+    Ok((rest, registry))
+}
+
+/// The registry sections, read straight from the TOML rather than through config-rs. They
+/// grow with the site (10,000 devices are 1.5 MB of TOML) and config-rs keeps an origin-tagged
+/// value tree of several KB per device while layering, for overrides the environment cannot
+/// express anyway: an array of tables has no `ATGW_…` form. Large ones are read an entry at a
+/// time ([`split`]).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+struct Registry {
+    #[serde(default, rename = "device")]
+    devices: Vec<DeviceConfig>,
+    #[serde(default, rename = "resident")]
+    residents: Vec<crate::rules::vitals::ResidentVitals>,
+}
+
+impl Registry {
+    const KEYS: [&'static str; 2] = ["device", "resident"];
+}
+
+/// A deserialization error at its key path (`device[3].check_in`).
+fn at<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
+    let key = e.path().to_string();
+    let key = if key == "." {
+        "(top level)".to_string()
+    } else {
+        key
+    };
+    ConfigError::new(path, key, e.into_inner().to_string())
 }
 
 /// Secret files: a relative name that exists in `$CREDENTIALS_DIRECTORY` stays relative so the

@@ -8,7 +8,8 @@
 //! guarantee of a clean stop holds across a reload: MQTT messages wait in atgw's persistent
 //! session at the broker and DC-09 panels retransmit until acknowledged. Should the new
 //! configuration still fail to start (a port taken by another program), the previous one is
-//! started again.
+//! started again. A reload always restarts, even for an unchanged file: profiles, secrets, keys
+//! and certificates are read at start, and SIGHUP is how an integrator rotates them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut daemon = match runtime::start(cfg.clone()).await {
+    let mut daemon = match runtime::start(&cfg).await {
         Ok(running) => Daemon {
             path,
             cfg,
@@ -85,19 +86,16 @@ impl Daemon {
                 return Ok(());
             }
         };
-        if new == self.cfg {
-            tracing::info!("configuration unchanged; nothing to do");
-            self.clear_refusal().await;
-            return Ok(());
-        }
-        let old = std::mem::replace(&mut self.cfg, new.clone());
+        // Always a restart, even when the file is byte for byte the same: profiles, secrets,
+        // keys and certificates are read at start too, and SIGHUP is how they are rotated.
         crate::systemd::reloading();
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
-        match runtime::start(new).await {
+        match runtime::start(&new).await {
             Ok(r) => {
                 self.running = Some(r);
+                self.cfg = new;
                 tracing::info!("configuration reloaded");
                 self.clear_refusal().await;
                 Ok(())
@@ -106,8 +104,7 @@ impl Daemon {
                 tracing::error!(
                     "the new configuration cannot start ({e}); starting the previous one again"
                 );
-                self.cfg = old.clone();
-                self.running = Some(runtime::start(old).await.inspect_err(|_| {
+                self.running = Some(runtime::start(&self.cfg).await.inspect_err(|_| {
                     crate::systemd::stopping();
                 })?);
                 self.refuse(&format!("it did not start: {e}")).await;

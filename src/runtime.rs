@@ -119,7 +119,7 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
 }
 
 /// Starts everything; returns once adapters and sinks are spawned.
-pub async fn start(cfg: Config) -> Result<Running, StartError> {
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
     create_private_dir(&cfg.gateway.data_dir)?;
     let journal_path = cfg.gateway.data_dir.join(journal::FILE_NAME);
@@ -128,7 +128,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::TimeZone(e.to_string()))?;
     let registry = Arc::new(Registry::new(&cfg.gateway.site, &cfg.devices));
 
-    let Checked { profile_sets } = preflight(&cfg)?;
+    let Checked { profile_sets } = preflight(cfg)?;
 
     let intake = Shutdown::new();
     let output = Shutdown::new();
@@ -139,7 +139,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map(|s| (s.name().to_owned(), Arc::new(Notify::new())))
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
-    let metrics = Arc::new(crate::metrics::Metrics::for_config(&cfg));
+    let metrics = Arc::new(crate::metrics::Metrics::for_config(cfg));
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
         journal::writer::WriterSetup {
@@ -180,7 +180,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let mut d = EventDraft::new(
             Kind::DeviceFault,
             Phase::Raised,
-            gateway_device(&cfg),
+            gateway_device(cfg),
             crate::GATEWAY_ADAPTER,
         );
         d.data.priority = Priority::High;
@@ -334,7 +334,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             journal: journal_path.clone(),
             metrics: metrics.clone(),
             readiness: Arc::new(crate::readiness::Readiness::new(
-                &cfg,
+                cfg,
                 &health,
                 journal_path.clone(),
             )),

@@ -1,4 +1,5 @@
-//! The daemon under a service manager: SIGHUP applies a valid configuration and refuses an
+//! The daemon under a service manager: SIGHUP applies a valid configuration (and edited
+//! profiles, even when the file itself is unchanged) and refuses an
 //! invalid one while the old one keeps running; SIGTERM under load exits 0 and loses nothing.
 
 mod common;
@@ -189,5 +190,67 @@ async fn sigterm_under_load_exits_zero_and_every_accepted_event_is_delivered_aft
         .await
         .unwrap_or_else(|_| panic!("only {} of {N} delivered", delivered(&gw).len()));
     assert_eq!(delivered(&gw).len() as u64, N);
+    assert!(gw.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_re_reads_profiles_even_when_the_config_file_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    for entry in std::fs::read_dir(profiles_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), profiles.join(entry.file_name())).unwrap();
+    }
+    let base = config(dir.path(), broker.port, "").replace(
+        &profiles_dir().display().to_string(),
+        &profiles.display().to_string(),
+    );
+    let mut gw = Gateway::start(dir.path(), &base);
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "profile-reload-devices").await;
+    let contact_id = |g: &Gateway, n: usize| -> Value {
+        events_of(g, "0xa4c13899607febd1")[n]["data"]["codes"]["contact_id"].clone()
+    };
+
+    devices.send(BUTTON, r#"{"action":"emergency"}"#).await;
+    wait_until_async(Duration::from_secs(20), || {
+        events_of(&gw, "0xa4c13899607febd1").len() == 1
+    })
+    .await
+    .unwrap_or_else(|_| panic!("first event missing:\n{}", gw.log_text()));
+    assert_eq!(contact_id(&gw, 0), "101");
+
+    // Only the profile changes: the integrator maps the button's press to Contact ID 100.
+    let profile = profiles.join("zigbee2mqtt.toml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let old = r#"codes = { contact_id = "101", vendor = "{action}" }"#;
+    assert!(
+        text.contains(old),
+        "the shipped profile changed; update this test"
+    );
+    std::fs::write(
+        &profile,
+        text.replacen(
+            old,
+            r#"codes = { contact_id = "100", vendor = "{action}" }"#,
+            1,
+        ),
+    )
+    .unwrap();
+    gw.hangup();
+    wait_until_async(Duration::from_secs(30), || {
+        gw.log_text().contains("configuration reloaded")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not reloaded:\n{}", gw.log_text()));
+    devices.send(BUTTON, r#"{"action":"emergency"}"#).await;
+    wait_until_async(Duration::from_secs(20), || {
+        events_of(&gw, "0xa4c13899607febd1").len() == 2
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event after the reload:\n{}", gw.log_text()));
+    assert_eq!(contact_id(&gw, 1), "100", "the edited profile maps it");
     assert!(gw.terminate().success());
 }

@@ -1,6 +1,7 @@
 //! Arbitrary text through atgw's config loader (TOML, then `ATGW_SECTION__KEY` overrides,
 //! paths, validation) without touching the filesystem: an error for a person or a config,
 //! never a panic. A config that loads then builds its device registry, as the daemon does next.
+//! Reading a registry entry by entry must agree with parsing the whole document.
 //!
 //! Input: the TOML text, optionally followed by `\0` and override lines `KEY=VALUE`.
 #![no_main]
@@ -16,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &[][..]),
     };
     let text = String::from_utf8_lossy(text);
+    assert!(
+        atgw::config::registry_cut_agrees(&text),
+        "the registry read entry by entry differs from the whole parse"
+    );
     let env: HashMap<String, String> = String::from_utf8_lossy(overrides)
         .lines()
         .filter_map(|l| l.split_once('='))

@@ -150,7 +150,7 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         .iter()
         .map(|d| (d.id.clone(), timeline::path_of(&d.adapter)))
         .collect();
-    let running = crate::runtime::start(cfg)
+    let running = crate::runtime::start(&cfg)
         .await
         .map_err(|e| format!("cannot start the gateway: {e}"))?;
     println!(
