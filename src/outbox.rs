@@ -81,17 +81,26 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     };
 
     loop {
-        // Refill lanes that run low and may have more rows.
-        for lane in 0..LANES {
-            if !disabled && !exhausted[lane] && buffers[lane].len() < LOW_WATER {
-                let (sink, after) = (d.sink.clone(), cursors[lane]);
-                let r = reader.clone();
-                let rows = tokio::task::spawn_blocking(move || {
-                    let r = r.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
-                    r.outbox_after(&sink, lane as i64, after, FETCH)
-                })
-                .await
-                .map_err(|_| rusqlite::Error::InvalidQuery)??;
+        // Refill lanes that run low and may have more rows: one trip to the blocking pool for
+        // all of them, because a wake-up after a commit is on an alarm's path.
+        let wanted: Vec<(usize, i64)> = (0..LANES)
+            .filter(|&lane| !disabled && !exhausted[lane] && buffers[lane].len() < LOW_WATER)
+            .map(|lane| (lane, cursors[lane]))
+            .collect();
+        if !wanted.is_empty() {
+            let (sink, r) = (d.sink.clone(), reader.clone());
+            let fetched = tokio::task::spawn_blocking(move || {
+                let r = r.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+                wanted
+                    .into_iter()
+                    .map(|(lane, after)| {
+                        Ok((lane, r.outbox_after(&sink, lane as i64, after, FETCH)?))
+                    })
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+            })
+            .await
+            .map_err(|_| rusqlite::Error::InvalidQuery)??;
+            for (lane, rows) in fetched {
                 exhausted[lane] = rows.len() < FETCH;
                 if let Some(last) = rows.last() {
                     cursors[lane] = last.outbox_id;
