@@ -362,8 +362,11 @@ impl Config {
                 SinkConfig::Mqtt(m) => resolve_broker_files(base, &mut m.password_file, &mut m.tls),
                 SinkConfig::Webhook(w) => {
                     resolve_secret(base, &mut w.secret_file);
-                    if let Some(ca) = &mut w.ca_file {
-                        resolve(base, ca);
+                    for p in [&mut w.ca_file, &mut w.cert_file].into_iter().flatten() {
+                        resolve(base, p);
+                    }
+                    if let Some(k) = &mut w.key_file {
+                        resolve_secret(base, k);
                     }
                 }
             }
@@ -612,7 +615,8 @@ path = "events.jsonl"
         let d = tempfile::tempdir().unwrap();
         let text = format!(
             "{MINIMAL}\n[[sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://care.example/h\"\n\
-             secret_file = \"hook.secret\"\nca_file = \"care-ca.pem\"\n\n\
+             secret_file = \"hook.secret\"\nca_file = \"care-ca.pem\"\n\
+             cert_file = \"gw.pem\"\nkey_file = \"gw.key\"\n\n\
              [[sink]]\nname = \"up\"\ntype = \"mqtt\"\nhost = \"broker.example\"\nport = 8883\n\
              topic_prefix = \"atgw\"\nusername = \"atgw\"\npassword_file = \"mqtt.pw\"\n\
              tls = {{ ca_file = \"ca.pem\", cert_file = \"c.pem\", key_file = \"c.key\" }}\n\n\
@@ -626,6 +630,10 @@ path = "events.jsonl"
         };
         assert_eq!(w.secret_file, at("hook.secret"));
         assert_eq!(w.ca_file, Some(at("care-ca.pem")));
+        assert_eq!(
+            (&w.cert_file, &w.key_file),
+            (&Some(at("gw.pem")), &Some(at("gw.key")))
+        );
         let SinkConfig::Mqtt(m) = &cfg.sinks[2] else {
             panic!("mqtt")
         };

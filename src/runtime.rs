@@ -107,6 +107,14 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
                     std::fs::metadata(ca)
                         .map_err(|e| sink_err(format!("ca_file {}: {e}", ca.display())))?;
                 }
+                if let Some(cert) = &w.cert_file {
+                    std::fs::metadata(cert)
+                        .map_err(|e| sink_err(format!("cert_file {}: {e}", cert.display())))?;
+                }
+                if let Some(key) = &w.key_file {
+                    atgw_sdk::secret::read_secret_file(key)
+                        .map_err(|e| sink_err(format!("key_file: {e}")))?;
+                }
             }
             SinkConfig::File(_) => {}
         }

@@ -275,9 +275,14 @@ fn webhook(w: &atgw_http::WebhookConfig) -> Finding {
             "webhook-tls",
             subject,
             format!(
-                "HTTPS to {shown}, signed per Standard Webhooks{}",
+                "HTTPS to {shown}, signed per Standard Webhooks{}{}",
                 if w.ca_only {
                     "; receiver pinned to its private CA"
+                } else {
+                    ""
+                },
+                if w.cert_file.is_some() {
+                    "; mutual TLS with a client certificate"
                 } else {
                     ""
                 }

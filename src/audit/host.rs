@@ -84,6 +84,13 @@ fn secret_files(cfg: &Config) -> Vec<(String, PathBuf, SecretKind)> {
                 w.secret_file.clone(),
                 SecretKind::WebhookSecret,
             ));
+            if let Some(k) = &w.key_file {
+                out.push((
+                    format!("sink `{}` key_file", w.name),
+                    k.clone(),
+                    SecretKind::TlsKey,
+                ));
+            }
         }
     }
     for a in &cfg.adapters {
@@ -223,7 +230,7 @@ fn secret(subject: &str, path: &Path, kind: &SecretKind) -> Vec<Finding> {
                     "tls-file",
                     subject,
                     format!("not a PEM private key ({e}); the link cannot start"),
-                    "point tls.key_file at the client certificate's PEM private key",
+                    "point key_file (tls.key_file for MQTT) at the client certificate's PEM private key",
                 ));
             }
         }

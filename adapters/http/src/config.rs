@@ -9,6 +9,7 @@
 //! url = "https://care.example/hooks/atgw"
 //! secret_file = "webhook-care.secret"     # `whsec_<base64>`, or a raw shared string
 //! # ca_file = "/etc/atgw/care-ca.pem"; ca_only = true
+//! # cert_file = "/etc/atgw/gw-client.pem"; key_file = "gw-client.key"   # mutual TLS
 //! # timeout = "10s"; connect_timeout = "3s"; window = 8
 //! # headers = { "x-tenant" = "oakview" }
 //! ```
@@ -64,6 +65,15 @@ pub struct WebhookConfig {
     /// its private CA. Needs `ca_file`. Default false.
     #[serde(default)]
     pub ca_only: bool,
+    /// A PEM file with this gateway's client certificate (and any intermediates), for a
+    /// receiver that requires mutual TLS. Needs `key_file` and an `https://` url.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1). A secret like
+    /// `secret_file`: looked up in `$CREDENTIALS_DIRECTORY` first, refused if other users can
+    /// read it, never logged.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     /// Permit a plain `http://` URL. Only accepted for a loopback host (`localhost`,
     /// `127.0.0.0/8`, `::1`), e.g. a local relay; events and signatures would otherwise cross
     /// the network in clear. Default false.
@@ -120,6 +130,8 @@ impl WebhookConfig {
             secret_file,
             ca_file: None,
             ca_only: false,
+            cert_file: None,
+            key_file: None,
             allow_http: false,
             timeout: default_timeout(),
             connect_timeout: default_connect_timeout(),
@@ -144,6 +156,22 @@ impl WebhookConfig {
             return Err(invalid(
                 "ca_only",
                 "needs `ca_file` (the CA to trust instead of the system store)",
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(invalid(
+                if self.cert_file.is_some() {
+                    "key_file"
+                } else {
+                    "cert_file"
+                },
+                "`cert_file` and `key_file` go together (the client certificate and its key)",
+            ));
+        }
+        if self.cert_file.is_some() && self.target()?.scheme() != "https" {
+            return Err(invalid(
+                "cert_file",
+                "a client certificate needs an `https://` url",
             ));
         }
         if self.timeout.is_zero() {

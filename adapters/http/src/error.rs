@@ -28,6 +28,12 @@ pub enum WebhookError {
         path: PathBuf,
         problem: String,
     },
+    #[error("webhook sink `{sink}`: client certificate {}: {problem}", path.display())]
+    ClientCert {
+        sink: String,
+        path: PathBuf,
+        problem: String,
+    },
     #[error(
         "webhook sink `{sink}`: no TLS crypto provider is installed; the program must call `rustls::crypto::ring::default_provider().install_default()` before starting sinks"
     )]

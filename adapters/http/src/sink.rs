@@ -296,6 +296,40 @@ impl Target {
     }
 }
 
+/// The client certificate chain and its key, for a receiver that requires mutual TLS. The key
+/// is read like every secret: a private file, never logged.
+async fn client_identity(
+    cfg: &WebhookConfig,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<reqwest::Identity, WebhookError> {
+    let err = |path: &std::path::Path, problem: String| WebhookError::ClientCert {
+        sink: cfg.name.clone(),
+        path: path.to_path_buf(),
+        problem,
+    };
+    let chain_pem = tokio::fs::read(cert)
+        .await
+        .map_err(|e| err(cert, format!("cannot read it: {e}")))?;
+    let certs = Certificate::from_pem_bundle(&chain_pem).unwrap_or_default();
+    if certs.is_empty() {
+        return Err(err(
+            cert,
+            "holds no `BEGIN CERTIFICATE` block; expected the client certificate in PEM".into(),
+        ));
+    }
+    let key_pem = atgw_sdk::secret::read_secret_file(key).map_err(|e| err(key, e.to_string()))?;
+    let mut pem = chain_pem;
+    pem.push(b'\n');
+    pem.extend_from_slice(key_pem.expose().as_bytes());
+    reqwest::Identity::from_pem(&pem).map_err(|e| {
+        err(
+            key,
+            format!("not a PEM private key for the certificate: {}", chain(&e)),
+        )
+    })
+}
+
 /// One client for the sink's lifetime (connection pool, TLS sessions).
 ///
 /// TLS roots: the system store through rustls-platform-verifier (what reqwest 0.13 uses with
@@ -347,6 +381,9 @@ async fn build_client(
         } else {
             b.tls_certs_merge(certs)
         };
+    }
+    if let (true, Some(cert), Some(key)) = (https, &cfg.cert_file, &cfg.key_file) {
+        b = b.identity(client_identity(cfg, cert, key).await?);
     }
     b.build().map_err(|e| WebhookError::Client {
         sink: cfg.name.clone(),

@@ -1,6 +1,8 @@
 //! The webhook sink over real TLS: a receiver whose certificate comes from a private CA
 //! (generated here) is trusted only when `ca_file` names that CA, and the system store alone
-//! refuses it. The receiver is a minimal HTTP/1.1 responder behind tokio-rustls.
+//! refuses it; a receiver that requires mutual TLS accepts the gateway's client certificate
+//! (`cert_file`, `key_file`) and refuses a gateway without one. The receiver is a minimal
+//! HTTP/1.1 responder behind tokio-rustls.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,16 +12,20 @@ use std::time::Duration;
 use atgw_http::WebhookConfig;
 use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Kind, Priority, Shutdown};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// A CA's PEM and a `localhost` server certificate chain and key signed by it.
+/// A CA, a `localhost` server certificate chain and key signed by it, and a client
+/// certificate (PEM, as an integrator would install it) signed by the same CA.
 struct Pki {
     ca_pem: String,
+    ca_der: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    client_cert_pem: String,
+    client_key_pem: String,
 }
 
 fn private_pki() -> Pki {
@@ -33,17 +39,40 @@ fn private_pki() -> Pki {
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params =
+        CertificateParams::new(vec!["gw-test.atgw.invalid".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
+        ca_der: ca_cert.der().clone(),
         chain: vec![leaf.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
 /// Answers every well-formed request with 204 after reading its body.
 async fn https_receiver(pki: &Pki) -> SocketAddr {
-    let cfg = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    https_receiver_with(pki, false).await
+}
+
+/// As [`https_receiver`]; with `mutual`, only clients with a certificate from the CA get in.
+async fn https_receiver_with(pki: &Pki, mutual: bool) -> SocketAddr {
+    let builder = rustls::ServerConfig::builder();
+    let builder = if mutual {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let cfg = builder
         .with_single_cert(pki.chain.clone(), pki.key.clone_key())
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
@@ -201,4 +230,78 @@ async fn a_ca_file_without_certificates_stops_the_sink_at_start() {
         .unwrap_err();
     assert!(matches!(e, atgw_http::WebhookError::CaFile { .. }), "{e}");
     assert!(e.to_string().contains("ca_file"), "{e}");
+}
+
+#[tokio::test]
+async fn a_receiver_that_requires_mutual_tls_accepts_our_client_certificate_only() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = private_pki();
+    let addr = https_receiver_with(&pki, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = WebhookConfig::new(
+        "care",
+        format!("https://localhost:{}/hook", addr.port()),
+        write_private(&dir, "secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    );
+    cfg.ca_file = Some(write_private(&dir, "ca.pem", &pki.ca_pem));
+    cfg.ca_only = true;
+    cfg.validate().unwrap();
+
+    // Without a client certificate the receiver ends the handshake: retried, not delivered.
+    match deliver_once(cfg.clone()).await {
+        Outcome::Retry { outbox_id: 1, .. } => {}
+        other => panic!("expected Retry without a client certificate, got {other:?}"),
+    }
+
+    cfg.cert_file = Some(write_private(&dir, "gw.pem", &pki.client_cert_pem));
+    cfg.key_file = Some(write_private(&dir, "gw.key", &pki.client_key_pem));
+    cfg.validate().unwrap();
+    assert_eq!(deliver_once(cfg).await, Outcome::Delivered(1));
+}
+
+#[tokio::test]
+async fn a_client_key_other_users_can_read_stops_the_sink_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = private_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = WebhookConfig::new(
+        "care",
+        "https://localhost:9/hook",
+        write_private(&dir, "secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    );
+    cfg.cert_file = Some(write_private(&dir, "gw.pem", &pki.client_cert_pem));
+    let key = write_private(&dir, "gw.key", &pki.client_key_pem);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cfg.key_file = Some(key);
+    let (_tx, deliveries) = mpsc::channel(1);
+    let (outcomes, _rx) = mpsc::unbounded_channel();
+    let io = SinkIo {
+        deliveries,
+        outcomes,
+    };
+    let e = atgw_http::run(cfg, io, Arc::new(Health::default()), Shutdown::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, atgw_http::WebhookError::ClientCert { .. }),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("gw.key") && !text.contains("PRIVATE KEY"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_https() {
+    let mut cfg = WebhookConfig::new("care", "https://care.example/hook", "s".into());
+    cfg.cert_file = Some("gw.pem".into());
+    assert_eq!(cfg.validate().unwrap_err().key, "key_file");
+    cfg.key_file = Some("gw.key".into());
+    cfg.validate().unwrap();
+    cfg.url = "http://127.0.0.1:9/hook".into();
+    cfg.allow_http = true;
+    assert_eq!(cfg.validate().unwrap_err().key, "cert_file");
 }
