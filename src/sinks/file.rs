@@ -22,6 +22,8 @@ const BATCH: usize = 512;
 /// Runs the sink until the dispatcher closes its channel.
 pub async fn run(cfg: FileSinkConfig, mut io: SinkIo, health: Arc<Health>) {
     let mut batch = Vec::with_capacity(BATCH);
+    // A full disk fails every retry the same way: one line a minute says so.
+    let limiter = atgw_sdk::ratelimit::LogLimiter::new(std::time::Duration::from_secs(60));
     while let Some(first) = io.deliveries.recv().await {
         batch.push(first);
         while batch.len() < BATCH {
@@ -45,7 +47,14 @@ pub async fn run(cfg: FileSinkConfig, mut io: SinkIo, health: Arc<Health>) {
             };
             health.set_connected(false);
             health.error(format!("cannot write {}: {why}", cfg.path.display()));
-            tracing::warn!(sink = %cfg.name, "cannot write {}: {why}", cfg.path.display());
+            if let Some(suppressed) = limiter.allow("write") {
+                tracing::warn!(
+                    sink = %cfg.name,
+                    suppressed,
+                    "cannot write {}: {why}",
+                    cfg.path.display()
+                );
+            }
         }
         for d in batch.drain(..) {
             let o = if ok {
