@@ -7,6 +7,11 @@
 //! says `Delivered`; failures are retried with capped exponential backoff and jitter (or after
 //! the receiver's `Retry-After`).
 //!
+//! Rows reach the dispatcher two ways. The journal writer hands over the rows it has just
+//! committed ([`SinkWake`]), so an alarm does not wait for a read-back; the outbox table stays
+//! the truth, read whenever a lane has rows the dispatcher has not seen (at start, behind a
+//! backlog, after a hand-off overflowed).
+//!
 //! Failure is also reported to people, because a notification nobody receives is an alert
 //! lost in practice: when one notification of an open alert has failed
 //! `escalate_after_failed_attempts` times the alert engine tells its next tier now, and a sink
@@ -31,8 +36,53 @@ const LANES: usize = 4;
 const FETCH: usize = 512;
 /// Refill a lane's buffer when it holds fewer rows than this.
 const LOW_WATER: usize = 128;
+/// Rows handed over but not yet taken, at most; beyond it the dispatcher reads the table.
+const HANDOFF_MAX: usize = 4096;
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How the journal writer tells one sink's dispatcher that it committed rows for it: a
+/// wake-up, and the rows themselves (lane and delivery), which saves reading them back.
+#[derive(Debug, Default)]
+pub struct SinkWake {
+    notify: Notify,
+    handed: Mutex<Handed>,
+}
+
+#[derive(Debug, Default)]
+struct Handed {
+    rows: Vec<(usize, Delivery)>,
+    /// Rows were dropped (too many untaken): the dispatcher must read the table.
+    overflowed: bool,
+}
+
+impl SinkWake {
+    /// Called by the writer after the commit that made these rows durable, in commit order.
+    pub fn committed(&self, rows: Vec<(usize, Delivery)>) {
+        match self.handed.lock() {
+            Ok(mut h) if !h.overflowed && h.rows.len() + rows.len() <= HANDOFF_MAX => {
+                h.rows.extend(rows)
+            }
+            Ok(mut h) => {
+                h.overflowed = true;
+                h.rows = Vec::new();
+            }
+            // A poisoned lock hands nothing over; `take` then reports an overflow.
+            Err(_) => {}
+        }
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Handed {
+        match self.handed.lock() {
+            Ok(mut h) => std::mem::take(&mut *h),
+            Err(_) => Handed {
+                rows: Vec::new(),
+                overflowed: true,
+            },
+        }
+    }
+}
 
 /// Everything a dispatcher needs.
 pub struct Dispatch {
@@ -40,7 +90,7 @@ pub struct Dispatch {
     pub journal: PathBuf,
     /// Deliveries in flight at most (sent to the sink, no outcome yet).
     pub window: usize,
-    pub notify: Arc<Notify>,
+    pub wake: Arc<SinkWake>,
     pub writer: WriterHandle,
     pub to_sink: mpsc::Sender<Delivery>,
     pub outcomes: mpsc::UnboundedReceiver<Outcome>,
@@ -160,7 +210,24 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                     d.writer.send(WriterCmd::Delivered { ids: std::mem::take(&mut delivered) });
                 }
             }
-            _ = d.notify.notified() => exhausted = [false; LANES],
+            _ = d.wake.notify.notified() => {
+                let handed = d.wake.take();
+                if handed.overflowed {
+                    exhausted = [false; LANES];
+                }
+                for (lane, row) in handed.rows {
+                    if disabled || lane >= LANES || row.outbox_id <= cursors[lane] {
+                        continue; // already read from the table, or not wanted
+                    }
+                    if exhausted[lane] {
+                        // Everything before it in this lane has been read: take it as is.
+                        cursors[lane] = row.outbox_id;
+                        buffers[lane].push_back(row);
+                    } else {
+                        // Unread rows come first; the table read will return this one too.
+                    }
+                }
+            }
             _ = sleep_until_opt(wake) => {
                 if alarm_at.is_some_and(|t| t <= Instant::now()) {
                     progress.alarmed = true;
@@ -321,6 +388,49 @@ async fn sleep_until_opt(t: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(id: i64) -> (usize, Delivery) {
+        (
+            0,
+            Delivery {
+                outbox_id: id,
+                event_id: Arc::from("e"),
+                kind: atgw_sdk::Kind::PendantPress,
+                priority: atgw_sdk::Priority::High,
+                device_id: Arc::from("d"),
+                json: Arc::from("{}"),
+                attempt: 0,
+                alert_id: None,
+                lifecycle: false,
+            },
+        )
+    }
+
+    #[test]
+    fn handed_rows_are_taken_once_in_commit_order() {
+        let wake = SinkWake::default();
+        wake.committed(vec![row(1), row(2)]);
+        wake.committed(vec![row(3)]);
+        let h = wake.take();
+        assert!(!h.overflowed);
+        let ids: Vec<i64> = h.rows.iter().map(|(_, d)| d.outbox_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(wake.take().rows.is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_hand_off_nobody_takes_overflows_into_a_table_read() {
+        let wake = SinkWake::default();
+        wake.committed((1..=HANDOFF_MAX as i64).map(row).collect());
+        wake.committed(vec![row(HANDOFF_MAX as i64 + 1)]);
+        // Dropped rows are not lost: they are in the outbox table, which the flag says to read.
+        wake.committed(vec![row(HANDOFF_MAX as i64 + 2)]);
+        let h = wake.take();
+        assert!(h.overflowed && h.rows.is_empty());
+        wake.committed(vec![row(9)]);
+        let h = wake.take();
+        assert!(!h.overflowed && h.rows.len() == 1, "reset by the take");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

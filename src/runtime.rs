@@ -12,7 +12,7 @@ use atgw_sdk::clock::{SharedClock, SystemClock};
 use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
 use atgw_sdk::sink::SinkIo;
 use atgw_sdk::{Health, Shutdown};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{AdapterConfig, Config, SinkConfig};
@@ -141,10 +141,10 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let intake = Shutdown::new();
     let output = Shutdown::new();
     let mut health = BTreeMap::new();
-    let notifies: Vec<(String, Arc<Notify>)> = cfg
+    let notifies: Vec<(String, Arc<crate::outbox::SinkWake>)> = cfg
         .sinks
         .iter()
-        .map(|s| (s.name().to_owned(), Arc::new(Notify::new())))
+        .map(|s| (s.name().to_owned(), Arc::default()))
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
     let metrics = Arc::new(crate::metrics::Metrics::for_config(cfg));
@@ -203,7 +203,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let mut outputs = JoinSet::new();
     // Intake tasks started with the sinks (alert acknowledgements), stopped with the adapters.
     let mut adapters_early = JoinSet::new();
-    for (s, (name, notify)) in cfg.sinks.iter().zip(notifies) {
+    for (s, (name, wake)) in cfg.sinks.iter().zip(notifies) {
         let h = Arc::new(Health::default());
         health.insert(format!("sink:{name}"), h.clone());
         let window = match s {
@@ -263,7 +263,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             sink: name.clone(),
             journal: journal_path.clone(),
             window,
-            notify,
+            wake,
             writer: writer.clone(),
             to_sink,
             outcomes,

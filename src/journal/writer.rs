@@ -16,9 +16,10 @@ use atgw_sdk::event::{Event, EventDraft};
 use atgw_sdk::ingest::{
     Committed, DeadLetter, IngestError, IngestReceiver, IngestRequest, Submission,
 };
+use atgw_sdk::sink::Delivery;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::{self, AlertCommand, AlertError, AlertView, Policies};
 use crate::envelope;
@@ -118,8 +119,8 @@ impl WriterHandle {
 /// What the writer needs to know about the gateway.
 pub struct WriterSetup {
     pub gateway_id: String,
-    /// Every sink, with the notifier that wakes its dispatcher.
-    pub sinks: Vec<(String, Arc<Notify>)>,
+    /// Every sink, with the hand-off that wakes its dispatcher.
+    pub sinks: Vec<(String, Arc<crate::outbox::SinkWake>)>,
     pub registry: Arc<Registry>,
     pub policies: Arc<Policies>,
     pub vitals: Arc<crate::rules::VitalRules>,
@@ -206,7 +207,7 @@ struct Writer {
 /// What a committed batch changed in the writer's memory.
 struct BatchResult {
     touched: HashMap<String, u64>,
-    woken: Vec<bool>,
+    handed: Vec<Vec<(usize, Delivery)>>,
     next_timer: Option<i64>,
 }
 
@@ -223,8 +224,9 @@ pub(crate) struct Batch<'t> {
     /// Sequence counters touched in this batch, applied only if the batch commits.
     touched: HashMap<String, u64>,
     seen: Seen,
-    /// Sinks that got outbox rows, so only their dispatchers are woken.
-    woken: Vec<bool>,
+    /// Per sink, the outbox rows this batch added (lane, delivery): handed to its dispatcher
+    /// after the commit; only sinks that got rows are woken.
+    handed: Vec<Vec<(usize, Delivery)>>,
 }
 
 impl<'t> Batch<'t> {
@@ -271,10 +273,25 @@ impl<'t> Batch<'t> {
         let mut stmt = self
             .tx
             .prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
+        // What the dispatcher would read back for this row (`Reader::outbox_after`).
+        let mut delivery: Option<Delivery> = None;
         for sink in sinks {
             stmt.execute(params![sink, seq, lane])?;
+            let outbox_id = self.tx.last_insert_rowid();
             if let Some(i) = self.setup.sinks.iter().position(|(n, _)| n == sink) {
-                self.woken[i] = true;
+                let d = delivery.get_or_insert_with(|| Delivery {
+                    outbox_id,
+                    event_id: Arc::from(event.id.as_str()),
+                    kind: event.data.kind,
+                    priority: event.data.priority,
+                    device_id: Arc::from(event.data.device.id.as_str()),
+                    json: Arc::from(json.as_str()),
+                    attempt: 0,
+                    alert_id: event.correlationid.as_deref().map(Arc::from),
+                    lifecycle: event.source.ends_with(":alerts"),
+                });
+                d.outbox_id = outbox_id;
+                self.handed[i].push((lane as usize, d.clone()));
             }
         }
         Ok(seq)
@@ -517,7 +534,7 @@ impl Writer {
                 committed: &self.sequences,
                 touched: HashMap::new(),
                 seen: HashMap::new(),
-                woken: vec![false; self.setup.sinks.len()],
+                handed: vec![Vec::new(); self.setup.sinks.len()],
             };
             for item in items {
                 match item {
@@ -633,18 +650,18 @@ impl Writer {
             }
             prune_if_due(b.tx, &mut self.last_prune, self.setup.dedupe_window, now)?;
             let next_timer = alerts::next_due(b.tx)?;
-            let (touched, woken) = (b.touched, b.woken);
+            let (touched, handed) = (b.touched, b.handed);
             tx.commit()?;
             Ok(BatchResult {
                 touched,
-                woken,
+                handed,
                 next_timer,
             })
         })();
         match outcome {
             Ok(BatchResult {
                 touched,
-                woken,
+                handed,
                 next_timer,
             }) => {
                 self.setup.metrics.record_batch(tally, started.elapsed());
@@ -664,9 +681,9 @@ impl Writer {
                         Reply::Heartbeat(tx) => drop(tx.send(Ok(()))),
                     }
                 }
-                for ((_, n), woke) in self.setup.sinks.iter().zip(woken) {
-                    if woke {
-                        n.notify_one();
+                for ((_, wake), rows) in self.setup.sinks.iter().zip(handed) {
+                    if !rows.is_empty() {
+                        wake.committed(rows);
                     }
                 }
             }
