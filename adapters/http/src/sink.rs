@@ -265,7 +265,7 @@ impl Target {
             Verdict::Retry { reason, .. } => {
                 h.set_connected(false);
                 h.error(format!("{}: {reason}", self.shown));
-                if let Some(suppressed) = self.failures.allow("retry") {
+                if let Some(suppressed) = self.failures.allow(failure_kind(reason)) {
                     tracing::warn!(sink = %self.name, url = %self.shown, suppressed, "webhook delivery failed, will retry: {reason}");
                 }
             }
@@ -294,6 +294,13 @@ impl Target {
         }
         format!("request failed: {}", chain(e))
     }
+}
+
+/// The kind of a failure, which keys the log limiter: each kind logs once per interval, so the
+/// moment a receiver goes from answering 500 to refusing connections is in the log at once.
+/// `cannot connect`, `request failed`, `HTTP 500 Internal Server Error`, …
+fn failure_kind(reason: &str) -> &str {
+    reason.split([':', ',']).next().unwrap_or(reason)
 }
 
 /// The client certificate chain and its key, for a receiver that requires mutual TLS. The key
@@ -389,4 +396,29 @@ async fn build_client(
         sink: cfg.name.clone(),
         detail: chain(&e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_kind;
+
+    #[test]
+    fn failures_are_limited_per_kind_not_per_detail() {
+        assert_eq!(
+            failure_kind("cannot connect: tcp connect error: Connection refused"),
+            "cannot connect"
+        );
+        assert_eq!(
+            failure_kind("request failed: connection closed before message completed"),
+            "request failed"
+        );
+        assert_eq!(
+            failure_kind("HTTP 503 Service Unavailable, Retry-After 7s"),
+            failure_kind("HTTP 503 Service Unavailable, Retry-After 9s")
+        );
+        assert_ne!(
+            failure_kind("HTTP 500 Internal Server Error"),
+            failure_kind("cannot connect: refused")
+        );
+    }
 }
