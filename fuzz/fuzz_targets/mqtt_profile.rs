@@ -14,24 +14,13 @@ use atgw::registry::Registry;
 use atgw_profile::{Input, Outcome, Profile, ProfileSet};
 use libfuzzer_sys::fuzz_target;
 
-/// The shipped profiles, in the order an integrator lists them (device-specific first).
-const SHIPPED: &[(&str, &str)] = &[
-    (
-        "tuya-mir-he200-fall-radar",
-        include_str!("../../config/profiles/tuya-mir-he200-fall-radar.toml"),
-    ),
-    (
-        "heiman-hs2fd-fall",
-        include_str!("../../config/profiles/heiman-hs2fd-fall.toml"),
-    ),
-    (
-        "ble-hub-oximeter",
-        include_str!("../../config/profiles/ble-hub-oximeter.toml"),
-    ),
-    (
-        "zigbee2mqtt",
-        include_str!("../../config/profiles/zigbee2mqtt.toml"),
-    ),
+/// The shipped profiles (embedded in atgw for the demo), in the order an integrator lists them:
+/// device-specific first, the generic one last.
+const ORDER: [&str; 4] = [
+    "tuya-mir-he200-fall-radar",
+    "heiman-hs2fd-fall",
+    "ble-hub-oximeter",
+    "zigbee2mqtt",
 ];
 
 /// At most this many messages per input: longer sequences add time, not new paths.
@@ -46,8 +35,15 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let profiles = SHIPPED
+        let shipped = atgw::demo::script::SHIPPED_PROFILES;
+        let profiles = ORDER
             .iter()
+            .map(|name| {
+                shipped
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .expect("a shipped profile")
+            })
             .map(|(name, text)| Profile::parse(name, text).expect("shipped profile parses"))
             .collect();
         // One registered device, so sealing takes the registry path as well as the stranger's.

@@ -83,23 +83,20 @@ fn cut(text: &str) -> Option<Vec<(Part, Range<usize>)>> {
                     tokens.next();
                 }
                 let (first, segments) = header_key(text, &mut tokens)?;
-                let next = match first {
-                    "device" | "resident" => {
-                        let key = Registry::KEYS.into_iter().find(|k| *k == first)?;
-                        match (array, segments) {
-                            // `[[device]]`: a new entry.
-                            (true, 1) => Part::Entry(key),
-                            // `[device]`: not an entry; let the whole parse judge it.
-                            (false, 1) => return None,
-                            // `[device.location]` belongs to the entry it follows.
-                            _ if current == Part::Entry(key) => current,
-                            _ => return None,
-                        }
-                    }
-                    _ => Part::Rest,
+                let next = match Registry::KEYS.into_iter().find(|k| *k == first) {
+                    Some(key) => match (array, segments) {
+                        // `[[device]]`: a new entry.
+                        (true, 1) => Part::Entry(key),
+                        // `[device]`: not an entry; let the whole parse judge it.
+                        (false, 1) => return None,
+                        // `[device.location]` belongs to the entry it follows.
+                        _ if current == Part::Entry(key) => current,
+                        _ => return None,
+                    },
+                    None => Part::Rest,
                 };
-                let new_entry = matches!(next, Part::Entry(_)) && segments == 1 && array;
-                if next != current || new_entry {
+                // Every `[[device]]` starts an entry of its own, even right after another one.
+                if next != current || (array && segments == 1 && next != Part::Rest) {
                     if at > start {
                         parts.push((current, start..at));
                     }

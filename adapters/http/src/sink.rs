@@ -303,6 +303,25 @@ fn failure_kind(reason: &str) -> &str {
     reason.split([':', ',']).next().unwrap_or(reason)
 }
 
+/// A PEM file of certificates (`what` names them in the problem): its bytes and the
+/// certificates, or what is wrong with it.
+async fn read_certificates(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<(Vec<u8>, Vec<Certificate>), String> {
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let certs = Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM certificate bundle: {}", chain(&e)))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "holds no `BEGIN CERTIFICATE` block; expected {what} in PEM"
+        ));
+    }
+    Ok((pem, certs))
+}
+
 /// The client certificate chain and its key, for a receiver that requires mutual TLS. The key
 /// is read like every secret: a private file, never logged.
 async fn client_identity(
@@ -315,16 +334,9 @@ async fn client_identity(
         path: path.to_path_buf(),
         problem,
     };
-    let chain_pem = tokio::fs::read(cert)
+    let (chain_pem, _) = read_certificates(cert, "the client certificate")
         .await
-        .map_err(|e| err(cert, format!("cannot read it: {e}")))?;
-    let certs = Certificate::from_pem_bundle(&chain_pem).unwrap_or_default();
-    if certs.is_empty() {
-        return Err(err(
-            cert,
-            "holds no `BEGIN CERTIFICATE` block; expected the client certificate in PEM".into(),
-        ));
-    }
+        .map_err(|problem| err(cert, problem))?;
     let key_pem = atgw_sdk::secret::read_secret_file(key).map_err(|e| err(key, e.to_string()))?;
     let mut pem = chain_pem;
     pem.push(b'\n');
@@ -373,16 +385,9 @@ async fn build_client(
             path: path.clone(),
             problem,
         };
-        let pem = tokio::fs::read(path)
+        let (_, certs) = read_certificates(path, "the receiver's CA")
             .await
-            .map_err(|e| ca_err(format!("cannot read it: {e}")))?;
-        let certs = Certificate::from_pem_bundle(&pem)
-            .map_err(|e| ca_err(format!("not a PEM certificate bundle: {}", chain(&e))))?;
-        if certs.is_empty() {
-            return Err(ca_err(
-                "holds no `BEGIN CERTIFICATE` block; expected the receiver's CA in PEM".into(),
-            ));
-        }
+            .map_err(ca_err)?;
         b = if cfg.ca_only {
             b.tls_certs_only(certs)
         } else {

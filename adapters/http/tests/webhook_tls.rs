@@ -164,6 +164,19 @@ async fn deliver_once(cfg: WebhookConfig) -> Outcome {
     o
 }
 
+/// Runs the sink with nothing to deliver and returns why it refused to start.
+async fn start_error(cfg: WebhookConfig) -> atgw_http::WebhookError {
+    let (_tx, deliveries) = mpsc::channel(1);
+    let (outcomes, _rx) = mpsc::unbounded_channel();
+    let io = SinkIo {
+        deliveries,
+        outcomes,
+    };
+    atgw_http::run(cfg, io, Arc::new(Health::default()), Shutdown::new())
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn https_to_a_receiver_of_the_pinned_private_ca_is_delivered() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -219,15 +232,7 @@ async fn a_ca_file_without_certificates_stops_the_sink_at_start() {
         write_private(&dir, "secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
     );
     cfg.ca_file = Some(write_private(&dir, "ca.pem", "not a certificate\n"));
-    let (_tx, deliveries) = mpsc::channel(1);
-    let (outcomes, _rx) = mpsc::unbounded_channel();
-    let io = SinkIo {
-        deliveries,
-        outcomes,
-    };
-    let e = atgw_http::run(cfg, io, Arc::new(Health::default()), Shutdown::new())
-        .await
-        .unwrap_err();
+    let e = start_error(cfg).await;
     assert!(matches!(e, atgw_http::WebhookError::CaFile { .. }), "{e}");
     assert!(e.to_string().contains("ca_file"), "{e}");
 }
@@ -274,15 +279,7 @@ async fn a_client_key_other_users_can_read_stops_the_sink_at_start() {
     let key = write_private(&dir, "gw.key", &pki.client_key_pem);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     cfg.key_file = Some(key);
-    let (_tx, deliveries) = mpsc::channel(1);
-    let (outcomes, _rx) = mpsc::unbounded_channel();
-    let io = SinkIo {
-        deliveries,
-        outcomes,
-    };
-    let e = atgw_http::run(cfg, io, Arc::new(Health::default()), Shutdown::new())
-        .await
-        .unwrap_err();
+    let e = start_error(cfg).await;
     assert!(
         matches!(e, atgw_http::WebhookError::ClientCert { .. }),
         "{e}"
