@@ -442,8 +442,10 @@ fn spawn_mqtt_control(
                     tracing::info!(alert = %view.id, status = %view.status, "alert updated over MQTT");
                     Ok(())
                 }
-                Err(crate::alerts::AlertError::Storage(e)) => {
-                    // Not committed: drop the reply so the message stays unacknowledged.
+                Err(e @ (crate::alerts::AlertError::Storage(_) | crate::alerts::AlertError::Unavailable)) => {
+                    // Not committed: drop the reply so the message stays unacknowledged and
+                    // the broker delivers it again. Only a refusal (unknown alert, already
+                    // resolved, bad outcome) is final and acknowledged.
                     tracing::error!("cannot commit an alert command from {by}: {e}");
                     continue;
                 }

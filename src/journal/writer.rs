@@ -202,6 +202,10 @@ struct Writer {
     timers_held_until: Option<i64>,
     /// Gateway events nobody waits for whose batch failed: journaled first in the next one.
     unjournaled: Vec<EventDraft>,
+    /// Outbox bookkeeping (`Delivered`, `DeliveryFailing`) whose batch failed: applied again
+    /// first in the next one, so a failed commit neither redelivers forever nor forgets to
+    /// escalate.
+    held: Vec<WriterCmd>,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -446,6 +450,7 @@ impl Writer {
             supervisor,
             timers_held_until: None,
             unjournaled: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -492,7 +497,7 @@ impl Writer {
             (a, b) => a.or(b),
         };
         // Unjournaled gateway events are due now (held, like timers, after a failed commit).
-        let due = match (due, self.unjournaled.is_empty()) {
+        let due = match (due, self.unjournaled.is_empty() && self.held.is_empty()) {
             (d, true) => d,
             (Some(d), false) => Some(d.min(self.setup.clock.now().as_millisecond())),
             (None, false) => Some(self.setup.clock.now().as_millisecond()),
@@ -520,11 +525,21 @@ impl Writer {
             });
             items.splice(0..0, retry);
         }
+        if !self.held.is_empty() {
+            let held: Vec<Item> = self.held.drain(..).map(Item::Cmd).collect();
+            items.splice(0..0, held);
+        }
         let now = self.setup.clock.now();
         let mut replies = Vec::with_capacity(items.len());
         let started = std::time::Instant::now();
         let mut tally = crate::metrics::BatchTally::default();
         let mut unreplied: Vec<EventDraft> = Vec::new();
+        // Commands nobody waits for that must not be lost with a failed transaction: kept and
+        // applied again with the next batch.
+        let mut held: Vec<WriterCmd> = Vec::new();
+        // Items not reached when a statement failed: each still gets its answer (an error),
+        // never a dropped reply, which a caller could not tell from "shutting down".
+        let mut queue: std::collections::VecDeque<Item> = items.into();
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -536,25 +551,30 @@ impl Writer {
                 seen: HashMap::new(),
                 handed: vec![Vec::new(); self.setup.sinks.len()],
             };
-            for item in items {
+            while let Some(item) = queue.pop_front() {
                 match item {
                     Item::Ingest(IngestRequest::Submit {
                         adapter,
                         submissions,
                         reply,
                     }) => {
+                        // The reply is registered first, so a failing statement answers it.
+                        replies.push(Reply::Submit(reply, Vec::new()));
                         let mut outcomes = Vec::with_capacity(submissions.len());
                         for s in submissions {
                             outcomes.push(b.apply_submission(&adapter, s)?);
                         }
                         tally.events_in(&adapter, stored(&outcomes));
-                        replies.push(Reply::Submit(reply, outcomes));
+                        if let Some(Reply::Submit(_, out)) = replies.last_mut() {
+                            *out = outcomes;
+                        }
                     }
                     Item::Ingest(IngestRequest::Reject {
                         adapter,
                         letter,
                         reply,
                     }) => {
+                        replies.push(Reply::Reject(reply));
                         insert_dead_letter(
                             b.tx,
                             &adapter,
@@ -563,18 +583,21 @@ impl Writer {
                             now,
                         )?;
                         tally.dead_letter(&letter.reason);
-                        replies.push(Reply::Reject(reply));
                     }
                     Item::Ingest(IngestRequest::LoadState { adapter, reply }) => {
+                        replies.push(Reply::State(reply, Vec::new()));
                         let mut stmt = b.tx.prepare_cached(
                             "SELECT key, value FROM adapter_state WHERE adapter = ?1",
                         )?;
                         let rows = stmt
                             .query_map([&*adapter], |r| Ok((r.get(0)?, r.get(1)?)))?
                             .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
-                        replies.push(Reply::State(reply, rows));
+                        if let Some(Reply::State(_, r)) = replies.last_mut() {
+                            *r = rows;
+                        }
                     }
                     Item::Cmd(WriterCmd::Delivered { ids }) => {
+                        held.push(WriterCmd::Delivered { ids: ids.clone() });
                         let mut stmt = b.tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
                         for id in ids {
                             stmt.execute([id])?;
@@ -587,6 +610,9 @@ impl Writer {
                         .execute(params![id, error])?;
                     }
                     Item::Cmd(WriterCmd::DeliveryFailing { alert_id }) => {
+                        held.push(WriterCmd::DeliveryFailing {
+                            alert_id: alert_id.clone(),
+                        });
                         alerts::on_delivery_failing(&mut b, &alert_id)?;
                     }
                     Item::Cmd(WriterCmd::Gateway { draft, reply }) => {
@@ -595,14 +621,18 @@ impl Writer {
                         if reply.is_none() {
                             unreplied.push((*draft).clone());
                         }
+                        replies.push(Reply::Gateway(reply, String::new()));
                         let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![*draft])?;
                         tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
-                        replies.push(Reply::Gateway(
-                            reply,
-                            ids.into_iter().next().unwrap_or_default(),
-                        ));
+                        if let Some(Reply::Gateway(_, id)) = replies.last_mut() {
+                            *id = ids.into_iter().next().unwrap_or_default();
+                        }
                     }
                     Item::Cmd(WriterCmd::Alert { cmd, reply }) => {
+                        replies.push(Reply::Alert(
+                            reply,
+                            Box::new(Err(AlertError::Storage("not reached".into()))),
+                        ));
                         let unacked = match &cmd {
                             AlertCommand::Ack { id, .. } => unacknowledged(b.tx, id)?,
                             AlertCommand::Resolve { .. } => None,
@@ -612,10 +642,13 @@ impl Writer {
                             let waited = now.as_millisecond().saturating_sub(raised_ms).max(0);
                             tally.acknowledged(&priority, Duration::from_millis(waited as u64));
                         }
-                        replies.push(Reply::Alert(reply, Box::new(result)));
+                        if let Some(Reply::Alert(_, r)) = replies.last_mut() {
+                            **r = result;
+                        }
                     }
                     Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
                     Item::Cmd(WriterCmd::Heartbeat { reply }) => {
+                        replies.push(Reply::Heartbeat(reply));
                         // A real write, so the commit proves the journal still takes data.
                         b.tx.prepare_cached(
                             "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
@@ -626,7 +659,6 @@ impl Writer {
                             HEARTBEAT_KEY,
                             now.as_millisecond().to_string()
                         ])?;
-                        replies.push(Reply::Heartbeat(reply));
                     }
                 }
             }
@@ -695,6 +727,10 @@ impl Writer {
                 // with it: raise or clear them again in the next batch.
                 self.supervisor.rolled_back();
                 self.unjournaled.append(&mut unreplied);
+                self.held.append(&mut held);
+                for item in queue {
+                    self.not_reached(item, &mut replies);
+                }
                 self.timers_held_until =
                     Some(now.as_millisecond() + TIMER_RETRY.as_millis() as i64);
                 let err = IngestError::Storage(e.to_string());
@@ -712,6 +748,35 @@ impl Writer {
                         Reply::Heartbeat(tx) => drop(tx.send(Err(err.clone()))),
                     }
                 }
+            }
+        }
+    }
+
+    /// An item the failed transaction never reached: its caller is answered with an error
+    /// (pushed to `replies`), and what nobody waits for is kept for the next batch.
+    fn not_reached(&mut self, item: Item, replies: &mut Vec<Reply>) {
+        match item {
+            Item::Ingest(IngestRequest::Submit { reply, .. }) => {
+                replies.push(Reply::Submit(reply, Vec::new()))
+            }
+            Item::Ingest(IngestRequest::Reject { reply, .. }) => replies.push(Reply::Reject(reply)),
+            Item::Ingest(IngestRequest::LoadState { reply, .. }) => {
+                replies.push(Reply::State(reply, Vec::new()))
+            }
+            Item::Cmd(WriterCmd::Gateway { draft, reply: None }) => self.unjournaled.push(*draft),
+            Item::Cmd(WriterCmd::Gateway {
+                reply: Some(reply), ..
+            }) => replies.push(Reply::Gateway(Some(reply), String::new())),
+            Item::Cmd(WriterCmd::Alert { reply, .. }) => replies.push(Reply::Alert(
+                reply,
+                Box::new(Err(AlertError::Storage("not reached".into()))),
+            )),
+            Item::Cmd(WriterCmd::Flush { reply }) => replies.push(Reply::Flush(reply)),
+            Item::Cmd(WriterCmd::Heartbeat { reply }) => replies.push(Reply::Heartbeat(reply)),
+            // Bookkeeping only (the attempt count shown to operators).
+            Item::Cmd(WriterCmd::Failed { .. }) => {}
+            Item::Cmd(cmd @ (WriterCmd::Delivered { .. } | WriterCmd::DeliveryFailing { .. })) => {
+                self.held.push(cmd)
             }
         }
     }
@@ -907,6 +972,92 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(1_200));
         assert_eq!(faults(), 1, "journaled after the failure, once");
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn every_item_of_a_failed_batch_is_answered_and_bookkeeping_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::FILE_NAME);
+        let (writer, thread) = failing_writer(dir.path());
+        // Hold SQLite's write lock so the writer is busy while the items below queue up: they
+        // then form one batch whose first statement fails.
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (hb, _hb_rx) = oneshot::channel();
+        writer.send(WriterCmd::Heartbeat { reply: hb });
+        std::thread::sleep(Duration::from_millis(100));
+        let gateway = |device: &str| {
+            let mut d = EventDraft::new(
+                atgw_sdk::Kind::DeviceFault,
+                atgw_sdk::Phase::Raised,
+                device,
+                crate::GATEWAY_ADAPTER,
+            );
+            d.data.message = Some(format!("{device} fault"));
+            Box::new(d)
+        };
+        let (first, first_rx) = oneshot::channel();
+        writer.send(WriterCmd::Gateway {
+            draft: gateway("sink:first"),
+            reply: Some(first),
+        });
+        let (ack, ack_rx) = oneshot::channel();
+        writer.send(WriterCmd::Alert {
+            cmd: AlertCommand::Ack {
+                id: "no-such-alert".into(),
+                by: "carer".into(),
+                note: None,
+            },
+            reply: ack,
+        });
+        writer.send(WriterCmd::Gateway {
+            draft: gateway("sink:later"),
+            reply: None,
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        other.execute_batch("ROLLBACK").unwrap();
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (first, ack) = rt.block_on(async {
+            let t = Duration::from_secs(10);
+            (
+                tokio::time::timeout(t, first_rx).await.unwrap(),
+                tokio::time::timeout(t, ack_rx).await.unwrap(),
+            )
+        });
+        assert!(
+            matches!(first, Ok(Err(IngestError::Storage(_)))),
+            "the failing item is answered with the storage error: {first:?}"
+        );
+        assert!(
+            matches!(ack, Ok(Err(AlertError::Storage(_)))),
+            "an item after the failure is answered 'not committed', never dropped: {ack:?}"
+        );
+        // The gateway event nobody waits for, queued after the failure, is kept and
+        // journaled once commits succeed.
+        other.execute("DELETE FROM fail", []).unwrap();
+        let later = || -> i64 {
+            let c = Connection::open(&path).unwrap();
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            c.query_row(
+                "SELECT count(*) FROM events WHERE json_extract(json, '$.data.device.id') = 'sink:later'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while later() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(later(), 1, "journaled after the failure, once");
         drop(writer);
         thread.join().unwrap();
     }
