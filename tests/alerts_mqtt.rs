@@ -52,6 +52,20 @@ async fn a_pendant_press_escalates_repeats_and_stops_when_acknowledged_over_mqtt
     })
     .await
     .unwrap_or_else(|_| panic!("no escalation: {:?}", lifecycle(&senior)));
+    // Not before its delay: the escalation's own time is at least 2 s after the raise's.
+    let time_of = |up: &Upstream, ty: &str| -> jiff::Timestamp {
+        up.events()
+            .iter()
+            .find(|e| e["type"] == ty)
+            .and_then(|e| e["time"].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {ty} with a time"))
+    };
+    let delay = time_of(&senior, "atgw.alert.escalated")
+        .duration_since(time_of(&carers, "atgw.alert.raised"));
+    assert!(
+        delay >= jiff::SignedDuration::from_millis(1_950),
+        "senior told {delay:?} after the raise, before the 2 s delay"
+    );
     wait_until_async(Duration::from_secs(20), || {
         lifecycle(&carers).iter().any(|(_, r, _)| r == "repeat")
     })

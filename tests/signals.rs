@@ -173,8 +173,10 @@ async fn sigterm_under_load_exits_zero_and_every_accepted_event_is_delivered_aft
         .unwrap_or_else(|_| panic!("only {} of {N} journaled", readings(&gw).len()));
     let mut got = readings(&gw);
     got.sort_unstable();
+    let journaled = got.len();
     got.dedup();
-    assert_eq!(got.len() as u64, N, "every reading once");
+    assert_eq!(got.len() as u64, N, "every reading journaled");
+    assert_eq!(journaled, got.len(), "and none of them twice");
 
     // Delivered: the audit file sink holds every event id.
     let delivered = |g: &Gateway| -> std::collections::HashSet<String> {
