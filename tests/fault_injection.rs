@@ -923,17 +923,22 @@ fn account(w: &World, earlier: &JournalView) -> Accounting {
             continue;
         };
         a.journaled += 1;
-        if ids.len() > 1 && !resent.contains(key) {
+        // A DC-09 retransmission is the same frame, which the receiver must recognise: one
+        // row whatever the panel resent. An MQTT device's replay after a reconnect is a new
+        // QoS 1 message to the broker, so it may be journaled again.
+        let may_repeat = resent.contains(key) && !key.starts_with('d');
+        if ids.len() > 1 && !may_repeat {
             a.dup_rows.push(format!("{key}: {} rows", ids.len()));
         }
+        // Delivered means every row journaled for it reached both stream sinks.
         if ids
             .iter()
-            .any(|id| up_ids.contains_key(id) && audit_ids.contains_key(id))
+            .all(|id| up_ids.contains_key(id) && audit_ids.contains_key(id))
         {
             a.delivered += 1;
         } else {
-            let up = ids.iter().any(|id| up_ids.contains_key(id));
-            let file = ids.iter().any(|id| audit_ids.contains_key(id));
+            let up = ids.iter().all(|id| up_ids.contains_key(id));
+            let file = ids.iter().all(|id| audit_ids.contains_key(id));
             a.lost
                 .push(format!("{key}: journaled, upstream={up}, file={file}"));
         }
@@ -1056,12 +1061,21 @@ fn row(scenario: &str, a: &Accounting, took: Duration, notes: &str) -> String {
 }
 
 /// Prints the row and adds it to the suite's report: one file per scenario, and the table of
-/// all of them in `fault-report.txt` (`order` keeps the table in the suite's order).
+/// all of them in `fault-report.txt` (`order` keeps the table in the suite's order). Rows live
+/// in a folder of this run's own (by process id) and older runs' folders are removed, so a
+/// scenario that panicked before its row never shows an earlier run's result.
 fn report(order: u32, scenario: &str, line: &str) {
     eprintln!("\n{HEADER}\n{line}\n");
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let rows = base.join("fault-report.d");
+    let all = base.join("fault-report.d");
+    let rows = all.join(std::process::id().to_string());
     std::fs::create_dir_all(&rows).unwrap();
+    for old in std::fs::read_dir(&all).unwrap().filter_map(|e| e.ok()) {
+        if old.path() != rows {
+            let _ = std::fs::remove_dir_all(old.path());
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
     let slug: String = scenario
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
