@@ -123,6 +123,28 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
+    /// When the broker last accepted the connection (CONNACK), until it is lost.
+    connected_at: Option<tokio::time::Instant>,
+    /// Connections in a row the broker closed within [`STABLE`] of accepting them.
+    short_lived: u32,
+}
+
+/// A connection that lasts this long is healthy: its loss starts the backoff from `min` again.
+/// One that the broker closes sooner does not, so a broker that keeps accepting and then
+/// dropping us is not hammered at `min`.
+pub const STABLE: Duration = Duration::from_secs(10);
+/// Short-lived connections in a row that make a pattern worth telling the integrator about.
+pub const FLAPPING_AFTER: u32 = 3;
+
+/// The hint for a broker that keeps closing a connection right after accepting it.
+pub fn flapping_hint(client_id: &str, in_a_row: u32) -> String {
+    format!(
+        "the broker closed our connection {in_a_row} times in a row within {}s of accepting it; \
+         most likely another client uses the client id `{client_id}` (a second gateway with the \
+         same [gateway] id, or a copied config) and each connect takes over the other's session; \
+         give each gateway its own id or set client_id; backing off up to the reconnect maximum",
+        STABLE.as_secs()
+    )
 }
 
 impl Backoff {
@@ -131,11 +153,22 @@ impl Backoff {
             min,
             max,
             next: min,
+            connected_at: None,
+            short_lived: 0,
         }
     }
 
-    /// The delay before the next attempt (between half and all of the current step).
+    /// The delay before the next attempt (between half and all of the current step). After a
+    /// connection was lost it also judges that connection: stable ones reset the step.
     pub fn next_delay(&mut self) -> Duration {
+        if let Some(at) = self.connected_at.take() {
+            if at.elapsed() >= STABLE {
+                self.short_lived = 0;
+                self.next = self.min;
+            } else {
+                self.short_lived += 1;
+            }
+        }
         let step = self.next;
         self.next = (self.next * 2).min(self.max);
         let half = step / 2;
@@ -145,11 +178,68 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = self.min;
     }
+
+    /// The broker accepted the connection (CONNACK). The step is not reset yet: only a
+    /// connection that proves [`STABLE`] does that, when it is lost.
+    pub fn connected(&mut self) {
+        self.connected_at = Some(tokio::time::Instant::now());
+    }
+
+    /// `Some(n)` while the last `n >= FLAPPING_AFTER` connections were each closed soon after
+    /// the broker accepted them.
+    pub fn flapping(&self) -> Option<u32> {
+        (self.short_lived >= FLAPPING_AFTER).then_some(self.short_lived)
+    }
+
+    /// True once per episode: when the pattern is first seen (call after `next_delay`).
+    pub fn flapping_began(&self) -> bool {
+        self.short_lived == FLAPPING_AFTER
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_the_broker_drops_at_once_are_not_retried_at_the_minimum() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(8));
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            b.connected();
+            tokio::time::advance(Duration::from_millis(50)).await;
+            waits.push(b.next_delay());
+        }
+        assert!(
+            waits[4] >= Duration::from_millis(800),
+            "kept growing: {waits:?}"
+        );
+        assert_eq!(b.flapping(), Some(5));
+        // A connection that lasts resets the step and ends the episode.
+        b.connected();
+        tokio::time::advance(STABLE).await;
+        assert!(b.next_delay() <= Duration::from_millis(100));
+        assert_eq!(b.flapping(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_flapping_pattern_is_announced_once_per_episode() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(8));
+        let mut began = 0;
+        for _ in 0..10 {
+            b.connected();
+            tokio::time::advance(Duration::from_millis(10)).await;
+            b.next_delay();
+            began += usize::from(b.flapping_began());
+        }
+        assert_eq!(began, 1);
+        // An unreachable broker (no CONNACK at all) is not this pattern.
+        let mut u = Backoff::new(Duration::from_millis(100), Duration::from_secs(8));
+        for _ in 0..10 {
+            u.next_delay();
+        }
+        assert_eq!(u.flapping(), None);
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {

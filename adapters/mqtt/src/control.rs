@@ -75,6 +75,7 @@ pub async fn run(
     if let Some(id) = &cfg.client_id {
         opts.set_client_id(format!("{id}-control"));
     }
+    let client_id = opts.client_id();
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     eventloop.set_network_options(connection::network_options());
     let filters = vec![
@@ -98,7 +99,7 @@ pub async fn run(
         };
         match polled {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff.reset();
+                backoff.connected();
                 health.set_connected(true);
                 if client.try_subscribe_many(filters.clone()).is_err() {
                     let (c, f) = (client.clone(), filters.clone());
@@ -120,13 +121,17 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                let wait = backoff.next_delay();
+                if backoff.flapping_began() {
+                    tracing::warn!(sink = %cfg.name, "{}", connection::flapping_hint(&client_id, connection::FLAPPING_AFTER));
+                }
                 if health.is_connected() {
                     health.reconnected();
                 }
                 health.set_connected(false);
                 health.error(format!("control connection: {e}"));
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }

@@ -50,6 +50,7 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
         TRANSPORT_LIMIT.max(cfg.max_payload + 4096),
     )?;
     opts.set_manual_acks(true);
+    let client_id = opts.client_id();
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(connection::network_options());
 
@@ -116,7 +117,7 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
         };
         match polled {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                backoff.reset();
+                backoff.connected();
                 ctx.health.set_connected(true);
                 tracing::info!(adapter = %cfg.name, session_present = ack.session_present, "connected to broker {}:{}", broker.host, broker.port);
                 // Always resubscribe: idempotent, and it also applies topics added to the config.
@@ -142,15 +143,21 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
             Ok(Event::Outgoing(Outgoing::PubAck(_))) => pubacks_written += 1,
             Ok(_) => {}
             Err(e) => {
+                let wait = backoff.next_delay();
+                if backoff.flapping_began() {
+                    tracing::warn!(adapter = %cfg.name, "{}", connection::flapping_hint(&client_id, connection::FLAPPING_AFTER));
+                }
                 if ctx.health.is_connected() {
-                    tracing::warn!(adapter = %cfg.name, "broker connection lost: {e}; reconnecting");
+                    // While the broker keeps dropping us, the hint above said it once.
+                    if backoff.flapping().is_none() {
+                        tracing::warn!(adapter = %cfg.name, "broker connection lost: {e}; reconnecting");
+                    }
                     ctx.health.reconnected();
                 } else if let Some(skipped) = unreachable_log.allow("unreachable") {
                     tracing::warn!(adapter = %cfg.name, suppressed = skipped, "broker {}:{} unreachable: {e}; retrying with backoff", broker.host, broker.port);
                 }
                 ctx.health.set_connected(false);
                 ctx.health.error(format!("broker: {e}"));
-                let wait = backoff.next_delay();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = ctx.shutdown.cancelled() => {}

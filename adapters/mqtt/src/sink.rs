@@ -38,6 +38,7 @@ pub async fn run(
     let broker = cfg.broker();
     let mut opts = connection::options(&broker, &format!("{gateway_id}-{}", cfg.name), MAX_PACKET)?;
     opts.set_inflight(cfg.window);
+    let client_id = opts.client_id();
     let (client, mut eventloop) = AsyncClient::new(opts, cfg.window as usize + 4);
     eventloop.set_network_options(connection::network_options());
 
@@ -121,8 +122,14 @@ pub async fn run(
                 if let Ok(mut t) = tracker.lock() {
                     t.connection_error(unassigned);
                 }
+                let wait = backoff.next_delay();
+                if backoff.flapping_began() {
+                    tracing::warn!(sink = %cfg.name, "{}", connection::flapping_hint(&client_id, connection::FLAPPING_AFTER));
+                }
                 if health.is_connected() {
-                    tracing::warn!(sink = %cfg.name, "upstream broker connection lost: {e}; reconnecting");
+                    if backoff.flapping().is_none() {
+                        tracing::warn!(sink = %cfg.name, "upstream broker connection lost: {e}; reconnecting");
+                    }
                     health.reconnected();
                 } else if let Some(skipped) = unreachable_log.allow("unreachable") {
                     tracing::warn!(sink = %cfg.name, suppressed = skipped, "upstream broker {}:{} unreachable: {e}; retrying with backoff", broker.host, broker.port);
@@ -130,7 +137,7 @@ pub async fn run(
                 health.set_connected(false);
                 health.error(format!("broker: {e}"));
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
@@ -160,7 +167,7 @@ impl Link<'_> {
         } = *self;
         match ev {
             Event::Incoming(Incoming::ConnAck(ack)) => {
-                backoff.reset();
+                backoff.connected();
                 health.set_connected(true);
                 tracing::info!(sink = %name, session_present = ack.session_present, "connected to upstream broker");
                 if !ack.session_present {
