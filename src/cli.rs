@@ -296,6 +296,14 @@ fn check_config(config: &Path) -> ExitCode {
             crate::config::AdapterConfig::SiaDc09(_) => {}
         }
     }
+    for kind in crate::alerts::Policies::unrouted_life_safety(&cfg.policies) {
+        eprintln!(
+            "atgw: warning: {}: no [[policy]] routes `{kind}` (life-safety) at high priority for \
+             every device; it would reach only the fail-safe ([alerts] default_route, or every \
+             route). Add a policy that matches it.",
+            config.display()
+        );
+    }
     println!(
         "{}: ok ({} adapters, {} sinks, {} devices)",
         config.display(),

@@ -29,7 +29,16 @@ pub fn seal(
         registry_keys,
     } = draft;
     data.device.adapter = adapter.to_owned();
-    match registry.resolve(adapter, &registry_keys) {
+    let entry = registry.resolve(adapter, &registry_keys);
+    // A component the registry entry does not itself place (a panel registered by its account
+    // alone, an unregistered device) is part of "where": two residents' zones must not read
+    // the same.
+    let unplaced = data
+        .device
+        .component
+        .clone()
+        .filter(|c| !entry.is_some_and(|e| e.match_values.contains(c)));
+    match entry {
         Some(entry) => {
             data.device.id = entry.id.clone();
             data.device.registered = true;
@@ -45,10 +54,17 @@ pub fn seal(
             data.resident = None;
         }
     }
+    let mut place = place(&data);
+    if let Some(c) = &unplaced {
+        place = match c.chars().all(|ch| ch.is_ascii_digit()) {
+            true => format!("{place}, zone {c}"),
+            false => format!("{place}, {c}"),
+        };
+    }
     data.message = Some(match data.message.take() {
         // Adapters and profiles say what happened; where is the registry's business.
-        Some(what) => format!("{what} - {}", place(&data)),
-        None => default_message(&data),
+        Some(what) => format!("{what} - {place}"),
+        None => default_message(&data, &place),
     });
     if let Some(m) = &mut data.message {
         truncate_chars(m, 160);
@@ -78,7 +94,7 @@ fn truncate_chars(s: &mut String, max: usize) {
 }
 
 /// A pager-length English line: what, how sure, where.
-fn default_message(data: &atgw_sdk::event::EventData) -> String {
+fn default_message(data: &atgw_sdk::event::EventData, place: &str) -> String {
     let what = match data.kind {
         Kind::Fall => "Fall",
         Kind::PendantPress => "Emergency button pressed",
@@ -119,7 +135,7 @@ fn default_message(data: &atgw_sdk::event::EventData) -> String {
         _ => "",
     };
     let test = if data.test { "TEST: " } else { "" };
-    format!("{test}{what}{sure}{phase} - {}", place(data))
+    format!("{test}{what}{sure}{phase} - {place}")
 }
 
 /// Where, for a person: the registry's room or area, else the device id.

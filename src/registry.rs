@@ -16,6 +16,9 @@ pub struct Entry {
     pub resident: Option<String>,
     pub location: Location,
     pub check_in: Option<std::time::Duration>,
+    /// Values of the `match` keys this entry was registered by: a device component among them
+    /// (`zone = "003"`) is placed by the entry itself; any other is named in messages.
+    pub match_values: Vec<String>,
 }
 
 impl Entry {
@@ -63,6 +66,7 @@ impl Registry {
                         zone: d.location.zone.clone(),
                     },
                     check_in: d.check_in,
+                    match_values: d.match_keys.values().cloned().collect(),
                 },
             );
         }

@@ -1,24 +1,40 @@
-//! The alert lifecycle as a pure state machine: (alert, input) → (alert, effects). The engine
-//! applies the effects to the journal (lifecycle events, timers) in the same transaction, so a
-//! crash can neither lose a transition nor repeat one.
+//! The alert lifecycle as a pure state machine: (alert, input, time) → (alert, effects). The
+//! engine applies the effects to the journal (lifecycle events, timers) in the same transaction,
+//! so a crash can neither lose a transition nor repeat one.
 //!
 //! ```text
 //!            raise            ack              resolve
 //!   (new) ───────► Open ──────────► Acknowledged ──────► Resolved
-//!                  │  ▲ re-raise        │                  ▲
-//!    device clear  ▼  │                 └──────────────────┤
-//!                 Cleared ─────────────────────────────────┘
+//!             ▲    │  ▲ re-raise        │                  ▲
+//!   repeat,   └────┤  │                 │ device clear     │
+//!   restore noted  ▼  │                 ▼ (its condition)  │
+//!   (resident)    Cleared ─────────────────────────────────┘
+//!               (device's condition restored)
 //! ```
-//! While Open, escalation tiers fire at their delay after the raise and the alert repeats to
-//! everyone notified so far; acknowledging stops both and starts the reminder; a device's own
-//! restore (Cleared) stops them too, but a person still acknowledges or resolves.
+//!
+//! - While Open, escalation tiers fire at their delay after the raise and the alert repeats to
+//!   everyone notified so far; acknowledging stops both and starts the reminder.
+//! - **Restore and cancel.** A device's restore of a condition the device reports (a leak that
+//!   dried, smoke gone, a device back online) moves it to Cleared: escalation stops, but a person
+//!   still acknowledges or resolves. For a resident kind ([`policy::RESIDENT_KINDS`]: pendant,
+//!   assistance call, medical, nurse call, fall, seizure, vital signs) the restore — or the
+//!   resident's cancel — is only recorded (`point`, reason `device_restored` / `cancelled`) and
+//!   told to everyone told so far; the alert stays Open and escalating until a person
+//!   acknowledges it. A policy may loosen this per kind (`clear_on_restore`).
+//! - **Repeats.** Another raise of an open or acknowledged alert is counted (`presses`) and
+//!   told again to everyone told so far (`repeated`), or as `upgraded` when it is worse or
+//!   surer. An upgrade that moves the alert to a stricter policy (the engine decides which)
+//!   restarts its tiers from level 0 under that policy, timed from the original raise, so a
+//!   tier already overdue fires at once.
+//!
+//! [`policy::RESIDENT_KINDS`]: super::policy::RESIDENT_KINDS
 
 use std::time::Duration;
 
-use atgw_sdk::event::{Confidence, Phase, Priority};
+use atgw_sdk::event::{Confidence, Kind, Phase, Priority};
 use serde::{Deserialize, Serialize};
 
-use super::policy::PolicyConfig;
+use super::policy::{self, PolicyConfig};
 
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,12 +69,18 @@ impl Status {
 /// The persisted facts the state machine needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
+    pub kind: Kind,
     pub status: Status,
     pub priority: Priority,
     pub confidence: Option<Confidence>,
     /// Escalation tiers fired so far.
     pub level: usize,
+    /// Start of the escalation clock (the raise; a re-raise after Cleared restarts it).
     pub raised_ms: i64,
+    /// When the alert was first opened (never moves).
+    pub opened_ms: i64,
+    /// Raises attached to this alert, the first included.
+    pub presses: u32,
 }
 
 /// The three kinds of timer an alert can have (at most one of each).
@@ -90,13 +112,18 @@ impl Timer {
 /// What happened to an alert.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
-    /// The same device raised the same kind again while the alert is not resolved.
+    /// The same device component raised the same kind again while the alert is not resolved.
     Raise {
         priority: Priority,
         confidence: Option<Confidence>,
+        /// The engine moved the alert to a stricter policy for this raise (see [`is_upgrade`]):
+        /// its tiers start again from level 0, timed from the original raise.
+        repolicied: bool,
     },
-    /// The device restored or cancelled the condition.
+    /// The device restored the condition.
     DeviceCleared,
+    /// The resident cancelled the call at the device.
+    Cancelled,
     Ack,
     Resolve,
     Fired(Timer),
@@ -129,16 +156,20 @@ pub enum Refused {
 /// A new alert: notify the first routes and arm its timers.
 pub fn open(
     policy: &PolicyConfig,
+    kind: Kind,
     priority: Priority,
     confidence: Option<Confidence>,
     now_ms: i64,
 ) -> (Alert, Vec<Effect>) {
     let alert = Alert {
+        kind,
         status: Status::Open,
         priority,
         confidence,
         level: 0,
         raised_ms: now_ms,
+        opened_ms: now_ms,
+        presses: 1,
     };
     let mut fx = vec![Effect::Notify {
         phase: Phase::Raised,
@@ -146,6 +177,13 @@ pub fn open(
     }];
     arm_open_timers(&alert, policy, now_ms, &mut fx);
     (alert, fx)
+}
+
+/// Whether a raise of this priority and confidence makes the alert worse or surer.
+pub fn is_upgrade(a: &Alert, priority: Priority, confidence: Option<Confidence>) -> bool {
+    priority < a.priority
+        || (confidence == Some(Confidence::Confirmed)
+            && a.confidence == Some(Confidence::Suspected))
 }
 
 fn arm_open_timers(a: &Alert, policy: &PolicyConfig, now_ms: i64, fx: &mut Vec<Effect>) {
@@ -162,7 +200,8 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// One transition. `policy` is `None` when the alert's policy was removed from the config: the
-/// alert can still be acknowledged and resolved, it just does not escalate any more.
+/// alert can still be acknowledged and resolved, it just does not escalate any more (and a
+/// restore of a resident kind is recorded, never closing: the safe default).
 pub fn step(
     a: &mut Alert,
     policy: Option<&PolicyConfig>,
@@ -171,6 +210,7 @@ pub fn step(
 ) -> Result<Vec<Effect>, Refused> {
     use Status::*;
     let mut fx = Vec::new();
+    let informs = policy::restore_is_information(a.kind, policy);
     match (a.status, input) {
         (Resolved, Input::Ack | Input::Resolve) => return Err(Refused::AlreadyResolved),
         (Resolved, _) => {}
@@ -201,7 +241,18 @@ pub fn step(
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
             }
         }
-        (Open | Acknowledged, Input::DeviceCleared) => {
+        // A resident kind: the restore or cancel is news for whoever is going, not the end.
+        (Open | Acknowledged, input @ (Input::DeviceCleared | Input::Cancelled)) if informs => {
+            fx.push(Effect::Notify {
+                phase: Phase::Point,
+                reason: if input == Input::Cancelled {
+                    "cancelled"
+                } else {
+                    "device_restored"
+                },
+            });
+        }
+        (Open | Acknowledged, Input::DeviceCleared | Input::Cancelled) => {
             a.status = Cleared;
             fx.push(Effect::Notify {
                 phase: Phase::Cleared,
@@ -212,12 +263,13 @@ pub fn step(
                 Effect::Disarm(Timer::Repeat),
             ]);
         }
-        (Cleared, Input::DeviceCleared) => {}
+        (Cleared, Input::DeviceCleared | Input::Cancelled) => {}
         (
             Cleared,
             Input::Raise {
                 priority,
                 confidence,
+                ..
             },
         ) => {
             // The condition came back before anyone closed the alert: it is live again.
@@ -226,6 +278,7 @@ pub fn step(
             a.confidence = confidence.or(a.confidence);
             a.raised_ms = now_ms;
             a.level = 0;
+            a.presses = a.presses.saturating_add(1);
             fx.push(Effect::Notify {
                 phase: Phase::Raised,
                 reason: "raised_again",
@@ -239,21 +292,30 @@ pub fn step(
             Input::Raise {
                 priority,
                 confidence,
+                repolicied,
             },
         ) => {
-            // A repeat attaches to the open alert; only a worse or surer one is told again.
-            let worse = priority < a.priority;
-            let surer = confidence == Some(Confidence::Confirmed)
-                && a.confidence == Some(Confidence::Suspected);
-            if worse || surer {
-                a.priority = a.priority.min(priority);
-                if surer {
-                    a.confidence = Some(Confidence::Confirmed);
-                }
-                fx.push(Effect::Notify {
-                    phase: Phase::Raised,
-                    reason: "upgraded",
-                });
+            // A repeat attaches to the alert and is told again to everyone told so far, also
+            // after an acknowledgement (nobody has come yet, or the resident needs more help).
+            let upgraded = is_upgrade(a, priority, confidence);
+            a.presses = a.presses.saturating_add(1);
+            a.priority = a.priority.min(priority);
+            if confidence == Some(Confidence::Confirmed) || a.confidence.is_none() {
+                a.confidence = confidence.or(a.confidence);
+            }
+            if repolicied && a.status == Open {
+                a.level = 0;
+                fx.push(Effect::Disarm(Timer::Escalate));
+            }
+            fx.push(Effect::Notify {
+                phase: Phase::Raised,
+                reason: if upgraded { "upgraded" } else { "repeated" },
+            });
+            if repolicied
+                && a.status == Open
+                && let Some(p) = policy
+            {
+                arm_open_timers(a, p, now_ms, &mut fx);
             }
         }
         (Open, Input::Fired(Timer::Escalate)) => {
@@ -331,6 +393,7 @@ mod tests {
             ],
             repeat: Some(Duration::from_secs(30)),
             remind: Some(Duration::from_secs(600)),
+            clear_on_restore: Vec::new(),
         }
     }
 
@@ -343,10 +406,32 @@ mod tests {
             .collect()
     }
 
+    fn raise(priority: Priority) -> Input {
+        Input::Raise {
+            priority,
+            confidence: None,
+            repolicied: false,
+        }
+    }
+
+    fn alert(kind: Kind, status: Status) -> Alert {
+        Alert {
+            kind,
+            status,
+            priority: Priority::High,
+            confidence: None,
+            level: 1,
+            raised_ms: 0,
+            opened_ms: 0,
+            presses: 1,
+        }
+    }
+
     #[test]
     fn a_new_alert_notifies_and_arms_escalation_from_its_raise() {
-        let (a, fx) = open(&policy(), Priority::High, None, 1_000);
+        let (a, fx) = open(&policy(), Kind::PendantPress, Priority::High, None, 1_000);
         assert_eq!(a.status, Status::Open);
+        assert_eq!((a.presses, a.opened_ms), (1, 1_000));
         assert_eq!(notify(&fx), vec![(Phase::Raised, "raised")]);
         assert!(fx.contains(&Effect::Arm(Timer::Escalate, 61_000)));
         assert!(fx.contains(&Effect::Arm(Timer::Repeat, 31_000)));
@@ -355,7 +440,7 @@ mod tests {
     #[test]
     fn escalation_walks_the_tiers_at_their_delays_after_the_raise() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
         let fx = step(&mut a, Some(&p), Input::Fired(Timer::Escalate), 61_000).unwrap();
         assert_eq!(a.level, 1);
         assert_eq!(notify(&fx), vec![(Phase::Escalated, "ack_timeout")]);
@@ -372,7 +457,7 @@ mod tests {
     #[test]
     fn acknowledging_stops_escalation_and_repeats_and_arms_the_reminder() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
         let fx = step(&mut a, Some(&p), Input::Ack, 5_000).unwrap();
         assert_eq!(a.status, Status::Acknowledged);
         assert!(
@@ -397,20 +482,50 @@ mod tests {
     }
 
     #[test]
-    fn a_repeat_raise_attaches_and_only_an_upgrade_is_told() {
+    fn a_repeat_raise_attaches_is_counted_and_told_again_and_an_upgrade_says_so() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::Medium, Some(Confidence::Suspected), 0);
+        let (mut a, _) = open(
+            &p,
+            Kind::Fall,
+            Priority::Medium,
+            Some(Confidence::Suspected),
+            0,
+        );
         let same = Input::Raise {
             priority: Priority::Medium,
             confidence: Some(Confidence::Suspected),
+            repolicied: false,
         };
-        assert!(step(&mut a, Some(&p), same, 1_000).unwrap().is_empty());
+        let fx = step(&mut a, Some(&p), same, 1_000).unwrap();
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "repeated")]);
+        assert_eq!(a.presses, 2);
+        assert!(
+            !fx.iter().any(|e| matches!(e, Effect::Arm(..))),
+            "a repeat does not move the escalation clock"
+        );
         let fall = Input::Raise {
             priority: Priority::High,
             confidence: Some(Confidence::Confirmed),
+            repolicied: false,
         };
         let fx = step(&mut a, Some(&p), fall, 2_000).unwrap();
         assert_eq!(notify(&fx), vec![(Phase::Raised, "upgraded")]);
+        assert_eq!(
+            (a.priority, a.confidence, a.presses),
+            (Priority::High, Some(Confidence::Confirmed), 3)
+        );
+        // A later suspected report never makes a confirmed fall suspected again.
+        step(
+            &mut a,
+            Some(&p),
+            Input::Raise {
+                priority: Priority::Medium,
+                confidence: Some(Confidence::Suspected),
+                repolicied: false,
+            },
+            3_000,
+        )
+        .unwrap();
         assert_eq!(
             (a.priority, a.confidence),
             (Priority::High, Some(Confidence::Confirmed))
@@ -418,9 +533,55 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_after_acknowledgement_is_told_and_keeps_it_acknowledged() {
+        let p = policy();
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
+        step(&mut a, Some(&p), Input::Ack, 1_000).unwrap();
+        let fx = step(&mut a, Some(&p), raise(Priority::High), 2_000).unwrap();
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "repeated")]);
+        assert_eq!((a.status, a.presses), (Status::Acknowledged, 2));
+    }
+
+    #[test]
+    fn an_upgrade_to_a_stricter_policy_restarts_its_tiers_from_the_original_raise() {
+        let routine = PolicyConfig {
+            escalate: vec![Tier {
+                after: Duration::from_secs(3600),
+                notify: vec!["senior".into()],
+            }],
+            ..policy()
+        };
+        let alarms = policy();
+        let (mut a, fx) = open(
+            &routine,
+            Kind::Fall,
+            Priority::Medium,
+            Some(Confidence::Suspected),
+            0,
+        );
+        assert!(fx.contains(&Effect::Arm(Timer::Escalate, 3_600_000)));
+        let fx = step(
+            &mut a,
+            Some(&alarms),
+            Input::Raise {
+                priority: Priority::High,
+                confidence: Some(Confidence::Confirmed),
+                repolicied: true,
+            },
+            120_000,
+        )
+        .unwrap();
+        assert_eq!(a.level, 0);
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "upgraded")]);
+        // alarms' first tier is 60 s after the raise, already past: due at once.
+        assert!(fx.contains(&Effect::Arm(Timer::Escalate, 60_000)), "{fx:?}");
+        assert!(fx.contains(&Effect::Arm(Timer::Repeat, 150_000)), "{fx:?}");
+    }
+
+    #[test]
     fn resolved_is_final() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
         let fx = step(&mut a, Some(&p), Input::Resolve, 1).unwrap();
         assert_eq!(notify(&fx), vec![(Phase::Resolved, "resolved")]);
         assert_eq!(
@@ -443,7 +604,7 @@ mod tests {
     #[test]
     fn failing_delivery_tells_the_next_tier_now_and_keeps_the_later_tiers_on_time() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
         let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 4_000).unwrap();
         assert_eq!(a.level, 1);
         assert_eq!(notify(&fx), vec![(Phase::Escalated, "delivery_failed")]);
@@ -461,7 +622,7 @@ mod tests {
     #[test]
     fn failing_delivery_changes_nothing_once_someone_acknowledged() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
         step(&mut a, Some(&p), Input::Ack, 1_000).unwrap();
         let fx = step(&mut a, Some(&p), Input::DeliveryFailing, 4_000).unwrap();
         assert!(fx.is_empty());
@@ -469,35 +630,89 @@ mod tests {
     }
 
     #[test]
-    fn a_device_clear_stops_escalation_and_a_new_raise_reopens() {
+    fn a_device_clear_of_its_own_condition_stops_escalation_and_a_new_raise_reopens() {
         let p = policy();
-        let (mut a, _) = open(&p, Priority::High, None, 0);
+        let (mut a, _) = open(&p, Kind::WaterLeak, Priority::High, None, 0);
         let fx = step(&mut a, Some(&p), Input::DeviceCleared, 10).unwrap();
         assert_eq!(a.status, Status::Cleared);
         assert_eq!(notify(&fx), vec![(Phase::Cleared, "device_cleared")]);
-        let fx = step(
-            &mut a,
-            Some(&p),
-            Input::Raise {
-                priority: Priority::High,
-                confidence: None,
-            },
-            100,
-        )
-        .unwrap();
+        let fx = step(&mut a, Some(&p), raise(Priority::High), 100).unwrap();
         assert_eq!(a.status, Status::Open);
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "raised_again")]);
         assert!(fx.contains(&Effect::Arm(Timer::Escalate, 60_100)));
     }
 
     #[test]
-    fn every_state_and_input_pair_is_handled_without_panicking() {
+    fn a_restore_of_a_resident_alarm_is_recorded_and_it_keeps_escalating() {
+        let p = policy();
+        for kind in policy::RESIDENT_KINDS.iter().copied() {
+            let (mut a, _) = open(&p, kind, Priority::High, None, 0);
+            let fx = step(&mut a, Some(&p), Input::DeviceCleared, 1_000).unwrap();
+            assert_eq!(a.status, Status::Open, "{kind}");
+            assert_eq!(
+                notify(&fx),
+                vec![(Phase::Point, "device_restored")],
+                "{kind}"
+            );
+            assert!(
+                !fx.iter().any(|e| matches!(e, Effect::Disarm(_))),
+                "{kind}: no timer stops"
+            );
+            let fx = step(&mut a, Some(&p), Input::Fired(Timer::Escalate), 60_000).unwrap();
+            assert_eq!(
+                notify(&fx),
+                vec![(Phase::Escalated, "ack_timeout")],
+                "{kind}"
+            );
+            // The same without any policy (it was removed): still the safe rule.
+            let (mut b, _) = open(&p, kind, Priority::High, None, 0);
+            step(&mut b, None, Input::DeviceCleared, 1).unwrap();
+            assert_eq!(b.status, Status::Open, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_policy_may_let_a_restore_close_one_resident_kind() {
+        let p = PolicyConfig {
+            clear_on_restore: vec![Kind::PendantPress],
+            ..policy()
+        };
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
+        let fx = step(&mut a, Some(&p), Input::DeviceCleared, 1_000).unwrap();
+        assert_eq!(a.status, Status::Cleared);
+        assert_eq!(notify(&fx), vec![(Phase::Cleared, "device_cleared")]);
+        let (mut b, _) = open(&p, Kind::Fall, Priority::High, None, 0);
+        step(&mut b, Some(&p), Input::DeviceCleared, 1_000).unwrap();
+        assert_eq!(b.status, Status::Open, "only the kinds listed");
+    }
+
+    #[test]
+    fn a_cancel_is_recorded_on_a_call_and_closes_it_only_where_the_policy_says() {
+        let p = policy();
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
+        let fx = step(&mut a, Some(&p), Input::Cancelled, 1_000).unwrap();
+        assert_eq!(a.status, Status::Open);
+        assert_eq!(notify(&fx), vec![(Phase::Point, "cancelled")]);
+        let loose = PolicyConfig {
+            clear_on_restore: vec![Kind::PendantPress],
+            ..policy()
+        };
+        let fx = step(&mut a, Some(&loose), Input::Cancelled, 2_000).unwrap();
+        assert_eq!(a.status, Status::Cleared);
+        assert_eq!(notify(&fx), vec![(Phase::Cleared, "device_cleared")]);
+    }
+
+    /// Every (status, input, kind class, policy present) combination: the expected status
+    /// after the step and the reasons told.
+    #[test]
+    fn every_state_and_input_pair_has_the_stated_outcome() {
+        use Status::*;
         let p = policy();
         let inputs = [
-            Input::Raise {
-                priority: Priority::Low,
-                confidence: None,
-            },
+            raise(Priority::Low),
+            raise(Priority::High),
             Input::DeviceCleared,
+            Input::Cancelled,
             Input::Ack,
             Input::Resolve,
             Input::Fired(Timer::Escalate),
@@ -505,22 +720,58 @@ mod tests {
             Input::Fired(Timer::Remind),
             Input::DeliveryFailing,
         ];
-        for status in [
-            Status::Open,
-            Status::Acknowledged,
-            Status::Cleared,
-            Status::Resolved,
-        ] {
-            for input in inputs.clone() {
-                for pol in [Some(&p), None] {
-                    let mut a = Alert {
-                        status,
-                        priority: Priority::High,
-                        confidence: None,
-                        level: 5,
-                        raised_ms: 0,
-                    };
-                    let _ = step(&mut a, pol, input.clone(), 1);
+        for kind in [Kind::PendantPress, Kind::Smoke] {
+            let resident = kind == Kind::PendantPress;
+            for status in [Open, Acknowledged, Cleared, Resolved] {
+                for input in &inputs {
+                    for pol in [Some(&p), None] {
+                        let mut a = alert(kind, status);
+                        let before = a.clone();
+                        let got = step(&mut a, pol, input.clone(), 100_000);
+                        let reasons: Vec<&str> = got
+                            .as_ref()
+                            .map(|fx| notify(fx).into_iter().map(|(_, r)| r).collect())
+                            .unwrap_or_default();
+                        let (want_status, want): (Status, &[&str]) = match (status, input) {
+                            (Resolved, Input::Ack | Input::Resolve) => {
+                                assert_eq!(got, Err(Refused::AlreadyResolved));
+                                (Resolved, &[])
+                            }
+                            (Resolved, _) => (Resolved, &[]),
+                            (_, Input::Resolve) => (Resolved, &["resolved"]),
+                            (Acknowledged, Input::Ack) => (Acknowledged, &[]),
+                            (_, Input::Ack) => (Acknowledged, &["acknowledged"]),
+                            (Cleared, Input::DeviceCleared | Input::Cancelled) => (Cleared, &[]),
+                            (s, Input::DeviceCleared) if resident => (s, &["device_restored"]),
+                            (s, Input::Cancelled) if resident => (s, &["cancelled"]),
+                            (_, Input::DeviceCleared | Input::Cancelled) => {
+                                (Cleared, &["device_cleared"])
+                            }
+                            (Cleared, Input::Raise { .. }) => (Open, &["raised_again"]),
+                            (s, Input::Raise { .. }) => (s, &["repeated"]),
+                            (Open, Input::Fired(Timer::Escalate)) => (Open, &["ack_timeout"]),
+                            (Open, Input::Fired(Timer::Repeat)) => (Open, &["repeat"]),
+                            (Acknowledged, Input::Fired(Timer::Remind)) => {
+                                (Acknowledged, &["not_resolved"])
+                            }
+                            (Open, Input::DeliveryFailing) if pol.is_some() => {
+                                (Open, &["delivery_failed"])
+                            }
+                            (s, _) => (s, &[]),
+                        };
+                        let case = format!("{kind} {status:?} {input:?} policy={}", pol.is_some());
+                        assert_eq!(a.status, want_status, "{case}");
+                        assert_eq!(reasons, want, "{case}");
+                        if matches!(input, Input::Raise { .. }) && status != Resolved {
+                            assert_eq!(a.presses, before.presses + 1, "{case}: counted");
+                            assert_eq!(a.priority, Priority::High, "{case}: never downgraded");
+                        } else {
+                            assert_eq!(a.presses, before.presses, "{case}");
+                        }
+                        if status == Resolved {
+                            assert_eq!(a, before, "{case}: a resolved alert never changes");
+                        }
+                    }
                 }
             }
         }

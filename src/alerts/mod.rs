@@ -75,9 +75,19 @@ pub struct AlertView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<String>,
     pub device_id: String,
+    /// The device's zone, point, button or call address: part of the alert's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
     pub policy: String,
+    /// No `[[policy]]` matched this life-safety or high-priority event: the fail-safe routed it.
+    pub failsafe: bool,
     pub level: u32,
+    /// Raises attached to this alert, the first included (repeat presses).
+    pub presses: u32,
     pub raised_at: String,
+    /// When the device last restored (or the resident cancelled) while it stayed open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledged_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,18 +111,22 @@ struct Row {
     policy: String,
     alert: Alert,
     device_id: String,
-    kind: String,
+    component: Option<String>,
+    /// Routes told so far (they hear every later notification, whatever the policy now says).
+    told: Vec<String>,
     snapshot: EventData,
 }
 
-const ROW_COLUMNS: &str =
-    "id, policy, device_id, kind, status, priority, confidence, level, raised_ms, snapshot";
+const ROW_COLUMNS: &str = "id, policy, device_id, kind, status, priority, confidence, level, \
+     raised_ms, snapshot, component, presses, coalesce(opened_ms, raised_ms), told";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let kind: String = r.get(3)?;
     let status: String = r.get(4)?;
     let priority: String = r.get(5)?;
     let confidence: Option<String> = r.get(6)?;
     let snapshot: String = r.get(9)?;
+    let told: Option<String> = r.get(13)?;
     let bad = |what: &str| {
         rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
     };
@@ -120,80 +134,126 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         id: r.get(0)?,
         policy: r.get(1)?,
         device_id: r.get(2)?,
-        kind: r.get(3)?,
+        component: r.get(10)?,
         alert: Alert {
+            kind: kind.parse().map_err(|_| bad("kind"))?,
             status: Status::parse(&status).ok_or_else(|| bad("status"))?,
             priority: priority.parse().map_err(|_| bad("priority"))?,
             confidence: confidence.and_then(|c| c.parse::<Confidence>().ok()),
             level: r.get::<_, i64>(7)?.max(0) as usize,
             raised_ms: r.get(8)?,
+            opened_ms: r.get(12)?,
+            presses: u32::try_from(r.get::<_, i64>(11)?.max(1)).unwrap_or(u32::MAX),
         },
+        told: told
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
         snapshot: serde_json::from_str(&snapshot).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
         })?,
     })
 }
 
-/// Journals a device event and lets it open, attach to, upgrade or clear alerts.
+/// How long after a fail-safe alert of one kind another one is opened without a new warning.
+const FAILSAFE_WARN_EVERY_MS: i64 = 10 * 60 * 1000;
+
+/// Journals a device event and lets it open, attach to, upgrade, inform or clear alerts.
+///
+/// The rules, each in one place:
+/// - identity: an alert is (device, component, kind); two zones of one panel are two alerts;
+/// - a restore (`cleared`) reaches the live alert of the same identity; a cancel reaches the
+///   live resident calls ([`policy::CANCELLABLE`]) of the same device and component only;
+///   what either does is the lifecycle's decision (recorded, or closing a device condition);
+/// - policy: the first matching `[[policy]]`, else the fail-safe for life-safety and
+///   high-priority events ([`Policies::choose`]); an upgrade moves the alert to the policy the
+///   upgraded event chooses when that one is stricter ([`Policies::stricter`]).
 pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::Result<()> {
     let policies = b.setup.policies.clone();
     let sinks = policies.device_event_sinks(&event.data);
     let now_ms = b.now.as_millisecond();
     let d = &event.data;
+    let component = d.device.component.clone();
 
     if d.phase == Phase::Cleared || d.kind == Kind::Cancel {
-        // A restore clears that kind's alert; a cancel (Contact ID 406) clears all of the device's.
-        let kind = (d.kind != Kind::Cancel).then_some(d.kind);
-        let live = live_alerts(b, &d.device.id, kind)?;
+        let (live, input) = if d.kind == Kind::Cancel {
+            let calls: Vec<Row> = live_alerts(b, &d.device.id, component.as_deref(), None)?
+                .into_iter()
+                .filter(|r| policy::CANCELLABLE.contains(&r.alert.kind))
+                .collect();
+            (calls, Input::Cancelled)
+        } else {
+            let same = live_alerts(b, &d.device.id, component.as_deref(), Some(d.kind))?;
+            (same, Input::DeviceCleared)
+        };
         if let Some(first) = live.first() {
             event.correlationid = Some(first.id.clone());
         }
         b.insert(&event, &sinks)?;
         for row in live {
-            transition(b, row, Input::DeviceCleared, &event.id, Actor::default())?;
+            transition(b, row, input.clone(), &event.id, Actor::default())?;
         }
         return Ok(());
     }
-    let Some((name, policy)) = policies.matching(d) else {
+    let Some(chosen) = policies.choose(d) else {
         b.insert(&event, &sinks)?;
         return Ok(());
     };
-    if let Some(mut row) = live_alerts(b, &d.device.id, Some(d.kind))?
+    if let Some(mut row) = live_alerts(b, &d.device.id, component.as_deref(), Some(d.kind))?
         .into_iter()
         .next()
     {
         event.correlationid = Some(row.id.clone());
         b.insert(&event, &sinks)?;
+        let upgraded = lifecycle::is_upgrade(&row.alert, d.priority, d.confidence);
+        let repolicied = upgraded
+            && chosen.name != row.policy
+            && policies
+                .by_name(&row.policy)
+                .is_none_or(|current| Policies::stricter(chosen.policy, current));
+        if repolicied {
+            row.policy = chosen.name.to_owned();
+        }
         let input = Input::Raise {
             priority: event.data.priority,
             confidence: event.data.confidence,
+            repolicied,
         };
         row.snapshot = event.data.clone();
-        row.snapshot.message = event.data.message.clone();
         return transition(b, row, input, &event.id, Actor::default());
     }
     let id = uuid::Uuid::now_v7().to_string();
     event.correlationid = Some(id.clone());
     b.insert(&event, &sinks)?;
-    let (alert, fx) = lifecycle::open(policy, event.data.priority, event.data.confidence, now_ms);
-    let row = Row {
+    if chosen.failsafe {
+        warn_failsafe(b, &event.data, now_ms)?;
+    }
+    let (alert, fx) = lifecycle::open(
+        chosen.policy,
+        event.data.kind,
+        event.data.priority,
+        event.data.confidence,
+        now_ms,
+    );
+    let mut row = Row {
         id,
-        policy: name.clone(),
+        policy: chosen.name.to_owned(),
         alert,
         device_id: event.data.device.id.clone(),
-        kind: event.data.kind.as_str().to_owned(),
+        component,
+        told: Vec::new(),
         snapshot: event.data.clone(),
     };
     b.tx.prepare_cached(
         "INSERT INTO alerts (id, policy, device_id, kind, status, priority, confidence, level,
-                             raised_ms, updated_ms, area, snapshot)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+                             raised_ms, updated_ms, area, snapshot, component, presses, opened_ms,
+                             failsafe)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, 1, ?9, ?13)",
     )?
     .execute(params![
         row.id,
         row.policy,
         row.device_id,
-        row.kind,
+        row.alert.kind.as_str(),
         row.alert.status.as_str(),
         row.alert.priority.as_str(),
         row.alert.confidence.map(|c| c.as_str()),
@@ -201,8 +261,35 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
         now_ms,
         row.snapshot.location.area,
         json(&row.snapshot)?,
+        row.component,
+        chosen.failsafe,
     ])?;
-    apply(b, &row, fx, &event.id, &Actor::default())
+    apply(b, &mut row, fx, &event.id, &Actor::default())
+}
+
+/// The gateway's warning that a life-safety event matched no policy: one log line per kind
+/// per [`FAILSAFE_WARN_EVERY_MS`] (the alert itself carries `failsafe = true` every time).
+fn warn_failsafe(b: &Batch<'_>, d: &EventData, now_ms: i64) -> rusqlite::Result<()> {
+    let recent: i64 =
+        b.tx.prepare_cached(
+            "SELECT count(*) FROM alerts WHERE failsafe = 1 AND kind = ?1 AND opened_ms > ?2",
+        )?
+        .query_row(
+            params![d.kind.as_str(), now_ms - FAILSAFE_WARN_EVERY_MS],
+            |r| r.get(0),
+        )?;
+    if recent == 0 {
+        tracing::warn!(
+            kind = d.kind.as_str(),
+            device = d.device.id.as_str(),
+            "no [[policy]] matches this {} ({}): alerted under the fail-safe to [alerts] \
+             default_route or every route; add a policy for it (`atgw check-config` lists the \
+             life-safety kinds no policy routes)",
+            d.kind,
+            d.message.as_deref().unwrap_or(""),
+        );
+    }
+    Ok(())
 }
 
 /// A person's acknowledgement or resolution.
@@ -355,7 +442,7 @@ fn transition(
     };
     b.tx.prepare_cached(
         "UPDATE alerts SET status = ?2, priority = ?3, confidence = ?4, level = ?5, raised_ms = ?6,
-                           updated_ms = ?7, snapshot = ?8 WHERE id = ?1",
+                           updated_ms = ?7, snapshot = ?8, policy = ?9, presses = ?10 WHERE id = ?1",
     )?
     .execute(params![
         row.id,
@@ -366,30 +453,43 @@ fn transition(
         row.alert.raised_ms,
         b.now.as_millisecond(),
         json(&row.snapshot)?,
+        row.policy,
+        i64::from(row.alert.presses),
     ])?;
-    apply(b, &row, fx, cause, &actor)
+    apply(b, &mut row, fx, cause, &actor)
 }
 
 fn apply(
     b: &mut Batch<'_>,
-    row: &Row,
+    row: &mut Row,
     fx: Vec<Effect>,
     cause: &str,
     actor: &Actor,
 ) -> rusqlite::Result<()> {
+    let told_before = row.told.clone();
     for e in fx {
         match e {
             Effect::Notify { phase, reason } => {
-                let event = lifecycle_event(b, row, phase, reason, cause, actor);
                 let policies = b.setup.policies.clone();
-                let mut sinks = policies.stream_sinks.clone();
+                // Everyone told so far, and whoever the policy says now.
                 if let Some(p) = policies.by_name(&row.policy) {
-                    for s in policies.sinks_of(&Policies::routes_up_to(p, row.alert.level)) {
-                        if !sinks.contains(&s) {
-                            sinks.push(s);
+                    for r in Policies::routes_up_to(p, row.alert.level) {
+                        if !row.told.contains(&r) {
+                            row.told.push(r);
                         }
                     }
                 }
+                let mut sinks = policies.stream_sinks.clone();
+                for s in policies.sinks_of(&row.told) {
+                    if !sinks.contains(&s) {
+                        sinks.push(s);
+                    }
+                }
+                if matches!(reason, "device_restored" | "cancelled") {
+                    b.tx.prepare_cached("UPDATE alerts SET restored_ms = ?2 WHERE id = ?1")?
+                        .execute(params![row.id, b.now.as_millisecond()])?;
+                }
+                let event = lifecycle_event(b, row, phase, reason, cause, actor);
                 b.insert(&event, &sinks)?;
             }
             Effect::Arm(timer, due_ms) => {
@@ -405,7 +505,33 @@ fn apply(
             }
         }
     }
+    if row.told != told_before {
+        b.tx.prepare_cached("UPDATE alerts SET told = ?2 WHERE id = ?1")?
+            .execute(params![row.id, json(&row.told)?])?;
+    }
     Ok(())
+}
+
+/// "2nd", "3rd", "11th".
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// "40 s", "2 min", "3 h".
+fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
 }
 
 fn lifecycle_event(
@@ -420,15 +546,36 @@ fn lifecycle_event(
     data.phase = phase;
     data.priority = row.alert.priority;
     data.confidence = row.alert.confidence;
-    let what = match reason {
-        "raised" | "raised_again" => "ALERT",
-        "upgraded" => "ALERT UPGRADED",
-        "ack_timeout" => "ESCALATED (not acknowledged)",
-        "repeat" => "REPEAT (not acknowledged)",
-        "not_resolved" => "REMINDER (not resolved)",
-        "acknowledged" => "Acknowledged",
-        "device_cleared" => "Device restored",
-        _ => "Resolved",
+    let a = &row.alert;
+    let again = || {
+        let verb = if policy::CANCELLABLE.contains(&a.kind) {
+            "PRESSED AGAIN"
+        } else {
+            "RAISED AGAIN"
+        };
+        format!(
+            "{verb} - {} time in {}",
+            ordinal(a.presses),
+            span(b.now.as_millisecond() - a.opened_ms)
+        )
+    };
+    let what: String = match reason {
+        "raised" | "raised_again" => "ALERT".into(),
+        "repeated" => again(),
+        "upgraded" if a.presses > 1 => format!("ALERT UPGRADED ({})", again()),
+        "upgraded" => "ALERT UPGRADED".into(),
+        "ack_timeout" => "ESCALATED (not acknowledged)".into(),
+        "delivery_failed" => "ESCALATED (not delivered)".into(),
+        "repeat" => "REPEAT (not acknowledged)".into(),
+        "not_resolved" => "REMINDER (not resolved)".into(),
+        "acknowledged" => "Acknowledged".into(),
+        "device_cleared" => "Device restored".into(),
+        "device_restored" if a.kind == Kind::Fall => {
+            "STILL OPEN - the device no longer reports a fall, check the resident".into()
+        }
+        "device_restored" => "STILL OPEN - device restored, check the resident".into(),
+        "cancelled" => "STILL OPEN - cancelled at the device, check the resident".into(),
+        _ => "Resolved".into(),
     };
     let who = actor
         .by
@@ -474,16 +621,25 @@ fn json<T: Serialize>(v: &T) -> rusqlite::Result<String> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-/// Alerts of a device that are not resolved, newest first (optionally of one kind).
-fn live_alerts(b: &Batch<'_>, device: &str, kind: Option<Kind>) -> rusqlite::Result<Vec<Row>> {
+/// Alerts of one device component that are not resolved, newest first (optionally of one
+/// kind; then a cleared one comes last, since a clear acts on live conditions first).
+fn live_alerts(
+    b: &Batch<'_>,
+    device: &str,
+    component: Option<&str>,
+    kind: Option<Kind>,
+) -> rusqlite::Result<Vec<Row>> {
     let sql = format!(
-        "SELECT {ROW_COLUMNS} FROM alerts WHERE device_id = ?1 AND (?2 IS NULL OR kind = ?2)
+        "SELECT {ROW_COLUMNS} FROM alerts WHERE device_id = ?1 AND component IS ?2
+         AND (?3 IS NULL OR kind = ?3)
          AND status IN ('open', 'acknowledged', 'cleared') ORDER BY raised_ms DESC"
     );
     let mut stmt = b.tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![device, kind.map(|k| k.as_str())], row_from)?;
+    let rows = stmt.query_map(
+        params![device, component, kind.map(|k| k.as_str())],
+        row_from,
+    )?;
     let mut out: Vec<Row> = rows.collect::<rusqlite::Result<_>>()?;
-    // A clear acts on live conditions only; a cleared alert waits for a person.
     if kind.is_some() {
         out.sort_by_key(|r| r.alert.status == Status::Cleared);
     }
@@ -499,7 +655,8 @@ fn load(b: &Batch<'_>, id: &str) -> rusqlite::Result<Option<Row>> {
 
 const VIEW_COLUMNS: &str =
     "id, status, kind, priority, confidence, device_id, policy, level, raised_ms,
-     acked_ms, acked_by, resolved_ms, resolved_by, outcome, note, snapshot";
+     acked_ms, acked_by, resolved_ms, resolved_by, outcome, note, snapshot, component, failsafe,
+     presses, restored_ms";
 
 fn view_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertView> {
     let ts = |ms: Option<i64>| {
@@ -515,9 +672,13 @@ fn view_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertView> {
         priority: r.get(3)?,
         confidence: r.get(4)?,
         device_id: r.get(5)?,
+        component: r.get(16)?,
         policy: r.get(6)?,
+        failsafe: r.get(17)?,
         level: r.get::<_, i64>(7)?.max(0) as u32,
+        presses: u32::try_from(r.get::<_, i64>(18)?.max(1)).unwrap_or(u32::MAX),
         raised_at: ts(r.get(8)?).unwrap_or_default(),
+        restored_at: ts(r.get(19)?),
         acknowledged_at: ts(r.get(9)?),
         acknowledged_by: r.get(10)?,
         resolved_at: ts(r.get(11)?),

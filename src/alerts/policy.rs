@@ -38,6 +38,60 @@ pub struct PolicyConfig {
     /// Once acknowledged, remind them this long after if still not resolved.
     #[serde(default, with = "humantime_serde")]
     pub remind: Option<Duration>,
+    /// Resident kinds (see [`restore_is_information`]) whose device restore or resident's cancel
+    /// closes the alert (`cleared`) under this policy, as it does for a device's own condition.
+    /// Empty (the default) is the safe rule: the restore is recorded and the alert stays open
+    /// and escalating until a person acknowledges it.
+    #[serde(default)]
+    pub clear_on_restore: Vec<Kind>,
+}
+
+/// Kinds that always open an alert, with or without a matching policy (as does every
+/// high-priority event): a fire, a gas or CO leak, a fall, a resident's call for help.
+pub const LIFE_SAFETY: &[Kind] = &[
+    Kind::Smoke,
+    Kind::Co,
+    Kind::Gas,
+    Kind::Fall,
+    Kind::PendantPress,
+    Kind::AssistanceCall,
+    Kind::Medical,
+];
+
+/// Kinds a resident raised, or that may mean someone is hurt: the device's restore (or the
+/// resident's cancel) is information about the alert, not the end of it.
+pub const RESIDENT_KINDS: &[Kind] = &[
+    Kind::PendantPress,
+    Kind::AssistanceCall,
+    Kind::Medical,
+    Kind::NurseCall,
+    Kind::Fall,
+    Kind::Seizure,
+    Kind::Spo2Low,
+    Kind::HeartRateAbnormal,
+    Kind::RespiratoryRateAbnormal,
+];
+
+/// Calls a resident makes and can cancel (Contact ID 406, SIA `OC`, ESPA reset): a cancel
+/// applies to these only, never to a fire, gas or a device's condition.
+pub const CANCELLABLE: &[Kind] = &[
+    Kind::PendantPress,
+    Kind::AssistanceCall,
+    Kind::NurseCall,
+    Kind::Medical,
+];
+
+/// Name under which alerts opened by the fail-safe are kept (no `[[policy]]` may use it).
+pub const FAILSAFE: &str = "fail-safe";
+
+/// How often the fail-safe tells its routes again until someone acknowledges.
+const FAILSAFE_REPEAT: Duration = Duration::from_secs(60);
+
+/// Whether a device's restore (or cancel) of an alert of this kind only records information on
+/// it (`true`) or closes it (`false`). Device conditions (a leak that dried, smoke gone, a device
+/// back online) close; resident kinds stay open unless `policy` loosens that kind.
+pub fn restore_is_information(kind: Kind, policy: Option<&PolicyConfig>) -> bool {
+    RESIDENT_KINDS.contains(&kind) && !policy.is_some_and(|p| p.clear_on_restore.contains(&kind))
 }
 
 /// Conditions of a policy; an empty list matches anything.
@@ -83,6 +137,11 @@ pub struct AlertSettings {
     /// `device_fault` alert about it (cleared when it delivers again).
     #[serde(default = "default_sink_failing", with = "humantime_serde")]
     pub sink_failing_alert_after: Duration,
+    /// Fail-safe route: a life-safety or high-priority event that no `[[policy]]` matches opens
+    /// an alert here (policy `fail-safe`, repeated every 60 s until acknowledged). Absent: every
+    /// route.
+    #[serde(default)]
+    pub default_route: Option<String>,
 }
 
 impl Default for AlertSettings {
@@ -91,6 +150,7 @@ impl Default for AlertSettings {
             test_route: None,
             escalate_after_failed_attempts: default_failed_attempts(),
             sink_failing_alert_after: default_sink_failing(),
+            default_route: None,
         }
     }
 }
@@ -111,6 +171,18 @@ pub struct Policies {
     /// Sinks no route names: they receive every event (audit trails, upstream streams).
     pub stream_sinks: Vec<String>,
     pub test_route: Option<String>,
+    /// What an unmatched life-safety event is alerted under ([`FAILSAFE`]); `None` when no
+    /// route exists (every sink is then a stream sink and already receives every event).
+    failsafe: Option<PolicyConfig>,
+}
+
+/// The policy an event is alerted under.
+#[derive(Clone, Copy, Debug)]
+pub struct Chosen<'a> {
+    pub name: &'a str,
+    pub policy: &'a PolicyConfig,
+    /// No `[[policy]]` matched: the fail-safe took it.
+    pub failsafe: bool,
 }
 
 impl Policies {
@@ -147,6 +219,18 @@ impl Policies {
                 .cloned()
                 .collect(),
             test_route: settings.test_route.clone(),
+            failsafe: (!routes.is_empty()).then(|| PolicyConfig {
+                name: Some(FAILSAFE.into()),
+                matches: PolicyMatch::default(),
+                notify: match &settings.default_route {
+                    Some(r) => vec![r.clone()],
+                    None => routes.iter().map(|r| r.name.clone()).collect(),
+                },
+                escalate: Vec::new(),
+                repeat: Some(FAILSAFE_REPEAT),
+                remind: None,
+                clear_on_restore: Vec::new(),
+            }),
         }
     }
 
@@ -159,11 +243,71 @@ impl Policies {
         self.policies.iter().find(|(_, p)| p.matches.accepts(d))
     }
 
+    /// The policy this event is alerted under: the first matching `[[policy]]`, else, for a
+    /// life-safety kind or a high-priority event, the fail-safe. `None`: no alert.
+    pub fn choose(&self, d: &EventData) -> Option<Chosen<'_>> {
+        if let Some((name, policy)) = self.matching(d) {
+            return Some(Chosen {
+                name,
+                policy,
+                failsafe: false,
+            });
+        }
+        if d.test || !matches!(d.phase, Phase::Raised | Phase::Point) {
+            return None;
+        }
+        if !(LIFE_SAFETY.contains(&d.kind) || d.priority == Priority::High) {
+            return None;
+        }
+        self.failsafe.as_ref().map(|policy| Chosen {
+            name: FAILSAFE,
+            policy,
+            failsafe: true,
+        })
+    }
+
     pub fn by_name(&self, name: &str) -> Option<&PolicyConfig> {
         self.policies
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, p)| p)
+            .or_else(|| self.failsafe.as_ref().filter(|_| name == FAILSAFE))
+    }
+
+    /// Whether `candidate` is stricter than `current`: its first escalation comes sooner (a
+    /// policy that never escalates is the least strict), then it repeats sooner. An upgraded
+    /// alert moves to the stricter of the two.
+    pub fn stricter(candidate: &PolicyConfig, current: &PolicyConfig) -> bool {
+        let key = |p: &PolicyConfig| {
+            (
+                p.escalate.first().map_or(Duration::MAX, |t| t.after),
+                p.repeat.unwrap_or(Duration::MAX),
+            )
+        };
+        key(candidate) < key(current)
+    }
+
+    /// Life-safety kinds no `[[policy]]` routes for every device at high priority: only the
+    /// fail-safe would catch them. Empty when there is no policy at all (every event then
+    /// streams to every sink).
+    pub fn unrouted_life_safety(policies: &[PolicyConfig]) -> Vec<Kind> {
+        if policies.is_empty() {
+            return Vec::new();
+        }
+        LIFE_SAFETY
+            .iter()
+            .copied()
+            .filter(|k| {
+                !policies.iter().any(|p| {
+                    let m = &p.matches;
+                    (m.kind.is_empty() || m.kind.contains(k))
+                        && (m.priority.is_empty() || m.priority.contains(&Priority::High))
+                        && m.device.is_empty()
+                        && m.area.is_empty()
+                        && m.resident.is_empty()
+                })
+            })
+            .collect()
     }
 
     /// Sinks of the given routes, each once.
@@ -234,6 +378,29 @@ impl Policies {
         }
         let known = |r: &String| names.contains(r.as_str());
         for (i, p) in policies.iter().enumerate() {
+            if p.name.as_deref() == Some(FAILSAFE) {
+                return Err((
+                    format!("policy[{i}].name"),
+                    format!("`{FAILSAFE}` is the name of the built-in fail-safe; choose another"),
+                ));
+            }
+            if let Some(k) = p
+                .clear_on_restore
+                .iter()
+                .find(|k| !RESIDENT_KINDS.contains(k))
+            {
+                return Err((
+                    format!("policy[{i}].clear_on_restore"),
+                    format!(
+                        "`{k}` is a device condition and already clears on its restore; list only {}",
+                        RESIDENT_KINDS
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             if p.notify.is_empty() {
                 return Err((
                     format!("policy[{i}].notify"),
@@ -274,6 +441,14 @@ impl Policies {
                 format!("no [[route]] is named `{r}`"),
             ));
         }
+        if let Some(r) = &settings.default_route
+            && !known(r)
+        {
+            return Err((
+                "alerts.default_route".into(),
+                format!("no [[route]] is named `{r}`"),
+            ));
+        }
         Ok(())
     }
 }
@@ -310,6 +485,7 @@ mod tests {
             }],
             repeat: Some(Duration::from_secs(60)),
             remind: None,
+            clear_on_restore: Vec::new(),
         };
         let routes = vec![
             RouteConfig {

@@ -490,6 +490,34 @@ fn resilience(cfg: &Config) -> Vec<Finding> {
             "add an upstream sink (mqtt or webhook) to the care platform",
         ));
     }
+    let unrouted = crate::alerts::Policies::unrouted_life_safety(&cfg.policies);
+    if cfg.policies.is_empty() {
+        out.push(Finding::pass(
+            Resilience,
+            "life-safety-routing",
+            "[[policy]]",
+            "no [[policy]]: every event, alarms included, goes to every sink",
+        ));
+    } else if unrouted.is_empty() {
+        out.push(Finding::pass(
+            Resilience,
+            "life-safety-routing",
+            "[[policy]]",
+            "every life-safety kind (smoke, co, gas, fall, pendant_press, assistance_call, medical) is routed by a policy",
+        ));
+    } else {
+        let kinds: Vec<&str> = unrouted.iter().map(|k| k.as_str()).collect();
+        out.push(Finding::fail(
+            Resilience,
+            "life-safety-routing",
+            "[[policy]]",
+            format!(
+                "no policy routes {} at high priority for every device: such an alarm reaches only the fail-safe route, with no escalation",
+                kinds.join(", ")
+            ),
+            "add a [[policy]] matching these kinds (e.g. match = { priority = [\"high\"] }) with notify and escalate tiers",
+        ));
+    }
     let silent: Vec<&str> = cfg
         .devices
         .iter()

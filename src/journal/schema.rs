@@ -107,6 +107,16 @@ const MIGRATIONS: &[&str] = &[
 
     ALTER TABLE devices ADD COLUMN offline_raised INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: an alert's identity includes the device component; repeats are counted; the routes
+    // told so far are kept (a policy change must not forget them); fail-safe and restore flags.
+    r#"
+    ALTER TABLE alerts ADD COLUMN component TEXT;
+    ALTER TABLE alerts ADD COLUMN presses INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE alerts ADD COLUMN opened_ms INTEGER;
+    ALTER TABLE alerts ADD COLUMN told TEXT;
+    ALTER TABLE alerts ADD COLUMN failsafe INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN restored_ms INTEGER;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -129,11 +139,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 2);
-        assert_eq!(migrate(&mut c).unwrap(), 2);
+        assert_eq!(migrate(&mut c).unwrap(), 3);
+        assert_eq!(migrate(&mut c).unwrap(), 3);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
     }
 }

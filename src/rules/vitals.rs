@@ -591,6 +591,13 @@ pub struct ObservationState {
     /// The alert these rules have raised and not yet cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raised: Option<RaisedAlert>,
+    /// While raised: valid normal readings since the last breaching one. Recovery needs the
+    /// same persistence as the raise did.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub normal: u32,
+    /// Time of the first of those normal readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_normal: Option<Timestamp>,
 }
 
 impl ObservationState {
@@ -663,7 +670,11 @@ pub struct VitalVerdict {
 /// nor looks like a recovery.
 ///
 /// **Transitions**, per observation, on each valid reading:
-/// - normal: the breach run ends; if an alert was raised, `Cleared` (recovery).
+/// - normal, nothing raised: the breach run ends.
+/// - normal, raised: the recovery run grows; when it has persisted by the same rule as a raise
+///   (`persistence_readings` consecutive normal readings, or normal readings over
+///   `persistence_window`), `Cleared` (recovery). A breaching reading ends the recovery run.
+///   The alert engine records a recovery on the alert; it does not close it (a person does).
 /// - breaching, nothing raised: the run grows; when it has persisted (see [`VitalsConfig`])
 ///   `Raised` at the band of this reading.
 /// - breaching, raised, in a more urgent band than raised at: `Raised` again at the higher
@@ -720,9 +731,23 @@ fn step(
         observation: obs.clone(),
     };
     let Some(limit) = band else {
+        if track.raised.is_none() {
+            *track = ObservationState::default();
+            return None;
+        }
+        // Recovery is held to the raise's own rule: one normal reading between low ones is
+        // not a recovered resident.
+        track.band = None;
+        track.normal = track.normal.saturating_add(1);
+        let first = *track.first_normal.get_or_insert(at);
+        if !persisted(cfg, track.normal, first, at) {
+            return None;
+        }
         let raised = std::mem::take(track).raised;
         return raised.map(|r| verdict(Phase::Cleared, r.priority, r.threshold));
     };
+    track.normal = 0;
+    track.first_normal = None;
     track.breaching = track.breaching.saturating_add(1);
     let first = *track.first_breach.get_or_insert(at);
     track.band = Some(limit.priority);
@@ -1487,12 +1512,57 @@ mod tests {
         assert!(state.spo2.raised.is_some(), "a finger out is no recovery");
 
         let mut run = |obs: &[Observation], t: Timestamp| evaluate(&cfg, None, &mut state, obs, t);
-        let v = run(normal, secs(t_none, 660));
+        // Recovery persists like the raise did: three normal readings.
+        assert!(
+            run(normal, secs(t_none, 660)).is_empty(),
+            "one normal reading"
+        );
+        assert!(run(normal, secs(t_none, 670)).is_empty(), "two");
+        let v = run(normal, secs(t_none, 680));
         assert_eq!(
             phases(&v),
             [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
         );
         assert_eq!(state, VitalState::default());
+    }
+
+    #[test]
+    fn one_normal_reading_does_not_clear_a_raised_alert_and_a_low_one_restarts_the_recovery() {
+        let mut f = Feed::new();
+        for _ in 0..3 {
+            f.feed(spo2(88.0));
+        }
+        assert!(f.state.spo2.raised.is_some());
+        assert!(f.feed(spo2(97.0)).is_empty(), "a single normal reading");
+        assert!(f.feed(spo2(97.0)).is_empty());
+        assert!(
+            f.feed(spo2(89.0)).is_empty(),
+            "low again: still raised, no new raise"
+        );
+        assert!(
+            f.feed(spo2(97.0)).is_empty(),
+            "the recovery run starts again"
+        );
+        assert!(f.feed(spo2(97.0)).is_empty());
+        let v = f.feed(spo2(97.0));
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
+        );
+    }
+
+    #[test]
+    fn recovery_over_the_persistence_window_clears_on_the_second_normal_reading() {
+        let mut f = Feed::new();
+        for _ in 0..3 {
+            f.feed(spo2(88.0));
+        }
+        assert!(f.feed_after(0, &[spo2(97.0)]).is_empty());
+        let v = f.feed_after(61, &[spo2(97.0)]);
+        assert_eq!(
+            phases(&v),
+            [(Kind::Spo2Low, Phase::Cleared, Priority::High)]
+        );
     }
 
     // --- state ---------------------------------------------------------------------------------

@@ -88,8 +88,11 @@ pub struct AlertInfo {
     pub status: String,
     /// Escalation tiers fired so far (0: only the first routes were told).
     pub level: u32,
-    /// Why this event: `raised`, `upgraded`, `raised_again`, `ack_timeout`, `repeat`,
-    /// `not_resolved`, `acknowledged`, `device_cleared`, `resolved`.
+    /// Why this event: `raised`, `upgraded`, `raised_again`, `repeated` (another raise of the
+    /// open alert, e.g. a second press), `ack_timeout`, `delivery_failed`, `repeat`,
+    /// `not_resolved`, `acknowledged`, `device_cleared` (a device condition restored),
+    /// `device_restored` / `cancelled` (recorded on a resident's alarm, which stays open),
+    /// `resolved`.
     pub reason: String,
     /// Name of the policy that governs the alert.
     pub policy: String,
