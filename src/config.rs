@@ -57,6 +57,11 @@ pub struct Gateway {
     /// IANA zone for device timestamps that carry no zone, e.g. `Europe/London`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// A device time further than this from the gateway's clock is flagged
+    /// (`data.clock_skew_s`) and warned about; the event keeps it as `time`, rules use the
+    /// receipt time. Default 2 minutes.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
 }
 
 /// `[journal]`: durability and retention knobs (all optional).
@@ -174,6 +179,9 @@ fn default_profiles_dir() -> PathBuf {
 }
 fn default_timezone() -> String {
     "UTC".into()
+}
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(120)
 }
 fn default_dedupe_window() -> Duration {
     Duration::from_secs(24 * 3600)
@@ -412,6 +420,12 @@ impl Config {
                     "`{}` is not a known IANA time zone (e.g. Europe/London)",
                     g.timezone
                 ),
+            ));
+        }
+        if g.max_clock_skew.is_zero() {
+            return Err((
+                "gateway.max_clock_skew".into(),
+                "must be above zero, e.g. \"2m\"".into(),
             ));
         }
         let mut adapters = HashSet::new();

@@ -29,6 +29,8 @@ pub fn seal(
         registry_keys,
     } = draft;
     data.device.adapter = adapter.to_owned();
+    // An impossible vital sign (a watch's SpO2 0 when not worn) is no measurement.
+    crate::rules::vitals::mark_implausible(&mut data.observations);
     let entry = registry.resolve(adapter, &registry_keys);
     // A component the registry entry does not itself place (a panel registered by its account
     // alone, an unregistered device) is part of "where": two residents' zones must not read
@@ -85,6 +87,42 @@ pub fn seal(
         dataschema: DATA_SCHEMA_V1.into(),
         data,
     }
+}
+
+/// Device clocks warned about at most this often per device.
+const CLOCK_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+static CLOCK_WARNINGS: std::sync::LazyLock<atgw_sdk::ratelimit::LogLimiter> =
+    std::sync::LazyLock::new(|| atgw_sdk::ratelimit::LogLimiter::new(CLOCK_WARNING_EVERY));
+
+/// Flags an event whose device time is more than `max_skew` from the gateway's receipt time:
+/// `time` keeps the device's claim, `data.clock_skew_s` says by how much (positive: ahead), and
+/// a warning naming the device is logged (at most every 10 minutes per device). Returns the
+/// skew in seconds when flagged. Rules use `recordedtime`, so a wrong clock bends nothing.
+pub fn flag_clock_skew(event: &mut Event, max_skew: std::time::Duration) -> Option<i64> {
+    let skew = event.time.duration_since(event.recordedtime);
+    if skew.unsigned_abs() <= max_skew {
+        return None;
+    }
+    let seconds = skew.as_secs();
+    event.data.clock_skew_s = Some(seconds);
+    let device = &event.data.device.id;
+    if let Some(suppressed) = CLOCK_WARNINGS.allow(device) {
+        let (by, way) = (
+            seconds.unsigned_abs(),
+            if seconds > 0 { "ahead of" } else { "behind" },
+        );
+        tracing::warn!(
+            device = %device,
+            adapter = %event.data.device.adapter,
+            clock_skew_s = seconds,
+            suppressed,
+            "device {device}: its clock is {by} s {way} the gateway's (max_clock_skew {} s); \
+             its time is kept for the record, rules use the receipt time",
+            max_skew.as_secs()
+        );
+    }
+    Some(seconds)
 }
 
 fn truncate_chars(s: &mut String, max: usize) {
@@ -183,6 +221,51 @@ mod tests {
         assert_eq!(
             e.data.message.as_deref(),
             Some("Emergency button pressed - Room 12")
+        );
+    }
+
+    #[test]
+    fn a_device_clock_beyond_max_clock_skew_is_flagged_and_its_time_kept() {
+        let reg = Registry::new("oakview", &[]);
+        let now: Timestamp = "2026-04-17T15:33:22Z".parse().unwrap();
+        let max = std::time::Duration::from_secs(120);
+        let at = |offset_s: i64| {
+            let mut d = EventDraft::new(Kind::VitalSign, Phase::Point, "ble:ff23", "hub");
+            d.time = Some(
+                now.checked_add(jiff::SignedDuration::from_secs(offset_s))
+                    .unwrap(),
+            );
+            seal(&reg, "gw-1", "hub", d, now, 1)
+        };
+        let mut ahead = at(660);
+        assert_eq!(flag_clock_skew(&mut ahead, max), Some(660));
+        assert_eq!(ahead.data.clock_skew_s, Some(660));
+        assert_eq!(
+            ahead.time.as_second(),
+            now.as_second() + 660,
+            "device time kept"
+        );
+        let mut behind = at(-121);
+        assert_eq!(flag_clock_skew(&mut behind, max), Some(-121));
+        let mut close = at(120);
+        assert_eq!(flag_clock_skew(&mut close, max), None);
+        assert_eq!(close.data.clock_skew_s, None);
+    }
+
+    #[test]
+    fn an_impossible_vital_sign_is_sealed_absent() {
+        let reg = Registry::new("oakview", &[]);
+        let mut d = EventDraft::new(Kind::VitalSign, Phase::Point, "ble:ff23", "hub");
+        d.data.observations.push(atgw_sdk::event::Observation {
+            name: "spo2".into(),
+            value: Some(0.0),
+            ..Default::default()
+        });
+        let e = seal(&reg, "gw-1", "hub", d, Timestamp::now(), 1);
+        assert_eq!(e.data.observations[0].value, None);
+        assert_eq!(
+            e.data.observations[0].absent_reason.as_deref(),
+            Some("error")
         );
     }
 

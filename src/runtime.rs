@@ -173,6 +173,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             }),
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
+            max_clock_skew: cfg.gateway.max_clock_skew,
             clock: clock.clone(),
             metrics: metrics.clone(),
         },

@@ -126,6 +126,8 @@ pub struct WriterSetup {
     pub vitals: Arc<crate::rules::VitalRules>,
     pub dedupe_window: Duration,
     pub dead_letter_bytes: usize,
+    /// `[gateway] max_clock_skew`: device times further from `now` are flagged.
+    pub max_clock_skew: Duration,
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -315,7 +317,7 @@ impl<'t> Batch<'t> {
         let source = envelope::source(&self.setup.gateway_id, adapter);
         for draft in drafts {
             let n = self.next_sequence(&source);
-            let event = envelope::seal(
+            let mut event = envelope::seal(
                 &self.setup.registry,
                 &self.setup.gateway_id,
                 adapter,
@@ -323,6 +325,7 @@ impl<'t> Batch<'t> {
                 self.now,
                 n,
             );
+            envelope::flag_clock_skew(&mut event, self.setup.max_clock_skew);
             self.seen.insert(
                 event.data.device.id.clone(),
                 (
@@ -892,6 +895,7 @@ mod tests {
             }),
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,
+            max_clock_skew: Duration::from_secs(120),
             clock: Arc::new(atgw_sdk::clock::SystemClock),
             metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
         };

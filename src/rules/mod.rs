@@ -59,7 +59,8 @@ pub(crate) fn derive(
         resident,
         &mut state,
         &d.observations,
-        event.time,
+        // Receipt time: a device's clock must not bend persistence windows.
+        event.recordedtime,
     );
     let json = serde_json::to_string(&state)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;

@@ -308,14 +308,43 @@ impl Vital {
         }
     }
 
-    /// Whether a value can be a measurement at all. Only the impossible is rejected (negative,
-    /// non-finite, saturation above 100 %): a device's own "no reading" codes (127, 255, 0)
-    /// are for its profile's `absent` list, because only the profile knows which device sends
-    /// which, and a plausible-looking value must fail towards alerting.
+    /// Whether a value can be a measurement of a living resident wearing the sensor at all.
+    /// Anything else is treated as absent: it never breaches, never counts towards
+    /// persistence and never clears an alert. Readings are compared unrounded.
+    ///
+    /// | observation | plausible | why the bounds |
+    /// |---|---|---|
+    /// | SpO2 | 50–100 % | Above 100 % is not a saturation. Pulse oximeters are calibrated and their accuracy specified only over 70–100 % (ISO 80601-2-61:2017; FDA guidance "Pulse Oximeters – Premarket Notification Submissions", 2013), so a value below 50 % is outside anything the device can measure; a wrist device reports 0 when it is not worn. A resident who really desaturates passes through the NEWS2 bands (≤ 91 %) first, and an absent reading never clears that alert. |
+    /// | pulse | 20–300 /min | Below the slowest ventricular escape rhythm (idioventricular, 20–40 /min); above the fastest sustained adult rate (1:1 atrial flutter, ~300 /min). ECG monitors need only measure 30–200 /min (adult) and 30–250 /min (neonatal) to IEC 60601-2-27:2011. |
+    /// | respiratory rate | 1–80 /min | 0 is what contactless (radar, bed) sensors report when they detect nobody, so it is no measurement (the "not reading" rule in `rules` reports a sensor that keeps sending it). Above 80 /min is beyond any sustained adult rate (NEWS2's top band starts at 25); this bound is the project's (issue 12), to be confirmed by the clinical safety officer. |
+    ///
+    /// Non-finite and negative values are never plausible. A device's own "no reading" codes
+    /// inside these ranges (127 from some oximeters) are still for its profile's `absent` list,
+    /// because only the profile knows which device sends which, and a plausible-looking value
+    /// must fail towards alerting.
     fn plausible(self, value: f64) -> bool {
-        value.is_finite() && value >= 0.0 && (self != Vital::Spo2 || value <= 100.0)
+        let (min, max) = match self {
+            Vital::Spo2 => (SPO2_PLAUSIBLE_MIN, 100.0),
+            Vital::HeartRate => (HEART_RATE_PLAUSIBLE_MIN, HEART_RATE_PLAUSIBLE_MAX),
+            Vital::RespiratoryRate => (
+                RESPIRATORY_RATE_PLAUSIBLE_MIN,
+                RESPIRATORY_RATE_PLAUSIBLE_MAX,
+            ),
+        };
+        value.is_finite() && (min..=max).contains(&value)
     }
 }
+
+/// Lowest plausible SpO2 (%): see `Vital::plausible` for the sources.
+pub const SPO2_PLAUSIBLE_MIN: f64 = 50.0;
+/// Lowest plausible pulse (/min).
+pub const HEART_RATE_PLAUSIBLE_MIN: f64 = 20.0;
+/// Highest plausible pulse (/min).
+pub const HEART_RATE_PLAUSIBLE_MAX: f64 = 300.0;
+/// Lowest plausible respiratory rate (/min): 0 is "nobody detected".
+pub const RESPIRATORY_RATE_PLAUSIBLE_MIN: f64 = 1.0;
+/// Highest plausible respiratory rate (/min).
+pub const RESPIRATORY_RATE_PLAUSIBLE_MAX: f64 = 80.0;
 
 /// Which way a limit is crossed; the wire spelling is `threshold.op`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -520,6 +549,33 @@ fn valid_value(vital: Vital, obs: &Observation) -> Option<f64> {
     obs.value.filter(|v| vital.plausible(*v))
 }
 
+/// FHIR data-absent-reason of a reading [`mark_implausible`] took the value from.
+pub const IMPLAUSIBLE_REASON: &str = "error";
+
+/// Marks physiologically impossible SpO2, pulse and respiratory-rate readings as absent, for the
+/// record: the value is removed and `absent_reason` is `error` (FHIR: "some system or workflow
+/// process error means that the information is not available"); the raw payload keeps what the
+/// device sent. Returns how many were marked. The ranges (and their sources) are documented on
+/// `Vital::plausible`: SpO2 50–100 %, pulse 20–300 /min, respiratory rate 1–80 /min; other
+/// observations are left alone.
+pub fn mark_implausible(observations: &mut [Observation]) -> usize {
+    let mut marked = 0;
+    for obs in observations {
+        let Some(vital) = Vital::from_name(&obs.name) else {
+            continue;
+        };
+        if obs.absent_reason.is_none()
+            && let Some(v) = obs.value
+            && !vital.plausible(v)
+        {
+            obs.value = None;
+            obs.absent_reason = Some(IMPLAUSIBLE_REASON.to_owned());
+            marked += 1;
+        }
+    }
+    marked
+}
+
 // ---------------------------------------------------------------------------------------------
 // State
 // ---------------------------------------------------------------------------------------------
@@ -664,8 +720,9 @@ pub struct VitalVerdict {
 ///
 /// **Which readings count.** A reading with no value, with an `absent_reason`, with a status
 /// that is not a result (`preliminary`, `registered`, `cancelled`, `entered-in-error`), or with
-/// an impossible value (NaN, infinite, negative, SpO2 above 100) never breaches and never
-/// counts: it neither advances persistence nor resets it, and never clears an alert. A finger
+/// an impossible value (outside `Vital::plausible`'s ranges: SpO2 below 50 or above 100 %,
+/// pulse below 20 or above 300 /min, respiratory rate 0 or above 80 /min, NaN, infinite,
+/// negative) never breaches and never counts: it neither advances persistence nor resets it, and never clears an alert. A finger
 /// slipping out of an oximeter for one reading therefore neither hides a real desaturation
 /// nor looks like a recovery.
 ///
@@ -684,8 +741,9 @@ pub struct VitalVerdict {
 /// - breaching, raised, same or less urgent band: nothing; the alert stays at its priority
 ///   until recovery, because an improving-but-abnormal resident still needs the visit.
 ///
-/// `at` is the event's time; a reading older than the first breach (out-of-order delivery)
-/// never satisfies the persistence window.
+/// `at` is when the gateway received the reading (`recordedtime`), never the device's own
+/// time: a device clock that jumps must not shorten or stretch a persistence window. A reading
+/// older than the first breach never satisfies the window.
 pub fn evaluate(
     cfg: &VitalsConfig,
     resident: Option<&ResidentVitals>,
@@ -996,6 +1054,62 @@ mod tests {
     }
 
     // --- absent values ------------------------------------------------------------------------
+
+    #[test]
+    fn an_unworn_watchs_zero_spo2_never_breaches() {
+        let mut f = Feed::immediate();
+        for v in [0.0, 1.0, 49.0, 100.5] {
+            assert!(f.feed(spo2(v)).is_empty(), "SpO2 {v} raised");
+        }
+        assert!(f.state.spo2.is_idle());
+        // The lowest plausible reading still breaches.
+        assert_eq!(f.feed(spo2(50.0)).len(), 1);
+    }
+
+    #[test]
+    fn impossible_heart_and_respiratory_rates_never_breach_nor_clear() {
+        let mut f = Feed::immediate();
+        for v in [0.0, 19.0, 301.0, 1000.0] {
+            assert!(f.feed(reading(HEART_RATE, v)).is_empty(), "pulse {v}");
+        }
+        for v in [0.0, 81.0, 200.0] {
+            assert!(f.feed(reading(RESPIRATORY_RATE, v)).is_empty(), "RR {v}");
+        }
+        assert!(f.state.heart_rate.is_idle() && f.state.respiratory_rate.is_idle());
+        // Bounds are plausible: 20 and 300 bpm, 1 and 80 breaths/min breach.
+        assert_eq!(f.feed(reading(HEART_RATE, 20.0)).len(), 1);
+        assert_eq!(f.feed(reading(RESPIRATORY_RATE, 80.0)).len(), 1);
+        // An impossible reading is no recovery either.
+        assert!(f.feed(reading(HEART_RATE, 0.0)).is_empty());
+        assert!(f.state.heart_rate.raised.is_some());
+        assert!(f.feed(reading(HEART_RATE, 300.0)).is_empty(), "same alert");
+    }
+
+    #[test]
+    fn implausible_readings_are_marked_absent_for_the_record() {
+        let mut obs = vec![
+            spo2(0.0),
+            spo2(97.0),
+            reading(HEART_RATE, 350.0),
+            reading(RESPIRATORY_RATE, 0.0),
+            reading("perfusion_index", 0.0),
+        ];
+        assert_eq!(mark_implausible(&mut obs), 3);
+        let absent: Vec<_> = obs
+            .iter()
+            .map(|o| (o.value, o.absent_reason.as_deref()))
+            .collect();
+        assert_eq!(
+            absent,
+            [
+                (None, Some("error")),
+                (Some(97.0), None),
+                (None, Some("error")),
+                (None, Some("error")),
+                (Some(0.0), None),
+            ]
+        );
+    }
 
     #[test]
     fn sentinel_reading_never_breaches() {
@@ -1395,7 +1509,13 @@ mod tests {
                     vital.name()
                 );
             }
-            // And end to end, from a fresh state with no persistence.
+            // And end to end, from a fresh state with no persistence; an impossible reading
+            // (SpO2 below 50, …) is banded like any other but never reaches a band.
+            let want = if vital.plausible(f64::from(v)) {
+                want
+            } else {
+                None
+            };
             let mut state = VitalState::default();
             let cfg = VitalsConfig {
                 persistence_readings: 1,
@@ -1798,7 +1918,15 @@ mod tests {
         obs.absent_reason.is_none()
             && obs.status.as_deref() != Some("preliminary")
             && obs.status.as_deref() != Some("entered-in-error")
-            && obs.value.is_some_and(|v| v.is_finite() && v >= 0.0)
+            && obs.value.is_some_and(|v| {
+                let (min, max) = match obs.name.as_str() {
+                    SPO2 => (50.0, 100.0),
+                    HEART_RATE => (20.0, 300.0),
+                    RESPIRATORY_RATE => (1.0, 80.0),
+                    _ => (f64::NEG_INFINITY, f64::INFINITY),
+                };
+                v.is_finite() && v >= min && v <= max
+            })
     }
 
     proptest! {

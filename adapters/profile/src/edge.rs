@@ -13,6 +13,11 @@
 //! | a value mapping to cleared | cleared         | no: nothing was open |
 //! | any other value       | anything             | yes: a raise, a clear, an upgrade or downgrade |
 //!
+//! Test mode (the message's `test` flag, or a value mapped with `test = true`) is remembered
+//! under its own key, `<profile>|<device>|<field>|test`: a test raise neither suppresses nor
+//! clears the real alarm after it, and a standing real alarm does not hide a test. The first
+//! real reading of a field ends its test session and forgets the test value.
+//!
 //! A previous value the profile no longer knows (the profile was edited) counts as "any other
 //! value", so a leftover raised condition still gets its clear.
 

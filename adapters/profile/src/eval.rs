@@ -27,6 +27,8 @@ const MAX_DEVICE_ID: usize = 200;
 const MAX_MESSAGE: usize = 160;
 /// Longest dead-letter detail.
 const MAX_DETAIL: usize = 400;
+/// Suffix of an edge-detection key that remembers a field's value in test mode.
+const TEST_SUFFIX: &str = "|test";
 /// `raw.protocol` of everything this engine maps (the HTTP adapter will pass its own).
 const PROTOCOL: &str = "mqtt";
 
@@ -385,7 +387,16 @@ impl Mapper<'_> {
                 None if st.other == Other::Ignore => continue,
                 None => return Err(unmapped(path, &key, st.values.keys())),
             };
-            let edge_key = format!("{}|{}|{}", self.profile, common.device_id, st.key);
+            // Test mode has its own edge memory: a test raise must neither suppress nor clear
+            // the real alarm after it, and a real alarm must not hide the next test. A real
+            // reading ends the device's test session, so its test memory is dropped.
+            let test = common.test || mapping.test;
+            let real_key = format!("{}|{}|{}", self.profile, common.device_id, st.key);
+            let test_key = format!("{real_key}{TEST_SUFFIX}");
+            if !test && self.lookup(&test_key).is_some() {
+                self.set(test_key.clone(), None);
+            }
+            let edge_key = if test { test_key } else { real_key };
             let previous = self.lookup(&edge_key);
             let previous_phase = previous
                 .as_deref()
@@ -452,12 +463,14 @@ impl Mapper<'_> {
     }
 
     fn remember(&mut self, key: String, value: String) {
+        self.set(key, Some(value));
+    }
+
+    /// Records a state change (`None` forgets the key).
+    fn set(&mut self, key: String, value: Option<String>) {
         match self.updates.iter_mut().find(|u| u.key == key) {
-            Some(u) => u.value = Some(value),
-            None => self.updates.push(StateUpdate {
-                key,
-                value: Some(value),
-            }),
+            Some(u) => u.value = value,
+            None => self.updates.push(StateUpdate { key, value }),
         }
     }
 

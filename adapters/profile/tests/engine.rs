@@ -738,3 +738,58 @@ fn the_walk_through_profile_in_profiles_md_works() {
         Outcome::Ignored { .. }
     ));
 }
+
+// ---- test mode keeps its own edge state ----
+
+#[test]
+fn a_test_raise_neither_suppresses_nor_clears_the_real_alarm_after_it() {
+    let mut h = Harness::new(shipped());
+    let leak = "zigbee2mqtt/0x00158d0004a1b2c3";
+    assert!(
+        h.events(leak, json!({"water_leak": false, "test": false}))
+            .is_empty()
+    );
+    let e = h.events(leak, json!({"water_leak": true, "test": true}));
+    assert_eq!(
+        (e[0].data.kind, e[0].data.phase, e[0].data.test),
+        (Kind::WaterLeak, Phase::Raised, true)
+    );
+    let e = h.events(leak, json!({"water_leak": true, "test": false}));
+    assert_eq!(e.len(), 1, "the real leak after a test leak was suppressed");
+    assert_eq!(
+        (e[0].data.kind, e[0].data.phase, e[0].data.test),
+        (Kind::WaterLeak, Phase::Raised, false)
+    );
+    // A test report of the normal value does not clear the real leak …
+    assert!(
+        h.events(leak, json!({"water_leak": false, "test": true}))
+            .iter()
+            .all(|e| e.data.test)
+    );
+    assert!(
+        h.events(leak, json!({"water_leak": true, "test": false}))
+            .is_empty(),
+        "the real leak is still the one raised"
+    );
+    // … the real one does.
+    let e = h.events(leak, json!({"water_leak": false, "test": false}));
+    assert_eq!((e[0].data.phase, e[0].data.test), (Phase::Cleared, false));
+}
+
+#[test]
+fn a_real_alarm_does_not_suppress_the_next_test_of_every_edge_detected_kind() {
+    let mut h = Harness::new(shipped());
+    let det = "zigbee2mqtt/det-1";
+    for field in ["smoke", "gas", "sos", "water_leak", "carbon_monoxide"] {
+        assert!(h.events(det, json!({field: false})).is_empty());
+        assert_eq!(h.events(det, json!({field: true})).len(), 1, "{field}");
+        // While the real alarm stands, a test of it is still reported (as a test) …
+        let e = h.events(det, json!({field: true, "test": true}));
+        assert_eq!(e.len(), 1, "{field}: the test was hidden by the real alarm");
+        assert!(e[0].data.test);
+        // … and the real state is untouched by it.
+        assert!(h.events(det, json!({field: true})).is_empty(), "{field}");
+        let e = h.events(det, json!({field: false}));
+        assert_eq!((e[0].data.phase, e[0].data.test), (Phase::Cleared, false));
+    }
+}

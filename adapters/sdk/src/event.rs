@@ -25,7 +25,8 @@ pub struct Event {
     /// `atgw.<kind>` for device events, `atgw.alert.<phase>` for alert lifecycle events.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// When it happened (device time when trusted, else receipt time).
+    /// When it happened: the device's time when it sent one (flagged by `data.clock_skew_s`
+    /// when far from the gateway's clock), else receipt time.
     #[serde(with = "rfc3339_ms")]
     pub time: Timestamp,
     /// When the gateway received it.
@@ -74,6 +75,12 @@ pub struct EventData {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<Raw>,
+    /// Device time minus gateway receipt time, in whole seconds (positive: the device is
+    /// ahead), set by the core only when it exceeds `[gateway] max_clock_skew`: the device's
+    /// clock is wrong, or the report was held back. `time` keeps the device's claim for the
+    /// record; rules and alert timers use `recordedtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_s: Option<i64>,
     /// On alert lifecycle events (`atgw.alert.*`): which alert, and what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<AlertInfo>,
@@ -449,6 +456,7 @@ impl EventDraft {
                 codes: Codes::default(),
                 message: None,
                 raw: None,
+                clock_skew_s: None,
                 alert: None,
             },
             registry_keys: BTreeMap::new(),

@@ -1,0 +1,186 @@
+//! What device reports mean for residents, end to end: the real binary, a real broker, the
+//! journal read from its SQLite file. Test reports, device clocks, impossible readings, low
+//! batteries and sensors that report but cannot measure.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A route and a policy that turn every non-test event at or above `low` priority into an
+/// alert, so a test can see which events open alerts.
+fn everything_alerts(dir: &std::path::Path, port: u16, extra: &str) -> String {
+    config(
+        dir,
+        port,
+        &format!(
+            r#"
+[[sink]]
+name = "carers"
+type = "mqtt"
+host = "127.0.0.1"
+port = {port}
+topic_prefix = "atgw/carers"
+accept_acks = false
+
+[[route]]
+name = "carers"
+sinks = ["carers"]
+
+[[policy]]
+name = "everything"
+match = {{ priority = ["high", "medium", "low"] }}
+notify = ["carers"]
+{extra}
+"#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_leak_report_does_not_hide_the_real_leak_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let gw = Gateway::start(dir.path(), &everything_alerts(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "leak-sensor").await;
+    let topic = "zigbee2mqtt/0x00158d0004a1b2c3";
+    devices
+        .send(topic, r#"{"water_leak":false,"test":false}"#)
+        .await;
+    devices
+        .send(topic, r#"{"water_leak":true,"test":true}"#)
+        .await;
+    devices
+        .send(topic, r#"{"water_leak":true,"test":false}"#)
+        .await;
+    let real_leak_alerts = || {
+        gw.column::<String>(
+            "SELECT a.id FROM alerts a JOIN events e ON e.correlation_id = a.id
+             WHERE a.kind = 'water_leak' AND e.kind = 'water_leak' AND e.test = 0
+               AND e.phase = 'raised'",
+        )
+    };
+    wait_until_async(Duration::from_secs(20), || !real_leak_alerts().is_empty())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the real leak raised no alert; events: {:?}\n{}",
+                gw.column::<String>("SELECT kind || ' ' || phase || ' test=' || test FROM events"),
+                gw.log_text()
+            )
+        });
+    // The test leak itself was journaled as a test and opened nothing.
+    assert_eq!(
+        gw.column::<i64>("SELECT count(*) FROM events WHERE kind = 'water_leak' AND test = 1"),
+        [1]
+    );
+    assert_eq!(gw.column::<i64>("SELECT count(*) FROM alerts"), [1]);
+}
+
+fn epoch_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// One BLE-hub oximeter reading (`config/profiles/ble-hub-oximeter.toml`), taken at `scan_time`.
+fn oximeter(scan_time: i64, spo2: i64, pulse: i64) -> String {
+    serde_json::json!({
+        "type": "reportAttribute", "mac": "DC:DA:0C:5A:80:44",
+        "data": {"attribute": "Oximeter JUMPER", "mac": "DC:DA:0C:5A:80:44",
+                 "value": {"device_list": [{"scan_time": scan_time, "ble_addr": "ff23041920b4",
+                                            "pulse": pulse, "spo2": spo2, "pi": 40}]}}
+    })
+    .to_string()
+}
+
+async fn wait_for_vital_signs(gw: &Gateway, n: i64) {
+    wait_until_async(Duration::from_secs(20), || {
+        gw.column::<i64>("SELECT count(*) FROM events WHERE kind = 'vital_sign'") == [n]
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} readings were not journaled:\n{}", gw.log_text()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_clock_11_minutes_ahead_is_flagged_and_does_not_shorten_persistence() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
+    let hub = Publisher::connect(broker.port, "ble-hub").await;
+    let schema = schema();
+    let now = epoch_s();
+    let heart_rate_alerts =
+        || gw.column::<i64>("SELECT count(*) FROM events WHERE kind = 'heart_rate_abnormal'")[0];
+
+    // Pulse 140 scores 3 on NEWS2; persistence asks for 3 readings (or 60 s of them).
+    hub.send("dusun_pub", oximeter(now, 97, 140)).await;
+    wait_for_vital_signs(&gw, 1).await;
+    // The second reading claims to be 11 minutes later: the device's clock has jumped.
+    hub.send("dusun_pub", oximeter(now + 660, 97, 140)).await;
+    wait_for_vital_signs(&gw, 2).await;
+    assert_eq!(
+        heart_rate_alerts(),
+        0,
+        "the device's clock satisfied the 60 s window after 2 readings 1 s apart"
+    );
+    let skews = gw.column::<i64>(
+        "SELECT coalesce(json_extract(json, '$.data.clock_skew_s'), 0) FROM events
+         WHERE kind = 'vital_sign' ORDER BY seq",
+    );
+    assert_eq!(skews[0], 0, "a clock within max_clock_skew is not flagged");
+    assert!((655..=665).contains(&skews[1]), "skew flagged as {skews:?}");
+    let times =
+        gw.column::<i64>("SELECT time_ms FROM events WHERE kind = 'vital_sign' ORDER BY seq");
+    assert_eq!(
+        times[1],
+        (now + 660) * 1000,
+        "the event keeps the device's time"
+    );
+    wait_until(Duration::from_secs(10), || {
+        gw.log_text().contains("clock") && gw.log_text().contains("ble:ff23041920b4")
+    })
+    .unwrap_or_else(|_| panic!("no warning naming the device:\n{}", gw.log_text()));
+
+    hub.send("dusun_pub", oximeter(now + 661, 97, 140)).await;
+    wait_until_async(Duration::from_secs(20), || heart_rate_alerts() == 1)
+        .await
+        .unwrap_or_else(|_| panic!("the third reading did not raise:\n{}", gw.log_text()));
+    let c = gw.journal();
+    let mut s = c.prepare("SELECT json FROM events").unwrap();
+    for json in s.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        assert_schema_valid(&schema, &serde_json::from_str(&json.unwrap()).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unworn_watchs_zero_spo2_raises_nothing_and_is_journaled_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let gw = Gateway::start(dir.path(), &everything_alerts(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
+    let hub = Publisher::connect(broker.port, "ble-hub").await;
+    let now = epoch_s();
+    for i in 0..4 {
+        hub.send("dusun_pub", oximeter(now + i, 0, 0)).await;
+    }
+    wait_for_vital_signs(&gw, 4).await;
+    // The rules ran in the same transactions as the readings.
+    assert_eq!(
+        gw.column::<String>("SELECT kind FROM events WHERE kind != 'vital_sign'"),
+        Vec::<String>::new(),
+        "an impossible reading raised an alarm"
+    );
+    assert_eq!(gw.column::<i64>("SELECT count(*) FROM alerts"), [0]);
+    let spo2 = gw.column::<String>(
+        "SELECT json_extract(json, '$.data.observations[0]') FROM events ORDER BY seq LIMIT 1",
+    );
+    let spo2: serde_json::Value = serde_json::from_str(&spo2[0]).unwrap();
+    assert_eq!(spo2["name"], "spo2");
+    assert_eq!(spo2["absent_reason"], "error");
+    assert!(spo2.get("value").is_none(), "{spo2}");
+}
