@@ -279,22 +279,10 @@ fn check_config(config: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    for a in &cfg.adapters {
-        match a {
-            crate::config::AdapterConfig::Mqtt(m) => {
-                if let Err(e) =
-                    atgw_profile::ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles)
-                {
-                    eprintln!(
-                        "atgw: invalid configuration: {}: adapter `{}` profiles: {e}",
-                        config.display(),
-                        m.name
-                    );
-                    return ExitCode::from(2);
-                }
-            }
-            crate::config::AdapterConfig::SiaDc09(_) => {}
-        }
+    // The same checks `run` makes before it starts: paths, profiles, TLS material, secrets.
+    if let Err(e) = crate::runtime::preflight(&cfg) {
+        eprintln!("atgw: invalid configuration: {}: {e}", config.display());
+        return ExitCode::from(2);
     }
     for kind in crate::alerts::Policies::unrouted_life_safety(&cfg.policies) {
         eprintln!(

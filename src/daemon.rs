@@ -33,6 +33,12 @@ pub async fn run(path: PathBuf, cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A configuration that cannot work exits 2 (the unit's RestartPreventExitStatus=):
+    // restarting cannot fix it. What fails later (a port in use) exits 1 and is retried.
+    if let Err(e) = runtime::preflight(&cfg) {
+        tracing::error!("invalid configuration: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let mut daemon = match runtime::start(&cfg).await {
         Ok(running) => Daemon {
             path,

@@ -5,6 +5,8 @@
 //! - [`registry`]: `[[device]]` entries; who and where a device is.
 //! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.
 //! - [`journal`]: the SQLite journal, its single writer and its readers.
+//! - [`paths`]: the paths atgw owns (`data_dir`, file sinks): no symlinks followed, no foreign
+//!   directory chmodded.
 //! - [`outbox`]: per-sink dispatch of committed events, alarms first, with retries.
 //! - [`sinks`]: sinks implemented in the core (`file`).
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
@@ -42,6 +44,7 @@ pub mod manpage;
 pub mod metrics;
 pub mod mosquitto;
 pub mod outbox;
+pub mod paths;
 pub mod profile_test;
 pub mod readiness;
 pub mod registry;

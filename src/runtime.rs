@@ -27,11 +27,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("data_dir {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Path(#[from] crate::paths::PathError),
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error("adapter {adapter}: {what}")]
@@ -63,11 +60,13 @@ pub struct Checked {
     profile_sets: BTreeMap<String, Arc<ProfileSet>>,
 }
 
-/// Checks everything that can fail at start without binding a port or connecting: the time
-/// zone, every profile, TLS material, and every secret and key file. `start` runs it first,
+/// Checks everything that can fail at start without binding a port or connecting: the paths
+/// atgw owns ([`crate::paths`]), the time zone, every profile, TLS material, and every secret
+/// and key file. `check-config` runs the same checks. `start` runs it first,
 /// so a broken profile stops the start rather than a message; a reload runs it while the old
 /// configuration still serves.
 pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
+    crate::paths::check_config(cfg)?;
     jiff::tz::TimeZone::get(&cfg.gateway.timezone)
         .map_err(|e| StartError::TimeZone(e.to_string()))?;
     let mut profile_sets = BTreeMap::new();
@@ -129,7 +128,17 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
 /// Starts everything; returns once adapters and sinks are spawned.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
-    create_private_dir(&cfg.gateway.data_dir)?;
+    if let crate::paths::Found::Real { mode } =
+        crate::paths::create_data_dir(&cfg.gateway.data_dir)?
+        && mode & 0o007 != 0
+    {
+        // Not ours to change (DESIGN §8); the journal inside is private anyway.
+        tracing::warn!(
+            "data_dir {} has mode {mode:o}: other users can list it; run `chmod 750 {}`",
+            cfg.gateway.data_dir.display(),
+            cfg.gateway.data_dir.display()
+        );
+    }
     let journal_path = cfg.gateway.data_dir.join(journal::FILE_NAME);
     let opened = journal::open(&journal_path)?;
     let timezone = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
@@ -460,21 +469,4 @@ fn spawn_mqtt_control(
 /// The gateway's own device id, for events it raises about itself.
 pub fn gateway_device(cfg: &Config) -> String {
     format!("gateway:{}", cfg.gateway.id)
-}
-
-fn create_private_dir(path: &std::path::Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(err)?;
-        if meta.permissions().mode() & 0o007 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o750)).map_err(err)?;
-        }
-    }
-    Ok(())
 }

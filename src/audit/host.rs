@@ -376,6 +376,17 @@ fn certificates(cfg: &Config) -> Vec<Finding> {
 fn state(cfg: &Config) -> Vec<Finding> {
     let dir = &cfg.gateway.data_dir;
     let mut out = Vec::new();
+    // lstat first: `mode` follows a symlink, and atgw refuses a symlinked data_dir.
+    if let Err(e) = crate::paths::check_data_dir(dir) {
+        out.push(Finding::fail(
+            PersonalData,
+            "data-dir",
+            "gateway.data_dir",
+            e.to_string(),
+            "point data_dir at a real directory owned by the service user (systemd StateDirectory=atgw)",
+        ));
+        return out;
+    }
     match mode(dir) {
         None => out.push(Finding::pass(
             PersonalData,
@@ -394,7 +405,10 @@ fn state(cfg: &Config) -> Vec<Finding> {
                 "{} has mode {m:o}: other users can reach the journal of residents' events",
                 dir.display()
             ),
-            format!("chmod 750 {} (atgw also does this at start)", dir.display()),
+            format!(
+                "chmod 750 {} (atgw never changes the mode of a directory it did not create)",
+                dir.display()
+            ),
         )),
         Some(m) => out.push(Finding::pass(
             PersonalData,
@@ -465,6 +479,16 @@ fn file_sinks(cfg: &Config) -> Vec<Finding> {
     for s in &cfg.sinks {
         let SinkConfig::File(f) = s else { continue };
         let subject = format!("sink `{}`", f.name);
+        if let Err(e) = crate::paths::check_sink_path(&f.name, &f.path) {
+            out.push(Finding::fail(
+                PersonalData,
+                "file-sink",
+                subject,
+                e.to_string(),
+                "point the sink's path at a regular file in a real directory (inside data_dir, for example)",
+            ));
+            continue;
+        }
         let dir_open = f
             .path
             .parent()

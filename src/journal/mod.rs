@@ -47,7 +47,17 @@ pub struct Opened {
 /// Opens (creating or migrating) the journal at `path` for writing.
 pub fn open(path: &Path) -> Result<Opened, JournalError> {
     let mut moved_aside = None;
-    if path.exists()
+    let existing = std::fs::symlink_metadata(path).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| m.file_type().is_symlink())
+    {
+        return Err(JournalError::Io {
+            path: path.to_path_buf(),
+            what: "is a symlink; atgw never writes through one: remove it and restart".into(),
+        });
+    }
+    if existing.is_some()
         && let Err(reason) = check(path)
     {
         let aside = aside_name(path);
@@ -67,7 +77,10 @@ pub fn open(path: &Path) -> Result<Opened, JournalError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut conn = Connection::open(path).map_err(sql)?;
+    // SQLITE_OPEN_NOFOLLOW: a journal path that is a symlink is refused, never written through.
+    let mut conn =
+        Connection::open_with_flags(path, OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW)
+            .map_err(sql)?;
     make_private(path)?;
     configure(&conn, path)?;
     schema::migrate(&mut conn).map_err(sql)?;
@@ -86,7 +99,13 @@ fn make_private(path: &Path) -> Result<(), JournalError> {
                 path: file.clone(),
                 what: format!("cannot make the journal private (chmod 600): {e}"),
             };
-            let mode = match std::fs::metadata(&file) {
+            // lstat: a `-wal` or `-shm` planted as a symlink is refused, not chmodded through.
+            let mode = match std::fs::symlink_metadata(&file) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io(std::io::Error::other(
+                        "it is a symlink; remove it (atgw never writes through one)",
+                    )));
+                }
                 Ok(m) => m.permissions().mode(),
                 Err(e) if suffix.is_empty() || e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(io(e));
@@ -129,8 +148,11 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), JournalError> {
 
 /// `Ok` when the file opens as a database and passes `quick_check`.
 fn check(path: &Path) -> Result<(), String> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| format!("cannot open: {e}"))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| format!("cannot open: {e}"))?;
     let verdict: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(|e| format!("quick_check failed: {e}"))?;

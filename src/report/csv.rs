@@ -47,7 +47,8 @@ pub fn write_all(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
 }
 
 fn write(path: &Path, rows: Vec<Vec<String>>) -> Result<(), String> {
-    let mut w = ::csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+    let file = crate::paths::create_file(path, 0o644).map_err(|e| e.to_string())?;
+    let mut w = ::csv::Writer::from_writer(file);
     for row in rows {
         w.write_record(&row).map_err(|e| e.to_string())?;
     }

@@ -285,9 +285,11 @@ pub fn generate(
         what: e.to_string(),
     })?;
     let html_path = out.join("report.html");
-    std::fs::write(&html_path, html::render(&report)).map_err(|e| ReportError::Write {
-        path: html_path.clone(),
-        what: e.to_string(),
+    crate::paths::write_file(&html_path, 0o644, html::render(&report).as_bytes()).map_err(|e| {
+        ReportError::Write {
+            path: html_path.clone(),
+            what: e.to_string(),
+        }
     })?;
     let mut written = vec![html_path];
     written.extend(csv::write_all(&report, out)?);

@@ -72,20 +72,20 @@ pub async fn run(cfg: FileSinkConfig, mut io: SinkIo, health: Arc<Health>) {
 }
 
 fn append(cfg: &FileSinkConfig, lines: &[Arc<str>]) -> std::io::Result<()> {
-    if let Some(dir) = cfg.path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    // Missing directories are created 750; a symlinked directory or file is refused (paths.rs).
+    crate::paths::prepare_sink(&cfg.name, &cfg.path).map_err(std::io::Error::other)?;
     let incoming: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
-    let current = std::fs::metadata(&cfg.path).map(|m| m.len()).unwrap_or(0);
+    let current = std::fs::symlink_metadata(&cfg.path)
+        .map(|m| m.len())
+        .unwrap_or(0);
     if current > 0 && current + incoming > cfg.rotate_bytes {
         rotate(&cfg.path, cfg.keep)?;
     }
     let mut options = OpenOptions::new();
     options.create(true).read(true).append(true);
     // Every event, residents' included: a new file is for atgw alone, whatever the umask.
-    #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&cfg.path)?;
+    let mut f = crate::paths::no_follow(&mut options).open(&cfg.path)?;
     let start = f.metadata()?.len();
     let mut buf = Vec::with_capacity(incoming as usize + 1);
     // A torn last line is from a batch never reported delivered (it comes again): end it.
@@ -117,7 +117,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 
 fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     if keep == 0 {
-        return File::create(path).map(|_| ());
+        return crate::paths::create_file(path, 0o600).map(|_| ());
     }
     let _ = std::fs::remove_file(rotated(path, keep));
     for n in (1..keep).rev() {
