@@ -15,10 +15,11 @@
 //! Failure is also reported to people, because a notification nobody receives is an alert
 //! lost in practice: when one notification of an open alert has failed
 //! `escalate_after_failed_attempts` times the alert engine tells its next tier now, and a sink
-//! that has had undeliverable work for `sink_failing_alert_after` raises a gateway
-//! `device_fault` alert (`sink:<name>`), cleared by its next delivery.
+//! whose oldest undelivered row has waited `sink_failing_alert_after` raises a gateway
+//! `device_fault` alert (`sink:<name>`), cleared once it has delivered what was late
+//! ([`Lateness`]). Time since the last delivery never counts: a quiet night is not a fault.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,17 +100,92 @@ pub struct Dispatch {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Failed attempts at one alert notification before its next tier is told (0: never).
     pub escalate_after_failed_attempts: u32,
-    /// How long work may wait undelivered before the gateway raises an alert about the sink.
+    /// How long a row may wait undelivered before the gateway raises an alert about the sink.
     pub failing_alert_after: Duration,
 }
 
-/// Whether the sink is keeping up, for the gateway's alert about it.
-struct Progress {
-    /// The last delivery, or the last moment the sink had nothing to do.
-    last: Instant,
-    /// The gateway alert about this sink is raised and not yet cleared.
-    alarmed: bool,
+/// Whether the sink is keeping up, for the gateway's alert about it (DESIGN §6). What counts is
+/// how long the oldest row this dispatcher holds for the sink (buffered, in flight, or waiting
+/// for a retry) has gone undelivered, never the time since the last delivery: a sink with
+/// nothing to do is never late, however long the quiet lasted.
+///
+/// A row waits from the moment the dispatcher took it (read from the table or handed over by
+/// the writer), not from its commit: a backlog left from before a restart is not late before
+/// the sink has had its chance at it, and unread rows behind a backlog are not counted twice.
+///
+/// The alert is raised once, when the oldest row reaches `after`, and cleared on a delivery
+/// that leaves no row older than `after / 2` (the half keeps a sink hovering around the
+/// threshold from raising and clearing on every row).
+#[derive(Debug)]
+struct Lateness {
+    after: Duration,
+    since: HashMap<i64, Instant>,
+    oldest: BTreeSet<(Instant, i64)>,
+    raised: bool,
     last_error: String,
+}
+
+impl Lateness {
+    fn new(after: Duration) -> Self {
+        Lateness {
+            after,
+            since: HashMap::new(),
+            oldest: BTreeSet::new(),
+            raised: false,
+            last_error: String::new(),
+        }
+    }
+
+    /// The dispatcher holds this row now; a row it already holds keeps its age.
+    fn took(&mut self, outbox_id: i64, now: Instant) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.since.entry(outbox_id) {
+            v.insert(now);
+            self.oldest.insert((now, outbox_id));
+        }
+    }
+
+    /// The row left the dispatcher's hands (delivered, or its sink was disabled).
+    fn finished(&mut self, outbox_id: i64) {
+        if let Some(t) = self.since.remove(&outbox_id) {
+            self.oldest.remove(&(t, outbox_id));
+        }
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.oldest.first().map(|&(t, _)| t)
+    }
+
+    /// When the oldest row becomes late, while the alert is not raised: the dispatcher wakes then.
+    fn due(&self) -> Option<Instant> {
+        if self.raised {
+            return None;
+        }
+        self.oldest().map(|t| t + self.after)
+    }
+
+    /// How long the oldest row has waited, if that is long enough to raise the alert now.
+    fn raise(&mut self, now: Instant) -> Option<Duration> {
+        let waited = now.saturating_duration_since(self.oldest()?);
+        if self.raised || waited < self.after {
+            return None;
+        }
+        self.raised = true;
+        Some(waited)
+    }
+
+    /// The sink delivered this row; true when that clears the raised alert.
+    fn delivered(&mut self, outbox_id: i64, now: Instant) -> bool {
+        self.finished(outbox_id);
+        let caught_up = self
+            .oldest()
+            .is_none_or(|t| now.saturating_duration_since(t) < self.after / 2);
+        if self.raised && caught_up {
+            self.raised = false;
+            self.last_error.clear();
+            return true;
+        }
+        false
+    }
 }
 
 /// Runs until shutdown. Returns after in-flight deliveries have had `drain` to finish.
@@ -124,11 +200,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
     let mut delivered: Vec<i64> = Vec::new();
     // Set when the receiver disabled this sink: nothing more is offered until a restart.
     let mut disabled = false;
-    let mut progress = Progress {
-        last: Instant::now(),
-        alarmed: false,
-        last_error: String::new(),
-    };
+    let mut lateness = Lateness::new(d.failing_alert_after);
 
     loop {
         // Refill lanes that run low and may have more rows: one trip to the blocking pool for
@@ -150,10 +222,14 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
             })
             .await
             .map_err(|_| rusqlite::Error::InvalidQuery)??;
+            let now = Instant::now();
             for (lane, rows) in fetched {
                 exhausted[lane] = rows.len() < FETCH;
                 if let Some(last) = rows.last() {
                     cursors[lane] = last.outbox_id;
+                }
+                for row in &rows {
+                    lateness.took(row.outbox_id, now);
                 }
                 buffers[lane].extend(rows);
             }
@@ -178,13 +254,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 return Ok(());
             }
         }
-        let idle =
-            inflight.is_empty() && retries.is_empty() && buffers.iter().all(|b| b.is_empty());
-        if idle {
-            progress.last = Instant::now();
-        }
-        let alarm_at = (!idle && !disabled && !progress.alarmed)
-            .then(|| progress.last + d.failing_alert_after);
+        let alarm_at = lateness.due().filter(|_| !disabled);
         let next_retry = retries.keys().next().copied();
         let wake = match (next_retry, alarm_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -197,7 +267,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 let Some(o) = o else { break };
                 let mut next = Some(o);
                 while let Some(o) = next {
-                    if let Some(reason) = handle(o, &d, &mut inflight, &mut retries, &mut delivered, &mut progress)
+                    if let Some(reason) = handle(o, &d, &mut inflight, &mut retries, &mut delivered, &mut lateness)
                         && !disabled
                     {
                         disabled = true;
@@ -222,6 +292,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                     if exhausted[lane] {
                         // Everything before it in this lane has been read: take it as is.
                         cursors[lane] = row.outbox_id;
+                        lateness.took(row.outbox_id, Instant::now());
                         buffers[lane].push_back(row);
                     } else {
                         // Unread rows come first; the table read will return this one too.
@@ -229,9 +300,10 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                 }
             }
             _ = sleep_until_opt(wake) => {
-                if alarm_at.is_some_and(|t| t <= Instant::now()) {
-                    progress.alarmed = true;
-                    sink_fault(&d, Phase::Raised, &progress.last_error);
+                if alarm_at.is_some()
+                    && let Some(waited) = lateness.raise(Instant::now())
+                {
+                    sink_fault(&d, Phase::Raised, waited, &lateness.last_error);
                 }
             }
         }
@@ -247,7 +319,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
                     &mut inflight,
                     &mut retries,
                     &mut delivered,
-                    &mut progress,
+                    &mut lateness,
                 );
             }
             _ => break,
@@ -266,20 +338,20 @@ fn handle(
     inflight: &mut HashMap<i64, Delivery>,
     retries: &mut BTreeMap<Instant, Vec<Delivery>>,
     delivered: &mut Vec<i64>,
-    progress: &mut Progress,
+    lateness: &mut Lateness,
 ) -> Option<String> {
     match o {
         Outcome::Delivered(id) => {
             if inflight.remove(&id).is_some() {
                 delivered.push(id);
             }
-            progress.last = Instant::now();
-            if std::mem::take(&mut progress.alarmed) {
-                sink_fault(d, Phase::Cleared, "");
+            if lateness.delivered(id, Instant::now()) {
+                sink_fault(d, Phase::Cleared, Duration::ZERO, "");
             }
         }
         Outcome::Disabled { outbox_id, reason } => {
             inflight.remove(&outbox_id);
+            lateness.finished(outbox_id);
             d.writer.send(WriterCmd::Failed {
                 id: outbox_id,
                 error: format!("disabled: {reason}"),
@@ -304,7 +376,7 @@ fn handle(
                         alert_id: alert_id.to_string(),
                     });
                 }
-                progress.last_error.clone_from(&reason);
+                lateness.last_error.clone_from(&reason);
                 d.writer.send(WriterCmd::Failed {
                     id: outbox_id,
                     error: reason,
@@ -319,9 +391,9 @@ fn handle(
     None
 }
 
-/// The sink has had work it could not deliver for too long (raised), or delivers again
+/// A row has waited undelivered for too long (raised), or the sink has delivered what was late
 /// (cleared): a gateway alert so that people know their alert channel is down.
-fn sink_fault(d: &Dispatch, phase: Phase, last_error: &str) {
+fn sink_fault(d: &Dispatch, phase: Phase, waited: Duration, last_error: &str) {
     let mut draft = atgw_sdk::EventDraft::new(
         atgw_sdk::Kind::DeviceFault,
         phase,
@@ -332,11 +404,16 @@ fn sink_fault(d: &Dispatch, phase: Phase, last_error: &str) {
     draft.data.message = Some(if phase == Phase::Cleared {
         format!("Alert channel `{}` delivers again", d.sink)
     } else {
-        tracing::error!(sink = %d.sink, "nothing delivered for {:?} ({last_error}); raising a gateway alert", d.failing_alert_after);
+        let why = if last_error.is_empty() {
+            "no answer from the sink"
+        } else {
+            last_error
+        };
+        tracing::error!(sink = %d.sink, waited_s = waited.as_secs(), "an event has waited {}s undelivered ({why}); raising a gateway alert", waited.as_secs());
         format!(
-            "Alert channel `{}` has not delivered for {}s",
+            "Alert channel `{}` has an event undelivered for {}s",
             d.sink,
-            d.failing_alert_after.as_secs()
+            waited.as_secs()
         )
     });
     if !last_error.is_empty() {
@@ -430,6 +507,84 @@ mod tests {
         wake.committed(vec![row(9)]);
         let h = wake.take();
         assert!(!h.overflowed && h.rows.len() == 1, "reset by the take");
+    }
+
+    /// Time is passed in: `t(s)` is `s` seconds after an arbitrary start.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let start = Instant::now();
+        move |s| start + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_event_after_a_quiet_period_longer_than_the_threshold_is_not_late() {
+        let t = clock();
+        let mut l = Lateness::new(Duration::from_secs(120));
+        assert_eq!(l.due(), None, "an idle sink has nothing to be late with");
+        assert_eq!(l.raise(t(3600)), None);
+        // An hour of silence, then an alarm: it has waited nothing yet.
+        l.took(1, t(3600));
+        assert_eq!(l.raise(t(3600)), None);
+        assert_eq!(l.due(), Some(t(3600 + 120)));
+        assert!(!l.delivered(1, t(3600)));
+        assert_eq!(l.due(), None);
+    }
+
+    #[test]
+    fn a_sink_keeping_up_under_steady_load_is_never_late() {
+        let t = clock();
+        let mut l = Lateness::new(Duration::from_secs(120));
+        for s in 0..1000 {
+            l.took(s as i64, t(s));
+            assert_eq!(l.raise(t(s + 1)), None);
+            assert!(!l.delivered(s as i64, t(s + 1)));
+        }
+    }
+
+    #[test]
+    fn a_row_undelivered_for_the_threshold_raises_once_and_its_delivery_clears() {
+        let t = clock();
+        let mut l = Lateness::new(Duration::from_secs(120));
+        l.took(7, t(0));
+        // Retried and read again: it keeps the age it had.
+        l.took(7, t(60));
+        assert_eq!(l.raise(t(119)), None);
+        assert_eq!(l.due(), Some(t(120)));
+        assert_eq!(l.raise(t(121)), Some(Duration::from_secs(121)));
+        assert_eq!(l.due(), None, "raised once");
+        assert_eq!(l.raise(t(500)), None);
+        assert!(l.delivered(7, t(501)), "cleared once delivery resumed");
+        assert!(!l.delivered(7, t(502)));
+    }
+
+    #[test]
+    fn delivering_newer_rows_does_not_clear_while_an_older_one_is_still_late() {
+        let t = clock();
+        let mut l = Lateness::new(Duration::from_secs(120));
+        l.took(1, t(0));
+        l.took(2, t(100));
+        assert!(l.raise(t(120)).is_some());
+        l.took(3, t(130));
+        assert!(!l.delivered(2, t(130)), "row 1 still waits");
+        assert!(!l.delivered(3, t(131)));
+        assert!(l.delivered(1, t(140)), "nothing late is left");
+        // A late row the sink gave up on (disabled) leaves the count without a clear.
+        l.took(4, t(200));
+        assert!(l.raise(t(320)).is_some());
+        l.finished(4);
+        assert_eq!(l.due(), None);
+    }
+
+    #[test]
+    fn the_clear_waits_until_the_remaining_rows_are_well_under_the_threshold() {
+        let t = clock();
+        let mut l = Lateness::new(Duration::from_secs(120));
+        l.took(1, t(0));
+        l.took(2, t(50));
+        assert!(l.raise(t(120)).is_some());
+        // Row 2 has waited 71 s, more than half the threshold: not caught up yet.
+        assert!(!l.delivered(1, t(121)));
+        l.took(3, t(121));
+        assert!(l.delivered(2, t(122)), "row 3 is fresh");
     }
 
     #[test]

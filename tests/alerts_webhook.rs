@@ -536,3 +536,95 @@ async fn a_failing_webhook_tells_the_next_tier_at_once_and_raises_a_gateway_aler
         .count();
     assert_eq!(escalations, 1, "one tier, told once");
 }
+
+/// The gateway's own reports about its sinks (not the alert lifecycle events they open).
+fn sink_fault_phases(g: &Gateway) -> Vec<(String, String)> {
+    let c = g.journal();
+    let mut s = c
+        .prepare(
+            "SELECT json_extract(json, '$.data.device.id'), phase FROM events
+             WHERE kind = 'device_fault' AND json_extract(json, '$.data.device.id') LIKE 'sink:%'
+             AND json_extract(json, '$.source') = 'urn:atgw:gw-test:gateway' ORDER BY seq",
+        )
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_period_raises_no_sink_alert_and_a_really_failing_sink_raises_exactly_one() {
+    let rig = rig(
+        &ESCALATING
+            .replace("repeat = \"3s\"", "repeat = \"1h\"")
+            .replace("\"2s\"", "\"1h\""),
+        "\n[alerts]\nsink_failing_alert_after = \"2s\"\n",
+    )
+    .await;
+    let devices = Publisher::connect(rig.broker.port, "quiet-devices").await;
+    // Longer than the threshold with nothing to deliver: a quiet night.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    from_pendant(&devices, r#"{"action":"emergency"}"#).await;
+    rig.told(&rig.carers, "raised", 20, "carers' webhook got nothing")
+        .await;
+    // Every sink (webhooks, upstream MQTT, file) has had its chance to misjudge the silence.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink_fault_phases(&rig.gw),
+        [],
+        "a quiet period is not a sink fault:\n{}",
+        rig.gw.log_text()
+    );
+    let log = rig.gw.log_text();
+    assert!(
+        !log.contains("ERROR") && !log.contains("raising a gateway alert"),
+        "no error after a quiet period:\n{log}"
+    );
+
+    // Now the carers' receiver really fails with an event waiting for it.
+    rig.carers.set_status(500);
+    // Another resident's pendant: a new alert, so a new notification for the carers.
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607f0014",
+            r#"{"action":"emergency"}"#.to_owned(),
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || {
+        !sink_fault_phases(&rig.gw).is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no gateway alert for a failing sink:\n{}",
+            rig.gw.log_text()
+        )
+    });
+    // Well past the threshold again: still the one alert.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let carers = ("sink:carers".to_owned(), "raised".to_owned());
+    assert_eq!(sink_fault_phases(&rig.gw), std::slice::from_ref(&carers));
+    assert_eq!(
+        rig.gw.log_text().matches("raising a gateway alert").count(),
+        1,
+        "one error line for one failing sink"
+    );
+
+    rig.carers.set_status(200);
+    wait_until_async(Duration::from_secs(60), || {
+        sink_fault_phases(&rig.gw).len() >= 2
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "not cleared after recovery: {:?}",
+            sink_fault_phases(&rig.gw)
+        )
+    });
+    assert_eq!(
+        sink_fault_phases(&rig.gw),
+        [carers, ("sink:carers".to_owned(), "cleared".to_owned())],
+        "cleared once, after delivery resumed"
+    );
+}

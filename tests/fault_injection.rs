@@ -1285,6 +1285,66 @@ async fn sink_outages_webhook_500_then_refused_and_upstream_broker_down_lose_not
     assert_no_loss("sink outages", &w, &a);
 }
 
+/// The gateway's own alerts about its sinks (`sink:<name>`), raised ones.
+fn sink_alerts_raised(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM events WHERE kind = 'device_fault' AND phase = 'raised'
+                 AND json_extract(json, '$.source') = 'urn:atgw:gw-test:gateway'
+                 AND json_extract(json, '$.data.device.id') LIKE 'sink:%'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(-1)
+}
+
+/// A short `sink_failing_alert_after`, so a quiet period longer than it fits in a test.
+const SINK_ALERT_AFTER_2S: &str = "\n[alerts]\nsink_failing_alert_after = \"2s\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_period_longer_than_the_sink_alert_threshold_then_alarms_raises_no_gateway_alert() {
+    let w = World::start(Setup {
+        extra_config: SINK_ALERT_AFTER_2S,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Nothing to deliver for twice the threshold, then the mixed load, twice (on other panels
+    // the second time: a panel that starts again starts its sequence numbers again).
+    for (round, accounts) in [("q", &ACCOUNTS[..3]), ("q2-", &ACCOUNTS[3..])] {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let load = Load::start(&w, round, accounts).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        load.finish().await;
+    }
+    let a = settle(&w, &JournalView::default()).await;
+    let false_alerts = sink_alerts_raised(&w.journal_path());
+    let error_lines = w.gw.log_text().matches(" ERROR ").count();
+    report(
+        6,
+        "quiet period then alarm",
+        &row(
+            "quiet period then alarm",
+            &a,
+            w.started.elapsed(),
+            &format!(
+                "2 x (4s with nothing to deliver, sink_failing_alert_after 2s, then 3s of load): \
+                 {false_alerts} false gateway alerts, {error_lines} ERROR lines"
+            ),
+        ),
+    );
+    assert_eq!(
+        false_alerts,
+        0,
+        "a quiet period raised gateway sink alerts:\n{}",
+        w.log_tail()
+    );
+    assert_eq!(error_lines, 0, "errors logged:\n{}", w.log_tail());
+    assert_no_loss("quiet period then alarm", &w, &a);
+}
+
 /// `device_offline` alerts of the silent panel.
 fn silent_panel_alerts(db: &Path) -> i64 {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

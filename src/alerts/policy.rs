@@ -133,8 +133,9 @@ pub struct AlertSettings {
     /// escalation tier is told at once instead of after its delay. 0 turns this off.
     #[serde(default = "default_failed_attempts")]
     pub escalate_after_failed_attempts: u32,
-    /// How long a sink may have work it cannot deliver before the gateway raises a
-    /// `device_fault` alert about it (cleared when it delivers again).
+    /// How long the oldest event waiting for a sink may stay undelivered before the gateway
+    /// raises a `device_fault` alert about the sink (cleared once it has delivered what was
+    /// late). Time without anything to deliver never counts.
     #[serde(default = "default_sink_failing", with = "humantime_serde")]
     pub sink_failing_alert_after: Duration,
     /// Fail-safe route: a life-safety or high-priority event that no `[[policy]]` matches opens

@@ -248,7 +248,8 @@ impl Ctx {
         self.execute(outcome).await
     }
 
-    /// Dead letter, alert, commit — and the answer only if the commit resolved `Ok`.
+    /// Dead letter, alert, commit — and the answer only if the commit resolved `Ok` (a NAK
+    /// if it failed).
     async fn execute(&self, outcome: Outcome) -> Option<Vec<u8>> {
         let Outcome {
             dead_letter,
@@ -283,9 +284,10 @@ impl Ctx {
                 Err(e) => {
                     self.health.error(format!("commit failed: {e}"));
                     self.warn("commit_failed", || {
-                        format!("DC-09 frame not acknowledged because the journal did not commit it: {e}; the transmitter will retry")
+                        format!("DC-09 frame answered with NAK because the journal did not commit it: {e}; the transmitter will retry")
                     });
-                    return None;
+                    // Never the ACK; a NAK (with our time) makes the transmitter resend now.
+                    return Some(crate::response::nak(self.clock.now()));
                 }
             }
         }

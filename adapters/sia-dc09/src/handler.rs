@@ -34,8 +34,8 @@ pub struct Outcome {
     pub dead_letter: Option<DeadLetter>,
     /// A gateway alert to journal; best effort, does not gate the answer.
     pub alert: Option<Submission>,
-    /// Must be committed before `reply` is sent; if the commit fails, nothing is sent and the
-    /// transmitter retries.
+    /// Must be committed before `reply` is sent; if the commit fails, the listener answers a
+    /// NAK instead and the transmitter retries.
     pub commit: Option<Submission>,
     /// Bytes for the transmitter.
     pub reply: Option<Vec<u8>>,

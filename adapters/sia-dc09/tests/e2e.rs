@@ -372,7 +372,7 @@ async fn ack_is_sent_only_after_commit() {
 }
 
 #[tokio::test]
-async fn failed_commit_gets_no_ack_so_the_transmitter_retries() {
+async fn failed_commit_gets_a_nak_with_receiver_time_never_an_ack() {
     let (c, f) = plain_accounts();
     let (_, clock) = clock_at(NOON);
     let (r, mut rx) = start(c, f, clock).await;
@@ -384,7 +384,11 @@ async fn failed_commit_gets_no_ack_so_the_transmitter_retries() {
     reply
         .send(Err(IngestError::Storage("disk full".into())))
         .unwrap();
-    assert_eq!(read_frame(&mut s, Duration::from_millis(300)).await, None);
+    // A NAK, so the transmitter resends at once instead of waiting out its answer timeout.
+    assert_eq!(
+        read_frame(&mut s, WAIT).await.unwrap(),
+        response::nak(NOON.parse().unwrap())
+    );
     assert_eq!(r.health.snapshot().errors, 1);
 }
 
