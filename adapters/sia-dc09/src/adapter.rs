@@ -2,10 +2,13 @@
 //! [`Handler`]'s decision against `Ingest` — dead letter, commit, and only after the commit
 //! resolved `Ok`, the answer.
 //!
-//! Fairness: a global connection cap, a per-address connection cap and frame budget, an idle
-//! timeout counted per *frame* (a byte trickle does not keep a socket), and a connection that
-//! sends nothing but bad frames is closed. Each TCP connection and each UDP datagram is its own
-//! task, so one slow commit never blocks other transmitters.
+//! Fairness: a global connection table (when full, the oldest connection that has not completed
+//! a frame makes room for a newcomer: see [`crate::connections`]), a short deadline for a
+//! connection's first frame and a longer idle timeout afterwards, both counted per *frame* (a
+//! byte trickle does not keep a socket), a per-address connection cap and frame budget, and a
+//! connection that sends nothing but bad frames is closed. UDP datagrams in flight have their
+//! own budget, so idle TCP sockets cannot starve UDP transmitters. Each TCP connection and each
+//! UDP datagram is its own task, so one slow commit never blocks other transmitters.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use atgw_sdk::clock::SharedClock;
 use atgw_sdk::{Committed, Health, Ingest, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -24,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::budget::{ConnectionSlot, PeerBudget, WarnLimiter};
 use crate::codec::FrameDecoder;
 use crate::config::Config;
+use crate::connections::{Admission, ConnectionTable, Registration};
 use crate::crypto::AesKey;
 use crate::error::Dc09Error;
 use crate::handler::{AccountEntry, Handler, Outcome};
@@ -179,9 +183,14 @@ impl Dc09Adapter {
                 self.config.per_peer_connections,
                 self.config.per_peer_frames_per_sec,
             ),
-            slots: Arc::new(Semaphore::new(self.config.max_connections)),
+            connections: ConnectionTable::new(self.config.max_connections),
+            udp_slots: Arc::new(Semaphore::new(self.config.max_udp_in_flight)),
             warn: WarnLimiter::new(WARN_EVERY),
             idle_timeout: self.config.idle_timeout,
+            first_frame_timeout: self
+                .config
+                .first_frame_timeout
+                .min(self.config.idle_timeout),
             max_frame_bytes: self.config.max_frame_bytes,
         });
         health.set_connected(true);
@@ -222,9 +231,14 @@ struct Ctx {
     health: Arc<Health>,
     clock: SharedClock,
     budget: Arc<PeerBudget>,
-    slots: Arc<Semaphore>,
+    /// Open TCP connections (`max_connections`).
+    connections: Arc<ConnectionTable>,
+    /// UDP datagrams in flight (`max_udp_in_flight`).
+    udp_slots: Arc<Semaphore>,
     warn: WarnLimiter,
     idle_timeout: Duration,
+    /// `first_frame_timeout`, at most `idle_timeout`.
+    first_frame_timeout: Duration,
     max_frame_bytes: usize,
 }
 
@@ -335,19 +349,38 @@ async fn tcp_loop(ctx: Arc<Ctx>, listener: TcpListener, shutdown: Shutdown) -> J
                 continue;
             }
         };
-        let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
-            ctx.health.rejected("connection_limit");
-            ctx.warn("connection_limit", || {
-                format!("DC-09 connection from {peer} refused: max_connections reached")
-            });
-            continue;
-        };
+        // The address's own budget first, so an address over it cannot evict anybody.
         let Some(slot) = ctx.budget.connect(peer.ip()) else {
             ctx.health.rejected("peer_connection_limit");
             ctx.warn("peer_connection_limit", || {
                 format!("DC-09 connection from {peer} refused: per_peer_connections reached for that address")
             });
             continue;
+        };
+        let registration = match ctx.connections.admit(peer, Instant::now()) {
+            Admission::Admitted {
+                registration,
+                evicted,
+            } => {
+                if let Some(ev) = evicted {
+                    ctx.health.rejected("evicted_no_frame");
+                    ctx.warn("evicted_no_frame", || {
+                        format!(
+                            "DC-09 connection limit reached: evicting idle connection from {} that sent no frame in {}s, to accept {peer}",
+                            ev.peer,
+                            ev.frameless_for.as_secs()
+                        )
+                    });
+                }
+                registration
+            }
+            Admission::Full => {
+                ctx.health.rejected("connection_limit");
+                ctx.warn("connection_limit", || {
+                    format!("DC-09 connection from {peer} refused: max_connections reached and every connection has completed a frame")
+                });
+                continue;
+            }
         };
         if let Err(e) = sock.set_nodelay(true) {
             debug!(%peer, "TCP_NODELAY not set: {e}");
@@ -357,7 +390,7 @@ async fn tcp_loop(ctx: Arc<Ctx>, listener: TcpListener, shutdown: Shutdown) -> J
             sock,
             peer,
             shutdown.clone(),
-            permit,
+            registration,
             slot,
         ));
     }
@@ -371,20 +404,23 @@ async fn connection(
     mut sock: TcpStream,
     peer: SocketAddr,
     shutdown: Shutdown,
-    _permit: OwnedSemaphorePermit,
+    registration: Registration,
     _slot: ConnectionSlot,
 ) {
     let origin = format!("tcp:{peer}");
     let mut decoder = FrameDecoder::new(ctx.max_frame_bytes);
     let mut buf = vec![0u8; 4096];
-    let mut deadline = Instant::now() + ctx.idle_timeout;
+    // Until its first usable frame a connection gets the short deadline (and may be evicted).
+    let mut established = false;
+    let mut timeout = ctx.first_frame_timeout;
+    let mut deadline = Instant::now() + timeout;
     let mut bad_in_a_row = 0u32;
     loop {
         loop {
             let outcome = match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
-                    deadline = Instant::now() + ctx.idle_timeout;
+                    deadline = Instant::now() + timeout;
                     if !ctx.budget.allow_frame(peer.ip(), Instant::now()) {
                         ctx.health.rejected("rate_limited");
                         ctx.warn("rate_limited", || {
@@ -407,6 +443,13 @@ async fn connection(
                 continue;
             };
             let usable = outcome.commit.is_some();
+            if usable && !established {
+                // Before the commit: a slow journal must not make a transmitter evictable.
+                registration.establish();
+                established = true;
+                timeout = ctx.idle_timeout;
+                deadline = Instant::now() + timeout;
+            }
             if let Some(reply) = ctx.execute(outcome).await
                 && sock.write_all(&reply).await.is_err()
             {
@@ -432,8 +475,14 @@ async fn connection(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = registration.evicted() => return,
             _ = tokio::time::sleep_until(deadline) => {
-                debug!(%peer, "DC-09 connection idle for {:?}; closing", ctx.idle_timeout);
+                if established {
+                    debug!(%peer, "DC-09 connection idle for {timeout:?}; closing");
+                } else {
+                    ctx.health.rejected("first_frame_timeout");
+                    debug!(%peer, "DC-09 connection completed no frame within {timeout:?}; closing");
+                }
                 return;
             }
             r = sock.read(&mut buf) => match r {
@@ -468,11 +517,11 @@ async fn udp_loop(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, shutdown: Shutdown) -> Jo
             });
             continue;
         }
-        let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
+        let Ok(permit) = ctx.udp_slots.clone().try_acquire_owned() else {
             ctx.health.rejected("overloaded");
             ctx.warn("overloaded", || {
                 format!(
-                    "DC-09 datagram from {peer} dropped: max_connections frames already in flight"
+                    "DC-09 datagram from {peer} dropped: max_udp_in_flight datagrams already in flight"
                 )
             });
             continue;

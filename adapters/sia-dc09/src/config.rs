@@ -56,14 +56,27 @@ pub struct Config {
     /// How far ahead of our clock a message timestamp may be (DC-09: `"20s"`).
     #[serde(default = "default_max_ahead", deserialize_with = "duration")]
     pub max_timestamp_ahead: Duration,
-    /// Concurrent TCP connections (and UDP frames in flight), all peers together.
+    /// Concurrent TCP connections, all peers together (256). When the limit is reached, a new
+    /// connection takes the place of the oldest one that has not completed a frame yet (that
+    /// one is closed); a connection that has completed a usable frame is never closed for it.
+    /// Only when every connection is established is the newcomer refused.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// UDP datagrams being processed at once, all peers together (256). Its own budget, so
+    /// TCP connections can never use up what UDP transmitters need; a datagram beyond it gets
+    /// no answer and the transmitter retries.
+    #[serde(default = "default_max_udp_in_flight")]
+    pub max_udp_in_flight: usize,
     /// A TCP connection that completes no frame for this long is closed (`"120s"`, `"2m"`, or
     /// a number of seconds). Measured per frame, not per byte, so a slow trickle cannot keep a
     /// connection alive.
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// A new TCP connection must complete its first frame within this long (`"10s"`), or within
+    /// `idle_timeout` if that is shorter; afterwards `idle_timeout` applies. A transmitter sends
+    /// its frame as soon as it connects, so only sockets that are not transmitting wait longer.
+    #[serde(default = "default_first_frame_timeout", deserialize_with = "duration")]
+    pub first_frame_timeout: Duration,
     /// Largest frame accepted, LF to CR (DC-09's own maximum, 4105, by default).
     #[serde(default = "default_max_frame_bytes")]
     pub max_frame_bytes: usize,
@@ -100,8 +113,14 @@ fn default_max_ahead() -> Duration {
 fn default_max_connections() -> usize {
     256
 }
+fn default_max_udp_in_flight() -> usize {
+    256
+}
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(120)
+}
+fn default_first_frame_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_frame_bytes() -> usize {
     DC09_MAX_FRAME
@@ -126,7 +145,9 @@ impl Config {
             max_timestamp_age: default_max_age(),
             max_timestamp_ahead: default_max_ahead(),
             max_connections: default_max_connections(),
+            max_udp_in_flight: default_max_udp_in_flight(),
             idle_timeout: default_idle_timeout(),
+            first_frame_timeout: default_first_frame_timeout(),
             max_frame_bytes: default_max_frame_bytes(),
             per_peer_connections: default_per_peer_connections(),
             per_peer_frames_per_sec: default_per_peer_frames_per_sec(),
@@ -198,6 +219,12 @@ impl Config {
         }
         if self.max_connections == 0 {
             err("max_connections", "must be at least 1".into());
+        }
+        if self.max_udp_in_flight == 0 {
+            err("max_udp_in_flight", "must be at least 1".into());
+        }
+        if self.first_frame_timeout.is_zero() {
+            err("first_frame_timeout", "must be more than 0s".into());
         }
         if self.per_peer_connections == 0 {
             err("per_peer_connections", "must be at least 1".into());
@@ -277,6 +304,8 @@ mod tests {
         assert_eq!(c.max_timestamp_age, Duration::from_secs(40));
         assert_eq!(c.accounts[0].key_format, KeyFormat::Hex);
         assert_eq!(c.max_connections, 256);
+        assert_eq!(c.max_udp_in_flight, 256);
+        assert_eq!(c.first_frame_timeout, Duration::from_secs(10));
         c.validate().unwrap();
     }
 

@@ -14,6 +14,7 @@
 //! - [`handler`]: the decision for one frame (dead letter, commit, answer) as data, no I/O.
 //! - [`config`]: the adapter's serde config, documented field by field, and its validation.
 //! - [`budget`]: per-peer connection and frame-rate budgets, and rate-limited warnings.
+//! - [`connections`]: the TCP connection table (the oldest frameless connection makes room).
 //! - [`adapter`]: binding the listeners and running them: the TCP and UDP loops that execute
 //!   the handler's decisions against `Ingest` (commit, then ACK).
 //! - [`simulator`]: a transmitter (`atgw simulate dc09`) that checks every answer it gets.
@@ -33,6 +34,7 @@ pub mod timestamp;
 
 pub mod adapter;
 pub mod budget;
+pub mod connections;
 pub mod error;
 
 pub use adapter::{Dc09Adapter, run};
