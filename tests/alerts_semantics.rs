@@ -318,7 +318,7 @@ fn check_config_warns_and_audit_fails_when_a_life_safety_kind_has_no_policy() {
     assert!(check.status.success(), "still a valid file: {stderr}");
     for kind in ["smoke", "co", "gas", "fall", "assistance_call", "medical"] {
         assert!(
-            stderr.contains(&format!("warning")) && stderr.contains(&format!("`{kind}`")),
+            stderr.contains("warning") && stderr.contains(&format!("`{kind}`")),
             "{kind} not warned about: {stderr}"
         );
     }

@@ -373,7 +373,8 @@ async fn a_fall_overtakes_fifty_thousand_queued_telemetry_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_oximeter_raises_spo2_low_only_after_persistence_and_clears_on_recovery() {
+async fn the_oximeter_raises_spo2_low_only_after_persistence_and_records_a_persistent_recovery_on_the_open_alert()
+ {
     let rig = rig(
         "\n[[policy]]\nmatch = { kind = [\"spo2_low\"] }\nnotify = [\"carers\"]\n",
         "\n[[device]]\nid = \"oximeter-14\"\nadapter = \"zigbee\"\nmatch = { device = \"ff23041920b4\" }\nresident = \"res-0057\"\nlocation = { area = \"east\", room = \"14\" }\n",
@@ -415,27 +416,42 @@ async fn the_oximeter_raises_spo2_low_only_after_persistence_and_clears_on_recov
     let e: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(e["data"]["threshold"]["rule"], "news2-spo2-scale1-score3");
     assert_eq!(e["data"]["location"]["room"], "14");
-    // The "finger out" sentinel never breaches and changes nothing.
+    // The "finger out" sentinel never breaches and changes nothing; one normal reading is no
+    // recovery either: it takes the same persistence as the raise (three readings).
     devices.send("dusun_pub", reading(t0 + 40, 127, 127)).await;
     devices.send("dusun_pub", reading(t0 + 50, 96, 72)).await;
+    wait_until_async(Duration::from_secs(20), || rig.gw.event_count() >= 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        spo2_low(&rig.gw).len(),
+        1,
+        "one normal reading clears nothing"
+    );
+    devices.send("dusun_pub", reading(t0 + 60, 96, 72)).await;
+    devices.send("dusun_pub", reading(t0 + 70, 97, 72)).await;
     wait_until_async(Duration::from_secs(20), || spo2_low(&rig.gw).len() >= 2)
         .await
-        .expect("recovery clears");
+        .expect("a persistent recovery clears");
     let all = spo2_low(&rig.gw);
     let phases: Vec<&str> = all.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(phases, vec!["raised", "cleared"], "{all:#?}");
     let cleared: Value = serde_json::from_str(&all[1].1).unwrap();
     assert_eq!(
-        cleared["data"]["observations"][0]["value"], 96.0,
-        "cleared by the recovered reading, not by the sentinel"
+        cleared["data"]["observations"][0]["value"], 97.0,
+        "cleared by the third recovered reading, not by the sentinel"
     );
+    // A vital-sign alert is about a resident: the recovery is recorded and the alert stays
+    // open until a person acknowledges it.
     rig.told(
         &rig.carers,
-        "device_cleared",
+        "device_restored",
         20,
-        "the alert was not cleared",
+        "the recovery was not recorded on the alert",
     )
     .await;
+    let (_, v) = api(&rig, reqwest::Method::GET, "/alerts", None).await;
+    assert_eq!(v["alerts"][0]["status"], "open", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

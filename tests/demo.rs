@@ -165,6 +165,7 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
         "acknowledged    by senior-dee",
         "acknowledged    by carer-",
         "cleared",
+        "restore recorded",
         "resolved",
     ] {
         assert!(out.contains(step), "no `{step}` on the timeline\n{all}");

@@ -5,8 +5,9 @@
 //!
 //! The rota is deterministic so every run tells the same story: carers answer pendant calls,
 //! leaks and device alerts; fall alerts ring unanswered (the carers are busy with the pendant
-//! calls), escalate to the senior, and the senior answers. A condition the device restored
-//! before anyone answered is checked and closed as a false alarm.
+//! calls), escalate to the senior, and the senior answers, also when the fall detector
+//! restored on its own first (a restore is recorded on a resident's alarm, never closes it). A
+//! device condition the device restored before anyone answered is checked and closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -274,7 +275,7 @@ impl PhoneState {
             let t = taken.entry(a.id.clone()).or_default();
             let nobody = !t.carers && !t.senior;
             match (team, a.reason.as_str()) {
-                (Team::Carers, "raised" | "raised_again" | "upgraded" | "repeat")
+                (Team::Carers, "raised" | "raised_again" | "upgraded" | "repeated" | "repeat")
                     if plan.carers_answer && nobody =>
                 {
                     t.carers = true;

@@ -123,7 +123,8 @@ const OXIMETER_NORMAL: &str = r#"{"from":"BLE","to":"CLOUD","time":TIME,"deviceC
 /// Legacy telecare on the same timeline: an alarm panel (account 1234, plain) with a pendant
 /// (zone 003) and a fall detector (zone 005) in flat 3, and a home unit in flat 9 (account
 /// 5678) that encrypts with AES-128. The flat 3 fall detector restores on its own two seconds
-/// later, before anyone answered.
+/// later, before anyone answered: the restore is recorded on the fall, which keeps escalating
+/// until the senior acknowledges it (a resident's alarm is never closed by its device).
 const DC09_SCRIPT: &[(f64, &str, &str)] = &[
     (1.5, "1234", "1101 01 003"),
     (3.5, "5678", "1103 01 002"),

@@ -223,6 +223,28 @@ impl Timeline {
                 "ALERT upgraded",
                 format!("now {}{conf}; carers told again", d.priority.as_str()),
             ),
+            (Phase::Raised, "repeated") => (
+                Style::Raised,
+                "ALERT repeated",
+                format!("{}; everyone told so far told again", base_message(d)),
+            ),
+            (Phase::Point, "device_restored" | "cancelled") => (
+                Style::Nudged,
+                "restore recorded",
+                format!(
+                    "{}; a resident's alarm stays {}",
+                    if a.reason == "cancelled" {
+                        "cancelled at the device"
+                    } else {
+                        "the device restored"
+                    },
+                    if a.status == "open" {
+                        "open and escalating until a person acknowledges it"
+                    } else {
+                        "acknowledged until a person resolves it"
+                    }
+                ),
+            ),
             (Phase::Raised, reason) => {
                 if let Ok(mut i) = self.inner.lock() {
                     i.raised_ms.insert(a.id.clone(), at_ms);
@@ -323,6 +345,8 @@ impl Timeline {
             "raised" => "",
             "raised_again" => " (raised again)",
             "upgraded" => " (upgrade)",
+            "repeated" => " (raised again)",
+            "device_restored" | "cancelled" => " (restore recorded: check the resident)",
             "repeat" => " (repeat)",
             "not_resolved" => " (reminder)",
             // Escalations reach everyone told so far; the line is about who is new.
