@@ -270,3 +270,59 @@ async fn a_low_battery_is_raised_again_after_it_was_resolved_and_every_low_is_jo
         .unwrap_or_else(|_| panic!("no press:\n{}", gw.log_text()));
     assert!(press()[0].ends_with("(battery low 2%)"), "{:?}", press());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oximeter_that_only_reports_finger_out_raises_not_reading_and_clears_on_a_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let extra = r#"
+[vitals]
+not_reading_after = "2s"
+
+[[device]]
+id = "oximeter-16"
+adapter = "zigbee"
+match = { device = "ff23041920b4" }
+location = { area = "west", room = "16" }
+"#;
+    let gw = Gateway::start(
+        dir.path(),
+        &everything_alerts(dir.path(), broker.port, extra),
+    );
+    gw.wait_subscribed().await;
+    let hub = Publisher::connect(broker.port, "ble-hub").await;
+    let faults = || {
+        gw.column::<String>(
+            "SELECT phase || ' ' || priority || ' ' || json_extract(json, '$.data.message')
+             FROM events WHERE kind = 'device_fault' AND source LIKE '%:rules' ORDER BY seq",
+        )
+    };
+    // 127 is the hub's "finger out": readings arrive, none can be measured.
+    for _ in 0..4 {
+        hub.send("dusun_pub", oximeter(epoch_s(), 127, 127)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(faults().is_empty(), "raised before 2 s: {:?}", faults());
+    for _ in 0..4 {
+        hub.send("dusun_pub", oximeter(epoch_s(), 127, 127)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_until_async(Duration::from_secs(20), || !faults().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("not-reading never raised:\n{}", gw.log_text()));
+    assert_eq!(
+        faults(),
+        ["raised low Oximeter not reading - Room 16"],
+        "raised once, low priority"
+    );
+    assert_eq!(
+        gw.column::<String>("SELECT status FROM alerts WHERE kind = 'device_fault'"),
+        ["open"]
+    );
+
+    hub.send("dusun_pub", oximeter(epoch_s(), 97, 72)).await;
+    wait_until_async(Duration::from_secs(20), || faults().len() == 2)
+        .await
+        .unwrap_or_else(|_| panic!("a reading did not clear it: {:?}", faults()));
+    assert_eq!(faults()[1], "cleared low Oximeter reading again - Room 16");
+}
