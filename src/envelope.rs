@@ -69,6 +69,13 @@ pub fn seal(
         None => default_message(&data, &place),
     });
     if let Some(m) = &mut data.message {
+        // A carer answering a pendant should know its battery is going.
+        if data.kind != Kind::LowBattery
+            && let Some(b) = data.battery.as_ref().filter(|b| b.low == Some(true))
+        {
+            let percent = b.percent.map(|p| format!(" {p}%")).unwrap_or_default();
+            m.push_str(&format!(" (battery low{percent})"));
+        }
         truncate_chars(m, 160);
     }
     let subject = Some(data.location.subject());
@@ -266,6 +273,32 @@ mod tests {
         assert_eq!(
             e.data.observations[0].absent_reason.as_deref(),
             Some("error")
+        );
+    }
+
+    #[test]
+    fn an_alarm_from_a_device_with_a_low_battery_says_so() {
+        let reg = Registry::new("oakview", &[]);
+        let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "zigbee:0xa4", "zigbee");
+        d.data.battery = Some(atgw_sdk::event::Battery {
+            percent: Some(5.0),
+            low: Some(true),
+            voltage_mv: None,
+        });
+        let e = seal(&reg, "gw-1", "zigbee", d.clone(), Timestamp::now(), 1);
+        assert_eq!(
+            e.data.message.as_deref(),
+            Some("Emergency button pressed - zigbee:0xa4 (battery low 5%)")
+        );
+        d.data.battery = Some(atgw_sdk::event::Battery {
+            percent: Some(80.0),
+            low: Some(false),
+            voltage_mv: None,
+        });
+        let e = seal(&reg, "gw-1", "zigbee", d, Timestamp::now(), 1);
+        assert_eq!(
+            e.data.message.as_deref(),
+            Some("Emergency button pressed - zigbee:0xa4")
         );
     }
 

@@ -184,3 +184,145 @@ async fn an_unworn_watchs_zero_spo2_raises_nothing_and_is_journaled_absent() {
     assert_eq!(spo2["absent_reason"], "error");
     assert!(spo2.get("value").is_none(), "{spo2}");
 }
+
+async fn resolve(api: &str, token: &str, id: &str) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/alerts/{id}/resolve"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"by": "carer-7", "outcome": "no_action", "note": "battery ordered"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_battery_is_raised_again_after_it_was_resolved_and_every_low_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let (api_block, api, token) = api_block(dir.path());
+    let gw = Gateway::start(
+        dir.path(),
+        &everything_alerts(dir.path(), broker.port, &api_block),
+    );
+    gw.wait_subscribed().await;
+    let pendant = Publisher::connect(broker.port, "pendant").await;
+    let topic = "zigbee2mqtt/0xa4c13899607febd1";
+    let battery_alerts = || {
+        gw.column::<String>(
+            "SELECT id || ' ' || status FROM alerts WHERE kind = 'low_battery' ORDER BY raised_ms",
+        )
+    };
+
+    pendant
+        .send(topic, r#"{"battery":50,"battery_low":false}"#)
+        .await;
+    pendant
+        .send(topic, r#"{"battery":5,"battery_low":true}"#)
+        .await;
+    wait_until_async(Duration::from_secs(20), || battery_alerts().len() == 1)
+        .await
+        .unwrap_or_else(|_| panic!("5 % raised no alert:\n{}", gw.log_text()));
+    let first = battery_alerts()[0].split(' ').next().unwrap().to_owned();
+    resolve(&api, &token, &first).await;
+
+    pendant
+        .send(topic, r#"{"battery":2,"battery_low":true}"#)
+        .await;
+    wait_until_async(Duration::from_secs(20), || battery_alerts().len() == 2)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "2 % after the resolve raised nothing: {:?}\n{}",
+                battery_alerts(),
+                gw.log_text()
+            )
+        });
+    assert!(
+        battery_alerts()[1].ends_with(" open"),
+        "{:?}",
+        battery_alerts()
+    );
+    assert_eq!(
+        gw.column::<f64>(
+            "SELECT json_extract(json, '$.data.battery.percent') FROM events
+             WHERE kind = 'low_battery' AND source LIKE '%:zigbee' ORDER BY seq"
+        ),
+        [5.0, 2.0],
+        "each low reading is journaled"
+    );
+
+    // The pendant's own alarm tells the carer its battery is going.
+    pendant
+        .send(
+            topic,
+            r#"{"action":"emergency","battery":2,"battery_low":true}"#,
+        )
+        .await;
+    let press = || {
+        gw.column::<String>(
+            "SELECT json_extract(json, '$.data.message') FROM events WHERE kind = 'pendant_press'",
+        )
+    };
+    wait_until_async(Duration::from_secs(20), || !press().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("no press:\n{}", gw.log_text()));
+    assert!(press()[0].ends_with("(battery low 2%)"), "{:?}", press());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oximeter_that_only_reports_finger_out_raises_not_reading_and_clears_on_a_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let extra = r#"
+[vitals]
+not_reading_after = "2s"
+
+[[device]]
+id = "oximeter-16"
+adapter = "zigbee"
+match = { device = "ff23041920b4" }
+location = { area = "west", room = "16" }
+"#;
+    let gw = Gateway::start(
+        dir.path(),
+        &everything_alerts(dir.path(), broker.port, extra),
+    );
+    gw.wait_subscribed().await;
+    let hub = Publisher::connect(broker.port, "ble-hub").await;
+    let faults = || {
+        gw.column::<String>(
+            "SELECT phase || ' ' || priority || ' ' || json_extract(json, '$.data.message')
+             FROM events WHERE kind = 'device_fault' AND source LIKE '%:rules' ORDER BY seq",
+        )
+    };
+    // 127 is the hub's "finger out": readings arrive, none can be measured.
+    for _ in 0..4 {
+        hub.send("dusun_pub", oximeter(epoch_s(), 127, 127)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(faults().is_empty(), "raised before 2 s: {:?}", faults());
+    for _ in 0..4 {
+        hub.send("dusun_pub", oximeter(epoch_s(), 127, 127)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_until_async(Duration::from_secs(20), || !faults().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("not-reading never raised:\n{}", gw.log_text()));
+    assert_eq!(
+        faults(),
+        ["raised low Oximeter not reading - Room 16"],
+        "raised once, low priority"
+    );
+    assert_eq!(
+        gw.column::<String>("SELECT status FROM alerts WHERE kind = 'device_fault'"),
+        ["open"]
+    );
+
+    hub.send("dusun_pub", oximeter(epoch_s(), 97, 72)).await;
+    wait_until_async(Duration::from_secs(20), || faults().len() == 2)
+        .await
+        .unwrap_or_else(|_| panic!("a reading did not clear it: {:?}", faults()));
+    assert_eq!(faults()[1], "cleared low Oximeter reading again - Room 16");
+}

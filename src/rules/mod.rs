@@ -9,7 +9,10 @@
 //! # Layout
 //! - [`vitals`]: vital-sign thresholds (NEWS2 bands by default, per-resident overrides,
 //!   persistence before raising, absent readings that never breach).
+//! - [`not_reading`]: a device that reports vital signs but measures nothing for
+//!   `[vitals] not_reading_after` raises a low-priority `device_fault`.
 
+pub mod not_reading;
 pub mod vitals;
 
 use std::collections::HashMap;
@@ -95,12 +98,7 @@ pub(crate) fn derive(
                 v.observation.name.replace('_', " ")
             ),
         };
-        let place = match (&d.location.room, &d.location.area) {
-            (Some(room), _) => format!("Room {room}"),
-            (None, Some(area)) => format!("Area {area}"),
-            _ => d.device.id.clone(),
-        };
-        data.message = Some(format!("{what} - {place}"));
+        data.message = Some(format!("{what} - {}", place(d)));
         data.observations = vec![v.observation];
         data.threshold = Some(v.threshold);
         let n = b.next_sequence(&source);
@@ -120,5 +118,92 @@ pub(crate) fn derive(
             data,
         });
     }
+    if let Some(e) = not_reading(b, rules, event)? {
+        out.push(e);
+    }
     Ok(out)
+}
+
+/// The not-reading rule for the event's device (state under `notreading|device|<id>`).
+fn not_reading(
+    b: &mut Batch<'_>,
+    rules: &VitalRules,
+    event: &Event,
+) -> rusqlite::Result<Option<Event>> {
+    let d = &event.data;
+    let key = format!("notreading|device|{}", d.device.id);
+    let stored: Option<String> =
+        b.tx.prepare_cached("SELECT value FROM adapter_state WHERE adapter = ?1 AND key = ?2")?
+            .query_row(params![RULES_SOURCE, key], |r| r.get(0))
+            .optional()?;
+    let mut state: not_reading::NotReadingState = stored
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let before = state.clone();
+    let phase = not_reading::step(
+        rules.config.not_reading_after,
+        &mut state,
+        &d.observations,
+        event.recordedtime,
+    );
+    if state != before {
+        if state == not_reading::NotReadingState::default() {
+            b.tx.prepare_cached("DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2")?
+                .execute(params![RULES_SOURCE, key])?;
+        } else {
+            let json = serde_json::to_string(&state)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            b.tx.prepare_cached(
+                "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![RULES_SOURCE, key, json])?;
+        }
+    }
+    let Some(phase) = phase else {
+        return Ok(None);
+    };
+    let mut data = d.clone();
+    data.kind = Kind::DeviceFault;
+    data.phase = phase;
+    data.priority = Kind::DeviceFault.default_priority();
+    data.confidence = None;
+    data.threshold = None;
+    data.codes = Default::default();
+    let what = match phase {
+        Phase::Raised => "not reading",
+        _ => "reading again",
+    };
+    data.message = Some(format!(
+        "{} {what} - {}",
+        not_reading::sensor_name(&d.observations),
+        place(d)
+    ));
+    let source = crate::envelope::source(&b.setup.gateway_id, RULES_SOURCE);
+    let n = b.next_sequence(&source);
+    Ok(Some(Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        source,
+        event_type: Event::device_type(Kind::DeviceFault),
+        time: event.time,
+        recordedtime: b.now,
+        sequence: format_sequence(n),
+        correlationid: None,
+        causationid: Some(event.id.clone()),
+        subject: event.subject.clone(),
+        specversion: event.specversion.clone(),
+        datacontenttype: event.datacontenttype.clone(),
+        dataschema: event.dataschema.clone(),
+        data,
+    }))
+}
+
+/// Where, for a person: the room, else the area, else the device id.
+fn place(d: &atgw_sdk::event::EventData) -> String {
+    match (&d.location.room, &d.location.area) {
+        (Some(room), _) => format!("Room {room}"),
+        (None, Some(area)) => format!("Area {area}"),
+        _ => d.device.id.clone(),
+    }
 }

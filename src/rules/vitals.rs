@@ -64,6 +64,16 @@ pub struct VitalsConfig {
     /// 60 s, above zero). Reported as `threshold.window_s`.
     #[serde(default = "default_persistence_window", with = "humantime_serde")]
     pub persistence_window: Duration,
+    /// A device that keeps reporting vital signs none of which can be measured ("finger out",
+    /// not worn, impossible values) for this long raises a low-priority `device_fault` ("Oximeter
+    /// not reading - Room 16"), cleared by its next valid reading; see
+    /// [`super::not_reading`]. Receipt time. Default 5 minutes; `"0s"` turns it off.
+    #[serde(default = "default_not_reading_after", with = "humantime_serde")]
+    pub not_reading_after: Duration,
+}
+
+fn default_not_reading_after() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_persistence_readings() -> u32 {
@@ -79,6 +89,7 @@ impl Default for VitalsConfig {
         VitalsConfig {
             persistence_readings: default_persistence_readings(),
             persistence_window: default_persistence_window(),
+            not_reading_after: default_not_reading_after(),
         }
     }
 }
@@ -535,6 +546,22 @@ fn classify(vital: Vital, resident: Option<&ResidentVitals>, value: f64) -> Opti
 /// else (no status, `final`, `amended`, an unknown code) counts, so that a misspelt status in a
 /// profile fails towards alerting.
 const NOT_A_RESULT: &[&str] = &["preliminary", "registered", "cancelled", "entered-in-error"];
+
+/// Whether an observation is a measurement at all: it has a value, no `absent_reason`, a status
+/// that is a result, and (for SpO2, pulse and respiratory rate) a plausible value.
+pub fn is_measurement(obs: &Observation) -> bool {
+    match Vital::from_name(&obs.name) {
+        Some(vital) => valid_value(vital, obs).is_some(),
+        None => {
+            obs.absent_reason.is_none()
+                && obs.value.is_some_and(f64::is_finite)
+                && !obs
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| NOT_A_RESULT.iter().any(|n| s.eq_ignore_ascii_case(n)))
+        }
+    }
+}
 
 /// The reading's value when it is a valid measurement, else `None`.
 fn valid_value(vital: Vital, obs: &Observation) -> Option<f64> {
@@ -1943,6 +1970,7 @@ mod tests {
             let cfg = VitalsConfig {
                 persistence_readings: readings,
                 persistence_window: Duration::from_secs(window_s),
+                ..VitalsConfig::default()
             };
             let mut state = VitalState::default();
             let mut raised: std::collections::HashMap<Kind, Priority> = Default::default();

@@ -164,6 +164,22 @@ pub(crate) struct BatteryMap {
     pub percent: Option<Paths>,
     pub low: Option<Paths>,
     pub voltage_mv: Option<Paths>,
+    /// The built-in `low_battery` alarm; `None` when the rule maps neither `percent` nor
+    /// `low`, or maps `low_battery` with a `[[state]]` of its own.
+    pub alarm: Option<LowBatteryAlarm>,
+}
+
+/// Default `battery.low_percent`.
+pub(crate) const DEFAULT_LOW_PERCENT: f64 = 15.0;
+/// Default `battery.remind`: daily.
+const DEFAULT_BATTERY_REMIND: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LowBatteryAlarm {
+    /// At or below this percent the battery is low, whatever the device's flag says.
+    pub low_percent: f64,
+    /// Raise again at the next report this long after the last raise while still low.
+    pub remind: jiff::SignedDuration,
 }
 
 #[derive(Debug, Default)]
@@ -440,11 +456,54 @@ impl Ctx<'_> {
                 .transpose()
         };
         let battery = match &s.battery {
-            Some(b) => BatteryMap {
-                percent: opt_paths("battery.percent", &b.percent)?,
-                low: opt_paths("battery.low", &b.low)?,
-                voltage_mv: opt_paths("battery.voltage_mv", &b.voltage_mv)?,
-            },
+            Some(b) => {
+                let low_percent = b.low_percent.unwrap_or(DEFAULT_LOW_PERCENT);
+                if !(low_percent.is_finite() && (0.0..100.0).contains(&low_percent)) {
+                    return Err(self.err(
+                        format!("{at}battery.low_percent"),
+                        format!(
+                            "is {low_percent}; expected a percent from 0 to below 100, e.g. 15"
+                        ),
+                    ));
+                }
+                let remind = match &b.remind {
+                    None => DEFAULT_BATTERY_REMIND,
+                    Some(text) => text
+                        .parse::<jiff::SignedDuration>()
+                        .ok()
+                        .filter(|d| d.is_positive())
+                        .ok_or_else(|| {
+                            self.err(
+                                format!("{at}battery.remind"),
+                                format!("`{text}` is not a duration above zero, e.g. \"24h\""),
+                            )
+                        })?,
+                };
+                let percent = opt_paths("battery.percent", &b.percent)?;
+                let low = opt_paths("battery.low", &b.low)?;
+                // A `[[state]]` of kind low_battery is the author's own mapping: it replaces
+                // the built-in alarm rather than doubling it.
+                let own_state = s.state.iter().any(|st| {
+                    st.kind == Kind::LowBattery
+                        || st
+                            .values
+                            .iter()
+                            .flatten()
+                            .any(|(_, v)| v.kind == Some(Kind::LowBattery))
+                });
+                let alarm = ((percent.is_some() || low.is_some()) && !own_state).then_some(
+                    LowBatteryAlarm {
+                        low_percent,
+                        remind,
+                    },
+                );
+                BatteryMap {
+                    percent,
+                    low,
+                    voltage_mv: opt_paths("battery.voltage_mv", &b.voltage_mv)?,
+                    alarm,
+                }
+            }
             None => BatteryMap::default(),
         };
         let signal = match &s.signal {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use atgw_sdk::event::{Battery, Codes, Observation, Raw, Signal};
 use atgw_sdk::ingest::Seen;
-use atgw_sdk::{EventDraft, StateUpdate};
+use atgw_sdk::{EventDraft, Kind, Phase, StateUpdate};
 use serde_json::Value;
 
 use crate::coerce::{describe, json_equal, lenient_bool, lenient_number, truncate};
@@ -27,6 +27,35 @@ const MAX_DEVICE_ID: usize = 200;
 const MAX_MESSAGE: usize = 160;
 /// Longest dead-letter detail.
 const MAX_DETAIL: usize = 400;
+/// Points above `battery.low_percent` a battery must reach before a low battery clears, so a
+/// reading wavering between 15 and 16 % does not raise and clear all day.
+pub(crate) const BATTERY_HYSTERESIS: f64 = 5.0;
+/// Contact ID of a low system battery (384, "RF low battery"), as the zigbee2mqtt profile maps it.
+const LOW_BATTERY_CONTACT_ID: &str = "384";
+
+/// What [`Mapper::battery_alarm`] remembers about one device's battery.
+enum BatteryMemory {
+    Ok,
+    Low { lowest: Option<f64>, raised_ms: i64 },
+}
+
+impl BatteryMemory {
+    /// A stored value; anything unreadable (an older format, an edit) counts as a low battery
+    /// raised long ago, so the next low report raises rather than being lost.
+    fn parse(s: &str) -> BatteryMemory {
+        if s == "ok" {
+            return BatteryMemory::Ok;
+        }
+        let mut parts = s.split(' ').skip(1);
+        let lowest = parts.next().and_then(|p| p.parse::<f64>().ok());
+        let raised_ms = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(i64::MIN);
+        BatteryMemory::Low { lowest, raised_ms }
+    }
+}
+
 /// Suffix of an edge-detection key that remembers a field's value in test mode.
 const TEST_SUFFIX: &str = "|test";
 /// `raw.protocol` of everything this engine maps (the HTTP adapter will pass its own).
@@ -225,6 +254,8 @@ struct Common {
     time: Option<jiff::Timestamp>,
     test: bool,
     battery: Option<Battery>,
+    /// The device's own low-battery flag, before the profile's percent threshold is applied.
+    battery_flag: Option<bool>,
     signal: Option<Signal>,
     observations: Vec<Observation>,
 }
@@ -260,6 +291,7 @@ impl Mapper<'_> {
             let common = self.common(&scope)?;
             self.states(&scope, &common, &mut events)?;
             self.points(&scope, &common, &mut events)?;
+            self.battery_alarm(&scope, &common, &mut events);
             if self.rule.seen && !seen.iter().any(|s| s.device_id == common.device_id) {
                 seen.push(Seen {
                     device_id: common.device_id.clone(),
@@ -326,7 +358,7 @@ impl Mapper<'_> {
                 .and_then(|p| p.get(item, message))
                 .and_then(|(_, v)| lenient_number(v))
         };
-        let battery = Battery {
+        let mut battery = Battery {
             percent: number(&rule.battery.percent),
             low: rule
                 .battery
@@ -336,6 +368,14 @@ impl Mapper<'_> {
                 .and_then(|(_, v)| lenient_bool(v)),
             voltage_mv: number(&rule.battery.voltage_mv),
         };
+        let battery_flag = battery.low;
+        // `battery.low` says whether the battery is low: the device's flag, or a percent at or
+        // below the profile's threshold.
+        if let Some(alarm) = rule.battery.alarm
+            && battery.percent.is_some_and(|p| p <= alarm.low_percent)
+        {
+            battery.low = Some(true);
+        }
         let signal = Signal {
             rssi_dbm: number(&rule.signal.rssi),
             lqi: number(&rule.signal.lqi),
@@ -361,6 +401,7 @@ impl Mapper<'_> {
             time,
             test,
             battery: (battery != Battery::default()).then_some(battery),
+            battery_flag,
             signal: (signal != Signal::default()).then_some(signal),
             observations,
             device_id,
@@ -415,6 +456,90 @@ impl Mapper<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The built-in `low_battery` alarm (PROFILES.md, "Low battery"): raised when the device's
+    /// flag is set or the percent is at or below `low_percent`; raised again on each new low
+    /// (a whole point below the lowest raised) and at the first report `remind` after the last
+    /// raise while still low, so a battery a person resolved is not forgotten; cleared once the
+    /// flag is off and the percent is more than [`BATTERY_HYSTERESIS`] points above the
+    /// threshold. Remembered like a state, under `<profile>|<device>|battery` (test mode apart),
+    /// as `ok` or `low <lowest percent or -> <ms of the last raise>`.
+    fn battery_alarm(&mut self, scope: &Scope<'_>, common: &Common, events: &mut Vec<EventDraft>) {
+        let Some(alarm) = self.rule.battery.alarm else {
+            return;
+        };
+        let Some(battery) = &common.battery else {
+            return;
+        };
+        let (flag, percent) = (common.battery_flag, battery.percent);
+        let low = flag == Some(true) || percent.is_some_and(|p| p <= alarm.low_percent);
+        let ok = flag != Some(true)
+            && match percent {
+                Some(p) => p > alarm.low_percent + BATTERY_HYSTERESIS,
+                None => flag == Some(false),
+            };
+        let real_key = format!("{}|{}|battery", self.profile, common.device_id);
+        let test_key = format!("{real_key}{TEST_SUFFIX}");
+        if !common.test && self.lookup(&test_key).is_some() {
+            self.set(test_key.clone(), None);
+        }
+        let key = if common.test { test_key } else { real_key };
+        let now_ms = self.input.received.as_millisecond();
+        let previous = self.lookup(&key);
+        let previous = previous.as_deref().map(BatteryMemory::parse);
+        let low_memory = |lowest: Option<f64>| {
+            let lowest = lowest.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            format!("low {lowest} {now_ms}")
+        };
+        let phase = match previous {
+            Some(BatteryMemory::Low { .. }) if ok => {
+                self.remember(key, "ok".to_owned());
+                Phase::Cleared
+            }
+            None | Some(BatteryMemory::Ok) if low => {
+                self.remember(key, low_memory(percent));
+                Phase::Raised
+            }
+            None if ok => {
+                self.remember(key, "ok".to_owned());
+                return;
+            }
+            Some(BatteryMemory::Low { lowest, raised_ms }) if low => {
+                let new_low = percent.is_some_and(|p| lowest.is_none_or(|l| p <= l - 1.0));
+                let remind_ms = alarm.remind.as_millis().min(i64::MAX as i128) as i64;
+                let due = now_ms.saturating_sub(raised_ms) >= remind_ms;
+                if !(new_low || due) {
+                    return;
+                }
+                let lowest = match (lowest, percent) {
+                    (Some(l), Some(p)) => Some(l.min(p)),
+                    (l, p) => l.or(p),
+                };
+                self.remember(key, low_memory(lowest));
+                Phase::Raised
+            }
+            _ => return,
+        };
+        let mapping = Mapping {
+            kind: Kind::LowBattery,
+            phase,
+            priority: Kind::LowBattery.default_priority(),
+            confidence: None,
+            test: false,
+            component: None,
+            message: None,
+            codes: CodesMap::default(),
+        };
+        let mut draft = self.event(&mapping, scope, common);
+        draft.data.codes.contact_id = Some(LOW_BATTERY_CONTACT_ID.to_owned());
+        if phase == Phase::Raised {
+            draft.data.message = Some(match percent {
+                Some(p) => format!("Low battery {p}%"),
+                None => "Low battery".to_owned(),
+            });
+        }
+        events.push(draft);
     }
 
     fn points(

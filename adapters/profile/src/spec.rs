@@ -272,6 +272,11 @@ pub(crate) struct BatterySpec {
     pub percent: Option<Strings>,
     pub low: Option<Strings>,
     pub voltage_mv: Option<Strings>,
+    /// Percent at or below which the battery is low even without the device's flag (default 15).
+    pub low_percent: Option<f64>,
+    /// While the battery stays low, raise `low_battery` again this long after the last raise,
+    /// at the device's next report (default `24h`).
+    pub remind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

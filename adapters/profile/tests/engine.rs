@@ -32,6 +32,8 @@ struct Harness {
     set: ProfileSet,
     state: HashMap<String, String>,
     tz: jiff::tz::TimeZone,
+    /// Receipt time of the next message.
+    now: jiff::Timestamp,
 }
 
 impl Harness {
@@ -40,6 +42,7 @@ impl Harness {
             set,
             state: HashMap::new(),
             tz: jiff::tz::TimeZone::fixed(jiff::tz::offset(1)),
+            now: "2026-04-17T15:33:23Z".parse().unwrap(),
         }
     }
 
@@ -47,7 +50,7 @@ impl Harness {
         let input = Input {
             topic,
             payload,
-            received: "2026-04-17T15:33:23Z".parse().unwrap(),
+            received: self.now,
             adapter: "z2m",
             timezone: &self.tz,
         };
@@ -183,9 +186,9 @@ fn ias_booleans_map_to_their_kinds() {
             Kind::PendantPress,
             Kind::Co,
             Kind::Gas,
-            Kind::LowBattery,
             Kind::DeviceFault,
-            Kind::PowerFault
+            Kind::PowerFault,
+            Kind::LowBattery, // the battery table's own alarm comes after the states
         ]
     );
     assert!(e.iter().all(|e| e.data.phase == Phase::Raised));
@@ -792,4 +795,132 @@ fn a_real_alarm_does_not_suppress_the_next_test_of_every_edge_detected_kind() {
         let e = h.events(det, json!({field: false}));
         assert_eq!((e[0].data.phase, e[0].data.test), (Phase::Cleared, false));
     }
+}
+
+// ---- low battery: the device's flag or a percent threshold, raised again on a new low ----
+
+fn kinds(events: &[EventDraft]) -> Vec<(Kind, Phase)> {
+    events.iter().map(|e| (e.data.kind, e.data.phase)).collect()
+}
+
+#[test]
+fn low_battery_raises_on_the_flag_or_the_percent_and_again_on_each_new_low() {
+    let mut h = Harness::new(shipped());
+    let p = "zigbee2mqtt/pendant-1";
+    assert!(
+        h.events(p, json!({"battery": 80, "battery_low": false}))
+            .is_empty()
+    );
+    // 14 % is below the default 15 % even though the device's own flag is not set yet.
+    let e = h.events(p, json!({"battery": 14, "battery_low": false}));
+    assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Raised)]);
+    assert_eq!(e[0].data.priority, Priority::Low);
+    let b = e[0].data.battery.as_ref().unwrap();
+    assert_eq!((b.percent, b.low), (Some(14.0), Some(true)));
+    assert_eq!(e[0].data.message.as_deref(), Some("Low battery 14%"));
+    assert!(
+        h.events(p, json!({"battery": 14, "battery_low": true}))
+            .is_empty(),
+        "the same low is not news"
+    );
+    // Each new low is raised again (and so journaled): after a person resolved the alert,
+    // the next lower reading opens a new one.
+    for pct in [5, 2] {
+        let e = h.events(p, json!({"battery": pct, "battery_low": true}));
+        assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Raised)], "{pct} %");
+        assert_eq!(e[0].data.message, Some(format!("Low battery {pct}%")));
+    }
+    assert!(
+        h.events(p, json!({"battery": 3, "battery_low": true}))
+            .is_empty()
+    );
+    // Within 5 points of the threshold it stays low (no flapping at 15/16 %) …
+    assert!(
+        h.events(p, json!({"battery": 18, "battery_low": false}))
+            .is_empty()
+    );
+    // … a new battery clears it.
+    let e = h.events(p, json!({"battery": 100, "battery_low": false}));
+    assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Cleared)]);
+    assert!(
+        h.events(p, json!({"battery": 99, "battery_low": false}))
+            .is_empty()
+    );
+    // A device that reports only the flag.
+    let e = h.events("zigbee2mqtt/leak-2", json!({"battery_low": true}));
+    assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Raised)]);
+    assert_eq!(e[0].data.message.as_deref(), Some("Low battery"));
+    let e = h.events("zigbee2mqtt/leak-2", json!({"battery_low": false}));
+    assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Cleared)]);
+}
+
+#[test]
+fn a_battery_that_stays_low_is_raised_again_after_the_reminder_interval() {
+    let mut h = Harness::new(shipped());
+    let p = "zigbee2mqtt/pendant-1";
+    let start = h.now;
+    assert_eq!(h.events(p, json!({"battery": 10})).len(), 1);
+    h.now = start + jiff::SignedDuration::from_hours(23);
+    assert!(h.events(p, json!({"battery": 10})).is_empty());
+    h.now = start + jiff::SignedDuration::from_hours(24);
+    let e = h.events(p, json!({"battery": 10}));
+    assert_eq!(
+        kinds(&e),
+        [(Kind::LowBattery, Phase::Raised)],
+        "daily by default"
+    );
+    h.now = start + jiff::SignedDuration::from_hours(30);
+    assert!(h.events(p, json!({"battery": 10})).is_empty());
+}
+
+#[test]
+fn a_profile_sets_its_own_low_battery_threshold_and_reminder() {
+    let set = one(r#"
+        match.topic = "t/{d}"
+        device.id = "d:{d}"
+        battery = { percent = "b", low_percent = 25, remind = "1h" }
+        "#);
+    let mut h = Harness::new(set);
+    assert!(h.events("t/1", json!({"b": 40})).is_empty());
+    assert_eq!(h.events("t/1", json!({"b": 25})).len(), 1);
+    h.now += jiff::SignedDuration::from_hours(1);
+    assert_eq!(h.events("t/1", json!({"b": 25})).len(), 1);
+    assert!(
+        parse_err("match.topic = \"t\"\ndevice.id = \"d\"\nbattery = { percent = \"b\", low_percent = 120 }")
+            .contains("low_percent"),
+    );
+    assert!(
+        parse_err("match.topic = \"t\"\ndevice.id = \"d\"\nbattery = { percent = \"b\", remind = \"often\" }")
+            .contains("remind"),
+    );
+}
+
+#[test]
+fn a_low_battery_state_in_the_profile_replaces_the_built_in_one() {
+    let set = one(r#"
+        match.topic = "t/{d}"
+        device.id = "d:{d}"
+        battery = { percent = "b", low = "low" }
+        [[state]]
+        path = "low"
+        kind = "low_battery"
+        "#);
+    let mut h = Harness::new(set);
+    let e = h.events("t/1", json!({"b": 3, "low": true}));
+    assert_eq!(
+        kinds(&e),
+        [(Kind::LowBattery, Phase::Raised)],
+        "one event, not two"
+    );
+}
+
+#[test]
+fn a_test_mode_low_battery_does_not_hide_the_real_one() {
+    let mut h = Harness::new(shipped());
+    let p = "zigbee2mqtt/pendant-1";
+    let e = h.events(p, json!({"battery": 5, "test": true}));
+    assert!(e[0].data.test);
+    let e = h.events(p, json!({"battery": 5, "test": false}));
+    assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Raised)]);
+    assert!(!e[0].data.test);
 }
