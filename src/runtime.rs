@@ -356,6 +356,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 &health,
                 journal_path.clone(),
             )),
+            auth_log: Arc::new(atgw_sdk::ratelimit::LogLimiter::new(
+                crate::api::AUTH_LOG_EVERY,
+            )),
         };
         let stop = intake.clone();
         adapters.spawn(async move {
