@@ -89,6 +89,10 @@ version=$("$root/usr/bin/atgw" --version)
 [ "$version" = "atgw $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ] \
   || fail "unexpected --version: $version"
 say "$version runs from the scratch root"
+# check-config reads every secret file as `run` does; postinst makes the API token on a real
+# install, so make one here the same way.
+[ -e "$root/etc/atgw/api-token" ] \
+  || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$root/etc/atgw/api-token" && echo >> "$root/etc/atgw/api-token")
 ATGW_GATEWAY__PROFILES_DIR="$root/etc/atgw/profiles" \
   "$root/usr/bin/atgw" check-config --config "$root/etc/atgw/atgw.toml" \
   || fail "the packaged atgw.toml does not pass check-config with the packaged profiles"

@@ -1,7 +1,13 @@
 //! The local HTTP API (DESIGN §9): alerts, devices and events for consoles and the `atgw alerts`
 //! command. Loopback by default; every `/api/v1` route needs `Authorization: Bearer <token>`
 //! with the token read from `token_file` (there is no default token, and without `[api]` there
-//! is no API). Errors are JSON `{"error": "…"}`.
+//! is no API).
+//!
+//! Errors are JSON `{"error": "…"}`, all of them: the handlers' own, and through [`json_errors`]
+//! every other one (an unknown path, a wrong method, axum's rejections of a query or body), whose
+//! status is kept (a body over the 2 MiB limit is 413). A request without `Host` is refused
+//! (400). A missing or wrong token is counted (`atgw_api_auth_failures_total`) and logged at most
+//! once a minute ([`AUTH_LOG_EVERY`]), never with the token tried.
 //!
 //! Probes and monitoring:
 //! - `/healthz` (open): the process answers.
@@ -56,7 +62,12 @@ pub struct ApiState {
     pub journal: PathBuf,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub readiness: Arc<crate::readiness::Readiness>,
+    /// Limits the failed-authentication warning to one line per [`AUTH_LOG_EVERY`].
+    pub auth_log: Arc<atgw_sdk::ratelimit::LogLimiter>,
 }
+
+/// At most one "authentication failed" line per this interval; the line says how many more.
+pub const AUTH_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Binds the listener (so a taken port stops the start) and returns it with its address.
 pub async fn bind(cfg: &ApiConfig) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
@@ -100,7 +111,69 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .merge(monitoring)
         .nest("/api/v1", api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(require_host))
         .with_state(state)
+}
+
+/// HTTP/1.1 requires `Host`; a request without one is not from a client we serve.
+async fn require_host(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(axum::http::header::HOST) {
+        next.run(req).await
+    } else {
+        error(StatusCode::BAD_REQUEST, "the request has no Host header")
+    }
+}
+
+/// Makes every error response JSON: one that is not (axum's 404 and 405, its text/plain
+/// rejections) becomes `{"error": <its text, or the status's name>}` with the same status and
+/// the headers that matter to a client (`Allow`, `Retry-After`).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is not read, so the connection cannot carry another request;
+        // say so, or a client reuses it and fails.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    json_body(resp).await
+}
+
+/// The same response with its text (or its status's name) as a JSON error.
+async fn json_body(resp: Response) -> Response {
+    use axum::http::header::{ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let msg = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let mut out = error(status, msg);
+    for name in [ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -121,6 +194,14 @@ async fn require_token(
     if bool::from(given.as_bytes().ct_eq(s.token.expose().as_bytes())) {
         next.run(req).await
     } else {
+        s.metrics.api_auth_failure();
+        if let Some(suppressed) = s.auth_log.allow("auth") {
+            tracing::warn!(
+                path = %req.uri().path(),
+                suppressed,
+                "API authentication failed: missing or wrong bearer token (more in atgw_api_auth_failures_total)"
+            );
+        }
         error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
     }
 }
@@ -218,7 +299,7 @@ async fn ack(
 ) -> Response {
     let Json(b) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
     act(
         &s,
@@ -238,7 +319,7 @@ async fn resolve(
 ) -> Response {
     let Json(b) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
     let Some(outcome) = b.outcome else {
         return error(

@@ -84,6 +84,7 @@ pub struct Metrics {
     open_alerts: Family<PriorityLabel, Gauge>,
     commit_latency: Histogram,
     time_to_ack: Family<PriorityLabel, Histogram, fn() -> Histogram>,
+    api_auth_failures: Counter,
     sinks: Vec<String>,
     /// Dead-letter reasons in use as labels (at most [`MAX_REASONS`]).
     reasons: Mutex<BTreeSet<String>>,
@@ -206,6 +207,12 @@ impl Metrics {
             "From an alert being raised (or raised again after a clear) to its first acknowledgement, by alert priority",
             time_to_ack.clone(),
         );
+        let api_auth_failures = Counter::default();
+        registry.register(
+            "atgw_api_auth_failures",
+            "Local API requests refused for a missing or wrong bearer token",
+            api_auth_failures.clone(),
+        );
         let components = Arc::new(RwLock::new(BTreeMap::new()));
         registry.register_collector(Box::new(HealthCollector {
             components: components.clone(),
@@ -235,6 +242,7 @@ impl Metrics {
             open_alerts,
             commit_latency,
             time_to_ack,
+            api_auth_failures,
             sinks: sinks.to_vec(),
             reasons: Mutex::new(BTreeSet::new()),
             components,
@@ -275,6 +283,11 @@ impl Metrics {
                 .get_or_create(&PriorityLabel { priority })
                 .observe(secs);
         }
+    }
+
+    /// One local API request refused for its bearer token.
+    pub fn api_auth_failure(&self) {
+        self.api_auth_failures.inc();
     }
 
     /// `n` rows a sink confirmed delivered.

@@ -203,8 +203,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         );
         d.data.priority = Priority::High;
         d.data.message = Some("Gateway journal was corrupt; moved aside and restarted".into());
+        // The quick_check dump is for the log above and the kept file, not for every sink.
         d.data.codes.vendor = Some(format!(
-            "journal_corrupt: {reason}; kept at {}",
+            "journal corrupt; moved aside to {}",
             aside.display()
         ));
         let _ = writer.gateway_event(d).await;
@@ -355,6 +356,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 cfg,
                 &health,
                 journal_path.clone(),
+            )),
+            auth_log: Arc::new(atgw_sdk::ratelimit::LogLimiter::new(
+                crate::api::AUTH_LOG_EVERY,
             )),
         };
         let stop = intake.clone();

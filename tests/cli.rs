@@ -114,3 +114,31 @@ fn version_is_printed() {
     let out = atgw(&["--version"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+/// `check-config` and `run` judge secret files by the same rule (atgw-sdk `secret.rs`): a token
+/// other users can read fails both, and `run` exits 2 (a configuration error, which the unit
+/// does not restart), not 1.
+#[test]
+fn a_secret_file_others_can_read_fails_check_config_and_run_alike_with_exit_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _, _) = api_block(dir.path());
+    let token = dir.path().join("api-token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("atgw.toml");
+    std::fs::write(&path, config(dir.path(), 1883, &api)).unwrap();
+    for cmd in ["check-config", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_atgw"))
+            .args([cmd, "--config", path.to_str().unwrap()])
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("token_file") && err.contains("chmod 600"),
+            "{cmd} names the file and the fix: {err}"
+        );
+    }
+}

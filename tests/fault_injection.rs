@@ -1592,6 +1592,34 @@ async fn a_journal_corrupted_while_stopped_is_moved_aside_alerted_and_devices_fl
         })
     })
     .await;
+    // The event says what happened and where the file is; the quick_check dump stays in the
+    // log, on one line (escaped and capped), and in the file itself.
+    for e in w.upstream.events().iter().filter(|e| {
+        e["source"] == "urn:atgw:gw-test:gateway" && e["data"]["kind"] == "device_fault"
+    }) {
+        let vendor = e["data"]["codes"]["vendor"].as_str().unwrap_or("");
+        assert!(
+            vendor.len() < 200 && vendor.contains("moved aside to"),
+            "codes.vendor is {} bytes: {vendor:?}",
+            vendor.len()
+        );
+    }
+    let log = w.gw.log_text();
+    let corrupt_lines: Vec<&str> = log.lines().filter(|l| l.contains("quick_check")).collect();
+    assert_eq!(
+        corrupt_lines.len(),
+        1,
+        "one line for the corrupt journal:\n{log}"
+    );
+    assert!(corrupt_lines[0].len() < 3 * 1024, "{}", corrupt_lines[0]);
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            line.len() > 20
+                && line.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+                && line.as_bytes()[10] == b'T',
+            "a log line that is not an event of its own: {line:?}"
+        );
+    }
     w.gw.wait_subscribed().await;
     let load = Load::start(&w, "c2-", &ACCOUNTS[3..]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;

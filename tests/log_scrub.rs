@@ -503,3 +503,54 @@ fn malformed_secrets_are_refused_without_being_printed() {
     assert!(!log.contains("SECRET"), "{log}");
     broker.stop();
 }
+
+/// A device value with a newline in it cannot forge a log line (issue 11, item 5): the
+/// availability payload below reaches the log through a dead letter's detail (`unmapped_value`);
+/// it comes out escaped (newline, carriage return, ESC), one event per line. (Topics cannot
+/// carry control characters: Mosquitto refuses them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_value_with_a_newline_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let gw = Gateway::start_with_args(dir.path(), &config(dir.path(), broker.port, ""), &[]);
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "hostile").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xhall/availability",
+            r#"{"state":"off\n2026-12-02T06:00:00Z ERROR forged\r\u001b"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || {
+        dead_letters(&gw).contains_key("unmapped_value")
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "not dead-lettered: {:?}\n{}",
+            dead_letters(&gw),
+            gw.log_text()
+        )
+    });
+    // The warning is logged after the commit; give it a moment.
+    wait_until_async(Duration::from_secs(5), || {
+        gw.log_text().contains("dead-lettered")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", gw.log_text()));
+    broker.stop();
+
+    let log = gw.log_text();
+    for line in log.lines() {
+        assert!(
+            !line.trim_start().starts_with("2026-12-02T06:00:0"),
+            "a forged line: {line:?}\n{log}"
+        );
+        assert!(!line.contains('\u{1b}') && !line.contains('\r'), "{line:?}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("dead-lettered") && l.contains(r"off\n2026-12-02T06:00:00Z ERROR")),
+        "the value is in the log, escaped, on the line of its event:\n{log}"
+    );
+}

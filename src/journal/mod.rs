@@ -40,7 +40,8 @@ pub enum JournalError {
 /// The result of opening: the write connection, and what happened to a bad file.
 pub struct Opened {
     pub conn: Connection,
-    /// Where a corrupt journal was moved, and why, when that happened.
+    /// Where a corrupt journal was moved, and why (the `quick_check` verdict, capped), when that
+    /// happened. The reason is for the log; events name only the file.
     pub moved_aside: Option<(PathBuf, String)>,
 }
 
@@ -159,8 +160,38 @@ fn check(path: &Path) -> Result<(), String> {
     if verdict == "ok" {
         Ok(())
     } else {
-        Err(format!("quick_check: {verdict}"))
+        Err(format!("quick_check: {}", cap(&verdict)))
     }
+}
+
+/// A `quick_check` verdict lists up to 100 damaged pages, one per line: the log keeps the
+/// first [`CAP_LINES`] lines and [`CAP_BYTES`] bytes (the moved-aside file has the rest).
+const CAP_LINES: usize = 20;
+const CAP_BYTES: usize = 2048;
+
+fn cap(verdict: &str) -> String {
+    let lines: Vec<&str> = verdict.lines().collect();
+    let mut out = String::new();
+    let mut kept = 0;
+    for l in &lines {
+        if kept == CAP_LINES || (kept > 0 && out.len() + l.len() > CAP_BYTES) {
+            break;
+        }
+        if kept > 0 {
+            out.push('\n');
+        }
+        // A first line over the budget is cut at a character boundary.
+        let end = (0..=l.len().min(CAP_BYTES))
+            .rev()
+            .find(|&i| l.is_char_boundary(i))
+            .unwrap_or(0);
+        out.push_str(&l[..end]);
+        kept += 1;
+    }
+    if kept < lines.len() {
+        out.push_str(&format!("\n… {} more lines", lines.len() - kept));
+    }
+    out
 }
 
 fn aside_name(path: &Path) -> PathBuf {
@@ -190,6 +221,20 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn a_long_quick_check_verdict_is_capped_for_the_log() {
+        let verdict: Vec<String> = (0..100)
+            .map(|n| format!("Tree 2 page {n}: error"))
+            .collect();
+        let c = cap(&verdict.join("\n"));
+        assert_eq!(c.lines().count(), CAP_LINES + 1, "{c}");
+        assert!(c.ends_with("… 80 more lines"), "{c}");
+        assert_eq!(cap("one line"), "one line");
+        assert_eq!(cap(&"x".repeat(5000)).len(), CAP_BYTES);
+        let many = cap(&vec!["y".repeat(300); 10].join("\n"));
+        assert!(many.len() <= CAP_BYTES + 40, "{}", many.len());
     }
 
     #[test]
