@@ -148,6 +148,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
     let metrics = Arc::new(crate::metrics::Metrics::for_config(cfg));
+    let commits = Arc::new(journal::commits::CommitHealth::default());
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
         journal::writer::WriterSetup {
@@ -175,6 +176,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             clock: clock.clone(),
             metrics: metrics.clone(),
+            commits: commits.clone(),
         },
         ingest_rx,
     )
@@ -345,6 +347,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 cfg,
                 &health,
                 journal_path.clone(),
+                commits.clone(),
             )),
         };
         let stop = intake.clone();

@@ -465,6 +465,7 @@ mod tests {
                 dead_letter_bytes: 1024,
                 clock: Arc::new(atgw_sdk::clock::SystemClock),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+                commits: Default::default(),
             },
             ingest_rx,
         )

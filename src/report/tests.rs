@@ -102,6 +102,7 @@ impl Site {
                 dead_letter_bytes: 1024,
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+                commits: Default::default(),
             },
             rx,
         )
