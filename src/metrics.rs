@@ -3,7 +3,7 @@
 //!
 //! One [`Metrics`] is built at start and shared (`Arc`) with whoever records: the journal
 //! writer (events in, dead letters, commit latency, time to acknowledge; all recorded only once
-//! the batch is committed, so a rolled-back batch counts nothing), the outbox dispatchers
+//! the batch is committed, so a rolled-back batch counts nothing but its failure), the outbox dispatchers
 //! (events out), and the local API (which renders it). The encoding is `prometheus-client`'s.
 //!
 //! Three kinds of value are read rather than recorded, at scrape time:
@@ -83,6 +83,7 @@ pub struct Metrics {
     outbox_oldest_age: Family<SinkLabel, Gauge<f64, AtomicU64>>,
     open_alerts: Family<PriorityLabel, Gauge>,
     commit_latency: Histogram,
+    commit_failures: Counter,
     time_to_ack: Family<PriorityLabel, Histogram, fn() -> Histogram>,
     api_auth_failures: Counter,
     sinks: Vec<String>,
@@ -165,6 +166,7 @@ impl Metrics {
         let open_alerts = Family::<PriorityLabel, Gauge>::default();
         // 0.5 ms … ~4 s: a group commit is one fsync plus the batch's inserts.
         let commit_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let commit_failures = Counter::default();
         let time_to_ack: Family<PriorityLabel, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(tta_histogram);
         registry.register(
@@ -201,6 +203,11 @@ impl Metrics {
             "atgw_commit_latency_seconds",
             "Journal group commit: transaction start to durable commit (fsync included)",
             commit_latency.clone(),
+        );
+        registry.register(
+            "atgw_journal_commit_failures",
+            "Journal batches that failed to commit (full disk, I/O error); nothing in them was acknowledged",
+            commit_failures.clone(),
         );
         registry.register(
             "atgw_time_to_acknowledge_seconds",
@@ -241,6 +248,7 @@ impl Metrics {
             outbox_oldest_age,
             open_alerts,
             commit_latency,
+            commit_failures,
             time_to_ack,
             api_auth_failures,
             sinks: sinks.to_vec(),
@@ -288,6 +296,11 @@ impl Metrics {
     /// One local API request refused for its bearer token.
     pub fn api_auth_failure(&self) {
         self.api_auth_failures.inc();
+    }
+
+    /// A writer batch failed to commit (and so recorded nothing else).
+    pub fn commit_failed(&self) {
+        self.commit_failures.inc();
     }
 
     /// `n` rows a sink confirmed delivered.

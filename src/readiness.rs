@@ -4,7 +4,8 @@
 //! connection, a DC-09 listener) is ready while connected. A sink that connects per delivery
 //! (`file`, `webhook`) has nothing to be connected to between deliveries, so it is ready
 //! unless its last attempt failed. The journal is ready when a read-only connection can read
-//! the outbox. The report carries operational state only: connection flags, times, backlog
+//! the outbox and the writer's latest commit succeeded (a full disk makes it not ready for as
+//! long as commits fail, [`crate::journal::commits`]). The report carries operational state only: connection flags, times, backlog
 //! counts; never device ids, payloads, error texts or anything about residents, so the route
 //! can stay as open as `/healthz`.
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::{Config, SinkConfig};
 use crate::journal::Reader;
+use crate::journal::commits::CommitHealth;
 use crate::metrics::JournalGauges;
 
 /// What `/readyz` looks at.
@@ -27,6 +29,7 @@ pub struct Readiness {
     on_demand: BTreeSet<String>,
     sinks: Vec<String>,
     journal: PathBuf,
+    commits: Arc<CommitHealth>,
 }
 
 /// The whole answer: HTTP 200 when `ready`, else 503.
@@ -62,6 +65,7 @@ impl Readiness {
         cfg: &Config,
         components: &BTreeMap<String, Arc<Health>>,
         journal: PathBuf,
+        commits: Arc<CommitHealth>,
     ) -> Readiness {
         let on_demand = cfg
             .sinks
@@ -74,6 +78,7 @@ impl Readiness {
             on_demand,
             sinks: cfg.sinks.iter().map(|s| s.name().to_owned()).collect(),
             journal,
+            commits,
         }
     }
 
@@ -108,13 +113,24 @@ impl Readiness {
             }
             components.insert(name.clone(), c);
         }
-        let journal = match &gauges {
-            Ok(_) => ComponentReport {
+        let journal = match (&gauges, self.commits.failing_since()) {
+            (Ok(_), None) => ComponentReport {
                 ready: true,
                 connected: true,
                 ..ComponentReport::default()
             },
-            Err(e) => ComponentReport {
+            (Ok(_), Some(since)) => ComponentReport {
+                connected: true,
+                reason: Some(format!(
+                    "commits failing for {}s (disk full?); devices are not acknowledged",
+                    jiff::Timestamp::now()
+                        .duration_since(since)
+                        .as_secs()
+                        .max(0)
+                )),
+                ..ComponentReport::default()
+            },
+            (Err(e), _) => ComponentReport {
                 reason: Some(format!("cannot read the journal: {e}")),
                 ..ComponentReport::default()
             },
@@ -142,6 +158,7 @@ mod tests {
             on_demand: on_demand.iter().map(|s| s.to_string()).collect(),
             sinks: vec!["audit".into()],
             journal: path,
+            commits: Arc::default(),
         };
         (r, h)
     }
@@ -174,6 +191,34 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_is_not_ready_while_its_commits_fail() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut r, h) = readiness(d.path(), &["sink:audit"]);
+        let commits = Arc::new(CommitHealth::default());
+        r.commits = commits.clone();
+        let mut outages = crate::journal::commits::Outages::default();
+        outages.failed(jiff::Timestamp::now(), "database or disk is full", &commits);
+        let rep = r.report();
+        assert!(!rep.ready);
+        let j = &rep.components["journal"];
+        assert!(!j.ready && j.connected, "readable, not writable: {j:?}");
+        assert!(
+            j.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("commits failing for"),
+            "{j:?}"
+        );
+        assert!(
+            !j.reason.as_deref().unwrap().contains("database or disk"),
+            "no error text in the open report"
+        );
+        outages.committed(jiff::Timestamp::now(), &commits);
+        h.set_connected(true);
+        assert!(r.report().ready, "ready once a commit succeeds");
+    }
+
+    #[test]
     fn an_unreadable_journal_is_not_ready() {
         let d = tempfile::tempdir().unwrap();
         let r = Readiness {
@@ -181,6 +226,7 @@ mod tests {
             on_demand: BTreeSet::new(),
             sinks: vec![],
             journal: d.path().join("missing").join("atgw.db"),
+            commits: Arc::default(),
         };
         let rep = r.report();
         assert!(!rep.ready);

@@ -157,6 +157,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
     let metrics = Arc::new(crate::metrics::Metrics::for_config(cfg));
+    let commits = Arc::new(journal::commits::CommitHealth::default());
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
         journal::writer::WriterSetup {
@@ -185,6 +186,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             max_clock_skew: cfg.gateway.max_clock_skew,
             clock: clock.clone(),
             metrics: metrics.clone(),
+            commits: commits.clone(),
         },
         ingest_rx,
     )
@@ -356,6 +358,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 cfg,
                 &health,
                 journal_path.clone(),
+                commits.clone(),
             )),
             auth_log: Arc::new(atgw_sdk::ratelimit::LogLimiter::new(
                 crate::api::AUTH_LOG_EVERY,

@@ -466,6 +466,7 @@ mod tests {
                 max_clock_skew: Duration::from_secs(120),
                 clock: Arc::new(atgw_sdk::clock::SystemClock),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+                commits: Default::default(),
             },
             ingest_rx,
         )

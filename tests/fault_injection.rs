@@ -546,6 +546,8 @@ struct Setup {
     extra_config: &'static str,
     /// The file sink writes into `data_dir` (so it shares the journal's disk) instead of beside it.
     audit_in_data_dir: bool,
+    /// The local API, for `/readyz` and `/metrics`.
+    api: bool,
 }
 
 /// A tmpfs mounted for one test; unmounted when dropped.
@@ -600,6 +602,8 @@ struct World {
     /// The file sink's JSON lines.
     audit: PathBuf,
     started: Instant,
+    /// The local API's root URL and token, when the setup asked for it.
+    api: Option<(String, String)>,
     /// Held for its `Drop` (unmount after the daemon is gone).
     _mount: Option<TmpfsMount>,
     dir: tempfile::TempDir,
@@ -700,6 +704,14 @@ impl World {
             true => dir.path().join("state/events.jsonl"),
             false => dir.path().join("events.jsonl"),
         };
+        let (api_config, api) = match setup.api {
+            true => {
+                let (block, base, token) = api_block(dir.path());
+                let root = base.trim_end_matches("/api/v1").to_owned();
+                (block, Some((root, token)))
+            }
+            false => (String::new(), None),
+        };
         let text = gateway_config(
             dir.path(),
             broker.port,
@@ -707,7 +719,7 @@ impl World {
             dc09,
             &hook.url(),
             &audit,
-            setup.extra_config,
+            &format!("{}{api_config}", setup.extra_config),
         );
         let gw = tokio::task::block_in_place(|| Gateway::start(dir.path(), &text));
         gw.wait_subscribed().await;
@@ -721,6 +733,7 @@ impl World {
             dc09,
             audit,
             started: Instant::now(),
+            api,
             _mount: mount,
             dir,
         })
@@ -1379,6 +1392,67 @@ fn fill_filesystem(path: &Path) -> u64 {
     written
 }
 
+impl World {
+    /// `/readyz`: its HTTP status and whether it reports the journal ready.
+    async fn journal_ready(&self) -> (u16, bool) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (root, _) = self.api.as_ref().expect("a setup with the API");
+        let resp = reqwest::get(format!("{root}/readyz")).await.unwrap();
+        let status = resp.status().as_u16();
+        let report: Value = resp.json().await.unwrap_or_default();
+        (status, report["components"]["journal"]["ready"] == true)
+    }
+
+    /// `atgw_journal_commit_failures_total` on `/metrics`.
+    async fn commit_failures(&self) -> u64 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (root, token) = self.api.as_ref().expect("a setup with the API");
+        let text = reqwest::Client::new()
+            .get(format!("{root}/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("atgw_journal_commit_failures_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The answer's token to one frame from `account` on a fresh connection (`None`: no answer).
+async fn dc09_answer(to: SocketAddr, account: &str, n: u64) -> Option<Token> {
+    let mut cfg = SimulatorConfig::new(([127, 0, 0, 1], 9).into(), account);
+    cfg.payload = SimPayload::ContactId("1602 00 000".into());
+    let frame = build_frame(&cfg, &seq_for(n), jiff::Timestamp::now(), &mut rand::rng());
+    let mut sock = TcpStream::connect(to).await.ok()?;
+    sock.write_all(&frame).await.ok()?;
+    let answer = read_frame(&mut sock, &mut FrameDecoder::new(8192)).await?;
+    Frame::decode(&answer).ok().map(|(f, _)| f.header.token)
+}
+
+/// The gateway's alerts about the journal (raised ones): their `codes.vendor`.
+fn journal_outage_alerts(db: &Path) -> Vec<String> {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut s) = c.prepare(
+        "SELECT json_extract(json, '$.data.codes.vendor') FROM events
+         WHERE json_extract(json, '$.data.device.id') = 'gateway:gw-test:journal'
+         AND json_extract(json, '$.source') = 'urn:atgw:gw-test:gateway' AND phase = 'raised'",
+    ) else {
+        return Vec::new();
+    };
+    s.query_map([], |r| r.get::<_, Option<String>>(0))
+        .map(|rows| rows.filter_map(|r| r.ok().flatten()).collect())
+        .unwrap_or_default()
+}
+
 /// A supervised panel that never reports: its `device_offline` falls due while the disk is full.
 const SILENT_PANEL: &str = r#"
 [[device]]
@@ -1402,6 +1476,7 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
         tmpfs_mib: Some(64),
         extra_config: SILENT_PANEL,
         audit_in_data_dir: true,
+        api: true,
         ..Default::default()
     })
     .await
@@ -1443,6 +1518,11 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
             .count()
     };
     let (acked_at_wall, resent_at_wall) = (dc09_acked(&w), w.ledger.summary().2);
+    // While commits fail: the journal is not ready, and a transmitter hears a NAK, not silence.
+    // (Now and then a commit fits into space the WAL already holds, so both are probed until
+    // seen; an ACK a probe gets then is for a committed frame.)
+    let mut ready_while_full = w.journal_ready().await;
+    let mut answers_while_full = vec![dc09_answer(w.dc09, ACCOUNTS[5], 0).await];
     let mut violations = std::collections::BTreeSet::new();
     let mut probes = 0;
     // Held at least 4 s, and past the silent panel's missed check-in.
@@ -1451,6 +1531,13 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
     let due_while_full = full_at < w.started + SILENT_PANEL_CHECK_IN;
     while Instant::now() < hold_until {
         filled += fill_filesystem(&ballast);
+        if ready_while_full != (503, false) {
+            ready_while_full = w.journal_ready().await;
+        }
+        if !answers_while_full.contains(&Some(Token::Nak)) {
+            let n = answers_while_full.len() as u64;
+            answers_while_full.push(dc09_answer(w.dc09, ACCOUNTS[5], n).await);
+        }
         // Whatever a panel was ACKed must be committed, full disk or not.
         violations.extend(tokio::task::block_in_place(|| {
             let acked = w.ledger.accepted();
@@ -1471,8 +1558,15 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
     let acked_while_full = dc09_acked(&w) - acked_at_wall;
     let resent_while_full = w.ledger.summary().2 - resent_at_wall;
     let failures = w.gw.log_text().matches("journal commit failed").count() - failures_before;
+    let failed_batches = w.commit_failures().await;
     std::fs::remove_file(&ballast).unwrap();
     let full_for = full_at.elapsed();
+    let ready_again = wait_until_async(Duration::from_secs(20), || {
+        !journal_outage_alerts(&w.journal_path()).is_empty()
+    })
+    .await;
+    let outage_alerts = journal_outage_alerts(&w.journal_path());
+    let ready_after = w.journal_ready().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     load.finish().await;
     let a = settle(&w, &JournalView::default()).await;
@@ -1495,7 +1589,9 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
     w.restart_gateway();
     let moved_aside = w.gw.log_text().contains("journal was corrupt");
     let notes = format!(
-        "tmpfs 64 MiB, full for {:.1}s ({} MiB ballast): {failures} commits failed (ENOSPC); in the \
+        "tmpfs 64 MiB, full for {:.1}s ({} MiB ballast): {failed_batches} commits failed (ENOSPC), \
+         {failures} log lines; /readyz while full {ready_while_full:?}, after {ready_after:?}; \
+         probe frames got {answers_while_full:?}; in the \
          4s held full {acked_while_full} DC-09 ACKs ({} not journaled at the time) and \
          {resent_while_full} frames retransmitted for lack of one; after: {status}, \
          integrity_check {integrity}, reopened as is; check-in missed while full: \
@@ -1516,6 +1612,37 @@ async fn disk_full_withholds_acks_keeps_running_and_recovers_without_loss_when_s
         w.log_tail()
     );
     assert!(probes > 0);
+    assert_eq!(
+        ready_while_full,
+        (503, false),
+        "/readyz reports the journal not ready while commits fail"
+    );
+    assert!(
+        answers_while_full.contains(&Some(Token::Nak))
+            && answers_while_full
+                .iter()
+                .all(|a| matches!(a, Some(Token::Nak | Token::Ack))),
+        "a DC-09 frame that cannot be committed gets a NAK, never silence: {answers_while_full:?}"
+    );
+    assert!(
+        failed_batches >= 5 && failures * 5 <= failed_batches as usize,
+        "{failed_batches} failed commits counted, {failures} `journal commit failed` log lines: \
+         the log is rate-limited and the counter counts them all"
+    );
+    assert!(
+        ready_again.is_ok() && outage_alerts.len() == 1,
+        "one gateway alert about the outage once commits succeed: {outage_alerts:?}\n{}",
+        w.log_tail()
+    );
+    assert!(
+        outage_alerts[0].starts_with("journal commits failed for ")
+            && outage_alerts[0].contains("batches refused"),
+        "{outage_alerts:?}"
+    );
+    assert!(
+        ready_after.1,
+        "the journal is ready again once commits succeed"
+    );
     assert!(
         due_while_full,
         "the silent panel's check-in fell due before the disk was full; the test timing is off"

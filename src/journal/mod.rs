@@ -9,6 +9,7 @@
 //! inspection, and a fresh journal is started so alarms keep flowing; the caller raises a
 //! gateway alert from [`Opened::moved_aside`].
 
+pub mod commits;
 pub mod reader;
 pub mod schema;
 pub mod writer;

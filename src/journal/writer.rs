@@ -131,6 +131,8 @@ pub struct WriterSetup {
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether commits succeed, for `/readyz` ([`super::commits`]).
+    pub commits: Arc<super::commits::CommitHealth>,
 }
 
 /// Starts the writer thread. It stops when the ingest channel and every `WriterHandle` are gone.
@@ -208,6 +210,8 @@ struct Writer {
     /// first in the next one, so a failed commit neither redelivers forever nor forgets to
     /// escalate.
     held: Vec<WriterCmd>,
+    /// The current run of failed commits, if any.
+    outages: super::commits::Outages,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -454,6 +458,7 @@ impl Writer {
             timers_held_until: None,
             unjournaled: Vec::new(),
             held: Vec::new(),
+            outages: Default::default(),
         })
     }
 
@@ -495,10 +500,12 @@ impl Writer {
 
     /// Sleeps until the next alert timer (wall clock, so it survives restarts unchanged).
     fn timer_sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
-        let due = match (self.next_timer, self.supervisor.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The end of a commit outage is due too: its alert is journaled then.
+        let settles = self.outages.settles_at().map(|t| t.as_millisecond());
+        let due = [self.next_timer, self.supervisor.next_due(), settles]
+            .into_iter()
+            .flatten()
+            .min();
         // Unjournaled gateway events are due now (held, like timers, after a failed commit).
         let due = match (due, self.unjournaled.is_empty() && self.held.is_empty()) {
             (d, true) => d,
@@ -519,6 +526,16 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, mut items: Vec<Item>) {
+        if let Some(ended) = self.outages.settled(self.setup.clock.now()) {
+            tracing::warn!(
+                "journal commits succeed again after failing for {}s ({} batches refused; last error: {}); raising a gateway alert about it",
+                ended.lasted.as_secs(),
+                ended.batches,
+                ended.error
+            );
+            let device = format!("gateway:{}:journal", self.setup.gateway_id);
+            self.unjournaled.extend(ended.alert(&device));
+        }
         if !self.unjournaled.is_empty() {
             let retry = self.unjournaled.drain(..).map(|draft| {
                 Item::Cmd(WriterCmd::Gateway {
@@ -533,6 +550,7 @@ impl Writer {
             items.splice(0..0, held);
         }
         let now = self.setup.clock.now();
+        let changes_before = self.conn.total_changes();
         let mut replies = Vec::with_capacity(items.len());
         let started = std::time::Instant::now();
         let mut tally = crate::metrics::BatchTally::default();
@@ -700,6 +718,10 @@ impl Writer {
                 next_timer,
             }) => {
                 self.setup.metrics.record_batch(tally, started.elapsed());
+                // An empty transaction commits on a full disk too: only a write proves much.
+                if self.conn.total_changes() > changes_before {
+                    self.outages.committed(now, &self.setup.commits);
+                }
                 self.supervisor.committed();
                 self.timers_held_until = None;
                 self.sequences.extend(touched);
@@ -723,9 +745,13 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(
-                    "journal commit failed, nothing from this batch was acknowledged: {e}"
-                );
+                self.setup.metrics.commit_failed();
+                if let Some(line) = self
+                    .outages
+                    .failed(now, &e.to_string(), &self.setup.commits)
+                {
+                    tracing::error!("{line}");
+                }
                 // Its supervision changes (a device_offline raised or cleared) were rolled back
                 // with it: raise or clear them again in the next batch.
                 self.supervisor.rolled_back();
@@ -864,6 +890,19 @@ mod tests {
     /// A writer on a fresh journal whose commits fail while the `fail` table has a row (a
     /// trigger aborts every event insert), with one supervised device that is never heard.
     fn failing_writer(dir: &std::path::Path) -> (WriterHandle, std::thread::JoinHandle<()>) {
+        failing_writer_reporting(
+            dir,
+            Arc::new(crate::metrics::Metrics::new(&[], &[])),
+            Arc::default(),
+        )
+    }
+
+    /// [`failing_writer`] recording into these metrics and commit health.
+    fn failing_writer_reporting(
+        dir: &std::path::Path,
+        metrics: Arc<crate::metrics::Metrics>,
+        commits: Arc<super::super::commits::CommitHealth>,
+    ) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let path = dir.join(crate::journal::FILE_NAME);
         let opened = crate::journal::open(&path).unwrap();
         opened
@@ -897,7 +936,8 @@ mod tests {
             dead_letter_bytes: 1024,
             max_clock_skew: Duration::from_secs(120),
             clock: Arc::new(atgw_sdk::clock::SystemClock),
-            metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+            metrics,
+            commits,
         };
         let (_ingest, rx) = atgw_sdk::ingest::channel(4);
         spawn(opened.conn, setup, rx).unwrap()
@@ -1062,6 +1102,73 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(1_200));
         assert_eq!(later(), 1, "journaled after the failure, once");
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn failing_commits_make_the_journal_not_ready_are_counted_and_journal_a_gateway_alert_once_commits_succeed()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::FILE_NAME);
+        let metrics = Arc::new(crate::metrics::Metrics::new(&[], &[]));
+        let commits = Arc::new(super::super::commits::CommitHealth::default());
+        let (writer, thread) =
+            failing_writer_reporting(dir.path(), metrics.clone(), commits.clone());
+        let failures = || -> u64 {
+            let text = metrics.encode().unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("atgw_journal_commit_failures_total "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        // The silent panel's missed check-in fails to commit, retried about once a second.
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert!(
+            commits.failing_since().is_some(),
+            "not ready while commits fail"
+        );
+        assert!(failures() >= 1, "failed commits are counted");
+        let journal_alerts = || -> Vec<(String, Option<String>)> {
+            let c = Connection::open(&path).unwrap();
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            let mut s = c
+                .prepare(
+                    "SELECT phase, json_extract(json, '$.data.codes.vendor') FROM events
+                     WHERE json_extract(json, '$.data.device.id') = 'gateway:gw-test:journal'
+                     ORDER BY seq",
+                )
+                .unwrap();
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            journal_alerts(),
+            [],
+            "nothing commits while the disk is full"
+        );
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other.execute("DELETE FROM fail", []).unwrap();
+        // Journaled once commits have kept succeeding for `commits::SETTLE`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while journal_alerts().len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let alerts = journal_alerts();
+        assert_eq!(alerts.len(), 2, "raised and cleared: {alerts:?}");
+        assert_eq!(alerts[0].0, "raised");
+        let code = alerts[0].1.as_deref().unwrap_or_default();
+        assert!(
+            code.starts_with("journal commits failed for ")
+                && code.contains("database or disk is full (injected)")
+                && code.ends_with(&format!("; {} batches refused", failures())),
+            "{code}"
+        );
+        assert_eq!(alerts[1].0, "cleared");
+        assert_eq!(commits.failing_since(), None, "ready again");
         drop(writer);
         thread.join().unwrap();
     }

@@ -103,6 +103,7 @@ impl Site {
                 max_clock_skew: Duration::from_secs(120),
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+                commits: Default::default(),
             },
             rx,
         )
