@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use atgw_sdk::event::Raw;
 use atgw_sdk::{DeadLetter, EventDraft, Kind, Phase, Priority, Seen, Submission};
-use crc::{CRC_64_XZ, Crc};
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
+use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, AesKey};
 use crate::frame::{Body, Frame, FrameError, Header, Payload, Token, parse_payload};
@@ -19,8 +20,8 @@ use crate::mapping::{self, Mapper, PROTOCOL};
 use crate::response;
 use crate::timestamp::Window;
 
-/// Stable across releases (unlike std's hasher), because dedupe keys outlive the process.
-const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+/// A transmitter's retries of one frame end within minutes; default for `retransmit_window`.
+pub const DEFAULT_RETRANSMIT_WINDOW: Duration = Duration::from_secs(300);
 
 /// How often one unknown account may raise the "unknown account transmitting" alert.
 const UNKNOWN_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
@@ -76,6 +77,7 @@ pub struct Handler {
     accounts: HashMap<String, AccountEntry>,
     accept_unknown: bool,
     window: Window,
+    retransmit_window: Duration,
     unknown_alerts: Mutex<HashMap<String, Timestamp>>,
 }
 
@@ -91,8 +93,16 @@ impl Handler {
             accounts,
             accept_unknown,
             window,
+            retransmit_window: DEFAULT_RETRANSMIT_WINDOW,
             unknown_alerts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a frame with the same account, sequence and message is a retransmission
+    /// (`retransmit_window`; [`DEFAULT_RETRANSMIT_WINDOW`] unless set).
+    pub fn with_retransmit_window(mut self, window: Duration) -> Handler {
+        self.retransmit_window = window;
+        self
     }
 
     pub fn adapter(&self) -> &str {
@@ -191,12 +201,14 @@ impl Handler {
             commit: Some(Submission {
                 events,
                 dedupe_key,
+                dedupe_window: Some(self.retransmit_window),
                 seen: vec![Seen {
                     device_id: mapping::device_id(account),
                     registry_keys: keys,
                 }],
                 // Other fields keep their defaults: DC-09 cannot tell a retransmission from an
-                // original, so `first_delivery` stays false and the key decides.
+                // original, so `first_delivery` stays false and the key (within the window)
+                // decides.
                 ..Submission::default()
             }),
             reply: Some(response::ack(h, key, now, rng)),
@@ -264,23 +276,34 @@ fn open(key: &AesKey, hex: &str) -> Result<Payload, String> {
     Ok(payload)
 }
 
-/// `dc09:<account>:<seq>:<hash>` over token, data and xdata: a retransmission (even re-encrypted
-/// with a new pad and timestamp) maps to the same key; a new event with a recycled seq does not.
+/// `dc09:<account>:<seq>:<digest>`, the digest (SHA-256, first 128 bits) over the token and the
+/// whole message: data, extended data and timestamp. DC-09 makes a frame a retransmission when
+/// account, sequence *and* message are the same; a transmitter repeats the message unchanged
+/// (timestamp included) when it retries. So a panel that restarted its numbering (after a power
+/// cycle, or at the 9999 wrap) and reports the same event again, at a new time, gets a new key:
+/// a new alarm, never taken for a retransmission. The key is about the plaintext, so an
+/// encrypted retry with a new pad still matches. The key only counts within
+/// `retransmit_window`.
 pub fn dedupe_key(h: &Header, payload: &Payload) -> String {
-    let mut d = CRC64.digest();
+    let mut d = Sha256::new();
     d.update(h.token.as_str().as_bytes());
-    d.update(&[0]);
+    d.update([0u8]);
     d.update(payload.data.as_bytes());
     for x in &payload.xdata {
-        d.update(&[0]);
+        d.update([0u8]);
         d.update(x.id.to_string().as_bytes());
         d.update(x.value.as_bytes());
     }
+    d.update([0u8]);
+    if let Some(ts) = payload.timestamp {
+        d.update(ts.format().as_bytes());
+    }
+    let digest = d.finalize();
     format!(
-        "dc09:{}:{}:{:016x}",
+        "dc09:{}:{}:{}",
         h.account.as_deref().unwrap_or_default(),
         h.seq,
-        d.finalize()
+        hex::encode(&digest[..16])
     )
 }
 
@@ -412,5 +435,22 @@ mod tests {
         assert_eq!(a, run(&h, P2, NOW).commit.unwrap().dedupe_key);
         let other = crate::frame::wrap_message(b"\"ADM-CID\"0002L0#1234[#1234|1101 01 004]");
         assert_ne!(a, run(&h, &other, NOW).commit.unwrap().dedupe_key);
+    }
+
+    #[test]
+    fn a_reused_sequence_number_with_a_new_timestamp_is_not_a_retransmission() {
+        let h = handler(false);
+        let a = run(&h, P2, NOW).commit.unwrap();
+        let later = crate::frame::wrap_message(
+            b"\"ADM-CID\"0002L0#1234[#1234|1101 01 003]_12:00:02,06-01-2024",
+        );
+        let b = run(&h, &later, NOW).commit.unwrap();
+        assert_ne!(a.dedupe_key, b.dedupe_key);
+        assert_eq!(a.dedupe_window, Some(DEFAULT_RETRANSMIT_WINDOW));
+        let h = handler(false).with_retransmit_window(Duration::from_secs(3));
+        assert_eq!(
+            run(&h, P2, NOW).commit.unwrap().dedupe_window,
+            Some(Duration::from_secs(3))
+        );
     }
 }
