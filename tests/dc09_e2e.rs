@@ -1380,6 +1380,63 @@ async fn a_retransmission_is_journaled_once_within_retransmit_window_and_again_a
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7. A panel with a wrong clock (issue 12 item 8)
+// ---------------------------------------------------------------------------------------------
+
+/// A panel whose clock is 55 s slow sends the same alarm again and again, ignoring the time in
+/// our NAKs. Each frame gets a NAK with the receiver's time and a dead letter, and, because all
+/// its alarms are being refused, one gateway alert names the panel and the offset (once per
+/// hour per account, not once per frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_whose_clock_is_off_gets_naks_and_one_gateway_alert_saying_its_alarms_are_refused()
+{
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        r#"accounts = [{ account = "2222" }]"#,
+        "",
+    )
+    .await;
+    let slow = Timestamp::now() - SignedDuration::from_secs(55);
+    let f = frame("2222", "0001", cid("1110 01 007"), None, slow);
+    for _ in 0..4 {
+        let answer = rig.ask(Via::Tcp, &f).await;
+        let nak = parse(&answer);
+        assert_eq!(nak.header.token, Token::Nak, "{}", show(&answer));
+        let Body::Clear(p) = &nak.body else {
+            unreachable!()
+        };
+        let theirs = p
+            .timestamp
+            .expect("NAK carries the receiver's time")
+            .timestamp();
+        assert!(theirs.duration_since(Timestamp::now()).as_secs().abs() < 5);
+    }
+    assert_eq!(dead_letters_for(&rig.gw, "stale_timestamp").len(), 4);
+
+    let journal = journal_dc09(&rig.gw);
+    assert_eq!(
+        journal.len(),
+        1,
+        "one gateway alert, no alarm: {journal:#?}"
+    );
+    let alert = &journal[0];
+    assert_eq!(alert["data"]["kind"], "device_fault");
+    assert_eq!(alert["data"]["priority"], "high");
+    assert_eq!(alert["data"]["raw"]["payload"]["alert"], "clock_fault");
+    assert_eq!(alert["data"]["raw"]["payload"]["account"], "2222");
+    let message = alert["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("panel 2222: clock off by 5")
+            && message.contains("its alarms are being refused"),
+        "{message}"
+    );
+    wait_until_async(Duration::from_secs(30), || !rig.upstream_dc09().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("alert not upstream\n{}", rig.gw.log_text()));
+    assert_eq!(rig.upstream_dc09()[0]["id"], alert["id"]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // 5. Interop with an independent transmitter
 // ---------------------------------------------------------------------------------------------
 

@@ -27,6 +27,14 @@ pub const DEFAULT_RETRANSMIT_WINDOW: Duration = Duration::from_secs(300);
 const UNKNOWN_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
 /// Bound on remembered unknown accounts, so a scan of made-up accounts cannot grow memory.
 const UNKNOWN_ALERT_MEMORY: usize = 4096;
+/// Refusals for the timestamp in a row, with nothing accepted in between, after which an
+/// account's clock is called wrong. The first NAK carries our time; a transmitter that adopts
+/// it is accepted on its next try and never raises the alert.
+const CLOCK_ALERT_AFTER: u32 = 2;
+/// How often one account may raise the "clock off, alarms refused" alert.
+const CLOCK_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
+/// Bound on accounts remembered for clock refusals.
+const CLOCK_ALERT_MEMORY: usize = 4096;
 
 /// What to do with one frame.
 #[derive(Debug, Default, PartialEq)]
@@ -79,6 +87,16 @@ pub struct Handler {
     window: Window,
     retransmit_window: Duration,
     unknown_alerts: Mutex<HashMap<String, Timestamp>>,
+    clock_faults: Mutex<HashMap<String, ClockFault>>,
+}
+
+/// One account's recent refusals for its clock.
+#[derive(Debug, Default)]
+struct ClockFault {
+    /// Refused in a row since the last accepted frame.
+    refused: u32,
+    /// When the last alert was raised.
+    alerted: Option<Timestamp>,
 }
 
 impl Handler {
@@ -95,6 +113,7 @@ impl Handler {
             window,
             retransmit_window: DEFAULT_RETRANSMIT_WINDOW,
             unknown_alerts: Mutex::new(HashMap::new()),
+            clock_faults: Mutex::new(HashMap::new()),
         }
     }
 
@@ -184,9 +203,12 @@ impl Handler {
                 ts.format(),
                 crate::timestamp::Dc09Time::from_timestamp(now).format()
             );
-            return Outcome::reject("stale_timestamp", detail, origin, raw)
-                .answer(response::nak(now));
+            let mut out =
+                Outcome::reject("stale_timestamp", detail, origin, raw).answer(response::nak(now));
+            out.alert = self.clock_fault_alert(account, ts.timestamp(), origin, now);
+            return out;
         }
+        self.clock_accepted(account);
         let events = match self.mapper.drafts(h, &payload) {
             Ok(ev) => ev,
             Err(e) => {
@@ -255,6 +277,89 @@ impl Handler {
             topic: None,
             path: None,
             payload: serde_json::json!({ "alert": "unknown_account", "account": account, "origin": origin }),
+            upstream_id: None,
+        });
+        d.registry_keys.insert("account".into(), account.to_owned());
+        Some(Submission {
+            events: vec![d],
+            ..Submission::default()
+        })
+    }
+}
+
+impl Handler {
+    /// An account's frame passed the timestamp window: its clock is fine (again).
+    fn clock_accepted(&self, account: &str) {
+        if let Ok(mut faults) = self.clock_faults.lock()
+            && let Some(f) = faults.get_mut(account)
+        {
+            f.refused = 0;
+        }
+    }
+
+    /// Counts a refusal for the clock; after [`CLOCK_ALERT_AFTER`] in a row, a gateway alert
+    /// (at most one per account per [`CLOCK_ALERT_EVERY`]): every alarm this panel sends is
+    /// being refused until someone sets its clock.
+    fn clock_fault_alert(
+        &self,
+        account: &str,
+        sent: Timestamp,
+        origin: &str,
+        now: Timestamp,
+    ) -> Option<Submission> {
+        let mut faults = self.clock_faults.lock().ok()?;
+        if faults.len() >= CLOCK_ALERT_MEMORY && !faults.contains_key(account) {
+            faults.retain(|_, f| {
+                f.refused > 0
+                    || f.alerted
+                        .is_some_and(|t| now.duration_since(t) < CLOCK_ALERT_EVERY)
+            });
+            if faults.len() >= CLOCK_ALERT_MEMORY {
+                return None;
+            }
+        }
+        let fault = faults.entry(account.to_owned()).or_default();
+        fault.refused = fault.refused.saturating_add(1);
+        if fault.refused < CLOCK_ALERT_AFTER
+            || fault
+                .alerted
+                .is_some_and(|t| now.duration_since(t) < CLOCK_ALERT_EVERY)
+        {
+            return None;
+        }
+        fault.alerted = Some(now);
+        let refused = fault.refused;
+        drop(faults);
+        let off = now.duration_since(sent);
+        let side = if off.is_negative() {
+            "ahead of"
+        } else {
+            "behind"
+        };
+        let secs = off.as_secs().unsigned_abs();
+        // device_fault at high priority: the panel's own alarms (fire, pendant) are refused
+        // until its clock is set, so someone must look now.
+        let mut d = EventDraft::new(
+            Kind::DeviceFault,
+            Phase::Point,
+            mapping::device_id(account),
+            self.adapter().to_owned(),
+        );
+        d.data.priority = Priority::High;
+        d.data.message = Some(format!(
+            "DC-09 panel {account}: clock off by {secs} s ({side} the gateway's) — its alarms are being refused; set the panel's clock (it ignores the time in our NAK)"
+        ));
+        d.data.raw = Some(Raw {
+            protocol: PROTOCOL.into(),
+            topic: None,
+            path: None,
+            payload: serde_json::json!({
+                "alert": "clock_fault",
+                "account": account,
+                "origin": origin,
+                "offset_s": off.as_secs(),
+                "refused_in_a_row": refused,
+            }),
             upstream_id: None,
         });
         d.registry_keys.insert("account".into(), account.to_owned());
@@ -366,6 +471,45 @@ mod tests {
             o.reply.unwrap(),
             response::nak("2024-06-01T12:01:00Z".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_clock_refused_twice_in_a_row_raises_one_alert_per_hour() {
+        let h = handler(false);
+        // P2 says 12:00:00; at 12:00:55 it is 55 s old (the window is 40 s).
+        let late = "2024-06-01T12:00:55Z";
+        let first = run(&h, P2, late);
+        assert_eq!(first.dead_letter.unwrap().reason, "stale_timestamp");
+        assert_eq!(
+            first.alert, None,
+            "one refusal: the transmitter may adopt our time"
+        );
+        let second = run(&h, P2, late);
+        assert_eq!(
+            second.reply.unwrap(),
+            response::nak(late.parse().unwrap()),
+            "still a NAK with our time"
+        );
+        let alert = second.alert.unwrap();
+        let e = &alert.events[0];
+        assert_eq!(e.data.kind, Kind::DeviceFault);
+        assert_eq!(e.data.priority, Priority::High);
+        let message = e.data.message.as_deref().unwrap();
+        assert!(
+            message.contains("panel 1234: clock off by 55 s (behind the gateway's)")
+                && message.contains("its alarms are being refused"),
+            "{message}"
+        );
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:56Z").alert, None);
+        assert!(run(&h, P2, "2024-06-01T13:00:56Z").alert.is_some());
+    }
+
+    #[test]
+    fn an_accepted_frame_resets_the_clock_refusals() {
+        let h = handler(false);
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:55Z").alert, None);
+        assert!(run(&h, P2, NOW).commit.is_some());
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:55Z").alert, None);
     }
 
     #[test]
