@@ -643,7 +643,7 @@ async fn stale_timestamp_gets_nak_with_receiver_time_and_the_corrected_frame_is_
     let k128 = AesKey::parse(K128_HEX, KeyFormat::Hex).unwrap();
     // A transmitter whose clock is an hour slow (the default window is -40 s/+20 s).
     let slow = Timestamp::now() - SignedDuration::from_hours(1);
-
+    let mut messages = BTreeSet::new();
     for (account, key, via) in [
         ("1234", None, Via::Tcp),
         ("5678", Some(&k128), Via::Tcp),
@@ -674,12 +674,15 @@ async fn stale_timestamp_gets_nak_with_receiver_time_and_the_corrected_frame_is_
         let corrected = frame(account, "0301", cid("1101 01 003"), key, theirs);
         let answer = rig.ask(via, &corrected).await;
         assert_ack_for(&corrected, &answer, key);
+        messages.insert((account, theirs.as_second()));
     }
     let stale = dead_letters_for(&rig.gw, "stale_timestamp");
     assert_eq!(stale.len(), 3, "{stale:?}");
     assert!(stale[0].0.contains("1234"), "{}", stale[0].0);
-    // One event per account: the 5678 frame over UDP repeats the TCP one (same seq, same data).
-    assert_eq!(journal_dc09(&rig.gw).len(), 2);
+    // One event per distinct message: the 5678 frame over UDP repeats the TCP one (same seq,
+    // same data) and is a retransmission when it carries the same time (DC-09 time has whole
+    // seconds), a new message otherwise.
+    assert_eq!(journal_dc09(&rig.gw).len(), messages.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1252,6 +1255,190 @@ async fn unknown_account_gets_duh_a_dead_letter_and_a_gateway_alert() {
     let up = rig.upstream_dc09();
     assert_eq!(up[0]["id"], alert["id"]);
     assert_schema_valid(&schema(), &up[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Retransmissions and reused sequence numbers (issue 11 item 4)
+// ---------------------------------------------------------------------------------------------
+
+/// A route and a policy so that a pendant press opens an alert, told upstream (whose control
+/// topics take the resolution).
+const PENDANT_POLICY: &str = r#"
+[[route]]
+name = "carers"
+sinks = ["upstream"]
+
+[[policy]]
+name = "alarms"
+match = { priority = ["high"] }
+notify = ["carers"]
+"#;
+
+/// `(id, status)` of every pendant-press alert, oldest first.
+fn pendant_alerts(g: &Gateway) -> Vec<(String, String)> {
+    let c = g.journal();
+    let mut s = c
+        .prepare("SELECT id, status FROM alerts WHERE kind = 'pendant_press' ORDER BY raised_ms")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// A panel that restarted (or wrapped at 9999) reuses a sequence number: the same account,
+/// sequence and event, but a new message (its timestamp), 2 s after the first alarm was
+/// resolved. DC-09 calls a frame a retransmission only when account, sequence *and* message are
+/// the same, so this is a new alarm: a second event and a second alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_sequence_number_with_a_new_timestamp_is_a_new_alarm_and_a_new_alert() {
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        r#"accounts = [{ account = "1234" }]"#,
+        &format!("{REGISTRY}\n{PENDANT_POLICY}"),
+    )
+    .await;
+    let t0 = Timestamp::now();
+    let first = frame("1234", "0042", cid("1101 01 003"), None, t0);
+    assert_ack_for(&first, &rig.ask(Via::Tcp, &first).await, None);
+    wait_until_async(Duration::from_secs(10), || {
+        pendant_alerts(&rig.gw).len() == 1
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no alert for the first press\n{}", rig.gw.log_text()));
+    let (alert_id, _) = pendant_alerts(&rig.gw)[0].clone();
+
+    // A carer resolves it (over the upstream sink's control topic).
+    let carer = Publisher::connect(rig.broker.port, "carer-phone").await;
+    carer
+        .send(
+            &format!("atgw/oakview/alerts/{alert_id}/resolve"),
+            r#"{"by": "carer-1", "outcome": "assisted"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(10), || {
+        pendant_alerts(&rig.gw)[0].1 == "resolved"
+    })
+    .await
+    .unwrap_or_else(|_| panic!("alert not resolved\n{}", rig.gw.log_text()));
+
+    // 2 s later the panel, renumbered from the same point, reports a new press.
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(2)).await;
+    let second = frame(
+        "1234",
+        "0042",
+        cid("1101 01 003"),
+        None,
+        t0 + SignedDuration::from_secs(2),
+    );
+    assert_ne!(first, second, "the timestamp differs");
+    assert_ack_for(&second, &rig.ask(Via::Tcp, &second).await, None);
+    assert_eq!(
+        journaled_per_frame(&rig.gw, &[first, second]),
+        [1, 1],
+        "both presses journaled\n{}",
+        rig.gw.log_text()
+    );
+    wait_until_async(Duration::from_secs(10), || {
+        pendant_alerts(&rig.gw).len() == 2
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no second alert: {:?}\n{}",
+            pendant_alerts(&rig.gw),
+            rig.gw.log_text()
+        )
+    });
+    assert_eq!(pendant_alerts(&rig.gw)[1].1, "open");
+}
+
+/// A true retransmission (the same bytes: account, sequence and message) within
+/// `retransmit_window` is ACKed and journaled once; the same frame after the window is a new
+/// event (the transmitter's retries are long over, so it is a panel repeating itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmission_is_journaled_once_within_retransmit_window_and_again_after_it() {
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        "accounts = [{ account = \"1234\" }]\nretransmit_window = \"3s\"",
+        "",
+    )
+    .await;
+    let f = frame("1234", "0077", cid("1101 01 003"), None, Timestamp::now());
+    assert_ack_for(&f, &rig.ask(Via::Tcp, &f).await, None);
+    assert_ack_for(&f, &rig.ask(Via::Udp, &f).await, None);
+    assert_ack_for(&f, &rig.ask(Via::Tcp, &f).await, None);
+    assert_eq!(
+        journaled_per_frame(&rig.gw, std::slice::from_ref(&f)),
+        [1],
+        "retransmissions within the window are journaled once"
+    );
+    // After the window (and still inside the 40 s timestamp window): a new event.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_ack_for(&f, &rig.ask(Via::Tcp, &f).await, None);
+    assert_eq!(
+        journaled_per_frame(&rig.gw, std::slice::from_ref(&f)),
+        [2],
+        "the same frame after retransmit_window is a new event\n{}",
+        rig.gw.log_text()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A panel with a wrong clock (issue 12 item 8)
+// ---------------------------------------------------------------------------------------------
+
+/// A panel whose clock is 55 s slow sends the same alarm again and again, ignoring the time in
+/// our NAKs. Each frame gets a NAK with the receiver's time and a dead letter, and, because all
+/// its alarms are being refused, one gateway alert names the panel and the offset (once per
+/// hour per account, not once per frame).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_whose_clock_is_off_gets_naks_and_one_gateway_alert_saying_its_alarms_are_refused()
+{
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        r#"accounts = [{ account = "2222" }]"#,
+        "",
+    )
+    .await;
+    let slow = Timestamp::now() - SignedDuration::from_secs(55);
+    let f = frame("2222", "0001", cid("1110 01 007"), None, slow);
+    for _ in 0..4 {
+        let answer = rig.ask(Via::Tcp, &f).await;
+        let nak = parse(&answer);
+        assert_eq!(nak.header.token, Token::Nak, "{}", show(&answer));
+        let Body::Clear(p) = &nak.body else {
+            unreachable!()
+        };
+        let theirs = p
+            .timestamp
+            .expect("NAK carries the receiver's time")
+            .timestamp();
+        assert!(theirs.duration_since(Timestamp::now()).as_secs().abs() < 5);
+    }
+    assert_eq!(dead_letters_for(&rig.gw, "stale_timestamp").len(), 4);
+
+    let journal = journal_dc09(&rig.gw);
+    assert_eq!(
+        journal.len(),
+        1,
+        "one gateway alert, no alarm: {journal:#?}"
+    );
+    let alert = &journal[0];
+    assert_eq!(alert["data"]["kind"], "device_fault");
+    assert_eq!(alert["data"]["priority"], "high");
+    assert_eq!(alert["data"]["raw"]["payload"]["alert"], "clock_fault");
+    assert_eq!(alert["data"]["raw"]["payload"]["account"], "2222");
+    let message = alert["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("panel 2222: clock off by 5")
+            && message.contains("its alarms are being refused"),
+        "{message}"
+    );
+    wait_until_async(Duration::from_secs(30), || !rig.upstream_dc09().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("alert not upstream\n{}", rig.gw.log_text()));
+    assert_eq!(rig.upstream_dc09()[0]["id"], alert["id"]);
 }
 
 // ---------------------------------------------------------------------------------------------

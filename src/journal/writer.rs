@@ -375,7 +375,16 @@ impl<'t> Batch<'t> {
                 .prepare_cached("SELECT seen_ms FROM dedupe WHERE key = ?1")?
                 .query_row([key], |r| r.get(0))
                 .optional()?;
-            if known.is_some() && !s.first_delivery {
+            // The adapter's retransmission window, at most the journal's (keys older than that
+            // are pruned anyway).
+            let window = s.dedupe_window.map_or(self.setup.dedupe_window, |w| {
+                w.min(self.setup.dedupe_window)
+            });
+            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            if let Some(seen_ms) = known
+                && !s.first_delivery
+                && self.now.as_millisecond().saturating_sub(seen_ms) < window_ms
+            {
                 return Ok(Committed::Duplicate);
             }
             self.tx
@@ -941,6 +950,87 @@ mod tests {
         };
         let (_ingest, rx) = atgw_sdk::ingest::channel(4);
         spawn(opened.conn, setup, rx).unwrap()
+    }
+
+    /// A writer on a fresh journal (`dedupe_window` 1 h) reading `clock`, and its ingest handle.
+    fn writer_at(
+        dir: &std::path::Path,
+        clock: atgw_sdk::clock::ManualClock,
+    ) -> (atgw_sdk::Ingest, WriterHandle, std::thread::JoinHandle<()>) {
+        let opened = crate::journal::open(&dir.join(crate::journal::FILE_NAME)).unwrap();
+        let setup = WriterSetup {
+            gateway_id: "gw-test".into(),
+            sinks: Vec::new(),
+            registry: Arc::new(Registry::new("oakview", &[])),
+            policies: Arc::new(Policies::default()),
+            vitals: Arc::new(crate::rules::VitalRules {
+                config: Default::default(),
+                residents: HashMap::new(),
+            }),
+            dedupe_window: Duration::from_secs(3600),
+            dead_letter_bytes: 1024,
+            clock: Arc::new(clock),
+            metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+        };
+        let (ingest, rx) = atgw_sdk::ingest::channel(4);
+        let (writer, thread) = spawn(opened.conn, setup, rx).unwrap();
+        (ingest.for_adapter("alarms"), writer, thread)
+    }
+
+    #[tokio::test]
+    async fn a_dedupe_key_counts_as_a_retransmission_only_within_its_submission_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = atgw_sdk::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+        let (ingest, writer, thread) = writer_at(dir.path(), clock.clone());
+        let sub = |key: &str, window: Option<Duration>| Submission {
+            events: vec![EventDraft::new(
+                atgw_sdk::Kind::PendantPress,
+                atgw_sdk::Phase::Point,
+                "dc09:1234",
+                "alarms",
+            )],
+            dedupe_key: Some(key.into()),
+            dedupe_window: window,
+            ..Submission::default()
+        };
+        let five_min = Some(Duration::from_secs(300));
+        let stored = |c: &Committed| matches!(c, Committed::Stored { .. });
+        assert!(stored(&ingest.submit(sub("k", five_min)).await.unwrap()));
+        clock.advance(jiff::SignedDuration::from_secs(60));
+        assert_eq!(
+            ingest.submit(sub("k", five_min)).await.unwrap(),
+            Committed::Duplicate,
+            "within the adapter's window: a retransmission"
+        );
+        clock.advance(jiff::SignedDuration::from_secs(300));
+        assert!(
+            stored(&ingest.submit(sub("k", five_min)).await.unwrap()),
+            "after the adapter's window the same key is a new event"
+        );
+        // Without a window of its own the journal's (1 h) applies; a longer one is capped to it.
+        assert!(stored(&ingest.submit(sub("j", None)).await.unwrap()));
+        clock.advance(jiff::SignedDuration::from_secs(1800));
+        assert_eq!(
+            ingest.submit(sub("j", None)).await.unwrap(),
+            Committed::Duplicate
+        );
+        assert!(stored(
+            &ingest
+                .submit(sub("l", Some(Duration::from_secs(86_400))))
+                .await
+                .unwrap()
+        ));
+        clock.advance(jiff::SignedDuration::from_secs(3700));
+        assert!(stored(
+            &ingest
+                .submit(sub("l", Some(Duration::from_secs(86_400))))
+                .await
+                .unwrap()
+        ));
+        drop((ingest, writer));
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 
     fn offline_raised(path: &std::path::Path) -> i64 {

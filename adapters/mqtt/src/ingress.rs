@@ -7,6 +7,18 @@
 //! transaction, then acknowledges in receive order. The session is persistent
 //! (`clean_session = false`, stable client id) so anything not yet acknowledged when we crash or
 //! the connection drops is redelivered (with DUP set) and deduplicated by the journal.
+//!
+//! # Dedupe: what a device does after a reboot
+//! The key is adapter + topic + payload bytes ([`dedupe_key`]), but only a broker *redelivery*
+//! (DUP set) can be a duplicate: a message without DUP is a first delivery (`first_delivery`),
+//! always journaled, so a device that reboots and publishes the same payload again (`{"action":
+//! "single"}` for every press of a button) is a new event every time. A DUP redelivery matching a
+//! key journaled within [`REDELIVERY_WINDOW`] (10 min, not the journal's 24 h) is taken for the
+//! message we committed before the connection dropped. Redeliveries come when we reconnect
+//! (seconds, or a restart), so the short window keeps a redelivered *new* press with the same
+//! payload as one from hours ago from being dropped; if the gateway was down for longer than
+//! the window, a message it had committed but not acknowledged is journaled twice (a duplicate
+//! the alert engine attaches to the open alert), never lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +41,10 @@ use crate::connection::{self, Backoff, SetupError};
 /// can never be acknowledged, so the transport limit is far above `max_payload`, which is where
 /// we dead-letter. Brokers should cap `message_size_limit` below this (README).
 const TRANSPORT_LIMIT: usize = 16 * 1024 * 1024;
+
+/// How long a DUP redelivery with a journaled message's key counts as that message (see the
+/// module doc).
+pub const REDELIVERY_WINDOW: Duration = Duration::from_secs(600);
 
 /// What the adapter needs besides its config.
 pub struct Context {
@@ -309,6 +325,7 @@ fn map_batch(
                     subs.push(Submission {
                         events,
                         dedupe_key: Some(dedupe_key(&cfg.name, &p.topic, &p.payload)),
+                        dedupe_window: Some(REDELIVERY_WINDOW),
                         first_delivery: !p.dup,
                         state: updates,
                         seen,

@@ -18,9 +18,16 @@ pub struct Submission {
     /// Zero or more events one wire message became (zero is valid: a state message that changed
     /// no edge still carries `state` updates).
     pub events: Vec<EventDraft>,
-    /// A retransmission carrying the same key within the journal's dedupe window is
-    /// acknowledged as `Duplicate` and journaled once.
+    /// A retransmission carrying the same key within the dedupe window (`dedupe_window`, or the
+    /// journal's) is acknowledged as `Duplicate` and journaled once. The key must say what the
+    /// device's protocol says makes a message a retransmission, no less: two different messages
+    /// with one key lose the second.
     pub dedupe_key: Option<String>,
+    /// How long after the key was last journaled a message with the same key is still a
+    /// retransmission: the transport's own retry window (DC-09 transmitters retry for minutes).
+    /// `None` = the journal's `dedupe_window`, which is also the maximum (keys are not kept
+    /// longer). A same-key message after the window is a new event.
+    pub dedupe_window: Option<std::time::Duration>,
     /// The transport guarantees this is the first delivery (MQTT without the DUP flag): the
     /// key is recorded but an earlier identical key does not make it a duplicate, because two
     /// identical real-world messages (two presses of the same button) must both count.

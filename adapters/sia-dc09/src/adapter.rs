@@ -114,12 +114,15 @@ impl Dc09Adapter {
             future: jiff::SignedDuration::try_from(config.max_timestamp_ahead)
                 .unwrap_or(jiff::SignedDuration::MAX),
         };
-        let handler = Arc::new(Handler::new(
-            Mapper::new(name.clone(), &config.vendor_codes),
-            accounts,
-            config.accept_unknown,
-            window,
-        ));
+        let handler = Arc::new(
+            Handler::new(
+                Mapper::new(name.clone(), &config.vendor_codes),
+                accounts,
+                config.accept_unknown,
+                window,
+            )
+            .with_retransmit_window(config.retransmit_window),
+        );
         let bind_err = |proto: &'static str, addr: &str, source| Dc09Error::Bind {
             adapter: name.clone(),
             proto,

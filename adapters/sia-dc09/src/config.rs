@@ -56,6 +56,12 @@ pub struct Config {
     /// How far ahead of our clock a message timestamp may be (DC-09: `"20s"`).
     #[serde(default = "default_max_ahead", deserialize_with = "duration")]
     pub max_timestamp_ahead: Duration,
+    /// How long a frame with the same account, sequence number and message (data, extended
+    /// data and timestamp) as one already journaled is a retransmission: ACKed again, journaled
+    /// once (`"5m"`). A transmitter's retries end within minutes; after this the same frame is a
+    /// new event. At most the journal's `dedupe_window` (keys are not kept longer).
+    #[serde(default = "default_retransmit_window", deserialize_with = "duration")]
+    pub retransmit_window: Duration,
     /// Concurrent TCP connections, all peers together (256). When the limit is reached, a new
     /// connection takes the place of the oldest one that has not completed a frame yet (that
     /// one is closed); a connection that has completed a usable frame is never closed for it.
@@ -110,6 +116,9 @@ fn default_max_age() -> Duration {
 fn default_max_ahead() -> Duration {
     Duration::from_secs(20)
 }
+fn default_retransmit_window() -> Duration {
+    crate::handler::DEFAULT_RETRANSMIT_WINDOW
+}
 fn default_max_connections() -> usize {
     256
 }
@@ -144,6 +153,7 @@ impl Config {
             vendor_codes: BTreeMap::new(),
             max_timestamp_age: default_max_age(),
             max_timestamp_ahead: default_max_ahead(),
+            retransmit_window: default_retransmit_window(),
             max_connections: default_max_connections(),
             max_udp_in_flight: default_max_udp_in_flight(),
             idle_timeout: default_idle_timeout(),
@@ -222,6 +232,9 @@ impl Config {
         }
         if self.max_udp_in_flight == 0 {
             err("max_udp_in_flight", "must be at least 1".into());
+        }
+        if self.retransmit_window.is_zero() {
+            err("retransmit_window", "must be more than 0s".into());
         }
         if self.first_frame_timeout.is_zero() {
             err("first_frame_timeout", "must be more than 0s".into());
@@ -305,6 +318,7 @@ mod tests {
         assert_eq!(c.accounts[0].key_format, KeyFormat::Hex);
         assert_eq!(c.max_connections, 256);
         assert_eq!(c.max_udp_in_flight, 256);
+        assert_eq!(c.retransmit_window, Duration::from_secs(300));
         assert_eq!(c.first_frame_timeout, Duration::from_secs(10));
         c.validate().unwrap();
     }

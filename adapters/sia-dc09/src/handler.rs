@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use atgw_sdk::event::Raw;
 use atgw_sdk::{DeadLetter, EventDraft, Kind, Phase, Priority, Seen, Submission};
-use crc::{CRC_64_XZ, Crc};
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
+use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, AesKey};
 use crate::frame::{Body, Frame, FrameError, Header, Payload, Token, parse_payload};
@@ -19,13 +20,21 @@ use crate::mapping::{self, Mapper, PROTOCOL};
 use crate::response;
 use crate::timestamp::Window;
 
-/// Stable across releases (unlike std's hasher), because dedupe keys outlive the process.
-const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
+/// A transmitter's retries of one frame end within minutes; default for `retransmit_window`.
+pub const DEFAULT_RETRANSMIT_WINDOW: Duration = Duration::from_secs(300);
 
 /// How often one unknown account may raise the "unknown account transmitting" alert.
 const UNKNOWN_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
 /// Bound on remembered unknown accounts, so a scan of made-up accounts cannot grow memory.
 const UNKNOWN_ALERT_MEMORY: usize = 4096;
+/// Refusals for the timestamp in a row, with nothing accepted in between, after which an
+/// account's clock is called wrong. The first NAK carries our time; a transmitter that adopts
+/// it is accepted on its next try and never raises the alert.
+const CLOCK_ALERT_AFTER: u32 = 2;
+/// How often one account may raise the "clock off, alarms refused" alert.
+const CLOCK_ALERT_EVERY: SignedDuration = SignedDuration::from_hours(1);
+/// Bound on accounts remembered for clock refusals.
+const CLOCK_ALERT_MEMORY: usize = 4096;
 
 /// What to do with one frame.
 #[derive(Debug, Default, PartialEq)]
@@ -76,7 +85,18 @@ pub struct Handler {
     accounts: HashMap<String, AccountEntry>,
     accept_unknown: bool,
     window: Window,
+    retransmit_window: Duration,
     unknown_alerts: Mutex<HashMap<String, Timestamp>>,
+    clock_faults: Mutex<HashMap<String, ClockFault>>,
+}
+
+/// One account's recent refusals for its clock.
+#[derive(Debug, Default)]
+struct ClockFault {
+    /// Refused in a row since the last accepted frame.
+    refused: u32,
+    /// When the last alert was raised.
+    alerted: Option<Timestamp>,
 }
 
 impl Handler {
@@ -91,8 +111,17 @@ impl Handler {
             accounts,
             accept_unknown,
             window,
+            retransmit_window: DEFAULT_RETRANSMIT_WINDOW,
             unknown_alerts: Mutex::new(HashMap::new()),
+            clock_faults: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a frame with the same account, sequence and message is a retransmission
+    /// (`retransmit_window`; [`DEFAULT_RETRANSMIT_WINDOW`] unless set).
+    pub fn with_retransmit_window(mut self, window: Duration) -> Handler {
+        self.retransmit_window = window;
+        self
     }
 
     pub fn adapter(&self) -> &str {
@@ -174,9 +203,12 @@ impl Handler {
                 ts.format(),
                 crate::timestamp::Dc09Time::from_timestamp(now).format()
             );
-            return Outcome::reject("stale_timestamp", detail, origin, raw)
-                .answer(response::nak(now));
+            let mut out =
+                Outcome::reject("stale_timestamp", detail, origin, raw).answer(response::nak(now));
+            out.alert = self.clock_fault_alert(account, ts.timestamp(), origin, now);
+            return out;
         }
+        self.clock_accepted(account);
         let events = match self.mapper.drafts(h, &payload) {
             Ok(ev) => ev,
             Err(e) => {
@@ -191,12 +223,14 @@ impl Handler {
             commit: Some(Submission {
                 events,
                 dedupe_key,
+                dedupe_window: Some(self.retransmit_window),
                 seen: vec![Seen {
                     device_id: mapping::device_id(account),
                     registry_keys: keys,
                 }],
                 // Other fields keep their defaults: DC-09 cannot tell a retransmission from an
-                // original, so `first_delivery` stays false and the key decides.
+                // original, so `first_delivery` stays false and the key (within the window)
+                // decides.
                 ..Submission::default()
             }),
             reply: Some(response::ack(h, key, now, rng)),
@@ -253,6 +287,89 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// An account's frame passed the timestamp window: its clock is fine (again).
+    fn clock_accepted(&self, account: &str) {
+        if let Ok(mut faults) = self.clock_faults.lock()
+            && let Some(f) = faults.get_mut(account)
+        {
+            f.refused = 0;
+        }
+    }
+
+    /// Counts a refusal for the clock; after [`CLOCK_ALERT_AFTER`] in a row, a gateway alert
+    /// (at most one per account per [`CLOCK_ALERT_EVERY`]): every alarm this panel sends is
+    /// being refused until someone sets its clock.
+    fn clock_fault_alert(
+        &self,
+        account: &str,
+        sent: Timestamp,
+        origin: &str,
+        now: Timestamp,
+    ) -> Option<Submission> {
+        let mut faults = self.clock_faults.lock().ok()?;
+        if faults.len() >= CLOCK_ALERT_MEMORY && !faults.contains_key(account) {
+            faults.retain(|_, f| {
+                f.refused > 0
+                    || f.alerted
+                        .is_some_and(|t| now.duration_since(t) < CLOCK_ALERT_EVERY)
+            });
+            if faults.len() >= CLOCK_ALERT_MEMORY {
+                return None;
+            }
+        }
+        let fault = faults.entry(account.to_owned()).or_default();
+        fault.refused = fault.refused.saturating_add(1);
+        if fault.refused < CLOCK_ALERT_AFTER
+            || fault
+                .alerted
+                .is_some_and(|t| now.duration_since(t) < CLOCK_ALERT_EVERY)
+        {
+            return None;
+        }
+        fault.alerted = Some(now);
+        let refused = fault.refused;
+        drop(faults);
+        let off = now.duration_since(sent);
+        let side = if off.is_negative() {
+            "ahead of"
+        } else {
+            "behind"
+        };
+        let secs = off.as_secs().unsigned_abs();
+        // device_fault at high priority: the panel's own alarms (fire, pendant) are refused
+        // until its clock is set, so someone must look now.
+        let mut d = EventDraft::new(
+            Kind::DeviceFault,
+            Phase::Point,
+            mapping::device_id(account),
+            self.adapter().to_owned(),
+        );
+        d.data.priority = Priority::High;
+        d.data.message = Some(format!(
+            "DC-09 panel {account}: clock off by {secs} s ({side} the gateway's) — its alarms are being refused; set the panel's clock (it ignores the time in our NAK)"
+        ));
+        d.data.raw = Some(Raw {
+            protocol: PROTOCOL.into(),
+            topic: None,
+            path: None,
+            payload: serde_json::json!({
+                "alert": "clock_fault",
+                "account": account,
+                "origin": origin,
+                "offset_s": off.as_secs(),
+                "refused_in_a_row": refused,
+            }),
+            upstream_id: None,
+        });
+        d.registry_keys.insert("account".into(), account.to_owned());
+        Some(Submission {
+            events: vec![d],
+            ..Submission::default()
+        })
+    }
+}
+
 /// Decrypts and parses; a timestamp is mandatory inside encryption (it is the anti-replay).
 fn open(key: &AesKey, hex: &str) -> Result<Payload, String> {
     let text = crypto::open(key, hex).map_err(|e| e.to_string())?;
@@ -264,23 +381,34 @@ fn open(key: &AesKey, hex: &str) -> Result<Payload, String> {
     Ok(payload)
 }
 
-/// `dc09:<account>:<seq>:<hash>` over token, data and xdata: a retransmission (even re-encrypted
-/// with a new pad and timestamp) maps to the same key; a new event with a recycled seq does not.
+/// `dc09:<account>:<seq>:<digest>`, the digest (SHA-256, first 128 bits) over the token and the
+/// whole message: data, extended data and timestamp. DC-09 makes a frame a retransmission when
+/// account, sequence *and* message are the same; a transmitter repeats the message unchanged
+/// (timestamp included) when it retries. So a panel that restarted its numbering (after a power
+/// cycle, or at the 9999 wrap) and reports the same event again, at a new time, gets a new key:
+/// a new alarm, never taken for a retransmission. The key is about the plaintext, so an
+/// encrypted retry with a new pad still matches. The key only counts within
+/// `retransmit_window`.
 pub fn dedupe_key(h: &Header, payload: &Payload) -> String {
-    let mut d = CRC64.digest();
+    let mut d = Sha256::new();
     d.update(h.token.as_str().as_bytes());
-    d.update(&[0]);
+    d.update([0u8]);
     d.update(payload.data.as_bytes());
     for x in &payload.xdata {
-        d.update(&[0]);
+        d.update([0u8]);
         d.update(x.id.to_string().as_bytes());
         d.update(x.value.as_bytes());
     }
+    d.update([0u8]);
+    if let Some(ts) = payload.timestamp {
+        d.update(ts.format().as_bytes());
+    }
+    let digest = d.finalize();
     format!(
-        "dc09:{}:{}:{:016x}",
+        "dc09:{}:{}:{}",
         h.account.as_deref().unwrap_or_default(),
         h.seq,
-        d.finalize()
+        hex::encode(&digest[..16])
     )
 }
 
@@ -343,6 +471,45 @@ mod tests {
             o.reply.unwrap(),
             response::nak("2024-06-01T12:01:00Z".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_clock_refused_twice_in_a_row_raises_one_alert_per_hour() {
+        let h = handler(false);
+        // P2 says 12:00:00; at 12:00:55 it is 55 s old (the window is 40 s).
+        let late = "2024-06-01T12:00:55Z";
+        let first = run(&h, P2, late);
+        assert_eq!(first.dead_letter.unwrap().reason, "stale_timestamp");
+        assert_eq!(
+            first.alert, None,
+            "one refusal: the transmitter may adopt our time"
+        );
+        let second = run(&h, P2, late);
+        assert_eq!(
+            second.reply.unwrap(),
+            response::nak(late.parse().unwrap()),
+            "still a NAK with our time"
+        );
+        let alert = second.alert.unwrap();
+        let e = &alert.events[0];
+        assert_eq!(e.data.kind, Kind::DeviceFault);
+        assert_eq!(e.data.priority, Priority::High);
+        let message = e.data.message.as_deref().unwrap();
+        assert!(
+            message.contains("panel 1234: clock off by 55 s (behind the gateway's)")
+                && message.contains("its alarms are being refused"),
+            "{message}"
+        );
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:56Z").alert, None);
+        assert!(run(&h, P2, "2024-06-01T13:00:56Z").alert.is_some());
+    }
+
+    #[test]
+    fn an_accepted_frame_resets_the_clock_refusals() {
+        let h = handler(false);
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:55Z").alert, None);
+        assert!(run(&h, P2, NOW).commit.is_some());
+        assert_eq!(run(&h, P2, "2024-06-01T12:00:55Z").alert, None);
     }
 
     #[test]
@@ -412,5 +579,22 @@ mod tests {
         assert_eq!(a, run(&h, P2, NOW).commit.unwrap().dedupe_key);
         let other = crate::frame::wrap_message(b"\"ADM-CID\"0002L0#1234[#1234|1101 01 004]");
         assert_ne!(a, run(&h, &other, NOW).commit.unwrap().dedupe_key);
+    }
+
+    #[test]
+    fn a_reused_sequence_number_with_a_new_timestamp_is_not_a_retransmission() {
+        let h = handler(false);
+        let a = run(&h, P2, NOW).commit.unwrap();
+        let later = crate::frame::wrap_message(
+            b"\"ADM-CID\"0002L0#1234[#1234|1101 01 003]_12:00:02,06-01-2024",
+        );
+        let b = run(&h, &later, NOW).commit.unwrap();
+        assert_ne!(a.dedupe_key, b.dedupe_key);
+        assert_eq!(a.dedupe_window, Some(DEFAULT_RETRANSMIT_WINDOW));
+        let h = handler(false).with_retransmit_window(Duration::from_secs(3));
+        assert_eq!(
+            run(&h, P2, NOW).commit.unwrap().dedupe_window,
+            Some(Duration::from_secs(3))
+        );
     }
 }
