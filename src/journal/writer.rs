@@ -969,8 +969,10 @@ mod tests {
             }),
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,
+            max_clock_skew: Duration::from_secs(120),
             clock: Arc::new(clock),
             metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+            commits: Arc::default(),
         };
         let (ingest, rx) = atgw_sdk::ingest::channel(4);
         let (writer, thread) = spawn(opened.conn, setup, rx).unwrap();
