@@ -766,7 +766,7 @@ impl World {
 struct JournalView {
     /// Device key → event ids journaled for it.
     by_key: HashMap<String, Vec<String>>,
-    /// Alert id → (device id, kind), from the `alerts` table.
+    /// Alert id → (device id`#`component, kind), from the `alerts` table.
     alerts: HashMap<String, (String, String)>,
     /// Event ids of `raised` lifecycle events (reason "raised"), with their alert id.
     raised: HashMap<String, String>,
@@ -830,7 +830,8 @@ fn scan_journal(db: &Path, ledger: &Ledger) -> JournalView {
         }
     }
     view.alerts = c
-        .prepare("SELECT id, device_id, kind FROM alerts")
+        // An alert's identity is (device, component, kind): a panel's zones are separate.
+        .prepare("SELECT id, device_id || coalesce('#' || component, ''), kind FROM alerts")
         .and_then(|mut s| {
             s.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
                 .collect::<rusqlite::Result<_>>()
@@ -1000,10 +1001,16 @@ fn account(w: &World, earlier: &JournalView) -> Accounting {
             .entry(alert.to_owned())
             .or_default()
             .insert(id.to_owned());
-        let device = e["data"]["device"]["id"].as_str().unwrap_or_default();
+        let mut device = e["data"]["device"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(c) = e["data"]["device"]["component"].as_str() {
+            device = format!("{device}#{c}");
+        }
         let kind = e["data"]["kind"].as_str().unwrap_or_default();
         raised_incidents
-            .entry((device.to_owned(), kind.to_owned()))
+            .entry((device, kind.to_owned()))
             .or_default()
             .insert(alert.to_owned());
     }
