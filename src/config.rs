@@ -123,6 +123,10 @@ pub struct DeviceConfig {
     /// Supervision interval (`25h`); absent means not supervised.
     #[serde(default, with = "humantime_serde")]
     pub check_in: Option<Duration>,
+    /// Replaces `[vitals] not_reading_after` for this device (e.g. `"20m"` for a spot-check
+    /// oximeter, `"0s"` for none).
+    #[serde(default, with = "humantime_serde")]
+    pub not_reading_after: Option<Duration>,
 }
 
 /// Where a registered device is installed.

@@ -212,6 +212,7 @@ mod tests {
                     zone: None,
                 },
                 check_in: None,
+                not_reading_after: None,
             }],
         );
         let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "zigbee:0xa4", "zigbee");

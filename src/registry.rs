@@ -151,6 +151,7 @@ mod tests {
                 zone: None,
             },
             check_in: None,
+            not_reading_after: None,
         }
     }
 

@@ -180,6 +180,11 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                     .iter()
                     .map(|r| (r.id.clone(), r.clone()))
                     .collect(),
+                not_reading_after: cfg
+                    .devices
+                    .iter()
+                    .filter_map(|d| d.not_reading_after.map(|t| (d.id.clone(), t)))
+                    .collect(),
             }),
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,

@@ -460,6 +460,7 @@ mod tests {
                 vitals: Arc::new(crate::rules::VitalRules {
                     config: Default::default(),
                     residents: Default::default(),
+                    not_reading_after: Default::default(),
                 }),
                 dedupe_window: Duration::from_secs(60),
                 dead_letter_bytes: 1024,

@@ -277,13 +277,14 @@ async fn an_oximeter_that_only_reports_finger_out_raises_not_reading_and_clears_
     let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let extra = r#"
 [vitals]
-not_reading_after = "2s"
+not_reading_after = "1h"
 
 [[device]]
 id = "oximeter-16"
 adapter = "zigbee"
 match = { device = "ff23041920b4" }
 location = { area = "west", room = "16" }
+not_reading_after = "2s"                 # this device's own, replacing [vitals]
 "#;
     let gw = Gateway::start(
         dir.path(),

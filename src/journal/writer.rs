@@ -931,6 +931,7 @@ mod tests {
             resident: None,
             location: Default::default(),
             check_in: Some(Duration::from_millis(200)),
+            not_reading_after: None,
         };
         let setup = WriterSetup {
             gateway_id: "gw-test".into(),
@@ -940,6 +941,7 @@ mod tests {
             vitals: Arc::new(crate::rules::VitalRules {
                 config: Default::default(),
                 residents: HashMap::new(),
+                not_reading_after: Default::default(),
             }),
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,

@@ -30,6 +30,8 @@ pub const RULES_SOURCE: &str = "rules";
 pub struct VitalRules {
     pub config: vitals::VitalsConfig,
     pub residents: HashMap<String, vitals::ResidentVitals>,
+    /// `[[device]] not_reading_after`, by registry device id: replaces the `[vitals]` one.
+    pub not_reading_after: HashMap<String, std::time::Duration>,
 }
 
 /// Runs the vital-sign rules on a committed measurement and returns the derived events
@@ -142,7 +144,11 @@ fn not_reading(
         .unwrap_or_default();
     let before = state.clone();
     let phase = not_reading::step(
-        rules.config.not_reading_after,
+        rules
+            .not_reading_after
+            .get(&d.device.id)
+            .copied()
+            .unwrap_or(rules.config.not_reading_after),
         &mut state,
         &d.observations,
         event.recordedtime,
