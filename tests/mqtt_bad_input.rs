@@ -121,3 +121,51 @@ async fn malformed_payloads_are_dead_lettered_and_the_daemon_stays_healthy() {
     );
     broker.stop();
 }
+
+/// "Nothing is dropped silently": a payload that is JSON but not an object (a top-level array,
+/// a bare number) is something no `json` rule can read. It is dead-lettered as `not_an_object`
+/// and counted, not mapped to nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_payload_that_is_not_an_object_is_dead_lettered_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let upstream = Upstream::start(broker.port, "atgw/oakview/events/#").await;
+    let mut gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, ""));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "array-devices").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"[{"action":"emergency","battery":90}]"#,
+        )
+        .await;
+    devices.send("zigbee2mqtt/0xa4c13899607febd2", "42").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd3",
+            r#"{"action":"emergency","battery":90}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(30), || {
+        upstream
+            .events()
+            .iter()
+            .any(|e| e["data"]["device"]["id"] == "zigbee:0xa4c13899607febd3")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the good message did not flow:\n{}", gw.log_text()));
+    wait_until_async(Duration::from_secs(5), || {
+        dead_letters(&gw).get("not_an_object") == Some(&2)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not dead-lettered: {:?}", dead_letters(&gw)));
+    let seen: Vec<String> = gw.column("SELECT device_id FROM devices");
+    assert!(
+        !seen
+            .iter()
+            .any(|d| d.ends_with("febd1") || d.ends_with("febd2")),
+        "an unreadable message counted as a check-in: {seen:?}"
+    );
+    gw.terminate();
+    broker.stop();
+}

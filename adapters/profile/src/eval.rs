@@ -165,7 +165,10 @@ pub(crate) fn evaluate(
                 continue;
             }
             topic_matched = true;
-            let root = match payload.view(rule.conditions.payload) {
+            let root = match payload
+                .view(rule.conditions.payload)
+                .and_then(|root| readable(rule, root).map(|()| root))
+            {
                 Ok(root) => root,
                 Err(r) => {
                     unreadable.get_or_insert(r);
@@ -218,6 +221,28 @@ pub(crate) fn evaluate(
             detail: format!("no configured profile matches topic `{shown}`"),
         },
     }
+}
+
+/// A `json` rule reads the fields of an object: a payload that is JSON but not an object (a
+/// top-level array, a bare number or string) gives it nothing to read, and mapping it would
+/// produce nothing at all, silently. Such a payload is unreadable for the rule, and a dead
+/// letter (`not_an_object`) when no other rule reads it, unless the rule walks the root list
+/// itself (`for_each = "$"` or `"[0]…"`). `json_or_text` rules read scalars through `$`.
+fn readable(rule: &Rule, root: &Value) -> Result<(), Rejection> {
+    let lists_root = rule
+        .for_each
+        .as_ref()
+        .is_some_and(|p| !p.needs_object() && root.is_array());
+    if rule.conditions.payload != PayloadFormat::Json || root.is_object() || lists_root {
+        return Ok(());
+    }
+    Err(Rejection {
+        reason: "not_an_object",
+        detail: format!(
+            "the payload is {}, not a JSON object with the device's fields",
+            describe(root)
+        ),
+    })
 }
 
 fn conditions_hold(c: &Conditions, root: &Value) -> bool {

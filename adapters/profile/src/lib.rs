@@ -187,7 +187,7 @@ pub enum Outcome {
     /// An explicit ignore rule matched (counted, not dead-lettered).
     Ignored { profile: String, rule: String },
     /// Could not be mapped: dead-letter it with this reason (`no_profile`, `invalid_json`,
-    /// `not_utf8`, `wrong_type`, `unmapped_value`, `missing_field`, `invalid_device_id`,
+    /// `not_utf8`, `not_an_object`, `wrong_type`, `unmapped_value`, `missing_field`, `invalid_device_id`,
     /// `too_many_items`) and a one-line detail for a person.
     Rejected {
         reason: &'static str,

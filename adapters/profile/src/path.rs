@@ -108,6 +108,11 @@ impl JsonPath {
     pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// Whether the path starts with a key, i.e. can only find something in an object.
+    pub(crate) fn needs_object(&self) -> bool {
+        matches!(self.steps.first(), Some(Step::Key(_)))
+    }
 }
 
 impl fmt::Display for JsonPath {

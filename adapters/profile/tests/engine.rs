@@ -924,3 +924,39 @@ fn a_test_mode_low_battery_does_not_hide_the_real_one() {
     assert_eq!(kinds(&e), [(Kind::LowBattery, Phase::Raised)]);
     assert!(!e[0].data.test);
 }
+
+#[test]
+fn a_json_root_that_is_not_an_object_is_rejected_unless_the_rule_walks_the_root_list() {
+    let set = one(r#"
+        match.topic = "hub/{hub}"
+        device.id = "x:{hub}"
+        [[state]]
+        path = "alarm"
+        kind = "medical"
+        "#);
+    let mut h = Harness::new(set);
+    for payload in [
+        json!([{"alarm": true}]),
+        json!(42),
+        json!("alarm"),
+        json!(null),
+    ] {
+        let (reason, detail) = rejected(h.send("hub/1", payload.clone()));
+        assert_eq!(reason, "not_an_object", "{payload}: {detail}");
+    }
+    // A rule that walks a top-level list reads it.
+    let set = one(r#"
+        match.topic = "hub/{hub}"
+        for_each = "$"
+        device.id = "x:{id}"
+        [[state]]
+        path = "alarm"
+        kind = "medical"
+        "#);
+    let mut h = Harness::new(set);
+    let out = h.send("hub/1", json!([{"id": "a", "alarm": true}]));
+    assert!(
+        matches!(&out, Outcome::Mapped { events, .. } if events.len() == 1),
+        "{out:?}"
+    );
+}
