@@ -350,9 +350,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 commits.clone(),
             )),
         };
-        let stop = intake.clone();
+        let (stop, limits) = (intake.clone(), api.clone());
         adapters.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, stop).await {
+            if let Err(e) = crate::api::serve(listener, state, &limits, stop).await {
                 tracing::error!("local API stopped: {e}");
             }
         });
