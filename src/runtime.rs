@@ -174,6 +174,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             }),
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
+            max_dead_letters: cfg.journal.max_dead_letters,
             clock: clock.clone(),
             metrics: metrics.clone(),
             commits: commits.clone(),

@@ -100,6 +100,7 @@ impl Site {
                 vitals: Arc::new(crate::rules::VitalRules::default()),
                 dedupe_window: Duration::from_secs(3600),
                 dead_letter_bytes: 1024,
+                max_dead_letters: 10_000,
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),
