@@ -48,10 +48,26 @@ pub struct ApiConfig {
     /// File holding the bearer token (mode 600; a relative name is looked up in systemd's
     /// `$CREDENTIALS_DIRECTORY` first).
     pub token_file: PathBuf,
+    /// Connections served at once, at most; further clients wait (in the kernel's backlog)
+    /// until one closes. Bounds what idle connections can hold (each costs buffers).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with no byte read or written for this long is closed, so held-open idle
+    /// connections free their slot.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
 }
 
 fn default_listen() -> String {
     "127.0.0.1:8780".into()
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_idle_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 /// Shared by every handler.
@@ -76,17 +92,20 @@ pub async fn bind(cfg: &ApiConfig) -> std::io::Result<(tokio::net::TcpListener, 
     Ok((l, a))
 }
 
-/// Serves until shutdown.
+/// Serves until shutdown, at most `max_connections` connections at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: &ApiConfig,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    let listener =
+        crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout);
     // axum leaves Nagle on: an answer written in two segments would then wait for the client's
     // delayed ACK (DESIGN §11).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    let listener = listener.tap_io(|io| {
+        if let Err(e) = io.tcp().set_nodelay(true) {
             tracing::debug!("API: TCP_NODELAY not set: {e}");
         }
     });
@@ -352,9 +371,25 @@ async fn act(s: &ApiState, cmd: AlertCommand) -> Response {
     }
 }
 
-async fn devices(State(s): State<ApiState>) -> Response {
-    match read(&s, |r| r.devices()).await {
-        Ok(list) => Json(json!({ "devices": list })).into_response(),
+#[derive(Deserialize)]
+struct DevicesQuery {
+    /// The `next` of the previous page.
+    #[serde(default)]
+    after: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+/// A page of devices in id order; `next` (the last id) while there may be more.
+async fn devices(State(s): State<ApiState>, Query(q): Query<DevicesQuery>) -> Response {
+    let limit = q.limit.clamp(1, 1000);
+    match read(&s, move |r| r.devices(&q.after, limit)).await {
+        Ok(list) => {
+            let next = (list.len() == limit)
+                .then(|| list.last().map(|d| d["id"].clone()))
+                .flatten();
+            Json(json!({ "devices": list, "next": next })).into_response()
+        }
         Err(r) => r,
     }
 }

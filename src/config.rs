@@ -74,6 +74,10 @@ pub struct JournalSettings {
     /// Raw bytes kept per dead letter; longer input is truncated (its length is recorded).
     #[serde(default = "default_dead_letter_bytes")]
     pub dead_letter_bytes: usize,
+    /// Dead letters kept at most: beyond it the oldest are deleted (counted, and a gateway
+    /// alert says so once), so garbage from unauthenticated senders cannot fill the disk.
+    #[serde(default = "default_max_dead_letters")]
+    pub max_dead_letters: usize,
 }
 
 impl Default for JournalSettings {
@@ -81,6 +85,7 @@ impl Default for JournalSettings {
         JournalSettings {
             dedupe_window: default_dedupe_window(),
             dead_letter_bytes: default_dead_letter_bytes(),
+            max_dead_letters: default_max_dead_letters(),
         }
     }
 }
@@ -192,6 +197,9 @@ fn default_dedupe_window() -> Duration {
 }
 fn default_dead_letter_bytes() -> usize {
     64 * 1024
+}
+fn default_max_dead_letters() -> usize {
+    10_000
 }
 fn default_rotate_bytes() -> u64 {
     64 * 1024 * 1024

@@ -11,6 +11,7 @@
 //! - [`sinks`]: sinks implemented in the core (`file`).
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
 //! - [`api`]: the local HTTP API (token required except `/healthz` and `/readyz`).
+//! - [`api_listener`]: the API's listener: its connection cap and idle timeout.
 //! - [`metrics`]: the metrics registry and its Prometheus exposition (`/metrics`).
 //! - [`readiness`]: per-adapter and per-sink readiness (`/readyz`).
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
@@ -32,6 +33,7 @@
 pub mod alerts;
 pub mod alerts_cmd;
 pub mod api;
+pub mod api_listener;
 pub mod audit;
 pub mod cli;
 pub mod config;

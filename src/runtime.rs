@@ -189,6 +189,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             dedupe_window: cfg.journal.dedupe_window,
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             max_clock_skew: cfg.gateway.max_clock_skew,
+            max_dead_letters: cfg.journal.max_dead_letters,
             clock: clock.clone(),
             metrics: metrics.clone(),
             commits: commits.clone(),
@@ -369,9 +370,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 crate::api::AUTH_LOG_EVERY,
             )),
         };
-        let stop = intake.clone();
+        let (stop, limits) = (intake.clone(), api.clone());
         adapters.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, stop).await {
+            if let Err(e) = crate::api::serve(listener, state, &limits, stop).await {
                 tracing::error!("local API stopped: {e}");
             }
         });

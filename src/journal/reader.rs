@@ -108,12 +108,14 @@ impl Reader {
         crate::alerts::list(&self.conn, all, limit)
     }
 
-    /// Devices the gateway has heard from, with their last check-in.
-    pub fn devices(&self) -> rusqlite::Result<Vec<serde_json::Value>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT device_id, adapter, registered, last_seen_ms, offline_raised FROM devices ORDER BY device_id",
+    /// Devices the gateway has heard from, with their last check-in: a page of at most `limit`
+    /// in id order, after the id `after` (`""` for the first page).
+    pub fn devices(&self, after: &str, limit: usize) -> rusqlite::Result<Vec<serde_json::Value>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT device_id, adapter, registered, last_seen_ms, offline_raised FROM devices
+             WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
             let ms: i64 = r.get(3)?;
             let seen = jiff::Timestamp::from_millisecond(ms)
                 .map(|t| atgw_sdk::event::rfc3339_ms::format(&t))

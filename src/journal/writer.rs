@@ -128,6 +128,8 @@ pub struct WriterSetup {
     pub dead_letter_bytes: usize,
     /// `[gateway] max_clock_skew`: device times further from `now` are flagged.
     pub max_clock_skew: Duration,
+    /// Dead letters kept at most; the oldest beyond it are deleted and counted.
+    pub max_dead_letters: usize,
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -212,6 +214,8 @@ struct Writer {
     held: Vec<WriterCmd>,
     /// The current run of failed commits, if any.
     outages: super::commits::Outages,
+    /// The dead-letter cap was reached in this run (its gateway alert is raised once).
+    dead_letters_capped: bool,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -468,6 +472,7 @@ impl Writer {
             unjournaled: Vec::new(),
             held: Vec::new(),
             outages: Default::default(),
+            dead_letters_capped: false,
         })
     }
 
@@ -570,6 +575,8 @@ impl Writer {
         // Items not reached when a statement failed: each still gets its answer (an error),
         // never a dropped reply, which a caller could not tell from "shutting down".
         let mut queue: std::collections::VecDeque<Item> = items.into();
+        let mut lettered = false;
+        let mut capped_now = false;
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -613,6 +620,7 @@ impl Writer {
                             now,
                         )?;
                         tally.dead_letter(&letter.reason);
+                        lettered = true;
                     }
                     Item::Ingest(IngestRequest::LoadState { adapter, reply }) => {
                         replies.push(Reply::State(reply, Vec::new()));
@@ -692,6 +700,31 @@ impl Writer {
                     }
                 }
             }
+            if lettered {
+                let pruned = prune_dead_letters(b.tx, b.setup.max_dead_letters)?;
+                if pruned > 0 && !self.dead_letters_capped {
+                    capped_now = true;
+                    tracing::warn!(
+                        max_dead_letters = b.setup.max_dead_letters,
+                        "dead letters reached max_dead_letters ({}); the oldest are deleted from now on and counted (adapter_state gateway/{DEAD_LETTERS_PRUNED_KEY}); raising a gateway alert",
+                        b.setup.max_dead_letters
+                    );
+                    let mut d = EventDraft::new(
+                        atgw_sdk::Kind::DeviceFault,
+                        atgw_sdk::Phase::Raised,
+                        format!("gateway:{}:dead_letters", b.setup.gateway_id),
+                        crate::GATEWAY_ADAPTER,
+                    );
+                    d.data.priority = atgw_sdk::Priority::Medium;
+                    d.data.message = Some(format!(
+                        "Gateway dead letters reached their cap ({}); the oldest are being deleted (input nobody could read is arriving fast)",
+                        b.setup.max_dead_letters
+                    ));
+                    d.data.codes.vendor = Some("dead_letters_capped".into());
+                    let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
+                    tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
+                }
+            }
             alerts::fire_due(&mut b)?;
             let heard: Vec<(String, i64)> = b
                 .seen
@@ -727,6 +760,7 @@ impl Writer {
                 next_timer,
             }) => {
                 self.setup.metrics.record_batch(tally, started.elapsed());
+                self.dead_letters_capped |= capped_now;
                 // An empty transaction commits on a full disk too: only a write proves much.
                 if self.conn.total_changes() > changes_before {
                     self.outages.committed(now, &self.setup.commits);
@@ -867,6 +901,29 @@ fn prune_if_due(
     Ok(())
 }
 
+/// `adapter_state` key (gateway adapter) counting dead letters deleted by the cap.
+pub const DEAD_LETTERS_PRUNED_KEY: &str = "dead_letters.pruned";
+
+/// Deletes the oldest dead letters beyond `max` (ids only grow, so the newest `max` are the
+/// ids above `max(id) - max`) and adds how many to the persistent count; returns how many.
+fn prune_dead_letters(tx: &Transaction<'_>, max: usize) -> rusqlite::Result<u64> {
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT max(id) FROM dead_letters")?
+        .query_row([], |r| r.get(0))?;
+    let Some(newest) = newest else { return Ok(0) };
+    let n = tx
+        .prepare_cached("DELETE FROM dead_letters WHERE id <= ?1")?
+        .execute([newest.saturating_sub(max as i64)])? as u64;
+    if n > 0 {
+        tx.prepare_cached(
+            "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(adapter, key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ?3 AS TEXT)",
+        )?
+        .execute(params![crate::GATEWAY_ADAPTER, DEAD_LETTERS_PRUNED_KEY, n as i64])?;
+    }
+    Ok(n)
+}
+
 fn insert_dead_letter(
     tx: &Transaction<'_>,
     adapter: &str,
@@ -946,6 +1003,7 @@ mod tests {
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,
             max_clock_skew: Duration::from_secs(120),
+            max_dead_letters: 10_000,
             clock: Arc::new(atgw_sdk::clock::SystemClock),
             metrics,
             commits,
@@ -1265,5 +1323,76 @@ mod tests {
         assert_eq!(commits.failing_since(), None, "ready again");
         drop(writer);
         thread.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_beyond_the_cap_delete_the_oldest_are_counted_and_alerted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::FILE_NAME);
+        let opened = crate::journal::open(&path).unwrap();
+        let setup = WriterSetup {
+            gateway_id: "gw-test".into(),
+            sinks: Vec::new(),
+            registry: Arc::new(Registry::new("oakview", &[])),
+            policies: Arc::new(Policies::default()),
+            vitals: Arc::new(crate::rules::VitalRules {
+                config: Default::default(),
+                residents: HashMap::new(),
+            }),
+            dedupe_window: Duration::from_secs(3600),
+            dead_letter_bytes: 1024,
+            max_dead_letters: 3,
+            clock: Arc::new(atgw_sdk::clock::SystemClock),
+            metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
+            commits: Arc::default(),
+        };
+        let (ingest, rx) = atgw_sdk::ingest::channel(4);
+        let (writer, thread) = spawn(opened.conn, setup, rx).unwrap();
+        let garbage = ingest.for_adapter("alarms");
+        for n in 0..7 {
+            garbage
+                .reject(DeadLetter {
+                    reason: "bad_crc".into(),
+                    detail: format!("garbage {n}"),
+                    origin: "udp:127.0.0.1:9".into(),
+                    raw: vec![0x5a; 100],
+                })
+                .await
+                .unwrap();
+        }
+        let c = Connection::open(&path).unwrap();
+        let kept: Vec<String> = c
+            .prepare("SELECT detail FROM dead_letters ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            ["garbage 4", "garbage 5", "garbage 6"],
+            "the newest are kept"
+        );
+        let pruned: String = c
+            .query_row(
+                "SELECT value FROM adapter_state WHERE adapter = ?1 AND key = ?2",
+                params![crate::GATEWAY_ADAPTER, DEAD_LETTERS_PRUNED_KEY],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pruned, "4", "what was deleted is counted");
+        let alerts: i64 = c
+            .query_row(
+                "SELECT count(*) FROM events
+                 WHERE json_extract(json, '$.data.device.id') = 'gateway:gw-test:dead_letters'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(alerts, 1, "one gateway alert when the cap is reached");
+        drop((garbage, ingest, writer));
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 }

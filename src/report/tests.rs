@@ -101,6 +101,7 @@ impl Site {
                 dedupe_window: Duration::from_secs(3600),
                 dead_letter_bytes: 1024,
                 max_clock_skew: Duration::from_secs(120),
+                max_dead_letters: 10_000,
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),
