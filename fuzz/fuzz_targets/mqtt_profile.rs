@@ -58,6 +58,7 @@ fn fixture() -> &'static Fixture {
                 zone: None,
             },
             check_in: None,
+            not_reading_after: None,
         };
         Fixture {
             profiles: ProfileSet::from_profiles(profiles),
