@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use atgw_sdk::component::FileRole;
 use serde::Deserialize;
 
 mod split;
@@ -90,24 +91,8 @@ impl Default for JournalSettings {
     }
 }
 
-/// `[[adapter]]`: one protocol listener or client, chosen by `type`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "type")]
-pub enum AdapterConfig {
-    #[serde(rename = "mqtt")]
-    Mqtt(Box<atgw_mqtt::config::AdapterConfig>),
-    #[serde(rename = "sia-dc09")]
-    SiaDc09(Box<atgw_sia_dc09::Config>),
-}
-
-impl AdapterConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            AdapterConfig::Mqtt(c) => &c.name,
-            AdapterConfig::SiaDc09(c) => &c.name,
-        }
-    }
-}
+pub use crate::components::{AdapterConfig, SinkConfig};
+pub use crate::sinks::file::FileSinkConfig;
 
 /// `[[device]]`: the registry entry saying who and where a device is.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -146,43 +131,6 @@ pub struct DeviceLocation {
     pub zone: Option<String>,
 }
 
-/// `[[sink]]`: an output, chosen by `type`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "type")]
-pub enum SinkConfig {
-    #[serde(rename = "mqtt")]
-    Mqtt(Box<atgw_mqtt::config::SinkConfig>),
-    #[serde(rename = "file")]
-    File(FileSinkConfig),
-    #[serde(rename = "webhook")]
-    Webhook(Box<atgw_http::WebhookConfig>),
-}
-
-impl SinkConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            SinkConfig::Mqtt(c) => &c.name,
-            SinkConfig::File(c) => &c.name,
-            SinkConfig::Webhook(c) => &c.name,
-        }
-    }
-}
-
-/// `[[sink]] type = "file"`: JSON lines, rotated by size.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FileSinkConfig {
-    pub name: String,
-    /// The JSON-lines file; relative paths are relative to the config file's directory.
-    pub path: PathBuf,
-    /// Rotate when the file would grow past this many bytes.
-    #[serde(default = "default_rotate_bytes")]
-    pub rotate_bytes: u64,
-    /// Rotated files kept (`path.1` newest … `path.N` oldest).
-    #[serde(default = "default_keep")]
-    pub keep: u32,
-}
-
 fn default_profiles_dir() -> PathBuf {
     PathBuf::from("/etc/atgw/profiles")
 }
@@ -200,12 +148,6 @@ fn default_dead_letter_bytes() -> usize {
 }
 fn default_max_dead_letters() -> usize {
     10_000
-}
-fn default_rotate_bytes() -> u64 {
-    64 * 1024 * 1024
-}
-fn default_keep() -> u32 {
-    5
 }
 
 /// A configuration problem, for a person: which file, which key, what was expected.
@@ -344,25 +286,6 @@ fn resolve_secret(base: &Path, p: &mut PathBuf) {
     }
 }
 
-/// An MQTT connection's files: the password and the TLS key are secrets, the certificates not.
-fn resolve_broker_files(
-    base: &Path,
-    password_file: &mut Option<PathBuf>,
-    tls: &mut Option<atgw_mqtt::config::Tls>,
-) {
-    if let Some(p) = password_file {
-        resolve_secret(base, p);
-    }
-    if let Some(t) = tls {
-        for p in [&mut t.ca_file, &mut t.cert_file].into_iter().flatten() {
-            resolve(base, p);
-        }
-        if let Some(k) = &mut t.key_file {
-            resolve_secret(base, k);
-        }
-    }
-}
-
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -376,37 +299,16 @@ impl Config {
         if let Some(api) = &mut self.api {
             resolve_secret(base, &mut api.token_file);
         }
-        for s in &mut self.sinks {
-            match s {
-                SinkConfig::File(f) => resolve(base, &mut f.path),
-                SinkConfig::Mqtt(m) => resolve_broker_files(base, &mut m.password_file, &mut m.tls),
-                SinkConfig::Webhook(w) => {
-                    resolve_secret(base, &mut w.secret_file);
-                    for p in [&mut w.ca_file, &mut w.cert_file].into_iter().flatten() {
-                        resolve(base, p);
-                    }
-                    if let Some(k) = &mut w.key_file {
-                        resolve_secret(base, k);
-                    }
-                }
+        let files = self
+            .sinks
+            .iter_mut()
+            .flat_map(|s| s.files_mut())
+            .chain(self.adapters.iter_mut().flat_map(|a| a.files_mut()));
+        for f in files {
+            match f.role {
+                FileRole::Secret(_) => resolve_secret(base, f.path),
+                FileRole::Certificate | FileRole::Output => resolve(base, f.path),
             }
-        }
-        for a in &mut self.adapters {
-            match a {
-                AdapterConfig::SiaDc09(d) => {
-                    for acct in &mut d.accounts {
-                        if let Some(k) = &mut acct.key_file {
-                            resolve_secret(base, k);
-                        }
-                    }
-                }
-                AdapterConfig::Mqtt(m) => {
-                    resolve_broker_files(base, &mut m.password_file, &mut m.tls)
-                }
-            }
-        }
-        if let Some(api) = &mut self.api {
-            resolve_secret(base, &mut api.token_file);
         }
     }
 
@@ -462,12 +364,8 @@ impl Config {
                     format!("`{}` is used twice (or reserved)", a.name()),
                 ));
             }
-            match a {
-                AdapterConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
-                AdapterConfig::SiaDc09(d) => d
-                    .validate()
-                    .map_err(|e| (format!("adapter[{i}]"), e.to_string()))?,
-            }
+            a.validate()
+                .map_err(|e| (component_key(&format!("adapter[{i}]"), &e.key), e.problem))?;
         }
         let mut sinks = HashSet::new();
         for (i, s) in self.sinks.iter().enumerate() {
@@ -481,15 +379,8 @@ impl Config {
             if !sinks.insert(s.name()) {
                 return Err((key("name"), format!("`{}` is used twice", s.name())));
             }
-            match s {
-                SinkConfig::Mqtt(m) => m.validate().map_err(|e| (key(e.key), e.problem))?,
-                SinkConfig::Webhook(w) => w.validate().map_err(|e| (key(e.key), e.problem))?,
-                SinkConfig::File(f) => {
-                    if f.rotate_bytes < 1024 {
-                        return Err((key("rotate_bytes"), "must be at least 1024".into()));
-                    }
-                }
-            }
+            s.validate()
+                .map_err(|e| (component_key(&format!("sink[{i}]"), &e.key), e.problem))?;
         }
         self.vitals
             .validate()
@@ -534,6 +425,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// `adapter[2].port`, or `adapter[2]` for a problem of the whole table.
+fn component_key(table: &str, key: &str) -> String {
+    if key.is_empty() {
+        table.to_owned()
+    } else {
+        format!("{table}.{key}")
     }
 }
 

@@ -1,6 +1,7 @@
 //! atgw: the assistive-technology telemetry gateway daemon.
 //!
 //! # Layout
+//! - [`components`]: the registry, the one list of adapter and sink types.
 //! - [`config`]: the configuration file, its loading and its checks.
 //! - [`registry`]: `[[device]]` entries; who and where a device is.
 //! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.
@@ -36,6 +37,7 @@ pub mod api;
 pub mod api_listener;
 pub mod audit;
 pub mod cli;
+pub mod components;
 pub mod config;
 pub mod daemon;
 pub mod demo;

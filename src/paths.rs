@@ -19,7 +19,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, SinkConfig};
+use atgw_sdk::component::FileRole;
+
+use crate::config::Config;
 
 /// Mode of every directory atgw creates: the service user and its group (operators reading
 /// reports), nobody else.
@@ -89,8 +91,10 @@ pub enum Found {
 pub fn check_config(cfg: &Config) -> Result<(), PathError> {
     check_dir("data_dir", &cfg.gateway.data_dir, DATA_DIR_FIX)?;
     for s in &cfg.sinks {
-        if let SinkConfig::File(f) = s {
-            check_sink_path(&f.name, &f.path)?;
+        for f in s.files() {
+            if f.role == FileRole::Output {
+                check_sink_path(s.name(), &f.path)?;
+            }
         }
     }
     Ok(())

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use atgw_sdk::Health;
+use atgw_sdk::component::Link;
 use serde::Serialize;
 
-use crate::config::{Config, SinkConfig};
+use crate::config::Config;
 use crate::journal::Reader;
 use crate::journal::commits::CommitHealth;
 use crate::metrics::JournalGauges;
@@ -70,7 +71,7 @@ impl Readiness {
         let on_demand = cfg
             .sinks
             .iter()
-            .filter(|s| matches!(s, SinkConfig::File(_) | SinkConfig::Webhook(_)))
+            .filter(|s| s.link() == Link::PerDelivery)
             .map(|s| format!("sink:{}", s.name()))
             .collect();
         Readiness {

@@ -7,19 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atgw_profile::ProfileSet;
 use atgw_sdk::clock::{SharedClock, SystemClock};
+use atgw_sdk::component::{AdapterContext, AlertAction, AlertRequest, SinkContext, Site};
 use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
 use atgw_sdk::sink::SinkIo;
 use atgw_sdk::{Health, Shutdown};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{AdapterConfig, Config, SinkConfig};
+use crate::components::{PreparedAdapter, PreparedSink};
+use crate::config::Config;
 use crate::journal::{self, WriterHandle};
 use crate::outbox;
 use crate::registry::Registry;
-use crate::sinks;
 
 /// How long sinks may keep delivering after intake stopped.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -55,74 +55,55 @@ pub struct Running {
     writer_thread: std::thread::JoinHandle<()>,
 }
 
-/// What [`preflight`] loaded and `start` uses.
+/// What [`preflight`] prepared and `start` runs, in config order.
 pub struct Checked {
-    profile_sets: BTreeMap<String, Arc<ProfileSet>>,
+    adapters: Vec<Box<dyn PreparedAdapter>>,
+    sinks: Vec<Box<dyn PreparedSink>>,
+}
+
+/// What every component is told about the site.
+fn site(cfg: &Config) -> Result<Site, StartError> {
+    Ok(Site {
+        gateway_id: cfg.gateway.id.clone(),
+        profiles_dir: cfg.gateway.profiles_dir.clone(),
+        timezone: jiff::tz::TimeZone::get(&cfg.gateway.timezone)
+            .map_err(|e| StartError::TimeZone(e.to_string()))?,
+    })
 }
 
 /// Checks everything that can fail at start without binding a port or connecting: the paths
-/// atgw owns ([`crate::paths`]), the time zone, every profile, TLS material, and every secret
-/// and key file. `check-config` runs the same checks. `start` runs it first,
-/// so a broken profile stops the start rather than a message; a reload runs it while the old
-/// configuration still serves.
+/// atgw owns ([`crate::paths`]), the time zone, and each component's own preflight (profiles,
+/// TLS material, secrets and key files). `check-config` runs the same checks. `start` runs it
+/// first, so a broken profile stops the start rather than a message; a reload runs it while the
+/// old configuration still serves.
 pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
     crate::paths::check_config(cfg)?;
-    jiff::tz::TimeZone::get(&cfg.gateway.timezone)
-        .map_err(|e| StartError::TimeZone(e.to_string()))?;
-    let mut profile_sets = BTreeMap::new();
-    for a in &cfg.adapters {
-        let adapter_err = |what: String| StartError::Adapter {
-            adapter: a.name().to_owned(),
-            what,
-        };
-        match a {
-            AdapterConfig::Mqtt(m) => {
-                let set = ProfileSet::load(&cfg.gateway.profiles_dir, &m.profiles)
-                    .map_err(|e| adapter_err(e.to_string()))?;
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
-                    .map_err(|e| adapter_err(e.to_string()))?;
-                profile_sets.insert(m.name.clone(), Arc::new(set));
-            }
-            AdapterConfig::SiaDc09(d) => {
-                atgw_sia_dc09::Dc09Adapter::check(d).map_err(|e| adapter_err(e.to_string()))?;
-            }
-        }
-    }
-    for s in &cfg.sinks {
-        let sink_err = |what: String| StartError::Sink {
-            sink: s.name().to_owned(),
-            what,
-        };
-        match s {
-            SinkConfig::Mqtt(m) => {
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024)
-                    .map_err(|e| sink_err(e.to_string()))?;
-            }
-            SinkConfig::Webhook(w) => {
-                w.validate().map_err(|e| sink_err(e.to_string()))?;
-                atgw_sdk::secret::read_secret_file(&w.secret_file)
-                    .map_err(|e| sink_err(format!("secret_file: {e}")))?;
-                if let Some(ca) = &w.ca_file {
-                    std::fs::metadata(ca)
-                        .map_err(|e| sink_err(format!("ca_file {}: {e}", ca.display())))?;
-                }
-                if let Some(cert) = &w.cert_file {
-                    std::fs::metadata(cert)
-                        .map_err(|e| sink_err(format!("cert_file {}: {e}", cert.display())))?;
-                }
-                if let Some(key) = &w.key_file {
-                    atgw_sdk::secret::read_secret_file(key)
-                        .map_err(|e| sink_err(format!("key_file: {e}")))?;
-                }
-            }
-            SinkConfig::File(_) => {}
-        }
-    }
+    let site = site(cfg)?;
+    let adapters = cfg
+        .adapters
+        .iter()
+        .map(|a| {
+            a.check(&site).map_err(|e| StartError::Adapter {
+                adapter: a.name().to_owned(),
+                what: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let sinks = cfg
+        .sinks
+        .iter()
+        .map(|s| {
+            s.check(&site).map_err(|e| StartError::Sink {
+                sink: s.name().to_owned(),
+                what: e.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     if let Some(api) = &cfg.api {
         atgw_sdk::secret::read_secret_file(&api.token_file)
             .map_err(|e| StartError::Api(format!("token_file: {e}")))?;
     }
-    Ok(Checked { profile_sets })
+    Ok(Checked { adapters, sinks })
 }
 
 /// Starts everything; returns once adapters and sinks are spawned.
@@ -141,11 +122,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     }
     let journal_path = cfg.gateway.data_dir.join(journal::FILE_NAME);
     let opened = journal::open(&journal_path)?;
-    let timezone = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
-        .map_err(|e| StartError::TimeZone(e.to_string()))?;
+    let site = site(cfg)?;
     let registry = Arc::new(Registry::new(&cfg.gateway.site, &cfg.devices));
 
-    let Checked { profile_sets } = preflight(cfg)?;
+    let Checked {
+        adapters: prepared_adapters,
+        sinks: prepared_sinks,
+    } = preflight(cfg)?;
 
     let intake = Shutdown::new();
     let output = Shutdown::new();
@@ -222,61 +205,40 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let mut outputs = JoinSet::new();
     // Intake tasks started with the sinks (alert acknowledgements), stopped with the adapters.
     let mut adapters_early = JoinSet::new();
-    for (s, (name, wake)) in cfg.sinks.iter().zip(notifies) {
+    let (alert_requests, alert_rx) = mpsc::channel(64);
+    adapters_early.spawn(commit_alert_requests(alert_rx, writer.clone()));
+    for ((s, prepared), (name, wake)) in cfg.sinks.iter().zip(prepared_sinks).zip(notifies) {
         let h = Arc::new(Health::default());
         health.insert(format!("sink:{name}"), h.clone());
-        let window = match s {
-            SinkConfig::Mqtt(m) => m.window as usize,
-            SinkConfig::File(_) => 512,
-            SinkConfig::Webhook(w) => w.window,
-        };
+        let mut extra_health = BTreeMap::new();
+        for part in s.extra_health() {
+            let ph = Arc::new(Health::default());
+            health.insert(format!("{part}:{name}"), ph.clone());
+            extra_health.insert(part, ph);
+        }
+        let window = s.window();
         let (to_sink, deliveries) = mpsc::channel(window);
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-        let io = SinkIo {
-            deliveries,
-            outcomes: outcomes_tx,
+        let ctx = SinkContext {
+            site: site.clone(),
+            io: SinkIo {
+                deliveries,
+                outcomes: outcomes_tx,
+            },
+            health: h,
+            clock: clock.clone(),
+            shutdown: output.clone(),
+            intake_shutdown: intake.clone(),
+            alert_requests: alert_requests.clone(),
+            extra_health,
         };
-        match s.clone() {
-            SinkConfig::Mqtt(m) => {
-                let gw = cfg.gateway.id.clone();
-                let stop = output.clone();
-                // Fail fast on bad TLS material or secrets: the options are built before spawning.
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024).map_err(|e| {
-                    StartError::Sink {
-                        sink: name.clone(),
-                        what: e.to_string(),
-                    }
-                })?;
-                if m.accept_acks {
-                    let ch = Arc::new(Health::default());
-                    health.insert(format!("control:{name}"), ch.clone());
-                    spawn_mqtt_control(
-                        (*m).clone(),
-                        gw.clone(),
-                        ch,
-                        writer.clone(),
-                        intake.clone(),
-                        &mut adapters_early,
-                    );
-                }
-                outputs.spawn(async move {
-                    if let Err(e) = atgw_mqtt::sink::run(*m, &gw, io, h, stop).await {
-                        tracing::error!("sink stopped: {e}");
-                    }
-                });
-            }
-            SinkConfig::File(f) => {
-                outputs.spawn(sinks::file::run(f, io, h));
-            }
-            SinkConfig::Webhook(w) => {
-                let stop = output.clone();
-                let sink = name.clone();
-                outputs.spawn(async move {
-                    if let Err(e) = atgw_http::run(*w, io, h, stop).await {
-                        tracing::error!(sink = %sink, "webhook sink stopped: {e}");
-                    }
-                });
-            }
+        let tasks = prepared.start(ctx).await.map_err(|e| StartError::Sink {
+            sink: name.clone(),
+            what: e.to_string(),
+        })?;
+        outputs.spawn(tasks.output);
+        for t in tasks.intake {
+            adapters_early.spawn(t);
         }
         let dispatch = outbox::Dispatch {
             sink: name.clone(),
@@ -297,55 +259,24 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             }
         });
     }
+    drop(alert_requests);
 
     let mut adapters = adapters_early;
-    for a in &cfg.adapters {
+    for (a, prepared) in cfg.adapters.iter().zip(prepared_adapters) {
         let h = Arc::new(Health::default());
         health.insert(format!("adapter:{}", a.name()), h.clone());
-        match a.clone() {
-            AdapterConfig::SiaDc09(d) => {
-                let name = d.name.clone();
-                // Bind now: a port in use or a bad key file stops the start with a clear error.
-                let bound = atgw_sia_dc09::Dc09Adapter::bind(*d).await.map_err(|e| {
-                    StartError::Adapter {
-                        adapter: name.clone(),
-                        what: e.to_string(),
-                    }
-                })?;
-                let ingest = ingest.for_adapter(&name);
-                let (clock, stop) = (clock.clone(), intake.clone());
-                adapters.spawn(async move {
-                    if let Err(e) = bound.run(ingest, h, clock, stop).await {
-                        tracing::error!(adapter = %name, "adapter stopped: {e}");
-                    }
-                });
-            }
-            AdapterConfig::Mqtt(m) => {
-                let m = *m;
-                let profiles = profile_sets.get(&m.name).cloned().unwrap_or_default();
-                atgw_mqtt::connection::options(&m.broker(), "check", 1024).map_err(|e| {
-                    StartError::Adapter {
-                        adapter: m.name.clone(),
-                        what: e.to_string(),
-                    }
-                })?;
-                let ctx = atgw_mqtt::ingress::Context {
-                    gateway_id: cfg.gateway.id.clone(),
-                    profiles,
-                    timezone: timezone.clone(),
-                    ingest: ingest.for_adapter(&m.name),
-                    health: h,
-                    clock: clock.clone(),
-                    shutdown: intake.clone(),
-                };
-                let name = m.name.clone();
-                adapters.spawn(async move {
-                    if let Err(e) = atgw_mqtt::ingress::run(m, ctx).await {
-                        tracing::error!(adapter = %name, "adapter stopped: {e}");
-                    }
-                });
-            }
-        }
+        let ctx = AdapterContext {
+            site: site.clone(),
+            ingest: ingest.for_adapter(a.name()),
+            health: h,
+            clock: clock.clone(),
+            shutdown: intake.clone(),
+        };
+        let task = prepared.start(ctx).await.map_err(|e| StartError::Adapter {
+            adapter: a.name().to_owned(),
+            what: e.to_string(),
+        })?;
+        adapters.spawn(task);
     }
     metrics.watch(&health);
     if let Some(api) = &cfg.api {
@@ -427,56 +358,43 @@ impl Running {
     }
 }
 
-/// Alert acknowledgements over MQTT: the control connection forwards requests, this bridge
-/// commits them through the writer and answers once committed.
-fn spawn_mqtt_control(
-    cfg: atgw_mqtt::config::SinkConfig,
-    gateway_id: String,
-    health: Arc<Health>,
-    writer: WriterHandle,
-    stop: Shutdown,
-    tasks: &mut JoinSet<()>,
-) {
-    let (tx, mut rx) = mpsc::channel::<atgw_mqtt::control::ControlRequest>(64);
-    let name = cfg.name.clone();
-    tasks.spawn(async move {
-        if let Err(e) = atgw_mqtt::control::run(cfg, gateway_id, tx, health, stop).await {
-            tracing::error!(sink = %name, "alert acknowledgements over MQTT stopped: {e}");
-        }
-    });
-    tasks.spawn(async move {
-        while let Some(req) = rx.recv().await {
-            let by = req.body.by.clone();
-            let cmd = match req.action {
-                atgw_mqtt::control::Action::Ack => crate::alerts::AlertCommand::Ack {
-                    id: req.alert_id,
-                    by: req.body.by,
-                    note: req.body.note,
-                },
-                atgw_mqtt::control::Action::Resolve => crate::alerts::AlertCommand::Resolve {
-                    id: req.alert_id,
-                    by: req.body.by,
-                    outcome: req.body.outcome.unwrap_or_else(|| "other".into()),
-                    note: req.body.note,
-                },
-            };
-            let result = match writer.alert(cmd).await {
-                Ok(view) => {
-                    tracing::info!(alert = %view.id, status = %view.status, "alert updated over MQTT");
-                    Ok(())
-                }
-                Err(e @ (crate::alerts::AlertError::Storage(_) | crate::alerts::AlertError::Unavailable)) => {
-                    // Not committed: drop the reply so the message stays unacknowledged and
-                    // the broker delivers it again. Only a refusal (unknown alert, already
-                    // resolved, bad outcome) is final and acknowledged.
-                    tracing::error!("cannot commit an alert command from {by}: {e}");
-                    continue;
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = req.reply.send(result);
-        }
-    });
+/// Care-team commands that reached a sink's own connection (MQTT acknowledgements): each is
+/// committed through the writer and answered once committed.
+async fn commit_alert_requests(mut rx: mpsc::Receiver<AlertRequest>, writer: WriterHandle) {
+    while let Some(req) = rx.recv().await {
+        let by = req.by.clone();
+        let cmd = match req.action {
+            AlertAction::Ack => crate::alerts::AlertCommand::Ack {
+                id: req.alert_id,
+                by: req.by,
+                note: req.note,
+            },
+            AlertAction::Resolve => crate::alerts::AlertCommand::Resolve {
+                id: req.alert_id,
+                by: req.by,
+                outcome: req.outcome.unwrap_or_else(|| "other".into()),
+                note: req.note,
+            },
+        };
+        let result = match writer.alert(cmd).await {
+            Ok(view) => {
+                tracing::info!(alert = %view.id, status = %view.status, "alert updated by a sink's peer");
+                Ok(())
+            }
+            Err(
+                e
+                @ (crate::alerts::AlertError::Storage(_) | crate::alerts::AlertError::Unavailable),
+            ) => {
+                // Not committed: drop the reply so the command stays unacknowledged and its
+                // sender delivers it again. Only a refusal (unknown alert, already resolved,
+                // bad outcome) is final and acknowledged.
+                tracing::error!("cannot commit an alert command from {by}: {e}");
+                continue;
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = req.reply.send(result);
+    }
 }
 
 /// The gateway's own device id, for events it raises about itself.

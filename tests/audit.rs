@@ -347,7 +347,7 @@ secret_file = "hook"
             .contains(creds.to_str().unwrap())
     }));
     assert_eq!(findings(&r, "api-token")[0]["status"], "pass");
-    assert_eq!(findings(&r, "dc09-key")[0]["found"], "a valid AES-128 key");
+    assert_eq!(findings(&r, "key-file")[0]["found"], "a valid AES-128 key");
 
     // Without the credentials directory the same names are looked up beside the config: gone.
     let r = report(&audit(&path, true, &[]));

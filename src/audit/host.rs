@@ -8,6 +8,9 @@ use atgw_sdk::secret::{Secret, SecretError, read_secret_file};
 
 use super::Finding;
 use super::Provision::*;
+use atgw_sdk::component::{FileRole, SecretUse};
+
+use crate::components::NamedFile;
 use crate::config::{AdapterConfig, Config, SinkConfig};
 
 /// Below this much free space in `data_dir` the journal may stop accepting events soon.
@@ -47,16 +50,43 @@ pub fn config_file(path: &Path) -> Vec<Finding> {
 }
 
 /// What a secret file holds, for the checks on its content.
-enum SecretKind {
+enum SecretKind<'a> {
     ApiToken,
-    MqttPassword,
-    TlsKey,
-    WebhookSecret,
-    Dc09Key(atgw_sia_dc09::crypto::KeyFormat),
+    /// Named by a component's config: judged by its use, keys by the component itself.
+    Component(SecretUse, Owner<'a>),
+}
+
+/// The component a file belongs to.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Adapter(&'a AdapterConfig),
+    Sink(&'a SinkConfig),
+}
+
+impl Owner<'_> {
+    fn judge_key(self, tag: &str, text: &str) -> Result<String, String> {
+        match self {
+            Owner::Adapter(a) => a.judge_key(tag, text),
+            Owner::Sink(s) => s.judge_key(tag, text),
+        }
+    }
+}
+
+/// Every file the components' configs name, with their owner.
+fn component_files(cfg: &Config) -> Vec<(NamedFile, Owner<'_>)> {
+    let adapters = cfg
+        .adapters
+        .iter()
+        .flat_map(|a| a.files().into_iter().map(move |f| (f, Owner::Adapter(a))));
+    let sinks = cfg
+        .sinks
+        .iter()
+        .flat_map(|s| s.files().into_iter().map(move |f| (f, Owner::Sink(s))));
+    adapters.chain(sinks).collect()
 }
 
 /// Every secret file the configuration names, with what it is.
-fn secret_files(cfg: &Config) -> Vec<(String, PathBuf, SecretKind)> {
+fn secret_files(cfg: &Config) -> Vec<(String, PathBuf, SecretKind<'_>)> {
     let mut out = Vec::new();
     if let Some(api) = &cfg.api {
         out.push((
@@ -65,61 +95,12 @@ fn secret_files(cfg: &Config) -> Vec<(String, PathBuf, SecretKind)> {
             SecretKind::ApiToken,
         ));
     }
-    for (subject, b) in brokers(cfg) {
-        if let Some(p) = b.password_file {
-            out.push((
-                format!("{subject} password_file"),
-                p,
-                SecretKind::MqttPassword,
-            ));
-        }
-        if let Some(k) = b.tls.and_then(|t| t.key_file) {
-            out.push((format!("{subject} tls.key_file"), k, SecretKind::TlsKey));
-        }
-    }
-    for s in &cfg.sinks {
-        if let SinkConfig::Webhook(w) = s {
-            out.push((
-                format!("sink `{}` secret_file", w.name),
-                w.secret_file.clone(),
-                SecretKind::WebhookSecret,
-            ));
-            if let Some(k) = &w.key_file {
-                out.push((
-                    format!("sink `{}` key_file", w.name),
-                    k.clone(),
-                    SecretKind::TlsKey,
-                ));
-            }
-        }
-    }
-    for a in &cfg.adapters {
-        if let AdapterConfig::SiaDc09(d) = a {
-            for acct in &d.accounts {
-                if let Some(k) = &acct.key_file {
-                    out.push((
-                        format!("adapter `{}` account {} key_file", d.name, acct.account),
-                        k.clone(),
-                        SecretKind::Dc09Key(acct.key_format),
-                    ));
-                }
-            }
+    for (f, owner) in component_files(cfg) {
+        if let FileRole::Secret(how) = f.role {
+            out.push((f.subject, f.path, SecretKind::Component(how, owner)));
         }
     }
     out
-}
-
-/// Every MQTT connection: the adapters' and the sinks', named.
-fn brokers(cfg: &Config) -> Vec<(String, atgw_mqtt::config::Broker)> {
-    let adapters = cfg.adapters.iter().filter_map(|a| match a {
-        AdapterConfig::Mqtt(m) => Some((format!("adapter `{}`", m.name), m.broker())),
-        AdapterConfig::SiaDc09(_) => None,
-    });
-    let sinks = cfg.sinks.iter().filter_map(|s| match s {
-        SinkConfig::Mqtt(m) => Some((format!("sink `{}`", m.name), m.broker())),
-        _ => None,
-    });
-    adapters.chain(sinks).collect()
 }
 
 /// Every check that needs the file system.
@@ -210,18 +191,20 @@ fn secret(subject: &str, path: &Path, kind: &SecretKind) -> Vec<Finding> {
     let text = value.expose();
     match kind {
         SecretKind::ApiToken => out.push(token_strength(subject, path, text)),
-        SecretKind::MqttPassword if text.chars().count() < 16 => out.push(Finding::warn(
-            NoDefaultPasswords,
-            "mqtt-password",
-            subject,
-            format!(
-                "the password has {} characters: short enough to guess",
-                text.chars().count()
-            ),
-            "give the broker account a random password of 16 characters or more",
-        )),
-        SecretKind::MqttPassword => {}
-        SecretKind::TlsKey => {
+        SecretKind::Component(SecretUse::Password, _) if text.chars().count() < 16 => {
+            out.push(Finding::warn(
+                NoDefaultPasswords,
+                "mqtt-password",
+                subject,
+                format!(
+                    "the password has {} characters: short enough to guess",
+                    text.chars().count()
+                ),
+                "give the broker account a random password of 16 characters or more",
+            ))
+        }
+        SecretKind::Component(SecretUse::Password, _) => {}
+        SecretKind::Component(SecretUse::TlsKey, _) => {
             use rustls::pki_types::PrivateKeyDer;
             use rustls::pki_types::pem::PemObject;
             if let Err(e) = PrivateKeyDer::from_pem_slice(text.as_bytes()) {
@@ -234,21 +217,18 @@ fn secret(subject: &str, path: &Path, kind: &SecretKind) -> Vec<Finding> {
                 ));
             }
         }
-        SecretKind::WebhookSecret => out.push(webhook_secret(subject, text)),
-        SecretKind::Dc09Key(format) => {
-            out.push(match atgw_sia_dc09::crypto::AesKey::parse(text, *format) {
-                Ok(k) => Finding::pass(
-                    SecureCommunication,
-                    "dc09-key",
-                    subject,
-                    format!("a valid AES-{} key", k.bits()),
-                ),
+        SecretKind::Component(SecretUse::SigningSecret, _) => {
+            out.push(webhook_secret(subject, text))
+        }
+        SecretKind::Component(SecretUse::Key(tag), owner) => {
+            out.push(match owner.judge_key(tag, text) {
+                Ok(what) => Finding::pass(SecureCommunication, "key-file", subject, what),
                 Err(e) => Finding::fail(
                     SecureCommunication,
-                    "dc09-key",
+                    "key-file",
                     subject,
-                    format!("not a usable key: {e}; the adapter will not start"),
-                    "write the panel's key (hex by default, or set key_format = \"ascii\")",
+                    format!("not a usable key: {e}; the component will not start"),
+                    "write the key in the format the component's config says (key_format)",
                 ),
             });
         }
@@ -336,20 +316,11 @@ fn webhook_secret(subject: &str, text: &str) -> Finding {
 
 /// 5.5: certificate files the TLS links need.
 fn certificates(cfg: &Config) -> Vec<Finding> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for (subject, b) in brokers(cfg) {
-        if let Some(t) = b.tls {
-            files.extend(t.ca_file.map(|p| (format!("{subject} tls.ca_file"), p)));
-            files.extend(t.cert_file.map(|p| (format!("{subject} tls.cert_file"), p)));
-        }
-    }
-    for s in &cfg.sinks {
-        if let SinkConfig::Webhook(w) = s
-            && let Some(p) = &w.ca_file
-        {
-            files.push((format!("sink `{}` ca_file", w.name), p.clone()));
-        }
-    }
+    let files: Vec<(String, PathBuf)> = component_files(cfg)
+        .into_iter()
+        .filter(|(f, _)| f.role == FileRole::Certificate)
+        .map(|(f, _)| (f.subject, f.path))
+        .collect();
     files
         .into_iter()
         .filter_map(|(subject, path)| match std::fs::read_to_string(&path) {
@@ -476,10 +447,15 @@ fn state(cfg: &Config) -> Vec<Finding> {
 /// 6: file sinks hold every event, residents' included.
 fn file_sinks(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
-    for s in &cfg.sinks {
-        let SinkConfig::File(f) = s else { continue };
-        let subject = format!("sink `{}`", f.name);
-        if let Err(e) = crate::paths::check_sink_path(&f.name, &f.path) {
+    let outputs = cfg.sinks.iter().flat_map(|s| {
+        s.files()
+            .into_iter()
+            .filter(|f| f.role == FileRole::Output)
+            .map(move |f| (s.name(), f.path))
+    });
+    for (name, path) in outputs {
+        let subject = format!("sink `{name}`");
+        if let Err(e) = crate::paths::check_sink_path(name, &path) {
             out.push(Finding::fail(
                 PersonalData,
                 "file-sink",
@@ -489,24 +465,17 @@ fn file_sinks(cfg: &Config) -> Vec<Finding> {
             ));
             continue;
         }
-        let dir_open = f
-            .path
-            .parent()
-            .and_then(mode)
-            .is_some_and(|m| m & 0o001 != 0);
-        match mode(&f.path) {
+        let dir_open = path.parent().and_then(mode).is_some_and(|m| m & 0o001 != 0);
+        match mode(&path) {
             Some(m) if m & 0o004 != 0 && dir_open => out.push(Finding::fail(
                 PersonalData,
                 "file-sink",
                 subject,
                 format!(
                     "{} (mode {m:o}) in an open directory: other users can read residents' events",
-                    f.path.display()
+                    path.display()
                 ),
-                format!(
-                    "chmod 600 {}*, or keep it inside data_dir",
-                    f.path.display()
-                ),
+                format!("chmod 600 {}*, or keep it inside data_dir", path.display()),
             )),
             Some(m) if m & 0o004 != 0 => out.push(Finding::warn(
                 PersonalData,
@@ -514,15 +483,15 @@ fn file_sinks(cfg: &Config) -> Vec<Finding> {
                 subject,
                 format!(
                     "{} has mode {m:o}; only its directory keeps other users out",
-                    f.path.display()
+                    path.display()
                 ),
-                format!("chmod 600 {}*", f.path.display()),
+                format!("chmod 600 {}*", path.display()),
             )),
             _ => out.push(Finding::pass(
                 PersonalData,
                 "file-sink",
                 subject,
-                format!("{} is not readable by other users", f.path.display()),
+                format!("{} is not readable by other users", path.display()),
             )),
         }
     }

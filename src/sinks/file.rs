@@ -12,9 +12,77 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use atgw_sdk::Health;
+use atgw_sdk::component::{
+    ComponentError, ConfigFile, FileRole, Invalid, Link, Sink, SinkContext, SinkTasks, Site,
+};
 use atgw_sdk::sink::{Outcome, SinkIo};
+use serde::Deserialize;
 
-use crate::config::FileSinkConfig;
+/// `[[sink]] type = "file"`: JSON lines, rotated by size.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub name: String,
+    /// The JSON-lines file; relative paths are relative to the config file's directory.
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`path.1` newest … `path.N` oldest).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+}
+
+fn default_rotate_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_keep() -> u32 {
+    5
+}
+
+/// The file sink under the component contract.
+pub struct FileSink {
+    config: FileSinkConfig,
+}
+
+impl Sink for FileSink {
+    const TYPE: &'static str = "file";
+    type Config = FileSinkConfig;
+
+    fn name(config: &FileSinkConfig) -> &str {
+        &config.name
+    }
+    fn validate(config: &FileSinkConfig) -> Result<(), Invalid> {
+        if config.rotate_bytes < 1024 {
+            return Err(Invalid::new("rotate_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+    fn files(config: &mut FileSinkConfig) -> Vec<ConfigFile<'_>> {
+        vec![ConfigFile {
+            key: "path".into(),
+            path: &mut config.path,
+            role: FileRole::Output,
+        }]
+    }
+    fn window(_: &FileSinkConfig) -> usize {
+        BATCH
+    }
+    fn link(_: &FileSinkConfig) -> Link {
+        Link::PerDelivery
+    }
+    fn check(config: &FileSinkConfig, _site: &Site) -> Result<Self, ComponentError> {
+        Ok(FileSink {
+            config: config.clone(),
+        })
+    }
+    async fn start(self, ctx: SinkContext) -> Result<SinkTasks, ComponentError> {
+        Ok(SinkTasks {
+            output: Box::pin(run(self.config, ctx.io, ctx.health)),
+            intake: Vec::new(),
+        })
+    }
+}
 
 /// Lines written per fsync at most.
 const BATCH: usize = 512;

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`signing`]: Standard Webhooks v1 secrets, `sign` and `verify` (pure, no I/O).
+//! - [`component`]: the sink under atgw-sdk's component contract.
 //! - [`config`]: `[[sink]] type = "webhook"`, field by field, and its validation.
 //! - [`response`]: what an HTTP status and `Retry-After` mean for the outbox (pure).
 //! - [`sink`]: the task that turns `Delivery`s into signed POSTs and answers `Outcome`s.
@@ -13,12 +14,14 @@
 //! startup); this crate pulls neither aws-lc nor OpenSSL.
 #![forbid(unsafe_code)]
 
+pub mod component;
 pub mod config;
 pub mod error;
 pub mod response;
 pub mod signing;
 pub mod sink;
 
+pub use component::WebhookSink;
 pub use config::WebhookConfig;
 pub use error::WebhookError;
 pub use sink::run;

@@ -60,6 +60,34 @@ macro_rules! with_broker_keys {
         }
 
         impl $name {
+            /// The connection's files (password, TLS key and certificates), for the core.
+            pub fn broker_files(&mut self) -> Vec<atgw_sdk::component::ConfigFile<'_>> {
+                use atgw_sdk::component::{ConfigFile, FileRole, SecretUse};
+                let mut out = Vec::new();
+                if let Some(p) = &mut self.password_file {
+                    out.push(ConfigFile {
+                        key: "password_file".into(),
+                        path: p,
+                        role: FileRole::Secret(SecretUse::Password),
+                    });
+                }
+                if let Some(t) = &mut self.tls {
+                    for (key, p) in [("tls.ca_file", &mut t.ca_file), ("tls.cert_file", &mut t.cert_file)] {
+                        if let Some(p) = p {
+                            out.push(ConfigFile { key: key.into(), path: p, role: FileRole::Certificate });
+                        }
+                    }
+                    if let Some(p) = &mut t.key_file {
+                        out.push(ConfigFile {
+                            key: "tls.key_file".into(),
+                            path: p,
+                            role: FileRole::Secret(SecretUse::TlsKey),
+                        });
+                    }
+                }
+                out
+            }
+
             /// The connection part of this config.
             pub fn broker(&self) -> Broker {
                 Broker {

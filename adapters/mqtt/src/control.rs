@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use atgw_sdk::component::{AlertAction as Action, AlertRequest};
 use atgw_sdk::{Health, Shutdown};
 use rumqttc::{AsyncClient, Event, Incoming, Publish, QoS, SubscribeFilter};
 use serde::Deserialize;
@@ -15,13 +16,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SinkConfig;
 use crate::connection::{self, Backoff, SetupError};
-
-/// What a person asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Ack,
-    Resolve,
-}
 
 /// The body of an ack or resolve message.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -32,15 +26,6 @@ pub struct Body {
     pub note: Option<String>,
     #[serde(default)]
     pub outcome: Option<String>,
-}
-
-/// A request for the core, answered once committed (or refused, with the reason).
-#[derive(Debug)]
-pub struct ControlRequest {
-    pub alert_id: String,
-    pub action: Action,
-    pub body: Body,
-    pub reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// Splits `<prefix>/alerts/<id>/<ack|resolve>`.
@@ -57,11 +42,11 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, Action)
     }
 }
 
-/// Runs until shutdown, forwarding requests to the core.
+/// Runs until shutdown, forwarding requests to the core ([`AlertRequest`]).
 pub async fn run(
     cfg: SinkConfig,
     gateway_id: String,
-    requests: mpsc::Sender<ControlRequest>,
+    requests: mpsc::Sender<AlertRequest>,
     health: Arc<Health>,
     shutdown: Shutdown,
 ) -> Result<(), SetupError> {
@@ -143,7 +128,7 @@ async fn handle(
     prefix: String,
     p: Publish,
     client: AsyncClient,
-    requests: mpsc::Sender<ControlRequest>,
+    requests: mpsc::Sender<AlertRequest>,
     health: Arc<Health>,
 ) {
     let parsed = parse_topic(&prefix, &p.topic)
@@ -159,10 +144,12 @@ async fn handle(
         Ok((alert_id, action, body)) => {
             let (reply, rx) = oneshot::channel();
             if requests
-                .send(ControlRequest {
+                .send(AlertRequest {
                     alert_id: alert_id.clone(),
                     action,
-                    body,
+                    by: body.by,
+                    note: body.note,
+                    outcome: body.outcome,
                     reply,
                 })
                 .await

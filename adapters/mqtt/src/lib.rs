@@ -1,6 +1,7 @@
 //! atgw-mqtt: MQTT 3.1.1 (rumqttc) in both directions.
 //!
 //! # Layout
+//! - [`component`]: the adapter and the sink under atgw-sdk's component contract.
 //! - [`config`]: `[[adapter]] type = "mqtt"` and `[[sink]] type = "mqtt"`, field by field.
 //! - [`connection`]: rumqttc options (persistent session, credentials, rustls TLS, NODELAY) and
 //!   the reconnect backoff rumqttc lacks.
@@ -10,6 +11,7 @@
 //! - [`control`]: alert acknowledgements and resolutions from care teams over MQTT.
 #![forbid(unsafe_code)]
 
+pub mod component;
 pub mod config;
 pub mod connection;
 pub mod control;

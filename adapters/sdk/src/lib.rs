@@ -2,6 +2,7 @@
 //! alert policy.
 //!
 //! # Layout
+//! - [`component`]: the `Adapter` and `Sink` contracts every protocol and output implements.
 //! - [`event`]: the normalised event, schema v1, and the draft an adapter submits.
 //! - [`schema`]: the JSON Schema document of schema v1 (`atgw schema` prints it).
 //! - [`ingest`]: the handle through which an adapter commits events before acknowledging a device.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod component;
 pub mod event;
 pub mod health;
 pub mod ingest;

@@ -17,6 +17,7 @@
 //! - [`connections`]: the TCP connection table (the oldest frameless connection makes room).
 //! - [`adapter`]: binding the listeners and running them: the TCP and UDP loops that execute
 //!   the handler's decisions against `Ingest` (commit, then ACK).
+//! - [`component`]: the receiver under atgw-sdk's component contract.
 //! - [`simulator`]: a transmitter (`atgw simulate dc09`) that checks every answer it gets.
 //! - [`error`]: the adapter's top-level error.
 #![forbid(unsafe_code)]
@@ -34,10 +35,12 @@ pub mod timestamp;
 
 pub mod adapter;
 pub mod budget;
+pub mod component;
 pub mod connections;
 pub mod error;
 
 pub use adapter::{Dc09Adapter, run};
+pub use component::Dc09Component;
 pub use config::Config;
 pub use error::Dc09Error;
 pub mod simulator;
