@@ -10,6 +10,7 @@
 //! - [`health`]: counters and connection state each component reports.
 //! - [`clock`]: injected wall-clock time, so timers are tested without sleeping.
 //! - [`ratelimit`]: one log line per problem per interval, however fast bad input arrives.
+//! - `testkit` (feature `testkit`): the conformance kit every adapter runs from its tests.
 //! - [`secret`]: secrets read from files or systemd credentials, never printable.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,8 @@ pub mod ratelimit;
 pub mod schema;
 pub mod secret;
 pub mod sink;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use event::{Event, EventData, EventDraft, Kind, Phase, Priority};
 pub use health::Health;
