@@ -7,6 +7,7 @@
 //! (path resolution, symlink refusal, `audit`'s secret checks), preflight, readiness and start.
 //! Nothing else in the core names a component type.
 
+use atgw_sdk::audit::Finding;
 use atgw_sdk::component::{
     Adapter, AdapterContext, ComponentError, ConfigFile, Invalid, Link, Sink, SinkContext,
     SinkTasks, Site, Task,
@@ -120,6 +121,10 @@ macro_rules! registry {
             pub fn judge_key(&self, tag: &str, text: &str) -> Result<String, String> {
                 match self { $(Self::$a(_) => <$A as Adapter>::judge_key(tag, text),)* }
             }
+            pub fn audit(&self, site: &Site) -> Vec<Finding> {
+                let subject = format!("adapter `{}`", self.name());
+                match self { $(Self::$a(c) => <$A as Adapter>::audit(c, &subject, site),)* }
+            }
             /// Preflight: reads files, binds nothing.
             pub fn check(&self, site: &Site) -> Result<Box<dyn PreparedAdapter>, ComponentError> {
                 match self {
@@ -144,6 +149,10 @@ macro_rules! registry {
             }
             pub fn judge_key(&self, tag: &str, text: &str) -> Result<String, String> {
                 match self { $(Self::$s(_) => <$S as Sink>::judge_key(tag, text),)* }
+            }
+            pub fn audit(&self, site: &Site) -> Vec<Finding> {
+                let subject = format!("sink `{}`", self.name());
+                match self { $(Self::$s(c) => <$S as Sink>::audit(c, &subject, site),)* }
             }
             pub fn window(&self) -> usize {
                 match self { $(Self::$s(c) => <$S as Sink>::window(c),)* }

@@ -2,11 +2,9 @@
 //! strictly input is taken, whether resident ids are pseudonymous, and whether a failing device
 //! would be noticed. No file other than the configuration (and its profiles) is read here.
 
-use std::net::{IpAddr, SocketAddr};
-
 use super::Finding;
 use super::Provision::*;
-use crate::config::{AdapterConfig, Config, SinkConfig};
+use crate::config::Config;
 
 /// Key names that hold a credential when their value is written inline. `*_file` and
 /// `*_format` keys name files and formats, not secrets.
@@ -98,66 +96,23 @@ pub fn all(cfg: &Config) -> Vec<Finding> {
         "atgw has no built-in password, token or key; each one is made per installation",
     )];
     out.extend(api(cfg));
+    let site = atgw_sdk::component::Site {
+        gateway_id: cfg.gateway.id.clone(),
+        profiles_dir: cfg.gateway.profiles_dir.clone(),
+        timezone: jiff::tz::TimeZone::get(&cfg.gateway.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+    };
     for a in &cfg.adapters {
-        match a {
-            AdapterConfig::Mqtt(m) => {
-                out.extend(broker(
-                    &format!("adapter `{}`", m.name),
-                    &m.broker(),
-                    "device messages",
-                ));
-                out.extend(mqtt_input(m, &cfg.gateway.profiles_dir));
-            }
-            AdapterConfig::SiaDc09(d) => out.extend(dc09(d)),
-        }
+        out.extend(a.audit(&site));
     }
     for s in &cfg.sinks {
-        match s {
-            SinkConfig::Mqtt(m) => out.extend(broker(
-                &format!("sink `{}`", m.name),
-                &m.broker(),
-                "events and alerts about residents",
-            )),
-            SinkConfig::Webhook(w) => out.push(webhook(w)),
-            SinkConfig::File(_) => {}
-        }
+        out.extend(s.audit(&site));
     }
     out.extend(residents(cfg));
     out.extend(resilience(cfg));
     out
 }
 
-/// Where an address listens.
-#[derive(Debug, PartialEq, Eq)]
-enum Scope {
-    Loopback,
-    Everywhere,
-    Address(IpAddr),
-    Unparsed,
-}
-
-fn scope(listen: &str) -> Scope {
-    if let Ok(a) = listen.parse::<SocketAddr>() {
-        return match a.ip() {
-            ip if ip.is_loopback() => Scope::Loopback,
-            ip if ip.is_unspecified() => Scope::Everywhere,
-            ip => Scope::Address(ip),
-        };
-    }
-    match listen.rsplit_once(':') {
-        Some((host, _)) if host.eq_ignore_ascii_case("localhost") => Scope::Loopback,
-        _ => Scope::Unparsed,
-    }
-}
-
-/// `localhost` or a loopback IP literal (brackets allowed).
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
-}
+use atgw_sdk::audit::{Scope, scope};
 
 /// 5.6: the local API speaks plain HTTP, so it stays on loopback.
 fn api(cfg: &Config) -> Vec<Finding> {
@@ -193,236 +148,6 @@ fn api(cfg: &Config) -> Vec<Finding> {
         ),
     };
     vec![f]
-}
-
-/// 5.5 (and 5.1): one MQTT connection.
-fn broker(subject: &str, b: &atgw_mqtt::config::Broker, carries: &str) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let at = format!("{}:{}", b.host, b.port);
-    let local = is_loopback_host(&b.host);
-    let client_cert = b.tls.as_ref().is_some_and(|t| t.cert_file.is_some());
-    out.push(match (&b.tls, local) {
-        (None, true) => Finding::pass(
-            SecureCommunication,
-            "mqtt-tls",
-            subject,
-            format!("plain MQTT to {at}, which is this machine: nothing crosses a network"),
-        ),
-        (None, false) => Finding::fail(
-            SecureCommunication,
-            "mqtt-tls",
-            subject,
-            format!("plain MQTT to {at}: {carries} and any password cross the network in clear"),
-            "enable TLS on the broker (port 8883) and set tls = { ca_file = \"…\", cert_file = \"…\", key_file = \"…\" }",
-        ),
-        (Some(_), _) if client_cert => Finding::pass(
-            SecureCommunication,
-            "mqtt-tls",
-            subject,
-            format!("TLS to {at} with a client certificate"),
-        ),
-        (Some(_), true) => Finding::pass(
-            SecureCommunication,
-            "mqtt-tls",
-            subject,
-            format!("TLS to {at} (this machine)"),
-        ),
-        (Some(_), false) => Finding::warn(
-            SecureCommunication,
-            "mqtt-tls",
-            subject,
-            format!(
-                "TLS to {at} without a client certificate: the broker knows this gateway only by {}",
-                if b.password_file.is_some() {
-                    "its password"
-                } else {
-                    "nothing"
-                }
-            ),
-            "issue the gateway a client certificate and set tls.cert_file and tls.key_file; require it on the broker",
-        ),
-    });
-    if b.username.is_some() && b.password_file.is_none() {
-        out.push(Finding::warn(
-            NoDefaultPasswords,
-            "mqtt-auth",
-            subject,
-            format!(
-                "user name `{}` without a password",
-                b.username.as_deref().unwrap_or_default()
-            ),
-            "give the broker account a unique password and set password_file (chmod 600)",
-        ));
-    } else if !local && b.username.is_none() && !client_cert {
-        out.push(Finding::warn(
-            SecureCommunication,
-            "mqtt-auth",
-            subject,
-            format!("connects to {at} anonymously"),
-            "require authentication on the broker: a client certificate, or username + password_file",
-        ));
-    }
-    out
-}
-
-/// 5.5: a webhook target. The config already refuses plain http to anything but loopback.
-fn webhook(w: &atgw_http::WebhookConfig) -> Finding {
-    let subject = format!("sink `{}`", w.name);
-    let shown = atgw_http::config::redact(&w.url);
-    if w.url.starts_with("https://") {
-        Finding::pass(
-            SecureCommunication,
-            "webhook-tls",
-            subject,
-            format!(
-                "HTTPS to {shown}, signed per Standard Webhooks{}{}",
-                if w.ca_only {
-                    "; receiver pinned to its private CA"
-                } else {
-                    ""
-                },
-                if w.cert_file.is_some() {
-                    "; mutual TLS with a client certificate"
-                } else {
-                    ""
-                }
-            ),
-        )
-    } else {
-        Finding::warn(
-            SecureCommunication,
-            "webhook-tls",
-            subject,
-            format!(
-                "allow_http: plain HTTP to {shown} (a relay on this machine); whatever it forwards to must use HTTPS"
-            ),
-            "point url at the receiver's https:// address and remove allow_http",
-        )
-    }
-}
-
-/// 5.6, 5.5 and 5.13: a DC-09 receiver.
-fn dc09(d: &atgw_sia_dc09::Config) -> Vec<Finding> {
-    let subject = format!("adapter `{}`", d.name);
-    let mut out = Vec::new();
-    for (key, addr) in [("listen_tcp", &d.listen_tcp), ("listen_udp", &d.listen_udp)] {
-        let Some(addr) = addr else { continue };
-        let subject = format!("{subject} {key}");
-        out.push(match scope(addr) {
-            Scope::Loopback => Finding::pass(
-                AttackSurface,
-                "dc09-listen",
-                subject,
-                format!("{addr} is loopback only"),
-            ),
-            Scope::Address(ip) => Finding::pass(
-                AttackSurface,
-                "dc09-listen",
-                subject,
-                format!(
-                    "{addr}: the LAN address {ip} only, where the alarm panels are (firewall it to them)"
-                ),
-            ),
-            Scope::Everywhere | Scope::Unparsed => Finding::warn(
-                AttackSurface,
-                "dc09-listen",
-                subject,
-                format!("{addr} listens on every interface, including any uplink to the internet"),
-                "listen on the LAN interface's address only, e.g. \"192.168.10.2:7777\", and firewall the port to the panels",
-            ),
-        });
-    }
-    for a in &d.accounts {
-        if a.key_file.is_none() {
-            out.push(Finding::warn(
-                SecureCommunication,
-                "dc09-encryption",
-                format!("{subject} account {}", a.account),
-                "no AES key: this panel's alarms can be read and forged by anyone on the network",
-                "enable DC-09 encryption on the panel and set key_file (and key_format) for this account",
-            ));
-        } else {
-            out.push(Finding::pass(
-                SecureCommunication,
-                "dc09-encryption",
-                format!("{subject} account {}", a.account),
-                "AES-encrypted; plaintext frames from this account are refused",
-            ));
-        }
-    }
-    if d.accept_unknown {
-        out.push(Finding::warn(
-            InputValidation,
-            "dc09-unknown-accounts",
-            subject.clone(),
-            "accept_unknown: frames from accounts not listed are journaled and acknowledged",
-            "list every panel's account under `accounts` and remove accept_unknown",
-        ));
-    } else {
-        out.push(Finding::pass(
-            InputValidation,
-            "dc09-unknown-accounts",
-            subject.clone(),
-            "frames from unlisted accounts are refused (DUH) and dead-lettered",
-        ));
-    }
-    let (age, ahead) = (
-        d.max_timestamp_age.as_secs(),
-        d.max_timestamp_ahead.as_secs(),
-    );
-    if age > 40 || ahead > 20 {
-        out.push(Finding::warn(
-            InputValidation,
-            "dc09-replay-window",
-            subject,
-            format!(
-                "timestamps accepted from {age}s old to {ahead}s ahead: a wider replay window than DC-09's 40s / 20s"
-            ),
-            "remove max_timestamp_age and max_timestamp_ahead (or set them to \"40s\" and \"20s\") and fix the panels' clocks",
-        ));
-    }
-    out
-}
-
-/// 5.13: what an MQTT adapter accepts.
-fn mqtt_input(
-    m: &atgw_mqtt::config::AdapterConfig,
-    profiles_dir: &std::path::Path,
-) -> Vec<Finding> {
-    let subject = format!("adapter `{}`", m.name);
-    let mut out = vec![
-        match atgw_profile::ProfileSet::load(profiles_dir, &m.profiles) {
-            Ok(_) => Finding::pass(
-                InputValidation,
-                "profiles",
-                subject.clone(),
-                format!(
-                    "{} profile(s) load; a message no profile maps is dead-lettered",
-                    m.profiles.len()
-                ),
-            ),
-            Err(e) => Finding::fail(
-                InputValidation,
-                "profiles",
-                subject.clone(),
-                format!("profiles do not load: {e}"),
-                "correct the profile (`atgw profile test` shows what it makes of a sample)",
-            ),
-        },
-    ];
-    if m.max_payload > 1 << 20 {
-        out.push(Finding::warn(
-            InputValidation,
-            "mqtt-max-payload",
-            subject,
-            format!(
-                "max_payload = {} bytes: one device message may hold that much memory",
-                m.max_payload
-            ),
-            "keep max_payload at or below 262144 (the default) unless a device really sends more",
-        ));
-    }
-    out
 }
 
 /// Why a resident id is not pseudonymous, if it looks like it is not. The id itself is never

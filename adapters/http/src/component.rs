@@ -1,6 +1,7 @@
 //! The webhook sink under the component contract ([`atgw_sdk::component`]): `[[sink]] type =
 //! "webhook"` in the core's registry.
 
+use atgw_sdk::audit::Finding;
 use atgw_sdk::component::{
     ComponentError, ConfigFile, FileRole, Invalid, Link, SecretUse, Sink, SinkContext, SinkTasks,
     Site, Task,
@@ -57,6 +58,9 @@ impl Sink for WebhookSink {
     }
     fn link(_: &WebhookConfig) -> Link {
         Link::PerDelivery
+    }
+    fn audit(config: &WebhookConfig, subject: &str, _site: &Site) -> Vec<Finding> {
+        vec![crate::audit::webhook(subject, config)]
     }
     fn check(config: &WebhookConfig, _site: &Site) -> Result<Self, ComponentError> {
         config.validate().map_err(ComponentError::new)?;

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`signing`]: Standard Webhooks v1 secrets, `sign` and `verify` (pure, no I/O).
+//! - [`audit`]: `atgw audit`'s check of the webhook target.
 //! - [`component`]: the sink under atgw-sdk's component contract.
 //! - [`config`]: `[[sink]] type = "webhook"`, field by field, and its validation.
 //! - [`response`]: what an HTTP status and `Retry-After` mean for the outbox (pure).
@@ -14,6 +15,7 @@
 //! startup); this crate pulls neither aws-lc nor OpenSSL.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod component;
 pub mod config;
 pub mod error;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use atgw_profile::ProfileSet;
+use atgw_sdk::audit::Finding;
 use atgw_sdk::component::{
     Adapter, AdapterContext, ComponentError, ConfigFile, Invalid, Link, Sink, SinkContext,
     SinkTasks, Site, Task,
@@ -31,6 +32,11 @@ impl Adapter for MqttAdapter {
     }
     fn files(config: &mut AdapterConfig) -> Vec<ConfigFile<'_>> {
         config.broker_files()
+    }
+    fn audit(config: &AdapterConfig, subject: &str, site: &Site) -> Vec<Finding> {
+        let mut out = crate::audit::broker(subject, &config.broker(), "device messages");
+        out.extend(crate::audit::input(subject, config, &site.profiles_dir));
+        out
     }
     fn check(config: &AdapterConfig, site: &Site) -> Result<Self, ComponentError> {
         let profiles =
@@ -97,6 +103,13 @@ impl Sink for MqttSink {
         } else {
             Vec::new()
         }
+    }
+    fn audit(config: &SinkConfig, subject: &str, _site: &Site) -> Vec<Finding> {
+        crate::audit::broker(
+            subject,
+            &config.broker(),
+            "events and alerts about residents",
+        )
     }
     fn check(config: &SinkConfig, _site: &Site) -> Result<Self, ComponentError> {
         crate::connection::options(&config.broker(), "check", 1024).map_err(ComponentError::new)?;

@@ -1,6 +1,7 @@
 //! atgw-mqtt: MQTT 3.1.1 (rumqttc) in both directions.
 //!
 //! # Layout
+//! - [`audit`]: `atgw audit`'s checks of broker links and MQTT input.
 //! - [`component`]: the adapter and the sink under atgw-sdk's component contract.
 //! - [`config`]: `[[adapter]] type = "mqtt"` and `[[sink]] type = "mqtt"`, field by field.
 //! - [`connection`]: rumqttc options (persistent session, credentials, rustls TLS, NODELAY) and
@@ -11,6 +12,7 @@
 //! - [`control`]: alert acknowledgements and resolutions from care teams over MQTT.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod component;
 pub mod config;
 pub mod connection;

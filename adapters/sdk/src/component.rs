@@ -13,9 +13,10 @@
 //! 1. `validate`: pure checks of the values, at load (`check-config`, `run`, reload).
 //! 2. [`files`](Adapter::files): every file the config names, so the core resolves relative
 //!    paths, refuses symlinked outputs and audits secrets, whatever the component.
-//! 3. `check`: preflight that reads files (keys, certificates, profiles) but binds nothing and
+//! 3. `audit` (for `atgw audit`): the findings only the component can make.
+//! 4. `check`: preflight that reads files (keys, certificates, profiles) but binds nothing and
 //!    connects nowhere; returns the prepared component. `check-config` stops here.
-//! 4. `start`: binds ports and builds clients (errors stop the daemon's start with the
+//! 5. `start`: binds ports and builds clients (errors stop the daemon's start with the
 //!    component named), then returns the task that serves until shutdown.
 //!
 //! The promise every adapter keeps (checked by the conformance kit): a device is acknowledged
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::Finding;
 use crate::clock::SharedClock;
 use crate::sink::SinkIo;
 use crate::{Health, Ingest, Shutdown};
@@ -145,6 +147,13 @@ pub trait Adapter: Sized + Send + 'static {
         let _ = text;
         Err(format!("no check for key type `{tag}`"))
     }
+    /// `atgw audit`'s findings on what only this component knows (how its links are
+    /// protected, what it listens on, how strictly it takes input). `subject` names the
+    /// instance (`adapter \`panels\``). Reads no file other than the config's own inputs.
+    fn audit(config: &Self::Config, subject: &str, site: &Site) -> Vec<Finding> {
+        let _ = (config, subject, site);
+        Vec::new()
+    }
     /// Preflight: reads what it needs, binds and connects nothing.
     fn check(config: &Self::Config, site: &Site) -> Result<Self, ComponentError>;
     /// Binds and connects; the returned task serves until `ctx.shutdown`.
@@ -236,6 +245,11 @@ pub trait Sink: Sized + Send + 'static {
     /// reported as `<part>:<name>`.
     fn extra_health(config: &Self::Config) -> Vec<&'static str> {
         let _ = config;
+        Vec::new()
+    }
+    /// As [`Adapter::audit`].
+    fn audit(config: &Self::Config, subject: &str, site: &Site) -> Vec<Finding> {
+        let _ = (config, subject, site);
         Vec::new()
     }
     fn check(config: &Self::Config, site: &Site) -> Result<Self, ComponentError>;

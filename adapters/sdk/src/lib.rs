@@ -2,6 +2,7 @@
 //! alert policy.
 //!
 //! # Layout
+//! - [`audit`]: `atgw audit`'s findings (ETSI EN 303 645), for components' own checks.
 //! - [`component`]: the `Adapter` and `Sink` contracts every protocol and output implements.
 //! - [`event`]: the normalised event, schema v1, and the draft an adapter submits.
 //! - [`schema`]: the JSON Schema document of schema v1 (`atgw schema` prints it).
@@ -14,6 +15,7 @@
 //! - [`secret`]: secrets read from files or systemd credentials, never printable.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clock;
 pub mod component;
 pub mod event;

@@ -1,6 +1,7 @@
 //! The receiver under the component contract ([`atgw_sdk::component`]): `[[adapter]] type =
 //! "sia-dc09"` in the core's registry.
 
+use atgw_sdk::audit::Finding;
 use atgw_sdk::component::{
     Adapter, AdapterContext, ComponentError, ConfigFile, FileRole, Invalid, SecretUse, Site, Task,
 };
@@ -56,6 +57,9 @@ impl Adapter for Dc09Component {
         AesKey::parse(text, format)
             .map(|k| format!("a valid AES-{} key", k.bits()))
             .map_err(|e| e.to_string())
+    }
+    fn audit(config: &Config, subject: &str, _site: &Site) -> Vec<Finding> {
+        crate::audit::receiver(subject, config)
     }
     fn check(config: &Config, _site: &Site) -> Result<Self, ComponentError> {
         crate::Dc09Adapter::check(config).map_err(ComponentError::new)?;

@@ -18,6 +18,7 @@
 //! - [`adapter`]: binding the listeners and running them: the TCP and UDP loops that execute
 //!   the handler's decisions against `Ingest` (commit, then ACK).
 //! - [`component`]: the receiver under atgw-sdk's component contract.
+//! - [`audit`]: `atgw audit`'s checks of the receiver (listeners, encryption, input).
 //! - [`simulator`]: a transmitter (`atgw simulate dc09`) that checks every answer it gets.
 //! - [`error`]: the adapter's top-level error.
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod sia;
 pub mod timestamp;
 
 pub mod adapter;
+pub mod audit;
 pub mod budget;
 pub mod component;
 pub mod connections;
