@@ -177,6 +177,7 @@ registry! {
     adapters {
         Mqtt("mqtt") => atgw_mqtt::component::MqttAdapter,
         SiaDc09("sia-dc09") => atgw_sia_dc09::Dc09Component,
+        ExampleLine("example-line") => atgw_example_line::LineAdapter,
     }
     sinks {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,
