@@ -567,7 +567,15 @@ impl Config {
             if !matches.insert((d.adapter.as_str(), &d.match_keys)) {
                 return Err((
                     key("match"),
-                    "another device has the same adapter and match".into(),
+                    format!(
+                        "another device has the same adapter and match {{ {} }} \
+                         (values as the adapter compares them: `zone = \"7\"` is \"007\")",
+                        d.match_keys
+                            .iter()
+                            .map(|(k, v)| format!("{k} = \"{v}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ));
             }
         }
@@ -819,6 +827,7 @@ path = "events.jsonl"
         ));
         let e = parse_with_env(&text, Path::new("/x/atgw.toml"), HashMap::new()).unwrap_err();
         assert_eq!(e.key, "device[1].match", "{e}");
+        assert!(e.to_string().contains(r#"zone = "007""#), "{e}");
     }
 
     #[test]
