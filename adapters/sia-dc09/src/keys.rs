@@ -64,10 +64,11 @@ pub fn zone(reported: &str) -> String {
     format!("{value:0>ZONE_WIDTH$}")
 }
 
-/// The registry keys of an event from `account`, zone `zone` (none for the panel itself).
-pub fn reported(account_: &str, zone_: Option<&str>) -> BTreeMap<String, String> {
-    let mut keys = BTreeMap::from([(ACCOUNT.to_owned(), account(account_))]);
-    if let Some(z) = zone_ {
+/// The registry keys of an event from panel `acct`, about zone `zone_no` (`None`: the panel
+/// itself).
+pub fn reported(acct: &str, zone_no: Option<&str>) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::from([(ACCOUNT.to_owned(), account(acct))]);
+    if let Some(z) = zone_no {
         keys.insert(ZONE.to_owned(), zone(z));
     }
     keys
