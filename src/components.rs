@@ -121,6 +121,10 @@ macro_rules! registry {
             pub fn judge_key(&self, tag: &str, text: &str) -> Result<String, String> {
                 match self { $(Self::$a(_) => <$A as Adapter>::judge_key(tag, text),)* }
             }
+            /// A `[[device]] match` value in this adapter's canonical form.
+            pub fn canonical_match(&self, key: &str, value: &str) -> Result<String, String> {
+                match self { $(Self::$a(_) => <$A as Adapter>::canonical_match(key, value),)* }
+            }
             pub fn audit(&self, site: &Site) -> Vec<Finding> {
                 let subject = format!("adapter `{}`", self.name());
                 match self { $(Self::$a(c) => <$A as Adapter>::audit(c, &subject, site),)* }

@@ -103,6 +103,8 @@ pub struct DeviceConfig {
     /// Name of the adapter that hears it.
     pub adapter: String,
     /// Keys the adapter reports for it (`device` for MQTT profiles; `account`, `zone` for DC-09).
+    /// After loading, each value is in its adapter's canonical form
+    /// ([`AdapterConfig::canonical_match`]): `zone = "7"` reads back as `"007"`.
     #[serde(rename = "match")]
     pub match_keys: BTreeMap<String, String>,
     /// Pseudonymous resident id (never a name or NHS number).
@@ -211,6 +213,8 @@ pub fn parse_with_env(
     cfg.residents = registry.residents;
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.resolve_paths(base);
+    cfg.canonicalise_matches()
+        .map_err(|(key, message)| ConfigError::new(path, key, message))?;
     cfg.validate()
         .map_err(|(key, message)| ConfigError::new(path, key, message))?;
     Ok(cfg)
@@ -310,6 +314,27 @@ impl Config {
                 FileRole::Certificate | FileRole::Output => resolve(base, f.path),
             }
         }
+    }
+
+    /// Puts every `[[device]] match` value into the form its adapter reports, so the registry's
+    /// exact comparison is the protocol's own (`zone = "7"` and `"007"` are one zone, and two
+    /// entries that differ only so are caught by [`Config::validate`] as the same match).
+    /// Refuses a value no message can carry, naming its key. A device naming no known adapter
+    /// is left for `validate` to report.
+    fn canonicalise_matches(&mut self) -> Result<(), (String, String)> {
+        let adapters: HashMap<&str, &AdapterConfig> =
+            self.adapters.iter().map(|a| (a.name(), a)).collect();
+        for (i, d) in self.devices.iter_mut().enumerate() {
+            let Some(a) = adapters.get(d.adapter.as_str()) else {
+                continue;
+            };
+            for (k, v) in &mut d.match_keys {
+                *v = a
+                    .canonical_match(k, v)
+                    .map_err(|m| (format!("device[{i}].match.{k}"), m))?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: names unique and referenced names existing.
@@ -420,7 +445,15 @@ impl Config {
             if !matches.insert((d.adapter.as_str(), &d.match_keys)) {
                 return Err((
                     key("match"),
-                    "another device has the same adapter and match".into(),
+                    format!(
+                        "another device has the same adapter and match {{ {} }} \
+                         (values as the adapter compares them: `zone = \"7\"` is \"007\")",
+                        d.match_keys
+                            .iter()
+                            .map(|(k, v)| format!("{k} = \"{v}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ));
             }
         }
@@ -608,6 +641,80 @@ path = "events.jsonl"
             let env = HashMap::from([(key, value)]);
             let _ = parse_with_env(&mangled, Path::new("/fuzz/atgw.toml"), env);
         }
+    }
+
+    /// MINIMAL plus a DC-09 adapter `alarms` and `devices`.
+    fn with_dc09(devices: &str) -> String {
+        format!(
+            "{MINIMAL}\n[[adapter]]\nname = \"alarms\"\ntype = \"sia-dc09\"\n\
+             listen_tcp = \"127.0.0.1:7777\"\naccept_unknown = true\n\n{devices}"
+        )
+    }
+
+    fn device(id: &str, adapter: &str, keys: &str) -> String {
+        format!("[[device]]\nid = \"{id}\"\nadapter = \"{adapter}\"\nmatch = {{ {keys} }}\n\n")
+    }
+
+    #[test]
+    fn dc09_match_values_load_in_the_form_the_adapter_reports_and_mqtt_ids_stay_exact() {
+        let text = with_dc09(&format!(
+            "{}{}",
+            device("pendant-7", "alarms", r#"account = "c0ffee", zone = "7""#),
+            device("bed-3", "zigbee", r#"device = "0xA4c1_007""#),
+        ));
+        let cfg = parse_with_env(&text, Path::new("/x/atgw.toml"), HashMap::new()).unwrap();
+        let keys = |i: usize| {
+            cfg.devices[i]
+                .match_keys
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(0), [("account", "C0FFEE"), ("zone", "007")]);
+        assert_eq!(keys(1), [("device", "0xA4c1_007")]);
+    }
+
+    #[test]
+    fn a_dc09_match_value_no_frame_can_carry_is_refused_naming_the_entry_and_key() {
+        for (keys, key, says) in [
+            (
+                r#"account = "1234", zone = "abc""#,
+                "device[0].match.zone",
+                "abc",
+            ),
+            (
+                r#"account = "1234", zone = "000""#,
+                "device[0].match.zone",
+                "panel itself",
+            ),
+            (
+                r#"account = "12", zone = "7""#,
+                "device[0].match.account",
+                "3-16",
+            ),
+            (
+                r#"account = "1234", room = "7""#,
+                "device[0].match.room",
+                "account",
+            ),
+        ] {
+            let text = with_dc09(&device("p", "alarms", keys));
+            let e = parse_with_env(&text, Path::new("/x/atgw.toml"), HashMap::new()).unwrap_err();
+            assert_eq!(e.key, key, "{keys}: {e}");
+            assert!(e.to_string().contains(says), "{keys}: {e}");
+        }
+    }
+
+    #[test]
+    fn two_devices_writing_one_dc09_zone_two_ways_are_the_same_match() {
+        let text = with_dc09(&format!(
+            "{}{}",
+            device("a", "alarms", r#"account = "1234", zone = "007""#),
+            device("b", "alarms", r#"account = "1234", zone = "7""#),
+        ));
+        let e = parse_with_env(&text, Path::new("/x/atgw.toml"), HashMap::new()).unwrap_err();
+        assert_eq!(e.key, "device[1].match", "{e}");
+        assert!(e.to_string().contains(r#"zone = "007""#), "{e}");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! report what they know from the wire (`registry_keys`); the registry turns that into the
 //! gateway's view. Lookups are hash lookups per distinct key shape, so 10,000 devices cost the
 //! same per event as ten.
+//!
+//! Keys compare exactly, which is a numeric comparison where the protocol's keys are numbers:
+//! each adapter crate owns one canonical form for its keys, reports them in it, and the config
+//! loader puts every `match` value into the same form (`AdapterConfig::canonical_match`). For
+//! DC-09, `zone = "7"` and a panel's `Nri1MA0007` are both `007` (`atgw_sia_dc09::keys`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -159,6 +164,52 @@ mod tests {
         k.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// The whole path: an integrator's `zone = "7"` through config loading, and the keys the
+    /// DC-09 adapter reports for a zone however the panel wrote it.
+    #[test]
+    fn a_configured_dc09_zone_matches_the_zone_however_the_panel_writes_it() {
+        let text = r#"
+[gateway]
+id = "gw-1"
+site = "oakview"
+data_dir = "state"
+
+[[adapter]]
+name = "alarms"
+type = "sia-dc09"
+listen_tcp = "127.0.0.1:7777"
+
+[[device]]
+id = "pendant-7"
+adapter = "alarms"
+match = { account = "1234", zone = "7" }
+
+[[device]]
+id = "panel"
+adapter = "alarms"
+match = { account = "1234" }
+"#;
+        let cfg = crate::config::parse_with_env(
+            text,
+            std::path::Path::new("/x/atgw.toml"),
+            std::collections::HashMap::new(),
+        )
+        .unwrap();
+        let reg = Registry::new("oakview", &cfg.devices);
+        for z in ["7", "07", "007", "0007"] {
+            let reported = atgw_sia_dc09::keys::reported("1234", Some(z));
+            let e = reg.resolve("alarms", &reported).map(|e| e.id.as_str());
+            assert_eq!(e, Some("pendant-7"), "zone written {z}");
+        }
+        let other = atgw_sia_dc09::keys::reported("1234", Some("70"));
+        assert_eq!(
+            reg.resolve("alarms", &other).map(|e| e.id.as_str()),
+            Some("panel")
+        );
+        let padded_account = atgw_sia_dc09::keys::reported("001234", Some("7"));
+        assert!(reg.resolve("alarms", &padded_account).is_none());
     }
 
     #[test]

@@ -1550,3 +1550,150 @@ async fn my_dc09_spt_transmitter_is_acked_and_its_own_answer_check_passes() {
         assert_schema_valid(&schema, e);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Registry keys are canonical (issue 13 item 6)
+// ---------------------------------------------------------------------------------------------
+
+/// What is wrong with where each of `frames` landed: its answer was not an ACK, or its event
+/// is not `device` with `resident` in `room`. Empty when all are placed; one line per problem,
+/// so a failure shows every zone form at once.
+fn misplaced(
+    rig: &Rig,
+    frames: &[(Vec<u8>, Vec<u8>)],
+    device: &str,
+    resident: &str,
+    room: &str,
+) -> Vec<String> {
+    let journal = journal_dc09(&rig.gw);
+    let mut problems = Vec::new();
+    for (f, answer) in frames {
+        let data = parse(f).body;
+        let Body::Clear(p) = data else {
+            unreachable!("plaintext frames only")
+        };
+        let token = parse(answer).header.token;
+        if token != Token::Ack {
+            problems.push(format!("{:?}: answered {}", p.data, token.as_str()));
+            continue;
+        }
+        let message = message_of(f);
+        let Some(e) = journal
+            .iter()
+            .find(|e| e["data"]["raw"]["payload"].as_str() == Some(message.as_str()))
+        else {
+            problems.push(format!("{:?}: ACKed but not journaled", p.data));
+            continue;
+        };
+        let got = (
+            e["data"]["device"]["id"].as_str().unwrap_or("-"),
+            e["data"]["resident"]["id"].as_str().unwrap_or("-"),
+            e["data"]["location"]["room"].as_str().unwrap_or("-"),
+        );
+        if got != (device, resident, room) {
+            problems.push(format!(
+                "{:?}: device/resident/room {got:?}, message {}",
+                p.data, e["data"]["message"]
+            ));
+        }
+    }
+    problems
+}
+
+/// Sends each DC-03 block and Contact ID event from `account` over TCP and returns
+/// `(frame, answer)` pairs; numbered from `first_seq`.
+async fn send_all(
+    rig: &Rig,
+    account: &str,
+    first_seq: u16,
+    payloads: Vec<SimPayload>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let now = Timestamp::now();
+    let mut out = Vec::new();
+    for (n, p) in (first_seq..).zip(payloads) {
+        let f = frame(account, &format!("{n:04}"), p, None, now);
+        let answer = rig.ask(Via::Tcp, &f).await;
+        out.push((f, answer));
+    }
+    out
+}
+
+/// Transmitters write zone 7 as `7`, `07`, `007` or `0007` (SIA DC-03 with and without the
+/// `/` after the area modifier; Contact ID padded to its 3 digits, or not): all are the
+/// pendant registered as `zone = "007"`, with its resident and room, never the panel's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_written_7_07_007_or_0007_in_dc03_and_contact_id_gets_the_devices_room_and_resident()
+{
+    let registry = r#"
+[[device]]
+id = "pendant-7"
+adapter = "alarms"
+match = { account = "1234", zone = "007" }
+resident = "res-0007"
+location = { area = "east", room = "7" }
+
+[[device]]
+id = "panel-1234"
+adapter = "alarms"
+match = { account = "1234" }
+location = { area = "ground", room = "hall" }
+"#;
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        r#"accounts = [{ account = "1234" }]"#,
+        registry,
+    )
+    .await;
+    let sia = |b: &str| SimPayload::Sia(b.into());
+    let payloads = vec![
+        sia("Nri1MA7"),
+        sia("Nri1/MA07"),
+        sia("Nri1/MA007"),
+        sia("Nri1MA0007"),
+        cid("1101 01 7"),
+        cid("1101 01 07"),
+        cid("1101 01 007"),
+        cid("1101 01 0007"),
+        cid("110101007"),
+    ];
+    let sent = send_all(&rig, "1234", 801, payloads).await;
+    let problems = misplaced(&rig, &sent, "pendant-7", "res-0007", "7");
+    assert!(
+        problems.is_empty(),
+        "zone 7 not placed as pendant-7:\n{}\n{}",
+        problems.join("\n"),
+        rig.gw.log_text()
+    );
+}
+
+/// The integrator writes `zone = "7"`; the panel sends `007` (and `0007`): the same zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_configured_as_zone_7_matches_frames_that_write_it_007() {
+    let registry = r#"
+[[device]]
+id = "pullcord-7"
+adapter = "alarms"
+match = { account = "1234", zone = "7" }
+resident = "res-0077"
+location = { area = "west", room = "7a" }
+"#;
+    let rig = Rig::start(
+        tempfile::tempdir().unwrap(),
+        r#"accounts = [{ account = "1234" }]"#,
+        registry,
+    )
+    .await;
+    let payloads = vec![
+        cid("1101 01 007"),
+        SimPayload::Sia("Nri1/QA007".into()),
+        SimPayload::Sia("Nri1/QA0007".into()),
+    ];
+    let sent = send_all(&rig, "1234", 901, payloads).await;
+    let problems = misplaced(&rig, &sent, "pullcord-7", "res-0077", "7a");
+    assert!(
+        problems.is_empty(),
+        "zone 007 not placed as pullcord-7:\n{}\n{}",
+        problems.join("\n"),
+        rig.gw.log_text()
+    );
+}

@@ -147,6 +147,13 @@ pub trait Adapter: Sized + Send + 'static {
         let _ = text;
         Err(format!("no check for key type `{tag}`"))
     }
+    /// A `[[device]] match` value in the one form this adapter reports it (so `zone = "7"`
+    /// matches a panel that writes `007`), or why no message can carry it. The default: ids
+    /// compare exactly.
+    fn canonical_match(key: &str, value: &str) -> Result<String, String> {
+        let _ = key;
+        Ok(value.to_owned())
+    }
     /// `atgw audit`'s findings on what only this component knows (how its links are
     /// protected, what it listens on, how strictly it takes input). `subject` names the
     /// instance (`adapter \`panels\``). Reads no file other than the config's own inputs.

@@ -58,6 +58,9 @@ impl Adapter for Dc09Component {
             .map(|k| format!("a valid AES-{} key", k.bits()))
             .map_err(|e| e.to_string())
     }
+    fn canonical_match(key: &str, value: &str) -> Result<String, String> {
+        crate::keys::canonical_match(key, value).map_err(|e| e.to_string())
+    }
     fn audit(config: &Config, subject: &str, _site: &Site) -> Vec<Finding> {
         crate::audit::receiver(subject, config)
     }

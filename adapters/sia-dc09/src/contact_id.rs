@@ -29,26 +29,46 @@ pub enum ContactIdError {
     Qualifier(char),
 }
 
-/// Parses `[#acct|]QEEE GG ZZZ`; the spaces are optional, as some panels omit them.
+/// Parses `[#acct|]QEEE GG ZZZ`. The spaces are optional, as some panels omit them; when they
+/// are there, the zone may also be written with 1 to 4 digits (`1101 01 7`, `1101 01 0007`), as
+/// transmitters that format the number themselves do. The zone is kept as sent; its canonical
+/// form for the registry is [`crate::keys::zone`].
 pub fn parse(data: &str) -> Result<ContactId, ContactIdError> {
     let (account, event) = split_account(data);
-    let digits: Vec<char> = event.chars().filter(|c| *c != ' ').collect();
-    if digits.len() != 9 || !digits.iter().all(char::is_ascii_hexdigit) {
+    let fields: Vec<&str> = event.split(' ').filter(|f| !f.is_empty()).collect();
+    let compact: String;
+    let (head, group, zone) = match fields.as_slice() {
+        [head, group, zone]
+            if head.len() == 4 && group.len() == 2 && (1..=4).contains(&zone.len()) =>
+        {
+            (*head, *group, *zone)
+        }
+        _ => {
+            compact = fields.concat();
+            if compact.len() != 9 || !compact.is_ascii() {
+                return Err(ContactIdError::Syntax);
+            }
+            (&compact[..4], &compact[4..6], &compact[6..])
+        }
+    };
+    if ![head, group, zone]
+        .iter()
+        .all(|f| f.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return Err(ContactIdError::Syntax);
     }
-    let qualifier = match digits[0] {
-        '1' => 1,
-        '3' => 3,
-        '6' => 6,
-        other => return Err(ContactIdError::Qualifier(other)),
+    let qualifier = match head.as_bytes()[0] {
+        b'1' => 1,
+        b'3' => 3,
+        b'6' => 6,
+        other => return Err(ContactIdError::Qualifier(char::from(other))),
     };
-    let text = |r: std::ops::Range<usize>| digits[r].iter().collect::<String>();
     Ok(ContactId {
         account,
         qualifier,
-        code: text(1..4),
-        group: text(4..6),
-        zone: text(6..9),
+        code: head[1..].to_owned(),
+        group: group.to_owned(),
+        zone: zone.to_owned(),
     })
 }
 
@@ -183,6 +203,23 @@ mod tests {
     fn qualifier_two_is_refused_not_guessed() {
         assert_eq!(parse("2101 01 003"), Err(ContactIdError::Qualifier('2')));
         assert_eq!(parse("1101 01"), Err(ContactIdError::Syntax));
+    }
+
+    #[test]
+    fn a_spaced_zone_may_have_one_to_four_digits_and_is_kept_as_sent() {
+        for z in ["7", "07", "007", "0007"] {
+            let c = parse(&format!("#1234|1101 01 {z}")).unwrap();
+            assert_eq!((c.code.as_str(), c.group.as_str()), ("101", "01"), "{z}");
+            assert_eq!(c.zone, z);
+        }
+        assert_eq!(parse("1101 01 00007"), Err(ContactIdError::Syntax));
+        assert_eq!(parse("1101 01 "), Err(ContactIdError::Syntax));
+        assert_eq!(parse("1101 1 007"), Err(ContactIdError::Syntax));
+        assert_eq!(parse("1101 01 0x7"), Err(ContactIdError::Syntax));
+        assert_eq!(parse("1101 01 é"), Err(ContactIdError::Syntax));
+        // Unspaced, the fields are known only by their widths: 9 digits exactly.
+        assert_eq!(parse("1101017"), Err(ContactIdError::Syntax));
+        assert_eq!(parse("110101007").unwrap().zone, "007");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! The one rule the I/O side must keep: `reply` goes out only after `commit` resolved `Ok`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, AesKey};
 use crate::frame::{Body, Frame, FrameError, Header, Payload, Token, parse_payload};
+use crate::keys;
 use crate::mapping::{self, Mapper, PROTOCOL};
 use crate::response;
 use crate::timestamp::Window;
@@ -217,8 +218,6 @@ impl Handler {
             }
         };
         let dedupe_key = (!events.is_empty()).then(|| dedupe_key(h, &payload));
-        let mut keys = BTreeMap::new();
-        keys.insert("account".to_owned(), account.to_owned());
         Outcome {
             commit: Some(Submission {
                 events,
@@ -226,7 +225,7 @@ impl Handler {
                 dedupe_window: Some(self.retransmit_window),
                 seen: vec![Seen {
                     device_id: mapping::device_id(account),
-                    registry_keys: keys,
+                    registry_keys: keys::reported(account, None),
                 }],
                 // Other fields keep their defaults: DC-09 cannot tell a retransmission from an
                 // original, so `first_delivery` stays false and the key (within the window)
@@ -279,7 +278,7 @@ impl Handler {
             payload: serde_json::json!({ "alert": "unknown_account", "account": account, "origin": origin }),
             upstream_id: None,
         });
-        d.registry_keys.insert("account".into(), account.to_owned());
+        d.registry_keys = keys::reported(account, None);
         Some(Submission {
             events: vec![d],
             ..Submission::default()
@@ -362,7 +361,7 @@ impl Handler {
             }),
             upstream_id: None,
         });
-        d.registry_keys.insert("account".into(), account.to_owned());
+        d.registry_keys = keys::reported(account, None);
         Some(Submission {
             events: vec![d],
             ..Submission::default()
@@ -432,7 +431,7 @@ mod tests {
             },
         );
         Handler::new(
-            Mapper::new("alarms", &BTreeMap::new()),
+            Mapper::new("alarms", &std::collections::BTreeMap::new()),
             accounts,
             accept_unknown,
             Window::default(),

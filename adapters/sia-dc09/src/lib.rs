@@ -10,6 +10,8 @@
 //! - [`contact_id`]: Contact ID (ADM-CID) payloads and their event-code table.
 //! - [`sia`]: SIA DC-03 (SIA-DCS) payloads and their code table.
 //! - [`mapping`]: decoded payload → `EventDraft`s (kind, phase, device, registry keys, message).
+//! - [`keys`]: the registry keys (`account`, `zone`) in their one canonical form, for both the
+//!   events we report and the `[[device]] match` values the core loads.
 //! - [`response`]: the ACK / `*ACK`, NAK and DUH we send.
 //! - [`handler`]: the decision for one frame (dead letter, commit, answer) as data, no I/O.
 //! - [`config`]: the adapter's serde config, documented field by field, and its validation.
@@ -29,6 +31,7 @@ pub mod contact_id;
 pub mod crypto;
 pub mod frame;
 pub mod handler;
+pub mod keys;
 pub mod mapping;
 pub mod response;
 pub mod sia;

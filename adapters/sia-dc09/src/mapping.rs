@@ -13,6 +13,7 @@ use jiff::Timestamp;
 
 use crate::contact_id::{self, ContactIdError, Shape};
 use crate::frame::{Body, Frame, Header, Payload, Token};
+use crate::keys;
 use crate::sia::{self, SiaError};
 use crate::timestamp::Dc09Time;
 
@@ -146,12 +147,11 @@ impl Mapper {
     ) -> EventDraft {
         let mut d = EventDraft::new(kind, phase, device_id(account), self.adapter.clone());
         d.time = time;
-        d.registry_keys.insert("account".into(), account.to_owned());
         let zone = meaningful_zone(zone);
-        if let Some(z) = zone {
-            d.data.device.component = Some(z.to_owned());
-            d.registry_keys.insert("zone".into(), z.to_owned());
-        }
+        // One spelling per zone (`7`, `007`, `0007` → `007`): the registry and the alert
+        // engine's per-component correlation both compare it exactly.
+        d.registry_keys = keys::reported(account, zone);
+        d.data.device.component = zone.map(keys::zone);
         d.data.test = kind == Kind::Test;
         if kind == Kind::LowBattery {
             d.data.battery = Some(Battery {
@@ -250,6 +250,27 @@ mod tests {
         assert_eq!(d.registry_keys.get("zone").map(String::as_str), Some("003"));
         assert_eq!(d.time, Some("2024-06-01T12:00:00Z".parse().unwrap()));
         assert_eq!(d.data.message.as_deref(), Some("Personal emergency"));
+    }
+
+    #[test]
+    fn a_zone_is_reported_in_one_form_however_the_frame_writes_it() {
+        for (msg, raw_zone) in [
+            (&b"\"SIA-DCS\"0001L0#c0ffee[#c0ffee|Nri1MA7]"[..], "7"),
+            (b"\"SIA-DCS\"0001L0#c0ffee[#c0ffee|Nri1/MA0007]", "0007"),
+            (b"\"ADM-CID\"0001L0#c0ffee[#c0ffee|1101 01 07]", "07"),
+            (b"\"ADM-CID\"0001L0#c0ffee[#c0ffee|1101 01 007]", "007"),
+        ] {
+            let (h, p) = frame(msg);
+            let d = &mapper(&[]).drafts(&h, &p).unwrap()[0];
+            let key = |k: &str| d.registry_keys.get(k).map(String::as_str);
+            assert_eq!(key("zone"), Some("007"), "{raw_zone}");
+            assert_eq!(key("account"), Some("C0FFEE"), "{raw_zone}");
+            assert_eq!(d.data.device.component.as_deref(), Some("007"));
+            // The device id and the raw frame keep what the panel sent.
+            assert_eq!(d.data.device.id, "dc09:c0ffee");
+            let raw = d.data.raw.as_ref().unwrap().payload.as_str().unwrap();
+            assert!(raw.contains(raw_zone), "{raw}");
+        }
     }
 
     #[test]
