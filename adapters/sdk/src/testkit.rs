@@ -13,6 +13,9 @@
 //!   the adapter keeps serving (the next good message is acknowledged);
 //! - **shutdown**: after its shutdown token is cancelled the adapter's task returns within
 //!   [`SHUTDOWN_DEADLINE`].
+//!
+//! Sinks run [`run_sink`] against a real peer ([`Peer`]): one outcome per delivery, `Retry`
+//! vs `Disabled` told apart, the event id stable across attempts, and shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -172,6 +175,16 @@ where
     }
 }
 
+/// The sink's next outcome, or `None` after a generous wait (a webhook times out in seconds).
+async fn next_outcome(
+    outcomes: &mut tokio::sync::mpsc::UnboundedReceiver<crate::sink::Outcome>,
+) -> Option<crate::sink::Outcome> {
+    tokio::time::timeout(ANSWER * 3, outcomes.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<Committed>, IngestError>>;
 
 fn stored(subs: &[Submission]) -> Vec<Committed> {
@@ -274,5 +287,218 @@ async fn next_reject(rx: &mut IngestReceiver, case: &'static str) -> Result<Dead
             case,
             waited: ANSWER,
         }),
+    }
+}
+
+/// What a sink's peer is told to do with the next deliveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Take them (HTTP 2xx, PUBACK, a written file).
+    Accept,
+    /// Refuse them for now (HTTP 503): the sink must answer `Retry`.
+    RefuseForNow,
+    /// Refuse for good (HTTP 410 Gone): the sink must answer `Disabled`.
+    Gone,
+}
+
+/// The real receiver a sink delivers to, driven by the kit.
+pub trait Peer: Send {
+    /// Switches what the peer does; `false` when this peer cannot (a file cannot say "gone").
+    fn set_mode(&mut self, mode: PeerMode) -> impl Future<Output = bool> + Send;
+    /// The event ids (CloudEvents `id`) the peer has received so far, in order, with repeats.
+    fn received_ids(&mut self) -> impl Future<Output = Vec<String>> + Send;
+}
+
+/// Which sink cases ran (a peer that cannot refuse skips those).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    pub delivered: usize,
+    pub retry_checked: bool,
+    pub disabled_checked: bool,
+}
+
+/// A delivery the kit offers: event `n`, its id stable across attempts.
+pub fn delivery(n: i64, attempt: u32) -> crate::sink::Delivery {
+    let id = format!("0190kit0-0000-7000-8000-{n:012}");
+    let json = serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "atgw/kit", "type": "org.atgw.event.v1.pendant_press",
+        "subject": "kit/room-1", "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json",
+        "data": {"kind": "pendant_press", "phase": "raised", "priority": "high"}
+    })
+    .to_string();
+    crate::sink::Delivery {
+        outbox_id: n,
+        event_id: id.into(),
+        kind: crate::Kind::PendantPress,
+        priority: crate::Priority::High,
+        device_id: "kit:pendant".into(),
+        json: json.into(),
+        attempt,
+        alert_id: None,
+        lifecycle: false,
+    }
+}
+
+/// Runs the sink cases against sink `S`:
+/// - **one outcome per delivery**: three deliveries, each answered `Delivered` exactly once,
+///   and the peer has each event id;
+/// - **retry**: while the peer refuses for now, the answer is `Retry` (never `Delivered` or
+///   `Disabled`); offered again once it accepts, it is `Delivered` and the peer saw the same
+///   event id on every attempt;
+/// - **disabled**: a peer that is gone gets `Disabled`;
+/// - **shutdown**: the sink's tasks return within [`SHUTDOWN_DEADLINE`] after shutdown.
+pub async fn run_sink<S, P>(
+    config: S::Config,
+    site: Site,
+    peer: &mut P,
+) -> Result<SinkReport, Failure>
+where
+    S: crate::component::Sink,
+    P: Peer,
+{
+    use crate::sink::{Outcome, SinkIo};
+    let prepared = S::check(&config, &site).map_err(|e| Failure::Start(e.to_string()))?;
+    let (to_sink, deliveries) = tokio::sync::mpsc::channel(S::window(&config).max(1));
+    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let (alert_requests, _alert_rx) = tokio::sync::mpsc::channel(1);
+    let (shutdown, intake_shutdown) = (Shutdown::new(), Shutdown::new());
+    let ctx = crate::component::SinkContext {
+        site,
+        io: SinkIo {
+            deliveries,
+            outcomes: outcomes_tx,
+        },
+        health: std::sync::Arc::new(Health::default()),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        shutdown: shutdown.clone(),
+        intake_shutdown: intake_shutdown.clone(),
+        alert_requests,
+        extra_health: S::extra_health(&config)
+            .into_iter()
+            .map(|p| (p, std::sync::Arc::new(Health::default())))
+            .collect(),
+    };
+    let tasks = prepared
+        .start(ctx)
+        .await
+        .map_err(|e| Failure::Start(e.to_string()))?;
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(tasks.output);
+    for t in tasks.intake {
+        running.spawn(t);
+    }
+    let mut report = SinkReport::default();
+    let id_of = |o: &Outcome| match o {
+        Outcome::Delivered(id) => *id,
+        Outcome::Retry { outbox_id, .. } | Outcome::Disabled { outbox_id, .. } => *outbox_id,
+    };
+
+    let case = "one outcome per delivery";
+    peer.set_mode(PeerMode::Accept).await;
+    for n in 1..=3 {
+        let _ = to_sink.send(delivery(n, 0)).await;
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 3 {
+        match next_outcome(&mut outcomes).await {
+            Some(Outcome::Delivered(id)) => answered.push(id),
+            Some(other) => {
+                return Err(Failure::Wrong {
+                    case,
+                    what: format!("a peer that accepts got {other:?}"),
+                });
+            }
+            None => {
+                return Err(Failure::Wrong {
+                    case,
+                    what: format!("only {answered:?} of 3 deliveries were answered"),
+                });
+            }
+        }
+    }
+    answered.sort_unstable();
+    if answered != [1, 2, 3] {
+        return Err(Failure::Wrong {
+            case,
+            what: format!("outcomes {answered:?} for deliveries 1, 2, 3"),
+        });
+    }
+    if let Ok(Some(extra)) = tokio::time::timeout(HOLD, outcomes.recv()).await {
+        return Err(Failure::Wrong {
+            case,
+            what: format!("a fourth outcome for three deliveries: {extra:?}"),
+        });
+    }
+    let ids = peer.received_ids().await;
+    for n in 1..=3 {
+        if !ids.iter().any(|i| *i == *delivery(n, 0).event_id) {
+            return Err(Failure::Wrong {
+                case,
+                what: format!("delivered, but the peer never got event {n}"),
+            });
+        }
+    }
+    report.delivered = 3;
+
+    let case = "retry";
+    if peer.set_mode(PeerMode::RefuseForNow).await {
+        let _ = to_sink.send(delivery(4, 0)).await;
+        match next_outcome(&mut outcomes).await {
+            Some(Outcome::Retry { outbox_id: 4, .. }) => {}
+            other => {
+                return Err(Failure::Wrong {
+                    case,
+                    what: format!("a peer refusing for now got {other:?}, not Retry"),
+                });
+            }
+        }
+        peer.set_mode(PeerMode::Accept).await;
+        let _ = to_sink.send(delivery(4, 1)).await;
+        match next_outcome(&mut outcomes).await {
+            Some(Outcome::Delivered(4)) => {}
+            other => {
+                return Err(Failure::Wrong {
+                    case,
+                    what: format!("the retry of delivery 4 got {other:?}"),
+                });
+            }
+        }
+        let id4 = delivery(4, 0).event_id;
+        let seen = peer.received_ids().await;
+        if seen.iter().filter(|i| **i == *id4).count() < 2 {
+            return Err(Failure::Wrong {
+                case,
+                what: "the peer did not see the same event id on both attempts".into(),
+            });
+        }
+        report.retry_checked = true;
+    }
+
+    let case = "disabled";
+    if peer.set_mode(PeerMode::Gone).await {
+        let _ = to_sink.send(delivery(5, 0)).await;
+        match next_outcome(&mut outcomes).await {
+            Some(o @ Outcome::Disabled { .. }) if id_of(&o) == 5 => {}
+            other => {
+                return Err(Failure::Wrong {
+                    case,
+                    what: format!("a peer that is gone got {other:?}, not Disabled"),
+                });
+            }
+        }
+        report.disabled_checked = true;
+        peer.set_mode(PeerMode::Accept).await;
+    }
+
+    intake_shutdown.cancel();
+    shutdown.cancel();
+    drop(to_sink);
+    let stopped = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    match stopped {
+        Ok(()) => Ok(report),
+        Err(_) => Err(Failure::NoShutdown),
     }
 }
