@@ -27,7 +27,7 @@ a configuration, try device profiles, talk to a running gateway and simulate dev
     version,
     about = "Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable journal, alerts out",
     long_about = LONG_ABOUT,
-    after_long_help = crate::manpage::after_long_help()
+    after_long_help = crate::tools::manpage::after_long_help()
 )]
 pub struct Cli {
     /// Log line format (journald is used automatically under systemd).
@@ -78,7 +78,7 @@ pub enum Command {
         protocol: SimulateCommand,
     },
     /// Pilot evaluation from the journal: report.html (SVG charts), CSV files and a summary.
-    Report(crate::report::ReportArgs),
+    Report(crate::tools::report::ReportArgs),
     /// Security self-check of the config and this host (ETSI EN 303 645); exit 1 on any fail.
     Audit {
         /// The configuration file to check.
@@ -151,10 +151,10 @@ pub enum AlertsCommand {
 #[derive(Subcommand, Debug)]
 pub enum SimulateCommand {
     /// An SIA DC-09 transmitter (Contact ID, SIA DC-03 or NULL; plain or AES; TCP or UDP).
-    Dc09(crate::simulate::Dc09Args),
+    Dc09(crate::tools::simulate::Dc09Args),
     /// MQTT devices (BLE oximeters, zigbee2mqtt buttons, fall radars) publishing to the broker
     /// the gateway subscribes to; optionally follows the upstream sink end to end.
-    Mqtt(crate::simulate::MqttArgs),
+    Mqtt(crate::tools::simulate::MqttArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,7 +202,7 @@ pub fn main() -> ExitCode {
                     profiles_dir,
                     timezone,
                 },
-        } => crate::profile_test::run(
+        } => crate::tools::profile_test::run(
             &profile,
             &sample,
             topic.as_deref(),
@@ -211,21 +211,21 @@ pub fn main() -> ExitCode {
         ),
         Command::DeadLetters { config } => dead_letters(&config),
         Command::Alerts { config, command } => {
-            runtime_block_on(crate::alerts_cmd::run(config, command))
+            runtime_block_on(crate::tools::alerts_cmd::run(config, command))
         }
         Command::Simulate {
             protocol: SimulateCommand::Dc09(a),
-        } => runtime_block_on(crate::simulate::dc09(a)),
+        } => runtime_block_on(crate::tools::simulate::dc09(a)),
         Command::Simulate {
             protocol: SimulateCommand::Mqtt(a),
-        } => runtime_block_on(crate::simulate::mqtt(a)),
-        Command::Audit { config, json } => crate::audit::main(&config, json),
-        Command::Report(args) => crate::report::run(args),
+        } => runtime_block_on(crate::tools::simulate::mqtt(a)),
+        Command::Audit { config, json } => crate::tools::audit::main(&config, json),
+        Command::Report(args) => crate::tools::report::run(args),
         Command::Demo {
             duration,
             data_dir,
             no_mqtt,
-        } => runtime_block_on(crate::demo::run(crate::demo::DemoOptions {
+        } => runtime_block_on(crate::tools::demo::run(crate::tools::demo::DemoOptions {
             duration,
             data_dir,
             no_mqtt,
@@ -237,7 +237,7 @@ pub fn main() -> ExitCode {
 /// Renders every visible command's manual page into `dir`.
 fn man_pages(dir: &Path) -> ExitCode {
     use clap::CommandFactory;
-    match crate::manpage::write_all(Cli::command(), dir) {
+    match crate::tools::manpage::write_all(Cli::command(), dir) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("atgw: cannot write manual pages to {}: {e}", dir.display());

@@ -19,46 +19,38 @@
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
-//! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
 //! - [`systemd`]: `Type=notify` readiness, status, and the watchdog that proves the journal
 //!   still commits.
-//! - [`cli`]: the command line; [`logging`]: where log lines go; [`manpage`]: the manual pages.
-//! - [`demo`]: `atgw demo`, the self-contained tour; [`simulate`]: device simulators.
-//! - [`report`]: `atgw report`, the pilot evaluation (HTML with SVG charts, CSV) from the journal.
-//! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
+//! - [`cli`]: the command line (the binary's edge: dispatches to the daemon and to the tools);
+//!   [`logging`]: where log lines go.
+//! - [`tools`]: the commands around the daemon (demo, simulate, report, audit, alerts,
+//!   profile test, manual pages, a private broker); nothing above imports them.
 //!
 //! Protocol code lives in `adapters/*` crates; the event schema and the adapter/sink contracts in
 //! `atgw-sdk`.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
-pub mod alerts_cmd;
 pub mod api;
 pub mod api_listener;
-pub mod audit;
 pub mod cli;
 pub mod components;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod envelope;
 pub mod journal;
 pub mod logging;
-pub mod manpage;
 pub mod metrics;
-pub mod mosquitto;
 pub mod outbox;
 pub mod paths;
-pub mod profile_test;
 pub mod readiness;
 pub mod registry;
-pub mod report;
 pub mod rules;
 pub mod runtime;
-pub mod simulate;
 pub mod sinks;
 pub mod supervision;
 pub mod systemd;
+pub mod tools;
 
 /// Adapter name of events the gateway raises about itself.
 pub const GATEWAY_ADAPTER: &str = "gateway";

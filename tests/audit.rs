@@ -366,7 +366,7 @@ async fn after_a_run_the_journal_and_the_event_file_are_private_and_the_audit_ag
     let dir = tempfile::tempdir().unwrap();
     let port = free_tcp_udp_port();
     // No broker: the upstream sink retries in the background; the file sink still writes.
-    let broker_port = atgw::mosquitto::free_port().unwrap();
+    let broker_port = atgw::tools::mosquitto::free_port().unwrap();
     let text = dc09_config(
         dir.path(),
         broker_port,

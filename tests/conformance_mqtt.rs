@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atgw::mosquitto::Mosquitto;
+use atgw::tools::mosquitto::Mosquitto;
 use atgw_mqtt::component::MqttAdapter;
 use atgw_sdk::component::Site;
 use atgw_sdk::testkit::{self, Answer, Device};

@@ -84,7 +84,7 @@ impl Peer for Subscriber {
 async fn the_mqtt_sink_keeps_the_sink_contract() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
-    let broker = atgw::mosquitto::Mosquitto::start(&tmp.path().join("broker"), "").unwrap();
+    let broker = atgw::tools::mosquitto::Mosquitto::start(&tmp.path().join("broker"), "").unwrap();
     let upstream = Upstream::start(broker.port, "atgw/kit/#").await;
     let config: atgw_mqtt::config::SinkConfig = toml::from_str(&format!(
         "name = \"upstream\"\nhost = \"127.0.0.1\"\nport = {}\ntopic_prefix = \"atgw/kit\"\n",

@@ -132,7 +132,7 @@ fn assert_signatures_all_good(out: &str, all: &str) {
 
 #[test]
 fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0() {
-    let with_mqtt = atgw::mosquitto::find().is_some();
+    let with_mqtt = atgw::tools::mosquitto::find().is_some();
     let mut demo = Demo::start(&["--duration", "25s"]);
     let status = demo.wait(Duration::from_secs(90));
     let (out, all) = (demo.stdout(), demo.output());

@@ -701,7 +701,7 @@ impl World {
         let up_port = up_broker.as_ref().map_or(broker.port, |b| b.port);
         let upstream = Upstream::start(up_port, "atgw/oakview/#").await;
         let hook = Hook::start().await;
-        let dc09 = SocketAddr::from(([127, 0, 0, 1], atgw::mosquitto::free_port().unwrap()));
+        let dc09 = SocketAddr::from(([127, 0, 0, 1], atgw::tools::mosquitto::free_port().unwrap()));
         let audit = match setup.audit_in_data_dir {
             true => dir.path().join("state/events.jsonl"),
             false => dir.path().join("events.jsonl"),

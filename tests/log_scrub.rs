@@ -190,7 +190,7 @@ fn broker(dir: &std::path::Path) -> (Mosquitto, u16) {
         .status()
         .expect("mosquitto_passwd (part of the mosquitto package)");
     assert!(status.success());
-    let auth_port = atgw::mosquitto::free_port().unwrap();
+    let auth_port = atgw::tools::mosquitto::free_port().unwrap();
     let extra = format!(
         "listener {auth_port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
         passwd.display()
@@ -235,7 +235,7 @@ async fn full_run(args: &[&str]) -> String {
     let carers = Receiver::start().await;
     carers.set_status(500);
     let dc09_port = free_tcp_udp_port();
-    let api_port = atgw::mosquitto::free_port().unwrap();
+    let api_port = atgw::tools::mosquitto::free_port().unwrap();
     let text = config_text(dir.path(), auth_port, dc09_port, &carers.url(), api_port);
     let mut gw = Gateway::start_with_args(dir.path(), &text, args);
     gw.wait_subscribed().await;

@@ -82,7 +82,7 @@ fn broker_with_tls(dir: &Path) -> Mosquitto {
         .expect("mosquitto_passwd (part of the mosquitto package)");
     assert!(status.success());
     write(&dir.join("mqtt-password"), "s3cret-for-test\n", 0o600);
-    let tls_port = atgw::mosquitto::free_port().unwrap();
+    let tls_port = atgw::tools::mosquitto::free_port().unwrap();
     let d = dir.display();
     let extra = format!(
         "listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\

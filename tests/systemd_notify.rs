@@ -57,7 +57,7 @@ fn pings(got: &[String]) -> usize {
 #[test]
 fn ready_comes_after_the_listeners_and_watchdog_pings_follow_journal_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let api_port = atgw::mosquitto::free_port().unwrap();
+    let api_port = atgw::tools::mosquitto::free_port().unwrap();
     let dc09_port = free_tcp_udp_port();
     // As systemd's LoadCredential=api-token:… would: the file only in the credentials directory.
     let credentials = dir.path().join("credentials");

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use atgw::mosquitto::{Mosquitto, free_port};
+pub use atgw::tools::mosquitto::{Mosquitto, free_port};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 /// The repository root.
@@ -384,7 +384,7 @@ pub fn machine() -> serde_json::Value {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    let mosquitto = atgw::mosquitto::find()
+    let mosquitto = atgw::tools::mosquitto::find()
         .and_then(|b| Command::new(b).arg("-h").output().ok())
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)

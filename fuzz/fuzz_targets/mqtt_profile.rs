@@ -35,7 +35,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let shipped = atgw::demo::script::SHIPPED_PROFILES;
+        let shipped = atgw::tools::demo::script::SHIPPED_PROFILES;
         let profiles = ORDER
             .iter()
             .map(|name| {

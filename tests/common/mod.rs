@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use atgw::mosquitto::Mosquitto;
+pub use atgw::tools::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 pub fn repo() -> PathBuf {
@@ -425,7 +425,7 @@ pub fn dead_letters(g: &Gateway) -> HashMap<String, i64> {
 /// number with both (as `listen_tcp = listen_udp = "…:7777"` deployments do).
 pub fn free_tcp_udp_port() -> u16 {
     for _ in 0..100 {
-        let port = atgw::mosquitto::free_port().unwrap();
+        let port = atgw::tools::mosquitto::free_port().unwrap();
         if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -679,7 +679,7 @@ pub fn webhook_sink(dir: &Path, name: &str, url: &str) -> String {
 
 /// The local API on a free port with a token file; returns (config block, base URL, token).
 pub fn api_block(dir: &Path) -> (String, String, String) {
-    let port = atgw::mosquitto::free_port().unwrap();
+    let port = atgw::tools::mosquitto::free_port().unwrap();
     let token = format!("test-token-{port}");
     let file = dir.join("api-token");
     write_private(&file, &token);

@@ -29,7 +29,7 @@ use atgw_sdk::{Event, Shutdown};
 use rumqttc::{AsyncClient, Event as MqttEvent, EventLoop, Incoming, MqttOptions, QoS};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::mosquitto::Mosquitto;
+use crate::tools::mosquitto::Mosquitto;
 use phones::{Phones, PhonesSetup, Team};
 pub use script::SHIPPED_PROFILES;
 use timeline::{PolicyTimes, Timeline};
@@ -116,7 +116,7 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         missing.push(("mqtt", "--no-mqtt".into()));
         println!("  mqtt    left out (--no-mqtt): only the DC-09 alarm panels run");
         None
-    } else if crate::mosquitto::find().is_none() {
+    } else if crate::tools::mosquitto::find().is_none() {
         missing.push(("mqtt", "mosquitto is not installed".into()));
         println!(
             "  mqtt    NOT SHOWN: `mosquitto` is not installed, so there are no zigbee2mqtt/BLE devices and no upstream broker;"
@@ -385,8 +385,8 @@ fn write_files(
         .map_err(|e| format!("cannot write profiles: {e}"))?;
     let g = Generated {
         config: root.join("atgw.toml"),
-        dc09_port: crate::mosquitto::free_port().map_err(|e| e.to_string())?,
-        api_port: crate::mosquitto::free_port().map_err(|e| e.to_string())?,
+        dc09_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
+        api_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
         token: random_hex(24),
         carers_secret: webhook_secret(),
         senior_secret: webhook_secret(),

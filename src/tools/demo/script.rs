@@ -15,19 +15,19 @@ use super::timeline::Timeline;
 pub const SHIPPED_PROFILES: &[(&str, &str)] = &[
     (
         "zigbee2mqtt",
-        include_str!("../../config/profiles/zigbee2mqtt.toml"),
+        include_str!("../../../config/profiles/zigbee2mqtt.toml"),
     ),
     (
         "tuya-mir-he200-fall-radar",
-        include_str!("../../config/profiles/tuya-mir-he200-fall-radar.toml"),
+        include_str!("../../../config/profiles/tuya-mir-he200-fall-radar.toml"),
     ),
     (
         "heiman-hs2fd-fall",
-        include_str!("../../config/profiles/heiman-hs2fd-fall.toml"),
+        include_str!("../../../config/profiles/heiman-hs2fd-fall.toml"),
     ),
     (
         "ble-hub-oximeter",
-        include_str!("../../config/profiles/ble-hub-oximeter.toml"),
+        include_str!("../../../config/profiles/ble-hub-oximeter.toml"),
     ),
 ];
 

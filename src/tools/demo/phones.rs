@@ -374,7 +374,7 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::timeline::PolicyTimes;
+    use crate::tools::demo::timeline::PolicyTimes;
 
     const CARERS: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     const SENIOR: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
