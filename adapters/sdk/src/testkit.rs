@@ -9,6 +9,7 @@
 //!   once it commits, the device is acknowledged;
 //! - **failed commit**: a commit that fails is never acknowledged; the device's resend, once
 //!   the journal works again, is;
+//! - **schema**: every event committed validates against schema v1 in the core's envelope;
 //! - **malformed input**: becomes exactly one dead letter with a reason, commits no event, and
 //!   the adapter keeps serving (the next good message is acknowledged);
 //! - **shutdown**: after its shutdown token is cancelled the adapter's task returns within
@@ -73,6 +74,8 @@ pub enum Failure {
     Wrong { case: &'static str, what: String },
     #[error("shutdown: the adapter did not stop within {SHUTDOWN_DEADLINE:?}")]
     NoShutdown,
+    #[error("schema: an event the adapter made is not valid schema v1: {0}")]
+    Schema(String),
 }
 
 /// What one submission looked like, for the adapter's own extra assertions.
@@ -167,11 +170,55 @@ where
     committed.extend(subs);
     expect_ack(&mut d, case).await?;
 
+    // Every event is valid schema v1 once the core puts its envelope around it.
+    for draft in committed.iter().flat_map(|s| &s.events) {
+        valid_v1(draft)?;
+    }
+
     // Shutdown within the deadline.
     shutdown.cancel();
     match tokio::time::timeout(SHUTDOWN_DEADLINE, task).await {
         Ok(_) => Ok(committed),
         Err(_) => Err(Failure::NoShutdown),
+    }
+}
+
+/// Checks `draft` against the JSON Schema of v1, in the envelope the core gives it (id,
+/// source, sequence and the registry's location are the core's; everything else is the
+/// adapter's).
+pub fn valid_v1(draft: &crate::EventDraft) -> Result<(), Failure> {
+    use crate::event::{DATA_CONTENT_TYPE, DATA_SCHEMA_V1, Event, SPEC_VERSION, format_sequence};
+    let schema: serde_json::Value = serde_json::from_str(crate::schema::EVENT_SCHEMA_V1)
+        .map_err(|e| Failure::Schema(e.to_string()))?;
+    let validator =
+        jsonschema::validator_for(&schema).map_err(|e| Failure::Schema(e.to_string()))?;
+    let mut data = draft.data.clone();
+    data.location.site = "kit".into();
+    let now = jiff::Timestamp::now();
+    let event = Event {
+        specversion: SPEC_VERSION.into(),
+        id: "01900000-0000-7000-8000-000000000001".into(),
+        source: "urn:atgw:kit:kit".into(),
+        event_type: Event::device_type(data.kind),
+        time: draft.time.unwrap_or(now),
+        recordedtime: now,
+        sequence: format_sequence(1),
+        correlationid: None,
+        causationid: None,
+        subject: Some(data.location.subject()),
+        datacontenttype: DATA_CONTENT_TYPE.into(),
+        dataschema: DATA_SCHEMA_V1.into(),
+        data,
+    };
+    let json = serde_json::to_value(&event).map_err(|e| Failure::Schema(e.to_string()))?;
+    let problems: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Schema(format!("{}: {json}", problems.join("; "))))
     }
 }
 
@@ -500,5 +547,27 @@ where
     match stopped {
         Ok(()) => Ok(report),
         Err(_) => Err(Failure::NoShutdown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Battery;
+    use crate::{EventDraft, Kind, Phase};
+
+    #[test]
+    fn the_schema_check_passes_a_good_draft_and_names_what_is_wrong_with_a_bad_one() {
+        let good = EventDraft::new(Kind::PendantPress, Phase::Raised, "kit:p", "kit");
+        assert!(valid_v1(&good).is_ok());
+        let mut bad = good.clone();
+        bad.data.battery = Some(Battery {
+            percent: Some(140.0),
+            ..Battery::default()
+        });
+        let Err(Failure::Schema(why)) = valid_v1(&bad) else {
+            panic!("a battery at 140% passed the schema");
+        };
+        assert!(why.contains("battery"), "{why}");
     }
 }
