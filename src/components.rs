@@ -1,7 +1,7 @@
-//! The registry of component types: the one list of every adapter and sink atgw can run.
+//! The component types: the one list of every adapter and sink atgw can run.
 //!
 //! Adding a protocol or an output is its crate (implementing [`atgw_sdk::component::Adapter`]
-//! or [`Sink`]) plus one line in [`registry!`] below. From that line come the `[[adapter]]` and
+//! or [`Sink`]) plus one line in [`component_types!`] below. From that line come the `[[adapter]]` and
 //! `[[sink]]` config enums (serde picks the variant by `type`, so errors keep their exact key
 //! path), and every use the core makes of a component: validation, the files its config names
 //! (path resolution, symlink refusal, `audit`'s secret checks), preflight, readiness and start.
@@ -75,7 +75,7 @@ const fn same(a: &str, b: &str) -> bool {
     true
 }
 
-macro_rules! registry {
+macro_rules! component_types {
     (
         adapters { $($a:ident($ta:literal) => $A:ty,)* }
         sinks { $($s:ident($ts:literal) => $S:ty,)* }
@@ -94,10 +94,10 @@ macro_rules! registry {
             $(#[serde(rename = $ts)] $s(Box<<$S as Sink>::Config>),)*
         }
 
-        // The registry line's `type` is the component's own.
+        // The list line's `type` is the component's own.
         const _: () = {
-            $(assert!(same($ta, <$A as Adapter>::TYPE), "registry type differs from Adapter::TYPE");)*
-            $(assert!(same($ts, <$S as Sink>::TYPE), "registry type differs from Sink::TYPE");)*
+            $(assert!(same($ta, <$A as Adapter>::TYPE), "component_types! type differs from Adapter::TYPE");)*
+            $(assert!(same($ts, <$S as Sink>::TYPE), "component_types! type differs from Sink::TYPE");)*
         };
 
         /// Every adapter type, as `type = "…"` names it.
@@ -177,7 +177,7 @@ macro_rules! registry {
     };
 }
 
-registry! {
+component_types! {
     adapters {
         Mqtt("mqtt") => atgw_mqtt::component::MqttAdapter,
         SiaDc09("sia-dc09") => atgw_sia_dc09::Dc09Component,

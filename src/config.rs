@@ -237,13 +237,13 @@ pub fn registry_cut_agrees(text: &str) -> bool {
 /// Parses the whole document at once: the general path, and the one that reports syntax
 /// errors with toml's line and column. Returns the TOML of everything but the registry (for
 /// config-rs) and the registry.
-fn whole_document(text: &str, path: &Path) -> Result<(String, Registry), ConfigError> {
+fn whole_document(text: &str, path: &Path) -> Result<(String, RegistrySections), ConfigError> {
     let syntax = |e: &dyn std::fmt::Display| {
         ConfigError::new(path, "(syntax)", e.to_string().trim().replace('\n', " "))
     };
     let mut table: toml::Table = text.parse().map_err(|e| syntax(&e))?;
     let mut registry = toml::Table::new();
-    for key in Registry::KEYS {
+    for key in RegistrySections::KEYS {
         if let Some(v) = table.remove(key) {
             registry.insert(key.to_string(), v);
         }
@@ -260,14 +260,14 @@ fn whole_document(text: &str, path: &Path) -> Result<(String, Registry), ConfigE
 /// express anyway: an array of tables has no `ATGW_…` form. Large ones are read an entry at a
 /// time ([`split`]).
 #[derive(Debug, Default, Deserialize, PartialEq)]
-struct Registry {
+struct RegistrySections {
     #[serde(default, rename = "device")]
     devices: Vec<DeviceConfig>,
     #[serde(default, rename = "resident")]
     residents: Vec<crate::rules::vitals::ResidentVitals>,
 }
 
-impl Registry {
+impl RegistrySections {
     const KEYS: [&'static str; 2] = ["device", "resident"];
 }
 

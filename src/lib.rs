@@ -1,7 +1,7 @@
 //! atgw: the assistive-technology telemetry gateway daemon.
 //!
 //! # Layout
-//! - [`components`]: the registry, the one list of adapter and sink types.
+//! - [`components`]: the one list of adapter and sink types (the component contract's other half).
 //! - [`config`]: the configuration file, its loading and its checks.
 //! - [`registry`]: `[[device]]` entries; who and where a device is.
 //! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.

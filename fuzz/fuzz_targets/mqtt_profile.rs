@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use atgw::registry::Registry;
-use atgw_profile::{Input, Outcome, Profile, ProfileSet};
+use atgw_profile::{Input, Evaluation, Profile, ProfileSet};
 use libfuzzer_sys::fuzz_target;
 
 /// The shipped profiles (embedded in atgw for the demo), in the order an integrator lists them:
@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
             adapter: "zigbee",
             timezone: &f.timezone,
         };
-        if let Outcome::Mapped {
+        if let Evaluation::Mapped {
             events,
             state: updates,
             ..

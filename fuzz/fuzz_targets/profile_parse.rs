@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
             adapter: "fuzz",
             timezone: &tz,
         };
-        if let atgw_profile::Outcome::Mapped { state: updates, .. } = set.evaluate(&input, &state) {
+        if let atgw_profile::Evaluation::Mapped { state: updates, .. } = set.evaluate(&input, &state) {
             for u in updates {
                 match u.value {
                     Some(v) => state.insert(u.key, v),

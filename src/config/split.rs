@@ -17,7 +17,7 @@ use std::ops::Range;
 use toml_parser::Source;
 use toml_parser::lexer::TokenKind;
 
-use super::Registry;
+use super::RegistrySections;
 
 /// Which part of the document a run of text belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,17 +30,17 @@ enum Part {
 
 /// The document as registry entries (read one at a time) and the rest (as TOML text), or
 /// `None` when the caller should parse the whole document instead.
-pub(super) fn read(text: &str) -> Option<(String, Registry)> {
+pub(super) fn read(text: &str) -> Option<(String, RegistrySections)> {
     let parts = cut(text)?;
     let mut rest = String::new();
-    let mut registry = Registry::default();
+    let mut registry = RegistrySections::default();
     let mut entries = 0usize;
     for (part, range) in parts {
         let piece = &text[range];
         match part {
             Part::Rest => rest.push_str(piece),
             Part::Entry(_) => {
-                let one: Registry = toml::from_str(piece).ok()?;
+                let one: RegistrySections = toml::from_str(piece).ok()?;
                 entries += one.devices.len() + one.residents.len();
                 registry.devices.extend(one.devices);
                 registry.residents.extend(one.residents);
@@ -52,7 +52,10 @@ pub(super) fn read(text: &str) -> Option<(String, Registry)> {
         return None;
     }
     let table: toml::Table = rest.parse().ok()?;
-    if Registry::KEYS.iter().any(|k| table.contains_key(*k)) {
+    if RegistrySections::KEYS
+        .iter()
+        .any(|k| table.contains_key(*k))
+    {
         return None;
     }
     Some((rest, registry))
@@ -83,7 +86,7 @@ fn cut(text: &str) -> Option<Vec<(Part, Range<usize>)>> {
                     tokens.next();
                 }
                 let (first, segments) = header_key(text, &mut tokens)?;
-                let next = match Registry::KEYS.into_iter().find(|k| *k == first) {
+                let next = match RegistrySections::KEYS.into_iter().find(|k| *k == first) {
                     Some(key) => match (array, segments) {
                         // `[[device]]`: a new entry.
                         (true, 1) => Part::Entry(key),
@@ -154,13 +157,13 @@ mod tests {
     use proptest::prelude::*;
 
     /// What the whole-document parse makes of `text`: the rest as a table, and the registry.
-    fn whole(text: &str) -> Option<(toml::Table, Registry)> {
+    fn whole(text: &str) -> Option<(toml::Table, RegistrySections)> {
         let (rest, registry) =
             super::super::whole_document(text, std::path::Path::new("t")).ok()?;
         Some((rest.parse().ok()?, registry))
     }
 
-    fn split(text: &str) -> Option<(toml::Table, Registry)> {
+    fn split(text: &str) -> Option<(toml::Table, RegistrySections)> {
         let (rest, registry) = read(text)?;
         Some((
             rest.parse().expect("the rest parsed once already"),

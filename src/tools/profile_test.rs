@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use atgw_profile::{Input, Outcome, Profile, ProfileSet};
+use atgw_profile::{Evaluation, Input, Profile, ProfileSet};
 
 use crate::registry::Registry;
 
@@ -54,7 +54,7 @@ pub fn run(
         };
         println!("# sample {} on `{topic}`", n + 1);
         match set.evaluate(&input, &state) {
-            Outcome::Mapped {
+            Evaluation::Mapped {
                 profile,
                 events,
                 state: updates,
@@ -85,10 +85,10 @@ pub fn run(
                     }
                 }
             }
-            Outcome::Ignored { profile, rule } => {
+            Evaluation::Ignored { profile, rule } => {
                 println!("profile `{profile}`: ignored by rule `{rule}`")
             }
-            Outcome::Rejected { reason, detail } => {
+            Evaluation::Rejected { reason, detail } => {
                 rejected = true;
                 println!("rejected ({reason}): {detail}");
             }

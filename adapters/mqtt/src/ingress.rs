@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use atgw_profile::{Input, Outcome, ProfileSet};
+use atgw_profile::{Evaluation, Input, ProfileSet};
 use atgw_sdk::clock::SharedClock;
 use atgw_sdk::ingest::{DeadLetter, Submission};
 use atgw_sdk::ratelimit::LogLimiter;
@@ -310,7 +310,7 @@ fn map_batch(
                 timezone: tz,
             };
             match profiles.evaluate(&input, &*state) {
-                Outcome::Mapped {
+                Evaluation::Mapped {
                     events,
                     state: updates,
                     seen,
@@ -332,11 +332,11 @@ fn map_batch(
                     });
                     continue;
                 }
-                Outcome::Ignored { .. } => {
+                Evaluation::Ignored { .. } => {
                     health.ignored();
                     continue;
                 }
-                Outcome::Rejected { reason, detail } => (reason, detail),
+                Evaluation::Rejected { reason, detail } => (reason, detail),
             }
         };
         health.rejected(reason);

@@ -19,7 +19,7 @@ use crate::edge;
 use crate::path::JsonPath;
 use crate::spec::{Other, PayloadFormat, Sentinel, ValueType};
 use crate::template::{RenderError, Scope, Template};
-use crate::{Input, Outcome, StateView};
+use crate::{Evaluation, Input, StateView};
 
 /// Longest device id a profile may produce; ids are part of every edge-detection key.
 const MAX_DEVICE_ID: usize = 200;
@@ -126,7 +126,7 @@ pub(crate) fn evaluate(
     profiles: &[&Compiled],
     input: &Input<'_>,
     state: &dyn StateView,
-) -> Outcome {
+) -> Evaluation {
     let payload = Payload::new(input.payload);
     let topic = input.topic;
     let mut unreadable: Option<Rejection> = None;
@@ -139,14 +139,14 @@ pub(crate) fn evaluate(
                 continue;
             }
             let Some(conditions) = &ignore.conditions else {
-                return Outcome::Ignored {
+                return Evaluation::Ignored {
                     profile: profile.name.clone(),
                     rule: ignore.name.clone(),
                 };
             };
             match payload.view(conditions.payload) {
                 Ok(root) if conditions_hold(conditions, root) => {
-                    return Outcome::Ignored {
+                    return Evaluation::Ignored {
                         profile: profile.name.clone(),
                         rule: ignore.name.clone(),
                     };
@@ -188,13 +188,13 @@ pub(crate) fn evaluate(
                 updates: Vec::new(),
             };
             return match mapper.run() {
-                Ok((events, state, seen)) => Outcome::Mapped {
+                Ok((events, state, seen)) => Evaluation::Mapped {
                     profile: profile.name.clone(),
                     events,
                     state,
                     seen,
                 },
-                Err(r) => Outcome::Rejected {
+                Err(r) => Evaluation::Rejected {
                     reason: r.reason,
                     detail: truncate(
                         &format!("profile {}, rule {}: {}", profile.name, rule.name, r.detail),
@@ -206,17 +206,17 @@ pub(crate) fn evaluate(
     }
     let shown = truncate(topic, 120);
     match unreadable {
-        Some(r) => Outcome::Rejected {
+        Some(r) => Evaluation::Rejected {
             reason: r.reason,
             detail: truncate(&format!("topic `{shown}`: {}", r.detail), MAX_DETAIL),
         },
-        None if topic_matched => Outcome::Rejected {
+        None if topic_matched => Evaluation::Rejected {
             reason: "no_profile",
             detail: format!(
                 "topic `{shown}` matched a profile's topic, but no rule's `has`/`equals` conditions held"
             ),
         },
-        None => Outcome::Rejected {
+        None => Evaluation::Rejected {
             reason: "no_profile",
             detail: format!("no configured profile matches topic `{shown}`"),
         },

@@ -8,7 +8,7 @@
 //! - `spec`: the TOML file format as serde reads it (shape only).
 //! - `compile`: checks a file's meaning and builds what evaluation runs;
 //!   every error names the key.
-//! - `eval`: runs a message through the ordered profiles to an [`Outcome`].
+//! - `eval`: runs a message through the ordered profiles to an [`Evaluation`].
 //! - `pattern`: topic patterns with `+`, `#` and named captures.
 //! - `path`: JSON paths (`data.value.device_list[0]`) and path alternatives.
 //! - `template`: `zigbee:{device}`-style strings from captures and paths.
@@ -121,7 +121,7 @@ impl ProfileSet {
     }
 
     /// Maps one message. Never panics, whatever the topic and payload.
-    pub fn evaluate(&self, input: &Input<'_>, state: &dyn StateView) -> Outcome {
+    pub fn evaluate(&self, input: &Input<'_>, state: &dyn StateView) -> Evaluation {
         let compiled: Vec<&compile::Compiled> = self.profiles.iter().map(|p| &p.compiled).collect();
         eval::evaluate(&compiled, input, state)
     }
@@ -174,7 +174,7 @@ impl StateView for BTreeMap<String, String> {
 
 /// What became of one message.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum Evaluation {
     /// Matched a profile. `events` may be empty (a state repeat, telemetry with no edge).
     Mapped {
         profile: String,

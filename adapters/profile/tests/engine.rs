@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use atgw_profile::{Input, Outcome, Profile, ProfileError, ProfileSet};
+use atgw_profile::{Evaluation, Input, Profile, ProfileError, ProfileSet};
 use atgw_sdk::event::Confidence;
 use atgw_sdk::{EventDraft, Kind, Phase, Priority};
 use serde_json::json;
@@ -46,7 +46,7 @@ impl Harness {
         }
     }
 
-    fn send_bytes(&mut self, topic: &str, payload: &[u8]) -> Outcome {
+    fn send_bytes(&mut self, topic: &str, payload: &[u8]) -> Evaluation {
         let input = Input {
             topic,
             payload,
@@ -55,7 +55,7 @@ impl Harness {
             timezone: &self.tz,
         };
         let outcome = self.set.evaluate(&input, &self.state);
-        if let Outcome::Mapped { state, .. } = &outcome {
+        if let Evaluation::Mapped { state, .. } = &outcome {
             for u in state {
                 match &u.value {
                     Some(v) => self.state.insert(u.key.clone(), v.clone()),
@@ -66,21 +66,21 @@ impl Harness {
         outcome
     }
 
-    fn send(&mut self, topic: &str, payload: serde_json::Value) -> Outcome {
+    fn send(&mut self, topic: &str, payload: serde_json::Value) -> Evaluation {
         self.send_bytes(topic, &serde_json::to_vec(&payload).unwrap())
     }
 
     fn events(&mut self, topic: &str, payload: serde_json::Value) -> Vec<EventDraft> {
         match self.send(topic, payload) {
-            Outcome::Mapped { events, .. } => events,
+            Evaluation::Mapped { events, .. } => events,
             other => panic!("expected Mapped, got {other:?}"),
         }
     }
 }
 
-fn rejected(outcome: Outcome) -> (&'static str, String) {
+fn rejected(outcome: Evaluation) -> (&'static str, String) {
     match outcome {
-        Outcome::Rejected { reason, detail } => (reason, detail),
+        Evaluation::Rejected { reason, detail } => (reason, detail),
         other => panic!("expected Rejected, got {other:?}"),
     }
 }
@@ -167,7 +167,7 @@ fn a_repeat_writes_no_state() {
     let mut h = Harness::new(shipped());
     h.send("zigbee2mqtt/x", json!({"tamper": true}));
     match h.send("zigbee2mqtt/x", json!({"tamper": true})) {
-        Outcome::Mapped { events, state, .. } => assert!(events.is_empty() && state.is_empty()),
+        Evaluation::Mapped { events, state, .. } => assert!(events.is_empty() && state.is_empty()),
         other => panic!("{other:?}"),
     }
 }
@@ -291,7 +291,7 @@ fn availability_accepts_json_and_bare_text_and_shares_one_edge() {
         Some("living/radar")
     );
     match h.send_bytes("zigbee2mqtt/living/radar/availability", b"online") {
-        Outcome::Mapped { events, seen, .. } => {
+        Evaluation::Mapped { events, seen, .. } => {
             assert_eq!(events[0].data.phase, Phase::Cleared);
             assert_eq!(
                 events[0].data.raw.as_ref().unwrap().payload,
@@ -313,7 +313,7 @@ fn bridge_state_is_the_bridge_device() {
     assert_eq!(e[0].data.device.id, "zigbee:bridge");
     assert_eq!(e[0].data.kind, Kind::DeviceOffline);
     match h.send_bytes("zigbee2mqtt/bridge/state", b"online") {
-        Outcome::Mapped { events, .. } => assert_eq!(events[0].data.phase, Phase::Cleared),
+        Evaluation::Mapped { events, .. } => assert_eq!(events[0].data.phase, Phase::Cleared),
         other => panic!("{other:?}"),
     }
 }
@@ -330,7 +330,7 @@ fn ignore_rules_cover_bridge_commands_and_the_action_duplicate() {
         ("zigbee2mqtt/0x847127fffe0542eb/action", "action-duplicate"),
     ] {
         match h.send_bytes(topic, b"emergency") {
-            Outcome::Ignored { profile, rule: r } => {
+            Evaluation::Ignored { profile, rule: r } => {
                 assert_eq!(
                     (profile.as_str(), r.as_str()),
                     ("zigbee2mqtt", rule),
@@ -369,7 +369,7 @@ fn telemetry_reports_battery_signal_time_and_a_check_in() {
         "zigbee2mqtt/0xa4c1",
         json!({"action": "emergency", "battery": "80.00", "voltage": 3025, "linkquality": null, "last_seen": 1656118444933_i64}),
     );
-    let Outcome::Mapped { events, seen, .. } = out else {
+    let Evaluation::Mapped { events, seen, .. } = out else {
         panic!("{out:?}")
     };
     let b = events[0].data.battery.as_ref().unwrap();
@@ -444,7 +444,7 @@ fn oximeter_elements_become_vital_signs_with_sentinels_absent() {
             "dusun_pub",
             json!({"type": "HB_Msg", "data": {"msg": "Online"}})
         ),
-        Outcome::Ignored { .. }
+        Evaluation::Ignored { .. }
     ));
 }
 
@@ -460,7 +460,7 @@ fn for_each_sees_its_own_earlier_elements_state() {
         "#);
     let mut h = Harness::new(set);
     let out = h.send("hub/1", json!({"readings": [{"id": "a", "alarm": true}, {"id": "a", "alarm": true}, {"id": "b", "alarm": false}]}));
-    let Outcome::Mapped {
+    let Evaluation::Mapped {
         events,
         state,
         seen,
@@ -738,7 +738,7 @@ fn the_walk_through_profile_in_profiles_md_works() {
     assert_eq!(e[0].data.phase, Phase::Cleared);
     assert!(matches!(
         h.send_bytes("zigbee2mqtt/bedroom/fds315/set", b"{\"status\":\"x\"}"),
-        Outcome::Ignored { .. }
+        Evaluation::Ignored { .. }
     ));
 }
 
@@ -956,7 +956,7 @@ fn a_json_root_that_is_not_an_object_is_rejected_unless_the_rule_walks_the_root_
     let mut h = Harness::new(set);
     let out = h.send("hub/1", json!([{"id": "a", "alarm": true}]));
     assert!(
-        matches!(&out, Outcome::Mapped { events, .. } if events.len() == 1),
+        matches!(&out, Evaluation::Mapped { events, .. } if events.len() == 1),
         "{out:?}"
     );
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use atgw_profile::{Input, Outcome, ProfileSet};
+use atgw_profile::{Evaluation, Input, ProfileSet};
 use atgw_sdk::event::rfc3339_ms;
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ fn every_device_fixture_yields_exactly_its_expectation() {
             };
             let outcome = set.evaluate(&input, &state);
             let events = match &outcome {
-                Outcome::Mapped {
+                Evaluation::Mapped {
                     events,
                     state: updates,
                     ..
@@ -86,8 +86,10 @@ fn every_device_fixture_yields_exactly_its_expectation() {
                     }
                     events.clone()
                 }
-                Outcome::Ignored { .. } => Vec::new(),
-                Outcome::Rejected { reason, detail } => panic!("{at}: rejected {reason}: {detail}"),
+                Evaluation::Ignored { .. } => Vec::new(),
+                Evaluation::Rejected { reason, detail } => {
+                    panic!("{at}: rejected {reason}: {detail}")
+                }
             };
             match &case["expect"] {
                 Value::Object(expect) => {

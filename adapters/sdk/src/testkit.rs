@@ -78,16 +78,13 @@ pub enum Failure {
     Schema(String),
 }
 
-/// What one submission looked like, for the adapter's own extra assertions.
-pub type Seen = Vec<Submission>;
-
 /// Runs every case against adapter `A` configured by `config`, with devices from `device`.
 /// Returns the submissions the journal committed, in order.
 pub async fn run<A, D, F, Fut>(
     config: A::Config,
     site: Site,
     mut device: F,
-) -> Result<Seen, Failure>
+) -> Result<Vec<Submission>, Failure>
 where
     A: Adapter,
     D: Device,

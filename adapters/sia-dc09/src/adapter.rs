@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::connections::{Admission, ConnectionTable, Registration};
 use crate::crypto::AesKey;
 use crate::error::Dc09Error;
-use crate::handler::{AccountEntry, Handler, Outcome};
+use crate::handler::{AccountEntry, Decision, Handler};
 use crate::mapping::Mapper;
 use crate::timestamp::Window;
 
@@ -267,8 +267,8 @@ impl Ctx {
 
     /// Dead letter, alert, commit — and the answer only if the commit resolved `Ok` (a NAK
     /// if it failed).
-    async fn execute(&self, outcome: Outcome) -> Option<Vec<u8>> {
-        let Outcome {
+    async fn execute(&self, outcome: Decision) -> Option<Vec<u8>> {
+        let Decision {
             dead_letter,
             alert,
             commit,

@@ -1,6 +1,6 @@
 //! The receiver's decision for one frame, as data: what to dead-letter, what to commit, what to
 //! answer, and what to log. No I/O, so every branch of legacy.md §1.10 is a unit test; the
-//! listeners execute the [`Outcome`] in order (dead letter, commit, then answer).
+//! listeners execute the [`Decision`] in order (dead letter, commit, then answer).
 //!
 //! The one rule the I/O side must keep: `reply` goes out only after `commit` resolved `Ok`.
 
@@ -39,7 +39,7 @@ const CLOCK_ALERT_MEMORY: usize = 4096;
 
 /// What to do with one frame.
 #[derive(Debug, Default, PartialEq)]
-pub struct Outcome {
+pub struct Decision {
     /// Dead-letter first (durable before any answer).
     pub dead_letter: Option<DeadLetter>,
     /// A gateway alert to journal; best effort, does not gate the answer.
@@ -53,20 +53,20 @@ pub struct Outcome {
     pub encrypted: bool,
 }
 
-impl Outcome {
-    fn reject(reason: &str, detail: String, origin: &str, raw: &[u8]) -> Outcome {
-        Outcome {
+impl Decision {
+    fn reject(reason: &str, detail: String, origin: &str, raw: &[u8]) -> Decision {
+        Decision {
             dead_letter: Some(DeadLetter {
                 reason: reason.into(),
                 detail,
                 origin: origin.into(),
                 raw: raw.to_vec(),
             }),
-            ..Outcome::default()
+            ..Decision::default()
         }
     }
 
-    fn answer(mut self, reply: Vec<u8>) -> Outcome {
+    fn answer(mut self, reply: Vec<u8>) -> Decision {
         self.reply = Some(reply);
         self
     }
@@ -130,19 +130,19 @@ impl Handler {
     }
 
     /// A frame the decoder had to throw away for size.
-    pub fn oversize(&self, err: &FrameError, origin: &str, head: &[u8]) -> Outcome {
-        Outcome::reject(err.reason(), err.to_string(), origin, head)
+    pub fn oversize(&self, err: &FrameError, origin: &str, head: &[u8]) -> Decision {
+        Decision::reject(err.reason(), err.to_string(), origin, head)
     }
 
     /// Decides what one complete frame (LF … CR) becomes.
-    pub fn handle(&self, raw: &[u8], origin: &str, now: Timestamp, rng: &mut impl Rng) -> Outcome {
+    pub fn handle(&self, raw: &[u8], origin: &str, now: Timestamp, rng: &mut impl Rng) -> Decision {
         let frame = match Frame::decode(raw) {
             Ok((f, _)) => f,
-            Err(e) => return Outcome::reject(e.reason(), e.to_string(), origin, raw),
+            Err(e) => return Decision::reject(e.reason(), e.to_string(), origin, raw),
         };
         let h = &frame.header;
         if matches!(h.token, Token::Ack | Token::Nak | Token::Duh | Token::Rsp) {
-            return Outcome::reject(
+            return Decision::reject(
                 "unexpected_response",
                 format!(
                     "a transmitter sent us a {} (we are the receiver)",
@@ -153,13 +153,13 @@ impl Handler {
             );
         }
         let Some(account) = h.account.as_deref() else {
-            return Outcome::reject("bad_frame", "frame has no #account".into(), origin, raw);
+            return Decision::reject("bad_frame", "frame has no #account".into(), origin, raw);
         };
         let entry = match self.accounts.get(account) {
             Some(e) => Some(e),
             None if self.accept_unknown => None,
             None => {
-                let mut out = Outcome::reject(
+                let mut out = Decision::reject(
                     "unknown_account",
                     format!("account {account} is not in this adapter's accounts"),
                     origin,
@@ -171,27 +171,27 @@ impl Handler {
         };
         if let Token::Other(t) = &h.token {
             let detail = format!("ID token \"{t}\" is not one this receiver processes");
-            return Outcome::reject("unknown_token", detail, origin, raw).answer(response::duh(h));
+            return Decision::reject("unknown_token", detail, origin, raw).answer(response::duh(h));
         }
         let key = entry.and_then(|e| e.key.as_ref());
         let payload = match (&frame.body, key) {
             (Body::Encrypted(_), None) => {
                 let detail =
                     format!("account {account} sent an encrypted frame but has no key_file");
-                return Outcome::reject("decrypt_failed", detail, origin, raw)
+                return Decision::reject("decrypt_failed", detail, origin, raw)
                     .answer(response::nak(now));
             }
             (Body::Encrypted(hex), Some(key)) => match open(key, hex) {
                 Ok(p) => p,
                 Err(detail) => {
                     let detail = format!("account {account}: {detail}");
-                    return Outcome::reject("decrypt_failed", detail, origin, raw)
+                    return Decision::reject("decrypt_failed", detail, origin, raw)
                         .answer(response::nak(now));
                 }
             },
             (Body::Clear(_), Some(_)) => {
                 let detail = format!("account {account} has a key but sent a plaintext frame");
-                return Outcome::reject("unencrypted", detail, origin, raw)
+                return Decision::reject("unencrypted", detail, origin, raw)
                     .answer(response::duh(h));
             }
             (Body::Clear(p), None) => p.clone(),
@@ -205,7 +205,7 @@ impl Handler {
                 crate::timestamp::Dc09Time::from_timestamp(now).format()
             );
             let mut out =
-                Outcome::reject("stale_timestamp", detail, origin, raw).answer(response::nak(now));
+                Decision::reject("stale_timestamp", detail, origin, raw).answer(response::nak(now));
             out.alert = self.clock_fault_alert(account, ts.timestamp(), origin, now);
             return out;
         }
@@ -214,11 +214,11 @@ impl Handler {
             Ok(ev) => ev,
             Err(e) => {
                 let detail = format!("account {account}: {e}");
-                return Outcome::reject("bad_data", detail, origin, raw).answer(response::duh(h));
+                return Decision::reject("bad_data", detail, origin, raw).answer(response::duh(h));
             }
         };
         let dedupe_key = (!events.is_empty()).then(|| dedupe_key(h, &payload));
-        Outcome {
+        Decision {
             commit: Some(Submission {
                 events,
                 dedupe_key,
@@ -234,7 +234,7 @@ impl Handler {
             }),
             reply: Some(response::ack(h, key, now, rng)),
             encrypted: key.is_some(),
-            ..Outcome::default()
+            ..Decision::default()
         }
     }
 
@@ -438,7 +438,7 @@ mod tests {
         )
     }
 
-    fn run(h: &Handler, raw: &[u8], now: &str) -> Outcome {
+    fn run(h: &Handler, raw: &[u8], now: &str) -> Decision {
         h.handle(
             raw,
             "tcp:127.0.0.1:1",
