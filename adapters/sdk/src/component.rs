@@ -3,7 +3,7 @@
 //!
 //! # Static at the edges, dynamic in between
 //! A component's config type is concrete ([`Adapter::Config`], [`Sink::Config`]): the core's
-//! registry (`src/components.rs`) turns its one list of component types into the
+//! component list (`src/components.rs`) turns its one list of component types into the
 //! `[[adapter]]`/`[[sink]]` config enums, so serde reports a wrong key at its exact path
 //! (`adapter[1].port`) and `deny_unknown_fields` works as it does anywhere else. Everything a
 //! component does is then reached through these traits by static dispatch. Only the started
