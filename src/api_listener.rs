@@ -5,8 +5,8 @@
 //! reach the port could hold thousands open (20,000 idle ones held 247 MB). At the cap the
 //! listener stops accepting: further clients wait in the kernel's backlog (bounded by
 //! `somaxconn`) and are served as soon as a slot frees, which the idle timeout guarantees
-//! happens. Reaching the cap is counted (`atgw_api_connections_capped_total`, once per
-//! client that had to wait), logged at most once a minute, and raised once per run as a
+//! happens. Reaching the cap is counted (`atgw_api_connections_capped_total`, once each time
+//! the listener finds every slot taken and has to wait), logged at most once a minute, and raised once per run as a
 //! gateway alert (`gateway:<id>:api_connections`): a full API is either an attack from the LAN
 //! or a client leaking connections, and either way someone should look.
 

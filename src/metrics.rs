@@ -232,7 +232,7 @@ impl Metrics {
         let api_connections_capped = Counter::default();
         registry.register(
             "atgw_api_connections_capped",
-            "Local API clients that had to wait because max_connections connections were open",
+            "Times the local API went to accept a client with all max_connections slots taken (the client waits for one to free)",
             api_connections_capped.clone(),
         );
         let unregistered_evicted = Counter::default();
