@@ -11,7 +11,12 @@
 //! cap is journaled, routed and alerted like any other (it may be an alarm), and a forgotten
 //! device that speaks again simply gets a new row. Registered `[[device]]` entries never count
 //! and are never forgotten. Unregistered devices are not supervised, so a forgotten row loses
-//! nothing but its "last seen" time.
+//! its "last seen" time and, in the journal, the edge state its profile kept
+//! (`<profile>|<device>|<field>` keys in `adapter_state`). The adapter keeps its own copy in
+//! memory until it restarts; after that a forgotten device's next report counts as a first
+//! sight: a standing alarm value raises again (it attaches to the open alert as a repeat) and a
+//! first "normal" value clears nothing, so the open alert waits for a person. Both err towards
+//! telling someone.
 //!
 //! The writer keeps the ids of the unregistered rows in memory (at most the cap, plus one
 //! batch), loaded at start, so telling a new device from a known one costs no query; the
@@ -41,12 +46,19 @@ pub struct Bounded {
     /// written).
     promoted: Vec<String>,
     evicted: Vec<String>,
+    /// Edge-state rows (`adapter_state`) of the forgotten devices that were deleted.
+    state_dropped: u64,
 }
 
 impl Bounded {
     /// Devices forgotten by this batch.
     pub fn evicted(&self) -> u64 {
         self.evicted.len() as u64
+    }
+
+    /// Edge-state rows deleted with the forgotten devices.
+    pub fn state_dropped(&self) -> u64 {
+        self.state_dropped
     }
 }
 
@@ -106,13 +118,15 @@ impl Unregistered {
             "DELETE FROM devices WHERE device_id IN (
                  SELECT device_id FROM devices WHERE registered = 0 AND adapter != ?2
                  ORDER BY last_seen_ms, device_id LIMIT ?1)
-             RETURNING device_id",
+             RETURNING device_id, adapter",
         )?;
-        b.evicted = stmt
+        let evicted = stmt
             .query_map(params![excess as i64, crate::GATEWAY_ADAPTER], |r| {
-                r.get::<_, String>(0)
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+        b.state_dropped = drop_edge_state(tx, &evicted)?;
+        b.evicted = evicted.into_iter().map(|(id, _)| id).collect();
         if !b.evicted.is_empty() {
             tx.prepare_cached(
                 "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
@@ -126,7 +140,43 @@ impl Unregistered {
         }
         Ok(b)
     }
+}
 
+/// The device a profile's edge-state key belongs to: `<profile>|<device>|<field>`, with
+/// `|test` after it for a test session's value. Profile names and field keys contain no `|`.
+fn edge_state_device(key: &str) -> Option<&str> {
+    let key = key.strip_suffix("|test").unwrap_or(key);
+    let (_, rest) = key.split_once('|')?;
+    let (device, _) = rest.rsplit_once('|')?;
+    Some(device)
+}
+
+/// Deletes the edge state of the forgotten devices. One pass over each adapter's state:
+/// bounded, since the state of forgotten devices goes with them.
+fn drop_edge_state(tx: &Transaction<'_>, evicted: &[(String, String)]) -> rusqlite::Result<u64> {
+    let mut by_adapter: std::collections::BTreeMap<&str, HashSet<&str>> = Default::default();
+    for (id, adapter) in evicted {
+        by_adapter.entry(adapter).or_default().insert(id);
+    }
+    let mut dropped = 0;
+    for (adapter, ids) in by_adapter {
+        let keys: Vec<String> = tx
+            .prepare_cached("SELECT key FROM adapter_state WHERE adapter = ?1")?
+            .query_map([adapter], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?
+            .into_iter()
+            .filter(|k| edge_state_device(k).is_some_and(|d| ids.contains(d)))
+            .collect();
+        let mut del =
+            tx.prepare_cached("DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2")?;
+        for k in keys {
+            dropped += del.execute(params![adapter, k])? as u64;
+        }
+    }
+    Ok(dropped)
+}
+
+impl Unregistered {
     /// Whether this batch reaches the cap for the first time in this run (its one log line
     /// and gateway alert are due).
     pub fn first_cap(&self, b: &Bounded) -> bool {
@@ -227,6 +277,58 @@ mod tests {
             )
             .unwrap();
         assert_eq!(evicted, "3", "every forgotten device is counted");
+    }
+
+    #[test]
+    fn a_forgotten_device_takes_its_edge_state_with_it_and_no_one_else_s() {
+        let mut c = journal();
+        let mut u = Unregistered::load(&c, 1).unwrap();
+        let state = [
+            ("zigbee", "zigbee2mqtt|a|water_leak"),
+            ("zigbee", "zigbee2mqtt|a|water_leak|test"),
+            ("zigbee", "zigbee2mqtt|a|battery"),
+            ("zigbee", "zigbee2mqtt|ab|water_leak"),
+            ("zigbee", "zigbee2mqtt|b|water_leak"),
+            ("zigbee", "zigbee2mqtt|reg|smoke"),
+            ("other", "zigbee2mqtt|a|water_leak"),
+            (crate::GATEWAY_ADAPTER, EVICTED_KEY),
+        ];
+        for (adapter, key) in state {
+            c.execute(
+                "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, 'true')",
+                params![adapter, key],
+            )
+            .unwrap();
+        }
+        hear(&mut c, &mut u, &[("reg", true), ("a", false)], 1);
+        let tx = c.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO devices (device_id, adapter, registered, last_seen_ms)
+             VALUES ('b', 'zigbee', 0, 2)",
+            [],
+        )
+        .unwrap();
+        let b = u.bound(&tx, [("b", "zigbee", false)].into_iter()).unwrap();
+        assert_eq!((b.evicted(), b.state_dropped()), (1, 3));
+        tx.commit().unwrap();
+        u.committed(b);
+        let kept: Vec<String> = c
+            .prepare("SELECT adapter || ' ' || key FROM adapter_state ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "gateway unregistered_devices.evicted",
+                "other zigbee2mqtt|a|water_leak",
+                "zigbee zigbee2mqtt|ab|water_leak",
+                "zigbee zigbee2mqtt|b|water_leak",
+                "zigbee zigbee2mqtt|reg|smoke",
+            ]
+        );
     }
 
     #[test]
