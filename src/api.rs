@@ -97,11 +97,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     limits: &ApiConfig,
+    gateway_id: &str,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    let alarm = crate::api_listener::CapAlarm {
+        metrics: state.metrics.clone(),
+        writer: state.writer.clone(),
+        gateway_id: gateway_id.to_owned(),
+    };
     let listener =
-        crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout);
+        crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout)
+            .with_alarm(alarm);
     // axum leaves Nagle on: an answer written in two segments would then wait for the client's
     // delayed ACK (DESIGN §11).
     let listener = listener.tap_io(|io| {

@@ -5,7 +5,10 @@
 //! reach the port could hold thousands open (20,000 idle ones held 247 MB). At the cap the
 //! listener stops accepting: further clients wait in the kernel's backlog (bounded by
 //! `somaxconn`) and are served as soon as a slot frees, which the idle timeout guarantees
-//! happens. The cap being reached is logged, at most once a minute.
+//! happens. Reaching the cap is counted (`atgw_api_connections_capped_total`, once each time
+//! the listener finds every slot taken and has to wait), logged at most once a minute, and raised once per run as a
+//! gateway alert (`gateway:<id>:api_connections`): a full API is either an attack from the LAN
+//! or a client leaking connections, and either way someone should look.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +25,35 @@ use tokio::time::{Instant, Sleep};
 /// How often "max_connections reached" may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
+/// Who hears that the cap was reached: the metrics every time, and once per run the journal,
+/// as a gateway alert.
+#[derive(Clone, Debug)]
+pub struct CapAlarm {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub writer: crate::journal::WriterHandle,
+    pub gateway_id: String,
+}
+
+impl CapAlarm {
+    fn raise(&self, max: usize) {
+        let mut d = atgw_sdk::event::EventDraft::new(
+            atgw_sdk::Kind::DeviceFault,
+            atgw_sdk::Phase::Raised,
+            format!("gateway:{}:api_connections", self.gateway_id),
+            crate::GATEWAY_ADAPTER,
+        );
+        d.data.priority = atgw_sdk::Priority::Medium;
+        d.data.message = Some(format!(
+            "Local API reached max_connections ({max}); new clients wait (something holds connections open)"
+        ));
+        d.data.codes.vendor = Some("api_connections_capped".into());
+        self.writer.send(crate::journal::WriterCmd::Gateway {
+            draft: Box::new(d),
+            reply: None,
+        });
+    }
+}
+
 /// A TCP listener that serves at most `max` connections at once.
 #[derive(Debug)]
 pub struct Capped {
@@ -30,6 +62,9 @@ pub struct Capped {
     max: usize,
     idle: Duration,
     warned: Option<Instant>,
+    alarm: Option<CapAlarm>,
+    /// The gateway alert was sent (once per run).
+    alarmed: bool,
 }
 
 impl Capped {
@@ -41,6 +76,40 @@ impl Capped {
             max,
             idle,
             warned: None,
+            alarm: None,
+            alarmed: false,
+        }
+    }
+
+    /// Counts and alerts through `alarm` when the cap is reached.
+    pub fn with_alarm(mut self, alarm: CapAlarm) -> Capped {
+        self.alarm = Some(alarm);
+        self
+    }
+
+    /// A client has to wait for a slot.
+    fn reached(&mut self) {
+        let first = !self.alarmed;
+        if let Some(a) = &self.alarm {
+            a.metrics.api_connections_capped();
+            if first {
+                a.raise(self.max);
+            }
+        }
+        self.alarmed = true;
+        if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            self.warned = Some(Instant::now());
+            tracing::warn!(
+                max_connections = self.max,
+                "local API: max_connections ({}) connections open; new clients wait until one closes (idle ones close after {:?}){}",
+                self.max,
+                self.idle,
+                if first && self.alarm.is_some() {
+                    "; raising a gateway alert"
+                } else {
+                    ""
+                }
+            );
         }
     }
 }
@@ -53,15 +122,7 @@ impl axum::serve::Listener for Capped {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                    self.warned = Some(Instant::now());
-                    tracing::warn!(
-                        max_connections = self.max,
-                        "local API: max_connections ({}) connections open; new clients wait until one closes (idle ones close after {:?})",
-                        self.max,
-                        self.idle
-                    );
-                }
+                self.reached();
                 match self.slots.clone().acquire_owned().await {
                     Ok(p) => p,
                     // The semaphore is never closed.
@@ -208,5 +269,42 @@ mod tests {
         drop(first);
         let second = tokio::time::timeout(Duration::from_secs(2), capped.accept()).await;
         assert!(second.is_ok(), "served once the slot is free");
+    }
+
+    #[tokio::test]
+    async fn reaching_the_cap_is_counted_each_time_and_alerted_once() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new(&[], &[]));
+        let (writer, mut cmds) = crate::journal::writer::test_handle();
+        let mut capped = Capped::new(l, 1, Duration::from_secs(60)).with_alarm(CapAlarm {
+            metrics: metrics.clone(),
+            writer,
+            gateway_id: "gw-test".into(),
+        });
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let (first, _) = capped.accept().await;
+        for _ in 0..3 {
+            let _b = TcpStream::connect(addr).await.unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(50), capped.accept()).await;
+            assert!(waited.is_err(), "the cap holds");
+        }
+        let counted = metrics.encode().unwrap().lines().find_map(|l| {
+            l.strip_prefix("atgw_api_connections_capped_total ")
+                .map(str::to_owned)
+        });
+        assert_eq!(counted.as_deref(), Some("3"), "each wait is counted");
+        let mut alerts = Vec::new();
+        while let Ok(cmd) = cmds.try_recv() {
+            if let crate::journal::WriterCmd::Gateway { draft, .. } = cmd {
+                alerts.push(draft.data.device.id.clone());
+            }
+        }
+        assert_eq!(
+            alerts,
+            ["gateway:gw-test:api_connections"],
+            "one gateway alert"
+        );
+        drop(first);
     }
 }

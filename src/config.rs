@@ -79,6 +79,11 @@ pub struct JournalSettings {
     /// alert says so once), so garbage from unauthenticated senders cannot fill the disk.
     #[serde(default = "default_max_dead_letters")]
     pub max_dead_letters: usize,
+    /// Devices not in the registry that the journal keeps a `devices` row for: beyond it the
+    /// least recently heard are forgotten (counted, and a gateway alert says so once), so
+    /// invented device ids cannot grow the journal. Their events are always journaled.
+    #[serde(default = "default_max_unregistered_devices")]
+    pub max_unregistered_devices: usize,
 }
 
 impl Default for JournalSettings {
@@ -87,6 +92,7 @@ impl Default for JournalSettings {
             dedupe_window: default_dedupe_window(),
             dead_letter_bytes: default_dead_letter_bytes(),
             max_dead_letters: default_max_dead_letters(),
+            max_unregistered_devices: default_max_unregistered_devices(),
         }
     }
 }
@@ -150,6 +156,9 @@ fn default_dead_letter_bytes() -> usize {
 }
 fn default_max_dead_letters() -> usize {
     10_000
+}
+fn default_max_unregistered_devices() -> usize {
+    1000
 }
 
 /// A configuration problem, for a person: which file, which key, what was expected.

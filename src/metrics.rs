@@ -86,6 +86,9 @@ pub struct Metrics {
     commit_failures: Counter,
     time_to_ack: Family<PriorityLabel, Histogram, fn() -> Histogram>,
     api_auth_failures: Counter,
+    api_connections_capped: Counter,
+    unregistered_evicted: Counter,
+    unregistered_devices: Gauge,
     sinks: Vec<String>,
     /// Dead-letter reasons in use as labels (at most [`MAX_REASONS`]).
     reasons: Mutex<BTreeSet<String>>,
@@ -99,6 +102,8 @@ pub struct BatchTally {
     dead_letters: Vec<String>,
     /// First acknowledgements: (alert priority, seconds since the alert was raised).
     acks: Vec<(String, f64)>,
+    /// Unregistered devices forgotten by the cap.
+    unregistered_evicted: u64,
 }
 
 impl BatchTally {
@@ -111,6 +116,10 @@ impl BatchTally {
     /// One input dead-lettered with `reason`.
     pub fn dead_letter(&mut self, reason: &str) {
         self.dead_letters.push(reason.to_owned());
+    }
+    /// `n` unregistered devices forgotten by `[journal] max_unregistered_devices`.
+    pub fn unregistered_evicted(&mut self, n: u64) {
+        self.unregistered_evicted += n;
     }
     /// An alert of `priority` got its first acknowledgement `waited` after it was raised.
     pub fn acknowledged(&mut self, priority: &str, waited: Duration) {
@@ -220,6 +229,24 @@ impl Metrics {
             "Local API requests refused for a missing or wrong bearer token",
             api_auth_failures.clone(),
         );
+        let api_connections_capped = Counter::default();
+        registry.register(
+            "atgw_api_connections_capped",
+            "Times the local API went to accept a client with all max_connections slots taken (the client waits for one to free)",
+            api_connections_capped.clone(),
+        );
+        let unregistered_evicted = Counter::default();
+        registry.register(
+            "atgw_unregistered_devices_evicted",
+            "Unregistered devices forgotten (least recently heard first) because [journal] max_unregistered_devices was reached; their events were journaled",
+            unregistered_evicted.clone(),
+        );
+        let unregistered_devices = Gauge::default();
+        registry.register(
+            "atgw_unregistered_devices",
+            "Unregistered devices the journal keeps a row for (at most [journal] max_unregistered_devices)",
+            unregistered_devices.clone(),
+        );
         let components = Arc::new(RwLock::new(BTreeMap::new()));
         registry.register_collector(Box::new(HealthCollector {
             components: components.clone(),
@@ -251,6 +278,9 @@ impl Metrics {
             commit_failures,
             time_to_ack,
             api_auth_failures,
+            api_connections_capped,
+            unregistered_evicted,
+            unregistered_devices,
             sinks: sinks.to_vec(),
             reasons: Mutex::new(BTreeSet::new()),
             components,
@@ -286,6 +316,9 @@ impl Metrics {
             };
             self.dead_letters.get_or_create(&label).inc();
         }
+        if tally.unregistered_evicted > 0 {
+            self.unregistered_evicted.inc_by(tally.unregistered_evicted);
+        }
         for (priority, secs) in tally.acks {
             self.time_to_ack
                 .get_or_create(&PriorityLabel { priority })
@@ -296,6 +329,16 @@ impl Metrics {
     /// One local API request refused for its bearer token.
     pub fn api_auth_failure(&self) {
         self.api_auth_failures.inc();
+    }
+
+    /// A local API client has to wait: `max_connections` connections are open.
+    pub fn api_connections_capped(&self) {
+        self.api_connections_capped.inc();
+    }
+
+    /// How many unregistered devices the journal keeps a row for now.
+    pub fn unregistered_devices(&self, n: i64) {
+        self.unregistered_devices.set(n);
     }
 
     /// A writer batch failed to commit (and so recorded nothing else).

@@ -173,6 +173,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             dead_letter_bytes: cfg.journal.dead_letter_bytes,
             max_clock_skew: cfg.gateway.max_clock_skew,
             max_dead_letters: cfg.journal.max_dead_letters,
+            max_unregistered_devices: cfg.journal.max_unregistered_devices,
             clock: clock.clone(),
             metrics: metrics.clone(),
             commits: commits.clone(),
@@ -301,9 +302,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 crate::api::AUTH_LOG_EVERY,
             )),
         };
-        let (stop, limits) = (intake.clone(), api.clone());
+        let (stop, limits, gateway_id) = (intake.clone(), api.clone(), cfg.gateway.id.clone());
         adapters.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, &limits, stop).await {
+            if let Err(e) = crate::api::serve(listener, state, &limits, &gateway_id, stop).await {
                 tracing::error!("local API stopped: {e}");
             }
         });

@@ -466,6 +466,7 @@ mod tests {
                 dead_letter_bytes: 1024,
                 max_clock_skew: Duration::from_secs(120),
                 max_dead_letters: 10_000,
+                max_unregistered_devices: 1000,
                 clock: Arc::new(atgw_sdk::clock::SystemClock),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),

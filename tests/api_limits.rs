@@ -127,7 +127,8 @@ async fn healthz(api: &str, within: Duration) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_are_capped_and_closed_after_the_idle_timeout() {
+async fn idle_connections_are_capped_closed_after_the_idle_timeout_and_the_cap_is_counted_and_alerted_once()
+ {
     let rig = rig("max_connections = 8\nidle_timeout = \"2s\"\n").await;
     let mut held = Vec::new();
     for _ in 0..8 {
@@ -163,4 +164,31 @@ async fn idle_connections_are_capped_and_closed_after_the_idle_timeout() {
         "the cap is logged:\n{}",
         rig.gw.log_text()
     );
+    // Reaching the cap is counted and raised once as a gateway alert, never silent.
+    let alerts = || {
+        rig.gw.column::<String>(
+            "SELECT json_extract(json, '$.data.codes.vendor') FROM events
+             WHERE device_id = 'gateway:gw-test:api_connections'",
+        )
+    };
+    wait_until_async(Duration::from_secs(5), || !alerts().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("no gateway alert:\n{}", rig.gw.log_text()));
+    assert_eq!(alerts(), ["api_connections_capped"], "one gateway alert");
+    let root = rig.api.trim_end_matches("/api/v1");
+    let metrics = reqwest::Client::new()
+        .get(format!("{root}/metrics"))
+        .bearer_auth(&rig.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let capped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("atgw_api_connections_capped_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cap counter:\n{metrics}"));
+    assert!(capped >= 1, "the cap is counted: {capped}");
 }

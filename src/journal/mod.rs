@@ -12,6 +12,7 @@
 pub mod commits;
 pub mod reader;
 pub mod schema;
+pub mod unregistered;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -116,6 +116,14 @@ impl WriterHandle {
     }
 }
 
+/// A handle whose commands land in the returned receiver (for tests of code that talks to the
+/// writer).
+#[cfg(test)]
+pub(crate) fn test_handle() -> (WriterHandle, mpsc::UnboundedReceiver<WriterCmd>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (WriterHandle { tx }, rx)
+}
+
 /// What the writer needs to know about the gateway.
 pub struct WriterSetup {
     pub gateway_id: String,
@@ -130,6 +138,9 @@ pub struct WriterSetup {
     pub max_clock_skew: Duration,
     /// Dead letters kept at most; the oldest beyond it are deleted and counted.
     pub max_dead_letters: usize,
+    /// Unregistered devices the journal keeps a `devices` row for; the least recently heard
+    /// beyond it are forgotten and counted ([`super::unregistered`]).
+    pub max_unregistered_devices: usize,
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -216,6 +227,8 @@ struct Writer {
     outages: super::commits::Outages,
     /// The dead-letter cap was reached in this run (its gateway alert is raised once).
     dead_letters_capped: bool,
+    /// The unregistered devices that have a `devices` row, and their cap.
+    unregistered: super::unregistered::Unregistered,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -456,6 +469,11 @@ impl Writer {
             }
         }
         let next_timer = alerts::next_due(&conn)?;
+        let unregistered =
+            super::unregistered::Unregistered::load(&conn, setup.max_unregistered_devices)?;
+        setup
+            .metrics
+            .unregistered_devices(unregistered.len() as i64);
         let supervisor = crate::supervision::Supervisor::load(
             &conn,
             &setup.registry,
@@ -473,6 +491,7 @@ impl Writer {
             held: Vec::new(),
             outages: Default::default(),
             dead_letters_capped: false,
+            unregistered,
         })
     }
 
@@ -577,6 +596,7 @@ impl Writer {
         let mut queue: std::collections::VecDeque<Item> = items.into();
         let mut lettered = false;
         let mut capped_now = false;
+        let mut bounded = super::unregistered::Bounded::default();
         let outcome = (|| -> rusqlite::Result<BatchResult> {
             let tx = self.conn.transaction()?;
             let mut b = Batch {
@@ -736,6 +756,18 @@ impl Writer {
             }
             self.supervisor.fire_due(&mut b)?;
             b.write_seen()?;
+            bounded = self.unregistered.bound(
+                b.tx,
+                b.seen.iter().map(|(id, (adapter, registered, _))| {
+                    (id.as_str(), adapter.as_str(), *registered)
+                }),
+            )?;
+            tally.unregistered_evicted(bounded.evicted());
+            if self.unregistered.first_cap(&bounded) {
+                unregistered_capped(&mut b, &mut tally, self.unregistered.max())?;
+                // The alert's own device (the gateway's, never counted) gets its row too.
+                b.write_seen()?;
+            }
             for (source, n) in &b.touched {
                 b.tx.prepare_cached(
                     "INSERT INTO sources (source, last_seq) VALUES (?1, ?2)
@@ -761,6 +793,10 @@ impl Writer {
             }) => {
                 self.setup.metrics.record_batch(tally, started.elapsed());
                 self.dead_letters_capped |= capped_now;
+                self.unregistered.committed(std::mem::take(&mut bounded));
+                self.setup
+                    .metrics
+                    .unregistered_devices(self.unregistered.len() as i64);
                 // An empty transaction commits on a full disk too: only a write proves much.
                 if self.conn.total_changes() > changes_before {
                     self.outages.committed(now, &self.setup.commits);
@@ -858,6 +894,34 @@ impl Writer {
             tracing::warn!("journal checkpoint at shutdown failed: {e}");
         }
     }
+}
+
+/// The unregistered-device cap was reached for the first time in this run: one log line and
+/// one gateway alert, journaled in the same batch.
+fn unregistered_capped(
+    b: &mut Batch<'_>,
+    tally: &mut crate::metrics::BatchTally,
+    max: usize,
+) -> rusqlite::Result<()> {
+    tracing::warn!(
+        max_unregistered_devices = max,
+        "unregistered devices reached max_unregistered_devices ({max}); from now on the least recently heard are forgotten (their events are still journaled and alerted) and counted (adapter_state gateway/{}, atgw_unregistered_devices_evicted_total); add the real ones as [[device]] entries, or find out who publishes under invented device ids; raising a gateway alert",
+        super::unregistered::EVICTED_KEY
+    );
+    let mut d = EventDraft::new(
+        atgw_sdk::Kind::DeviceFault,
+        atgw_sdk::Phase::Raised,
+        format!("gateway:{}:unregistered_devices", b.setup.gateway_id),
+        crate::GATEWAY_ADAPTER,
+    );
+    d.data.priority = atgw_sdk::Priority::Medium;
+    d.data.message = Some(format!(
+        "Unregistered devices reached their cap ({max}); the least recently heard are forgotten (their events still count)"
+    ));
+    d.data.codes.vendor = Some("unregistered_devices_capped".into());
+    let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
+    tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
+    Ok(())
 }
 
 /// Events journaled by a submit request.
@@ -1003,6 +1067,7 @@ mod tests {
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,
             max_clock_skew: Duration::from_secs(120),
+            max_unregistered_devices: 1000,
             max_dead_letters: 10_000,
             clock: Arc::new(atgw_sdk::clock::SystemClock),
             metrics,
@@ -1031,6 +1096,7 @@ mod tests {
             dedupe_window: Duration::from_secs(3600),
             dead_letter_bytes: 1024,
             max_clock_skew: Duration::from_secs(120),
+            max_unregistered_devices: 1000,
             max_dead_letters: 10_000,
             clock: Arc::new(clock),
             metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
@@ -1346,6 +1412,7 @@ mod tests {
             dead_letter_bytes: 1024,
             max_dead_letters: 3,
             max_clock_skew: Duration::from_secs(120),
+            max_unregistered_devices: 1000,
             clock: Arc::new(atgw_sdk::clock::SystemClock),
             metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
             commits: Arc::default(),

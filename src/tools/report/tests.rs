@@ -102,6 +102,7 @@ impl Site {
                 dead_letter_bytes: 1024,
                 max_clock_skew: Duration::from_secs(120),
                 max_dead_letters: 10_000,
+                max_unregistered_devices: 1000,
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),
