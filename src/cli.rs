@@ -292,6 +292,17 @@ fn check_config(config: &Path) -> ExitCode {
             config.display()
         );
     }
+    if let Some(Err(to)) =
+        crate::alerts::Policies::unregistered_destination(&cfg.routes, &cfg.alerts)
+    {
+        // Not a warning: the default tells people. But whoever commissions devices should hear.
+        eprintln!(
+            "atgw: note: {}: [alerts] unregistered_route is not set, so alerts from devices not \
+             in the registry (their location is unknown) also go to {to}. Name the \
+             commissioning or supervisor route there.",
+            config.display()
+        );
+    }
     println!(
         "{}: ok ({} adapters, {} sinks, {} devices)",
         config.display(),

@@ -117,6 +117,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN failsafe INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE alerts ADD COLUMN restored_ms INTEGER;
     "#,
+    // 4: reminders sent since the last acknowledgement (capped by the policy's max_reminders).
+    r#"
+    ALTER TABLE alerts ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -139,11 +143,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 3);
-        assert_eq!(migrate(&mut c).unwrap(), 3);
+        assert_eq!(migrate(&mut c).unwrap(), 4);
+        assert_eq!(migrate(&mut c).unwrap(), 4);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
     }
 }
