@@ -295,11 +295,11 @@ fn check_config(config: &Path) -> ExitCode {
     if let Some(Err(to)) =
         crate::alerts::Policies::unregistered_destination(&cfg.routes, &cfg.alerts)
     {
-        // Not a warning: the default tells people. But whoever commissions devices should hear.
+        // A note, not a warning: nothing is unrouted, but nobody who commissions devices hears.
         eprintln!(
             "atgw: note: {}: [alerts] unregistered_route is not set, so alerts from devices not \
-             in the registry (their location is unknown) also go to {to}. Name the \
-             commissioning or supervisor route there.",
+             in the registry (their location is unknown) {to}. Name the commissioning or \
+             supervisor route there, so such a device is found.",
             config.display()
         );
     }

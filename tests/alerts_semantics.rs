@@ -772,7 +772,10 @@ fn check_config_refuses_an_unknown_unregistered_route_and_notes_and_audit_warns_
         stderr.contains("note") && stderr.contains("unregistered_route is not set"),
         "{stderr}"
     );
-    assert!(stderr.contains("every route (carers)"), "{stderr}");
+    assert!(
+        stderr.contains("go only to the routes their policy names"),
+        "{stderr}"
+    );
     let f = finding(&base);
     assert_eq!(f["status"], "warn", "{f:#}");
 

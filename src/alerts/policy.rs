@@ -156,7 +156,7 @@ pub struct AlertSettings {
     pub default_route: Option<String>,
     /// Commissioning or supervisor route: every alert from a device the registry does not know
     /// (its location is unknown) is also told here, from its first notification to its end.
-    /// Absent: the fail-safe's routes (`default_route`, or every route).
+    /// Absent: `default_route`; without that, no route beyond the alert's own policy.
     #[serde(default)]
     pub unregistered_route: Option<String>,
 }
@@ -193,7 +193,7 @@ pub struct Policies {
     /// route exists (every sink is then a stream sink and already receives every event).
     failsafe: Option<PolicyConfig>,
     /// Routes also told of every alert from an unregistered device ([`AlertSettings`]
-    /// `unregistered_route`, else the fail-safe's routes).
+    /// `unregistered_route`, else `default_route`, else none).
     pub unregistered_routes: Vec<String>,
 }
 
@@ -240,10 +240,15 @@ impl Policies {
                 .cloned()
                 .collect(),
             test_route: settings.test_route.clone(),
-            unregistered_routes: match (&settings.unregistered_route, &settings.default_route) {
-                (Some(r), _) | (None, Some(r)) => vec![r.clone()],
-                (None, None) => routes.iter().map(|r| r.name.clone()).collect(),
-            },
+            // Not every route by default (unlike the fail-safe): during commissioning many
+            // devices are not registered yet, and paging the senior and the ARC at once for each
+            // of their alerts would teach people to ignore pages.
+            unregistered_routes: settings
+                .unregistered_route
+                .as_ref()
+                .or(settings.default_route.as_ref())
+                .map(|r| vec![r.clone()])
+                .unwrap_or_default(),
             failsafe: (!routes.is_empty()).then(|| PolicyConfig {
                 name: Some(FAILSAFE.into()),
                 matches: PolicyMatch::default(),
@@ -337,8 +342,8 @@ impl Policies {
     }
 
     /// Where alerts from unregistered devices also go, for `check-config` and `audit`: `Ok` names
-    /// the configured `unregistered_route`; `Err` says what the unset default does (the
-    /// fail-safe's routes). `None`: no `[[route]]`, so every sink hears every event anyway.
+    /// the configured `unregistered_route`; `Err` says what the unset default does.
+    /// `None`: no `[[route]]`, so every sink hears every event anyway.
     pub fn unregistered_destination(
         routes: &[RouteConfig],
         settings: &AlertSettings,
@@ -349,15 +354,10 @@ impl Policies {
         Some(
             match (&settings.unregistered_route, &settings.default_route) {
                 (Some(r), _) => Ok(format!("route `{r}`")),
-                (None, Some(r)) => Err(format!("the default route `{r}`")),
-                (None, None) => Err(format!(
-                    "every route ({})",
-                    routes
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                (None, Some(r)) => Err(format!("also go to the default route `{r}`")),
+                (None, None) => {
+                    Err("go only to the routes their policy names (no default_route either)".into())
+                }
             },
         )
     }

@@ -531,7 +531,7 @@ fn resilience(cfg: &Config) -> Vec<Finding> {
             "unregistered-routing",
             "[alerts] unregistered_route",
             format!(
-                "not set: alerts from unregistered devices (location unknown) also go to {to}, not to whoever commissions devices"
+                "not set: alerts from unregistered devices (location unknown) {to}, not to whoever commissions devices"
             ),
             "set [alerts] unregistered_route to the commissioning or supervisor route, so a device that was never registered is found",
         )),
