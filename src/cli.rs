@@ -292,6 +292,17 @@ fn check_config(config: &Path) -> ExitCode {
             config.display()
         );
     }
+    if let Some(Err(to)) =
+        crate::alerts::Policies::unregistered_destination(&cfg.routes, &cfg.alerts)
+    {
+        // A note, not a warning: nothing is unrouted, but nobody who commissions devices hears.
+        eprintln!(
+            "atgw: note: {}: [alerts] unregistered_route is not set, so alerts from devices not \
+             in the registry (their location is unknown) {to}. Name the commissioning or \
+             supervisor route there, so such a device is found.",
+            config.display()
+        );
+    }
     println!(
         "{}: ok ({} adapters, {} sinks, {} devices)",
         config.display(),

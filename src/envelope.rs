@@ -56,13 +56,26 @@ pub fn seal(
             data.resident = None;
         }
     }
-    let mut place = place(&data);
-    if let Some(c) = &unplaced {
-        place = match c.chars().all(|ch| ch.is_ascii_digit()) {
-            true => format!("{place}, zone {c}"),
-            false => format!("{place}, {c}"),
-        };
-    }
+    let component = unplaced
+        .as_deref()
+        .map(|c| match c.chars().all(|ch| ch.is_ascii_digit()) {
+            true => format!("zone {c}"),
+            false => c.to_owned(),
+        });
+    let place = if !unregistered(&data) {
+        let place = place(&data);
+        match &component {
+            Some(c) => format!("{place}, {c}"),
+            None => place,
+        }
+    } else {
+        // Nobody knows where it is: say so, and name the device so someone can find it.
+        let c = component.map(|c| format!(" {c}")).unwrap_or_default();
+        format!(
+            "location unknown, device {}{c} not registered",
+            data.device.id
+        )
+    };
     data.message = Some(match data.message.take() {
         // Adapters and profiles say what happened; where is the registry's business.
         Some(what) => format!("{what} - {place}"),
@@ -171,22 +184,67 @@ fn default_message(data: &atgw_sdk::event::EventData, place: &str) -> String {
         Kind::Heartbeat => "Heartbeat",
         Kind::Unknown => "Unrecognised event",
     };
-    let phase = match data.phase {
-        Phase::Cleared => " cleared",
-        _ => "",
-    };
+    let test = if data.test { "TEST: " } else { "" };
+    if data.phase == Phase::Cleared {
+        // Say what was restored, not just that something was.
+        return format!("{test}{} - {place}", restored(data.kind));
+    }
     let sure = match data.confidence {
         Some(atgw_sdk::event::Confidence::Suspected) => " (suspected)",
         _ => "",
     };
-    let test = if data.test { "TEST: " } else { "" };
-    format!("{test}{what}{sure}{phase} - {place}")
+    format!("{test}{what}{sure} - {place}")
 }
 
-/// Where, for a person: the registry's room or area, else the device id.
-fn place(data: &atgw_sdk::event::EventData) -> String {
+/// A device the registry does not know (not the gateway's own components): nobody knows
+/// where it is, so its messages say so and its alerts also go to `[alerts] unregistered_route`.
+pub fn unregistered(data: &atgw_sdk::event::EventData) -> bool {
+    !data.device.registered && data.device.adapter != crate::GATEWAY_ADAPTER
+}
+
+/// What a device's restore of a condition of this kind means, in a carer's words ("Door
+/// closed", "Water leak cleared"): the message of a `cleared` event a profile or rule gives no
+/// words for, and (lower-cased) what an alert says was restored.
+pub fn restored(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Fall => "Fall detector no longer reports a fall",
+        Kind::PendantPress => "Pendant alarm restored",
+        Kind::AssistanceCall => "Assistance call reset",
+        Kind::Medical => "Medical alarm restored",
+        Kind::NurseCall => "Nurse call reset",
+        Kind::Inactivity => "Activity detected again",
+        Kind::BedExit => "Back in bed",
+        Kind::ChairExit => "Back in the chair",
+        Kind::DoorExit => "Door closed",
+        Kind::Spo2Low => "SpO2 back in range",
+        Kind::RespiratoryRateAbnormal => "Respiratory rate back in range",
+        Kind::HeartRateAbnormal => "Heart rate back in range",
+        Kind::Smoke => "Fire/smoke alarm cleared",
+        Kind::Co => "Carbon monoxide alarm cleared",
+        Kind::Gas => "Gas alarm cleared",
+        Kind::WaterLeak => "Water leak cleared (dry again)",
+        Kind::TemperatureExtreme => "Temperature back in range",
+        Kind::Seizure => "Seizure alarm restored",
+        Kind::Enuresis => "Enuresis sensor dry again",
+        Kind::Tamper => "Tamper restored (cover closed)",
+        Kind::LowBattery => "Battery no longer low",
+        Kind::DeviceOffline => "Device back online",
+        Kind::DeviceFault => "Device fault cleared",
+        Kind::PowerFault => "Power restored",
+        Kind::VitalSign => "Vital signs back in range",
+        Kind::Test => "Test ended",
+        Kind::Cancel => "Cancel",
+        Kind::Heartbeat => "Heartbeat",
+        Kind::Unknown => "Unrecognised condition restored",
+    }
+}
+
+/// Where, for a person: the registry's room with its area ("Room 9, West wing"), else the
+/// area, else the device id.
+pub fn place(data: &atgw_sdk::event::EventData) -> String {
     match (&data.location.room, &data.location.area) {
-        (Some(room), _) => format!("Room {room}"),
+        (Some(room), Some(area)) => format!("Room {room}, {area}"),
+        (Some(room), None) => format!("Room {room}"),
         (None, Some(area)) => format!("Area {area}"),
         (None, None) => data.device.id.clone(),
     }
@@ -228,7 +286,7 @@ mod tests {
         assert_eq!(e.time, now);
         assert_eq!(
             e.data.message.as_deref(),
-            Some("Emergency button pressed - Room 12")
+            Some("Emergency button pressed - Room 12, east")
         );
     }
 
@@ -289,7 +347,9 @@ mod tests {
         let e = seal(&reg, "gw-1", "zigbee", d.clone(), Timestamp::now(), 1);
         assert_eq!(
             e.data.message.as_deref(),
-            Some("Emergency button pressed - zigbee:0xa4 (battery low 5%)")
+            Some(
+                "Emergency button pressed - location unknown, device zigbee:0xa4 not registered (battery low 5%)"
+            )
         );
         d.data.battery = Some(atgw_sdk::event::Battery {
             percent: Some(80.0),
@@ -299,8 +359,83 @@ mod tests {
         let e = seal(&reg, "gw-1", "zigbee", d, Timestamp::now(), 1);
         assert_eq!(
             e.data.message.as_deref(),
-            Some("Emergency button pressed - zigbee:0xa4")
+            Some("Emergency button pressed - location unknown, device zigbee:0xa4 not registered")
         );
+    }
+
+    #[test]
+    fn an_unregistered_device_says_its_location_is_unknown_and_names_itself_and_its_zone() {
+        let reg = Registry::new("oakview", &[]);
+        let mut d = EventDraft::new(Kind::PendantPress, Phase::Raised, "dc09:9999", "alarms");
+        d.data.device.component = Some("003".into());
+        d.data.message = Some("Personal emergency".into());
+        let e = seal(&reg, "gw-1", "alarms", d, Timestamp::now(), 1);
+        assert_eq!(
+            e.data.message.as_deref(),
+            Some("Personal emergency - location unknown, device dc09:9999 zone 003 not registered")
+        );
+        assert!(unregistered(&e.data));
+        // The gateway's own components are not devices anyone registers.
+        let mut g = EventDraft::new(
+            Kind::DeviceFault,
+            Phase::Raised,
+            "sink:carers",
+            crate::GATEWAY_ADAPTER,
+        );
+        g.data.message = Some("Alert channel `carers` disabled by its receiver".into());
+        let e = seal(&reg, "gw-1", crate::GATEWAY_ADAPTER, g, Timestamp::now(), 1);
+        assert!(!unregistered(&e.data));
+        assert_eq!(
+            e.data.message.as_deref(),
+            Some("Alert channel `carers` disabled by its receiver - sink:carers")
+        );
+    }
+
+    #[test]
+    fn a_restore_without_words_of_its_own_says_what_was_restored_by_kind_with_room_and_area() {
+        let reg = Registry::new(
+            "oakview",
+            &[DeviceConfig {
+                id: "door-9".into(),
+                adapter: "zigbee".into(),
+                match_keys: [("device".to_string(), "0xd9".to_string())].into(),
+                resident: None,
+                location: DeviceLocation {
+                    area: Some("West wing".into()),
+                    room: Some("9".into()),
+                    zone: None,
+                },
+                check_in: None,
+                not_reading_after: None,
+            }],
+        );
+        let message = |kind: Kind, phase: Phase| {
+            let mut d = EventDraft::new(kind, phase, "zigbee:0xd9", "zigbee");
+            d.registry_keys.insert("device".into(), "0xd9".into());
+            seal(&reg, "gw-1", "zigbee", d, Timestamp::now(), 1)
+                .data
+                .message
+                .unwrap()
+        };
+        assert_eq!(
+            message(Kind::DoorExit, Phase::Raised),
+            "Door exit - Room 9, West wing"
+        );
+        assert_eq!(
+            message(Kind::DoorExit, Phase::Cleared),
+            "Door closed - Room 9, West wing"
+        );
+        assert_eq!(
+            message(Kind::PendantPress, Phase::Cleared),
+            "Pendant alarm restored - Room 9, West wing"
+        );
+        assert_eq!(
+            message(Kind::WaterLeak, Phase::Cleared),
+            "Water leak cleared (dry again) - Room 9, West wing"
+        );
+        for kind in Kind::ALL {
+            assert!(!restored(*kind).is_empty(), "{kind}");
+        }
     }
 
     #[test]

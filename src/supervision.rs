@@ -106,7 +106,8 @@ impl Supervisor {
             w.raised = false;
             let w = w.clone();
             set_flag(b, id, &w, false)?;
-            emit(b, &w, Phase::Cleared, "Device back online")?;
+            let what = format!("{} back online", device_label(b, id)?);
+            emit(b, &w, Phase::Cleared, &what)?;
         }
         Ok(())
     }
@@ -125,17 +126,83 @@ impl Supervisor {
                 w.raised = true;
                 let w = w.clone();
                 set_flag(b, &id, &w, true)?;
-                let silent = (now - w.last_seen_ms) / 1000;
-                emit(
-                    b,
-                    &w,
-                    Phase::Raised,
-                    &format!("Device silent for {silent}s (check-in missed)"),
-                )?;
+                let what = format!(
+                    "{} silent for {} (check-in missed)",
+                    device_label(b, &id)?,
+                    crate::alerts::span(now - w.last_seen_ms)
+                );
+                emit(b, &w, Phase::Raised, &what)?;
             }
         }
         Ok(())
     }
+}
+
+/// What the device is, for the carer who must go and look: what it reports (its latest
+/// alarm kind that names a device: "Pendant", "Fall detector", "Oximeter"), with its vendor and
+/// model when its profile says them, and its registry id. The core appends room and area.
+fn device_label(b: &Batch<'_>, id: &str) -> rusqlite::Result<String> {
+    let recent: Vec<(String, Option<String>, Option<String>, bool)> =
+        b.tx.prepare_cached(
+            "SELECT kind, json_extract(json, '$.data.device.vendor'),
+                    json_extract(json, '$.data.device.model'),
+                    json_extract(json, '$.data.observations[0].name') = 'spo2'
+             FROM events WHERE device_id = ?1 AND kind != 'device_offline'
+             ORDER BY seq DESC LIMIT 50",
+        )?
+        .query_map([id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, Option<bool>>(3)?.unwrap_or(false),
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let noun = recent
+        .iter()
+        .find_map(|(kind, _, _, spo2)| noun(kind.parse().ok()?, *spo2))
+        .unwrap_or("Device");
+    let model = recent.iter().find_map(|(_, vendor, model, _)| {
+        let v = [vendor.as_deref(), model.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!v.is_empty()).then_some(v)
+    });
+    Ok(match model {
+        Some(m) => format!("{noun} {id} ({m})"),
+        None => format!("{noun} {id}"),
+    })
+}
+
+/// The device a kind of report comes from; `None` for kinds any device sends.
+fn noun(kind: Kind, spo2: bool) -> Option<&'static str> {
+    Some(match kind {
+        Kind::PendantPress => "Pendant",
+        Kind::Fall => "Fall detector",
+        Kind::AssistanceCall => "Call point",
+        Kind::NurseCall => "Nurse call point",
+        Kind::Medical => "Medical alarm",
+        Kind::Smoke => "Smoke detector",
+        Kind::Co => "CO detector",
+        Kind::Gas => "Gas detector",
+        Kind::WaterLeak => "Leak sensor",
+        Kind::DoorExit => "Door sensor",
+        Kind::BedExit => "Bed sensor",
+        Kind::ChairExit => "Chair sensor",
+        Kind::Inactivity => "Activity sensor",
+        Kind::Seizure => "Seizure monitor",
+        Kind::Enuresis => "Enuresis sensor",
+        Kind::TemperatureExtreme => "Temperature sensor",
+        Kind::VitalSign | Kind::Spo2Low if spo2 => "Oximeter",
+        Kind::VitalSign
+        | Kind::Spo2Low
+        | Kind::HeartRateAbnormal
+        | Kind::RespiratoryRateAbnormal => "Vital-signs monitor",
+        _ => return None,
+    })
 }
 
 fn set_flag(b: &Batch<'_>, id: &str, w: &Watch, raised: bool) -> rusqlite::Result<()> {

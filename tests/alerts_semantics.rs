@@ -1,6 +1,7 @@
-//! Safe alarm semantics through the real binary (issue 12 items 1–6): DC-09 panels and MQTT
-//! devices on real sockets, care teams as webhook receivers, alerts read through the local API.
-//! No alarm is quietly unrouted, merged, downgraded, closed or forgotten.
+//! Safe alarm semantics through the real binary (issue 12 items 1–6, 9 and 13): DC-09 panels and
+//! MQTT devices on real sockets, care teams as webhook receivers, alerts read through the local
+//! API. No alarm is quietly unrouted, merged, downgraded, closed or forgotten; an unregistered
+//! device is found; what carers read says what happened, where (room and area) and how often.
 
 mod common;
 
@@ -636,5 +637,322 @@ async fn repeat_presses_tell_everyone_again_with_a_count_also_after_acknowledgem
     for e in rig.carers.delivered() {
         assert_schema_valid(&schema, &e);
     }
+    drop(rig);
+}
+
+/// A third care-team endpoint for the commissioning route, with its sink and route blocks.
+async fn commissioning(dir: &std::path::Path) -> (Receiver, String) {
+    let r = Receiver::start().await;
+    let block = format!(
+        "{}\n[[route]]\nname = \"commissioning\"\nsinks = [\"commissioning\"]\n",
+        webhook_sink(dir, "commissioning", &r.url())
+    );
+    (r, block)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_pendant_says_its_location_is_unknown_and_also_tells_the_commissioning_route()
+ {
+    let secrets = tempfile::tempdir().unwrap();
+    let (commissioners, block) = commissioning(secrets.path()).await;
+    let rig = rig(
+        &format!("{ALARMS}{block}\n[alerts]\nunregistered_route = \"commissioning\"\n"),
+        DEVICES,
+    )
+    .await;
+    let devices = Publisher::connect(rig.broker.port, "semantics-unregistered").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    let unregistered = |e: &Value| {
+        e["data"]["alert"]["reason"] == "raised"
+            && e["data"]["device"]["id"] == "zigbee:0xa4c13899607febd1"
+    };
+    let to_carers = rig
+        .told(&rig.carers, "carers not told", 20, &unregistered)
+        .await;
+    let message = to_carers["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("location unknown")
+            && message.contains("zigbee:0xa4c13899607febd1 not registered"),
+        "{message}"
+    );
+    let to_commissioning = rig
+        .told(
+            &commissioners,
+            "the commissioning route was not told of the unregistered device's alarm",
+            20,
+            &unregistered,
+        )
+        .await;
+    assert_eq!(
+        to_commissioning["data"]["alert"]["id"],
+        to_carers["data"]["alert"]["id"]
+    );
+    // It hears the rest of that alert's life too.
+    let id = to_carers["data"]["alert"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rig.ack(&id).await;
+    rig.told(&commissioners, "not told of the ack", 20, |e| {
+        e["data"]["alert"]["id"] == id.as_str() && e["data"]["alert"]["reason"] == "acknowledged"
+    })
+    .await;
+
+    // A registered pendant's alarm is the carers' business only.
+    rig.cid("1234", 1, "1101 01 003").await;
+    rig.told(&rig.carers, "no registered press", 20, |e| {
+        e["data"]["device"]["id"] == "pendant-12"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !commissioners
+            .delivered()
+            .iter()
+            .any(|e| e["data"]["device"]["id"] == "pendant-12"),
+        "{:?}",
+        notes(&commissioners)
+    );
+    drop(rig);
+}
+
+#[test]
+fn check_config_refuses_an_unknown_unregistered_route_and_notes_and_audit_warns_when_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(
+        dir.path(),
+        1883,
+        &format!(
+            "{}\n[[route]]\nname = \"carers\"\nsinks = [\"carers\"]\n\n[[policy]]\nmatch = {{ priority = [\"high\"] }}\nnotify = [\"carers\"]\n",
+            webhook_sink(dir.path(), "carers", "http://127.0.0.1:9/hook")
+        ),
+    );
+    let path = dir.path().join("atgw.toml");
+    let run = |args: &[&str], text: &str| {
+        std::fs::write(&path, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let finding = |text: &str| -> Value {
+        let out = run(&["audit", "--json"], text);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "unregistered-routing")
+            .cloned()
+            .unwrap_or_else(|| panic!("no unregistered-routing finding: {report:#}"))
+    };
+
+    let wrong = format!("{base}\n[alerts]\nunregistered_route = \"commisioning\"\n");
+    let out = run(&["check-config"], &wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("alerts.unregistered_route") && stderr.contains("`commisioning`"),
+        "{stderr}"
+    );
+
+    let out = run(&["check-config"], &base);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note") && stderr.contains("unregistered_route is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("go only to the routes their policy names"),
+        "{stderr}"
+    );
+    let f = finding(&base);
+    assert_eq!(f["status"], "warn", "{f:#}");
+
+    let set = format!("{base}\n[alerts]\nunregistered_route = \"carers\"\n");
+    let out = run(&["check-config"], &set);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("unregistered_route"),
+        "{out:?}"
+    );
+    assert_eq!(finding(&set)["status"], "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_says_what_was_restored_and_where_with_the_area() {
+    let rig = rig(
+        &format!("{ALARMS}\n[[policy]]\nname = \"leaks\"\nmatch = {{ kind = [\"water_leak\"] }}\nnotify = [\"carers\"]\n"),
+        DEVICES,
+    )
+    .await;
+    rig.cid("1234", 1, "1154 01 009").await;
+    let raised = rig
+        .told(
+            &rig.carers,
+            "no leak",
+            20,
+            reason_is("water_leak", "raised"),
+        )
+        .await;
+    assert_eq!(
+        raised["data"]["message"], "ALERT: Water leak - Room 12, east",
+        "the room with its area"
+    );
+    rig.cid("1234", 2, "3154 01 009").await;
+    let cleared = rig
+        .told(
+            &rig.carers,
+            "the leak did not clear",
+            20,
+            reason_is("water_leak", "device_cleared"),
+        )
+        .await;
+    assert_eq!(
+        cleared["data"]["message"], "CLEARED - Water leak restored - Room 12, east",
+        "{cleared}"
+    );
+
+    rig.cid("1234", 3, "1101 01 003").await;
+    rig.cid("1234", 4, "3101 01 003").await;
+    let note = rig
+        .told(
+            &rig.carers,
+            "the pendant restore was not told",
+            20,
+            reason_is("pendant_press", "device_restored"),
+        )
+        .await;
+    assert_eq!(
+        note["data"]["message"],
+        "STILL OPEN - pendant alarm restored, check the resident: Personal emergency - Room 12, east"
+    );
+    drop(rig);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmapped_contact_id_code_is_named_by_its_code_and_class() {
+    let rig = rig(ALARMS, DEVICES).await;
+    rig.cid("1234", 1, "1131 01 003").await;
+    let mut messages = Vec::new();
+    let _ = wait_until_async(Duration::from_secs(20), || {
+        messages = rig.gw.column::<String>(
+            "SELECT json_extract(json, '$.data.message') FROM events WHERE kind = 'unknown'",
+        );
+        !messages.is_empty()
+    })
+    .await;
+    assert_eq!(
+        messages,
+        ["Contact ID 1131 (unmapped alarm) - Room 12, east"],
+        "{}",
+        rig.gw.log_text()
+    );
+    drop(rig);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_check_in_names_the_device_its_room_and_its_area() {
+    let rig = rig(
+        ALARMS,
+        r#"
+[[device]]
+id = "pendant-9"
+adapter = "zigbee"
+match = { device = "0xa4c1389960700009" }
+location = { area = "West wing", room = "9" }
+check_in = "2s"
+"#,
+    )
+    .await;
+    let devices = Publisher::connect(rig.broker.port, "semantics-silent").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c1389960700009",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    let offline = |phase: &'static str| {
+        format!(
+            "SELECT json_extract(json, '$.data.message') FROM events
+             WHERE kind = 'device_offline' AND phase = '{phase}'"
+        )
+    };
+    let mut silent = Vec::new();
+    let _ = wait_until_async(Duration::from_secs(20), || {
+        silent = rig.gw.column::<String>(&offline("raised"));
+        !silent.is_empty()
+    })
+    .await;
+    assert_eq!(silent.len(), 1, "{silent:?}\n{}", rig.gw.log_text());
+    let m = &silent[0];
+    assert!(
+        m.starts_with("Pendant pendant-9")
+            && m.contains("silent for ")
+            && m.contains("(check-in missed)"),
+        "{m}"
+    );
+    assert!(m.ends_with(" - Room 9, West wing"), "{m}");
+    devices
+        .send("zigbee2mqtt/0xa4c1389960700009", r#"{"linkquality":80}"#)
+        .await;
+    let mut back = Vec::new();
+    let _ = wait_until_async(Duration::from_secs(20), || {
+        back = rig.gw.column::<String>(&offline("cleared"));
+        !back.is_empty()
+    })
+    .await;
+    assert_eq!(back, ["Pendant pendant-9 back online - Room 9, West wing"]);
+    drop(rig);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_stop_after_max_reminders_and_the_last_one_says_so() {
+    let rig = rig(
+        "\n[[policy]]\nname = \"alarms\"\nmatch = { priority = [\"high\"] }\nnotify = [\"carers\"]\nremind = \"1s\"\n",
+        DEVICES,
+    )
+    .await;
+    rig.cid("1234", 1, "1101 01 003").await;
+    let raised = rig
+        .told(
+            &rig.carers,
+            "no press",
+            20,
+            reason_is("pendant_press", "raised"),
+        )
+        .await;
+    rig.ack(raised["data"]["alert"]["id"].as_str().unwrap())
+        .await;
+    let reminders = || -> Vec<String> {
+        rig.carers
+            .delivered()
+            .iter()
+            .filter(|e| e["data"]["alert"]["reason"] == "not_resolved")
+            .map(|e| e["data"]["message"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let _ = wait_until_async(Duration::from_secs(20), || reminders().len() >= 3).await;
+    // Three more reminder intervals: none comes after the last.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = reminders();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].starts_with("REMINDER (1 of 3, not resolved)"),
+        "{got:?}"
+    );
+    assert!(
+        got[2].starts_with("LAST REMINDER (3 of 3, no more will be sent; not resolved)"),
+        "{got:?}"
+    );
     drop(rig);
 }

@@ -313,7 +313,7 @@ not_reading_after = "2s"                 # this device's own, replacing [vitals]
         .unwrap_or_else(|_| panic!("not-reading never raised:\n{}", gw.log_text()));
     assert_eq!(
         faults(),
-        ["raised low Oximeter not reading - Room 16"],
+        ["raised low Oximeter not reading - Room 16, west"],
         "raised once, low priority"
     );
     assert_eq!(
@@ -325,5 +325,8 @@ not_reading_after = "2s"                 # this device's own, replacing [vitals]
     wait_until_async(Duration::from_secs(20), || faults().len() == 2)
         .await
         .unwrap_or_else(|_| panic!("a reading did not clear it: {:?}", faults()));
-    assert_eq!(faults()[1], "cleared low Oximeter reading again - Room 16");
+    assert_eq!(
+        faults()[1],
+        "cleared low Oximeter reading again - Room 16, west"
+    );
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - While Open, escalation tiers fire at their delay after the raise and the alert repeats to
-//!   everyone notified so far; acknowledging stops both and starts the reminder.
+//!   everyone notified so far; acknowledging stops both and starts the reminder, which comes
+//!   every `remind` at most `max_reminders` times per acknowledgement (the last one says so).
 //! - **Restore and cancel.** A device's restore of a condition the device reports (a leak that
 //!   dried, smoke gone, a device back online) moves it to Cleared: escalation stops, but a person
 //!   still acknowledges or resolves. For a resident kind ([`policy::RESIDENT_KINDS`]: pendant,
@@ -81,6 +82,8 @@ pub struct Alert {
     pub opened_ms: i64,
     /// Raises attached to this alert, the first included.
     pub presses: u32,
+    /// Reminders sent since the last acknowledgement.
+    pub reminders: u32,
 }
 
 /// The three kinds of timer an alert can have (at most one of each).
@@ -170,6 +173,7 @@ pub fn open(
         raised_ms: now_ms,
         opened_ms: now_ms,
         presses: 1,
+        reminders: 0,
     };
     let mut fx = vec![Effect::Notify {
         phase: Phase::Raised,
@@ -229,6 +233,7 @@ pub fn step(
         (Acknowledged, Input::Ack) => {}
         (Open | Cleared, Input::Ack) => {
             a.status = Acknowledged;
+            a.reminders = 0;
             fx.push(Effect::Notify {
                 phase: Phase::Acknowledged,
                 reason: "acknowledged",
@@ -338,11 +343,16 @@ pub fn step(
             }
         }
         (Acknowledged, Input::Fired(Timer::Remind)) => {
+            a.reminders = a.reminders.saturating_add(1);
             fx.push(Effect::Notify {
                 phase: Phase::Escalated,
                 reason: "not_resolved",
             });
-            if let Some(r) = policy.and_then(|p| p.remind) {
+            // Capped: whoever acknowledged has it; the last reminder says no more will come.
+            if let Some(p) = policy
+                && let Some(r) = p.remind
+                && a.reminders < p.max_reminders
+            {
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
             }
         }
@@ -393,6 +403,7 @@ mod tests {
             ],
             repeat: Some(Duration::from_secs(30)),
             remind: Some(Duration::from_secs(600)),
+            max_reminders: 3,
             clear_on_restore: Vec::new(),
         }
     }
@@ -424,6 +435,7 @@ mod tests {
             raised_ms: 0,
             opened_ms: 0,
             presses: 1,
+            reminders: 0,
         }
     }
 
@@ -479,6 +491,28 @@ mod tests {
         );
         let fx = step(&mut a, Some(&p), Input::Fired(Timer::Remind), 605_000).unwrap();
         assert_eq!(notify(&fx), vec![(Phase::Escalated, "not_resolved")]);
+    }
+
+    #[test]
+    fn reminders_stop_after_max_reminders_and_a_new_acknowledgement_starts_them_again() {
+        let p = policy();
+        let (mut a, _) = open(&p, Kind::WaterLeak, Priority::High, None, 0);
+        step(&mut a, Some(&p), Input::Ack, 0).unwrap();
+        let mut t = 0;
+        for n in 1..=3 {
+            t += 600_000;
+            let fx = step(&mut a, Some(&p), Input::Fired(Timer::Remind), t).unwrap();
+            assert_eq!(notify(&fx), vec![(Phase::Escalated, "not_resolved")]);
+            assert_eq!(a.reminders, n);
+            let rearmed = fx.contains(&Effect::Arm(Timer::Remind, t + 600_000));
+            assert_eq!(rearmed, n < 3, "reminder {n}: {fx:?}");
+        }
+        // Cleared by the device, raised again and acknowledged again: a new round.
+        let mut b = alert(Kind::WaterLeak, Status::Cleared);
+        b.reminders = 3;
+        let fx = step(&mut b, Some(&p), Input::Ack, 10).unwrap();
+        assert_eq!(b.reminders, 0);
+        assert!(fx.contains(&Effect::Arm(Timer::Remind, 600_010)));
     }
 
     #[test]

@@ -118,7 +118,7 @@ struct Row {
 }
 
 const ROW_COLUMNS: &str = "id, policy, device_id, kind, status, priority, confidence, level, \
-     raised_ms, snapshot, component, presses, coalesce(opened_ms, raised_ms), told";
+     raised_ms, snapshot, component, presses, coalesce(opened_ms, raised_ms), told, reminders";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let kind: String = r.get(3)?;
@@ -144,6 +144,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             raised_ms: r.get(8)?,
             opened_ms: r.get(12)?,
             presses: u32::try_from(r.get::<_, i64>(11)?.max(1)).unwrap_or(u32::MAX),
+            reminders: u32::try_from(r.get::<_, i64>(14)?.max(0)).unwrap_or(u32::MAX),
         },
         told: told
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -189,8 +190,13 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
             event.correlationid = Some(first.id.clone());
         }
         b.insert(&event, &sinks)?;
+        // What the device says was restored ("Door closed - Room 9, West wing").
+        let said = Actor {
+            said: event.data.message.clone(),
+            ..Actor::default()
+        };
         for row in live {
-            transition(b, row, input.clone(), &event.id, Actor::default())?;
+            transition(b, row, input.clone(), &event.id, said.clone())?;
         }
         return Ok(());
     }
@@ -309,6 +315,7 @@ pub(crate) fn on_command(
                     by: Some(by),
                     outcome: None,
                     note,
+                    said: None,
                 },
             )
         }
@@ -334,6 +341,7 @@ pub(crate) fn on_command(
                     by: Some(by),
                     outcome: Some(outcome),
                     note,
+                    said: None,
                 },
             )
         }
@@ -421,6 +429,8 @@ struct Actor {
     by: Option<String>,
     outcome: Option<String>,
     note: Option<String>,
+    /// The device event's own message, for a restore or cancel: what it says was restored.
+    said: Option<String>,
 }
 
 fn transition(
@@ -442,7 +452,8 @@ fn transition(
     };
     b.tx.prepare_cached(
         "UPDATE alerts SET status = ?2, priority = ?3, confidence = ?4, level = ?5, raised_ms = ?6,
-                           updated_ms = ?7, snapshot = ?8, policy = ?9, presses = ?10 WHERE id = ?1",
+                           updated_ms = ?7, snapshot = ?8, policy = ?9, presses = ?10,
+                           reminders = ?11 WHERE id = ?1",
     )?
     .execute(params![
         row.id,
@@ -455,6 +466,7 @@ fn transition(
         json(&row.snapshot)?,
         row.policy,
         i64::from(row.alert.presses),
+        i64::from(row.alert.reminders),
     ])?;
     apply(b, &mut row, fx, cause, &actor)
 }
@@ -471,12 +483,18 @@ fn apply(
         match e {
             Effect::Notify { phase, reason } => {
                 let policies = b.setup.policies.clone();
-                // Everyone told so far, and whoever the policy says now.
-                if let Some(p) = policies.by_name(&row.policy) {
-                    for r in Policies::routes_up_to(p, row.alert.level) {
-                        if !row.told.contains(&r) {
-                            row.told.push(r);
-                        }
+                // Everyone told so far, and whoever the policy says now; for a device nobody
+                // registered, also whoever commissions devices (its location is unknown).
+                let mut routes = policies
+                    .by_name(&row.policy)
+                    .map(|p| Policies::routes_up_to(p, row.alert.level))
+                    .unwrap_or_default();
+                if crate::envelope::unregistered(&row.snapshot) {
+                    routes.extend(policies.unregistered_routes.iter().cloned());
+                }
+                for r in routes {
+                    if !row.told.contains(&r) {
+                        row.told.push(r);
                     }
                 }
                 let mut sinks = policies.stream_sinks.clone();
@@ -489,7 +507,10 @@ fn apply(
                     b.tx.prepare_cached("UPDATE alerts SET restored_ms = ?2 WHERE id = ?1")?
                         .execute(params![row.id, b.now.as_millisecond()])?;
                 }
-                let event = lifecycle_event(b, row, phase, reason, cause, actor);
+                let max_reminders = policies
+                    .by_name(&row.policy)
+                    .map_or(policy::DEFAULT_MAX_REMINDERS, |p| p.max_reminders);
+                let event = lifecycle_event(b, row, phase, reason, cause, actor, max_reminders);
                 b.insert(&event, &sinks)?;
             }
             Effect::Arm(timer, due_ms) => {
@@ -525,7 +546,7 @@ fn ordinal(n: u32) -> String {
 }
 
 /// "40 s", "2 min", "3 h".
-fn span(ms: i64) -> String {
+pub(crate) fn span(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     match s {
         0..120 => format!("{s} s"),
@@ -534,19 +555,18 @@ fn span(ms: i64) -> String {
     }
 }
 
-fn lifecycle_event(
-    b: &mut Batch<'_>,
-    row: &Row,
-    phase: Phase,
+/// The pager line of a lifecycle event (at most 160 characters): what changed, by whom, then
+/// the alert's own text (`base`, the raise's message). `said` is the device event's message on
+/// a restore or cancel; `since_open_ms` dates a repeat.
+fn alert_text(
+    a: &Alert,
     reason: &str,
-    cause: &str,
-    actor: &Actor,
-) -> Event {
-    let mut data = row.snapshot.clone();
-    data.phase = phase;
-    data.priority = row.alert.priority;
-    data.confidence = row.alert.confidence;
-    let a = &row.alert;
+    base: &str,
+    said: Option<&str>,
+    by: Option<&str>,
+    since_open_ms: i64,
+    max_reminders: u32,
+) -> String {
     let again = || {
         let verb = if policy::CANCELLABLE.contains(&a.kind) {
             "PRESSED AGAIN"
@@ -556,7 +576,7 @@ fn lifecycle_event(
         format!(
             "{verb} - {} time in {}",
             ordinal(a.presses),
-            span(b.now.as_millisecond() - a.opened_ms)
+            span(since_open_ms)
         )
     };
     let what: String = match reason {
@@ -567,26 +587,83 @@ fn lifecycle_event(
         "ack_timeout" => "ESCALATED (not acknowledged)".into(),
         "delivery_failed" => "ESCALATED (not delivered)".into(),
         "repeat" => "REPEAT (not acknowledged)".into(),
-        "not_resolved" => "REMINDER (not resolved)".into(),
+        "not_resolved" if a.reminders >= max_reminders => format!(
+            "LAST REMINDER ({} of {max_reminders}, no more will be sent; not resolved)",
+            a.reminders
+        ),
+        "not_resolved" => format!(
+            "REMINDER ({} of {max_reminders}, not resolved)",
+            a.reminders
+        ),
         "acknowledged" => "Acknowledged".into(),
-        "device_cleared" => "Device restored".into(),
+        // The device's own words say what was restored, and where.
+        "device_cleared" => {
+            let mut m = format!("CLEARED - {}", said.unwrap_or(base));
+            truncate(&mut m);
+            return m;
+        }
         "device_restored" if a.kind == Kind::Fall => {
             "STILL OPEN - the device no longer reports a fall, check the resident".into()
         }
-        "device_restored" => "STILL OPEN - device restored, check the resident".into(),
+        "device_restored" => format!(
+            "STILL OPEN - {}, check the resident",
+            lower_first(crate::envelope::restored(a.kind))
+        ),
         "cancelled" => "STILL OPEN - cancelled at the device, check the resident".into(),
         _ => "Resolved".into(),
     };
-    let who = actor
-        .by
-        .as_deref()
-        .map(|b| format!(" by {b}"))
-        .unwrap_or_default();
-    let base = row.snapshot.message.clone().unwrap_or_default();
-    let mut message = format!("{what}{who}: {base}");
-    if let Some((idx, _)) = message.char_indices().nth(160) {
-        message.truncate(idx);
+    let who = by.map(|b| format!(" by {b}")).unwrap_or_default();
+    let mut m = format!("{what}{who}: {base}");
+    truncate(&mut m);
+    m
+}
+
+fn truncate(m: &mut String) {
+    if let Some((idx, _)) = m.char_indices().nth(160) {
+        m.truncate(idx);
     }
+}
+
+/// "Door closed" → "door closed" inside a sentence; a first word like an acronym (SpO2, CO)
+/// keeps its case.
+fn lower_first(s: &str) -> String {
+    let first = s.split(' ').next().unwrap_or_default();
+    if first
+        .chars()
+        .skip(1)
+        .any(|c| c.is_uppercase() || c.is_ascii_digit())
+    {
+        return s.to_owned();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn lifecycle_event(
+    b: &mut Batch<'_>,
+    row: &Row,
+    phase: Phase,
+    reason: &str,
+    cause: &str,
+    actor: &Actor,
+    max_reminders: u32,
+) -> Event {
+    let mut data = row.snapshot.clone();
+    data.phase = phase;
+    data.priority = row.alert.priority;
+    data.confidence = row.alert.confidence;
+    let message = alert_text(
+        &row.alert,
+        reason,
+        row.snapshot.message.as_deref().unwrap_or_default(),
+        actor.said.as_deref(),
+        actor.by.as_deref(),
+        b.now.as_millisecond() - row.alert.opened_ms,
+        max_reminders,
+    );
     data.message = Some(message);
     data.alert = Some(AlertInfo {
         id: row.id.clone(),
@@ -710,4 +787,111 @@ pub fn list(
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![include_resolved, limit as i64], view_from)?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: Kind, reminders: u32) -> Alert {
+        Alert {
+            kind,
+            status: Status::Acknowledged,
+            priority: atgw_sdk::event::Priority::High,
+            confidence: None,
+            level: 0,
+            raised_ms: 0,
+            opened_ms: 0,
+            presses: 1,
+            reminders,
+        }
+    }
+
+    #[test]
+    fn a_clear_says_what_the_device_restored_and_a_resident_restore_says_what_and_to_check() {
+        let leak = alert(Kind::WaterLeak, 0);
+        assert_eq!(
+            alert_text(
+                &leak,
+                "device_cleared",
+                "Water leak - Room 12, east",
+                Some("Water leak restored - Room 12, east"),
+                None,
+                0,
+                3
+            ),
+            "CLEARED - Water leak restored - Room 12, east"
+        );
+        let press = alert(Kind::PendantPress, 0);
+        assert_eq!(
+            alert_text(
+                &press,
+                "device_restored",
+                "Personal emergency - Room 12, east",
+                Some("Personal emergency restored - Room 12, east"),
+                None,
+                0,
+                3
+            ),
+            "STILL OPEN - pendant alarm restored, check the resident: Personal emergency - Room 12, east"
+        );
+        let spo2 = alert(Kind::Spo2Low, 0);
+        assert!(
+            alert_text(
+                &spo2,
+                "device_restored",
+                "Low SpO2 88% - Room 16",
+                None,
+                None,
+                0,
+                3
+            )
+            .starts_with("STILL OPEN - SpO2 back in range, check the resident"),
+            "an acronym keeps its case"
+        );
+    }
+
+    #[test]
+    fn reminders_count_up_to_the_cap_and_the_last_says_no_more_will_come() {
+        let text = |n| {
+            alert_text(
+                &alert(Kind::WaterLeak, n),
+                "not_resolved",
+                "Water leak - Room 12",
+                None,
+                None,
+                0,
+                3,
+            )
+        };
+        assert_eq!(
+            text(1),
+            "REMINDER (1 of 3, not resolved): Water leak - Room 12"
+        );
+        assert_eq!(
+            text(2),
+            "REMINDER (2 of 3, not resolved): Water leak - Room 12"
+        );
+        assert_eq!(
+            text(3),
+            "LAST REMINDER (3 of 3, no more will be sent; not resolved): Water leak - Room 12"
+        );
+    }
+
+    #[test]
+    fn a_lifecycle_message_fits_a_pager() {
+        let long = "x".repeat(300);
+        let m = alert_text(&alert(Kind::Fall, 0), "raised", &long, None, None, 0, 3);
+        assert_eq!(m.chars().count(), 160);
+        let m = alert_text(
+            &alert(Kind::Fall, 0),
+            "device_cleared",
+            &long,
+            Some(&long),
+            None,
+            0,
+            3,
+        );
+        assert_eq!(m.chars().count(), 160);
+    }
 }

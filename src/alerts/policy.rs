@@ -38,6 +38,10 @@ pub struct PolicyConfig {
     /// Once acknowledged, remind them this long after if still not resolved.
     #[serde(default, with = "humantime_serde")]
     pub remind: Option<Duration>,
+    /// Reminders sent for one acknowledgement at most (the last one says it is the last): an
+    /// alert someone has taken must not page everyone every `remind` without end.
+    #[serde(default = "default_max_reminders")]
+    pub max_reminders: u32,
     /// Resident kinds (see [`restore_is_information`]) whose device restore or resident's cancel
     /// closes the alert (`cleared`) under this policy, as it does for a device's own condition.
     /// Empty (the default) is the safe rule: the restore is recorded and the alert stays open
@@ -80,6 +84,13 @@ pub const CANCELLABLE: &[Kind] = &[
     Kind::NurseCall,
     Kind::Medical,
 ];
+
+/// Reminders per acknowledgement unless a policy says otherwise.
+pub const DEFAULT_MAX_REMINDERS: u32 = 3;
+
+fn default_max_reminders() -> u32 {
+    DEFAULT_MAX_REMINDERS
+}
 
 /// Name under which alerts opened by the fail-safe are kept (no `[[policy]]` may use it).
 pub const FAILSAFE: &str = "fail-safe";
@@ -143,6 +154,11 @@ pub struct AlertSettings {
     /// route.
     #[serde(default)]
     pub default_route: Option<String>,
+    /// Commissioning or supervisor route: every alert from a device the registry does not know
+    /// (its location is unknown) is also told here, from its first notification to its end.
+    /// Absent: `default_route`; without that, no route beyond the alert's own policy.
+    #[serde(default)]
+    pub unregistered_route: Option<String>,
 }
 
 impl Default for AlertSettings {
@@ -152,6 +168,7 @@ impl Default for AlertSettings {
             escalate_after_failed_attempts: default_failed_attempts(),
             sink_failing_alert_after: default_sink_failing(),
             default_route: None,
+            unregistered_route: None,
         }
     }
 }
@@ -175,6 +192,9 @@ pub struct Policies {
     /// What an unmatched life-safety event is alerted under ([`FAILSAFE`]); `None` when no
     /// route exists (every sink is then a stream sink and already receives every event).
     failsafe: Option<PolicyConfig>,
+    /// Routes also told of every alert from an unregistered device ([`AlertSettings`]
+    /// `unregistered_route`, else `default_route`, else none).
+    pub unregistered_routes: Vec<String>,
 }
 
 /// The policy an event is alerted under.
@@ -220,6 +240,15 @@ impl Policies {
                 .cloned()
                 .collect(),
             test_route: settings.test_route.clone(),
+            // Not every route by default (unlike the fail-safe): during commissioning many
+            // devices are not registered yet, and paging the senior and the ARC at once for each
+            // of their alerts would teach people to ignore pages.
+            unregistered_routes: settings
+                .unregistered_route
+                .as_ref()
+                .or(settings.default_route.as_ref())
+                .map(|r| vec![r.clone()])
+                .unwrap_or_default(),
             failsafe: (!routes.is_empty()).then(|| PolicyConfig {
                 name: Some(FAILSAFE.into()),
                 matches: PolicyMatch::default(),
@@ -230,6 +259,7 @@ impl Policies {
                 escalate: Vec::new(),
                 repeat: Some(FAILSAFE_REPEAT),
                 remind: None,
+                max_reminders: DEFAULT_MAX_REMINDERS,
                 clear_on_restore: Vec::new(),
             }),
         }
@@ -309,6 +339,27 @@ impl Policies {
                 })
             })
             .collect()
+    }
+
+    /// Where alerts from unregistered devices also go, for `check-config` and `audit`: `Ok` names
+    /// the configured `unregistered_route`; `Err` says what the unset default does.
+    /// `None`: no `[[route]]`, so every sink hears every event anyway.
+    pub fn unregistered_destination(
+        routes: &[RouteConfig],
+        settings: &AlertSettings,
+    ) -> Option<Result<String, String>> {
+        if routes.is_empty() {
+            return None;
+        }
+        Some(
+            match (&settings.unregistered_route, &settings.default_route) {
+                (Some(r), _) => Ok(format!("route `{r}`")),
+                (None, Some(r)) => Err(format!("also go to the default route `{r}`")),
+                (None, None) => {
+                    Err("go only to the routes their policy names (no default_route either)".into())
+                }
+            },
+        )
     }
 
     /// Sinks of the given routes, each once.
@@ -433,6 +484,12 @@ impl Policies {
             if p.repeat.is_some_and(|r| r < Duration::from_secs(1)) {
                 return Err((format!("policy[{i}].repeat"), "must be at least 1s".into()));
             }
+            if p.max_reminders == 0 {
+                return Err((
+                    format!("policy[{i}].max_reminders"),
+                    "must be at least 1 (leave `remind` out for no reminders)".into(),
+                ));
+            }
         }
         if let Some(r) = &settings.test_route
             && !known(r)
@@ -448,6 +505,16 @@ impl Policies {
             return Err((
                 "alerts.default_route".into(),
                 format!("no [[route]] is named `{r}`"),
+            ));
+        }
+        if let Some(r) = &settings.unregistered_route
+            && !known(r)
+        {
+            return Err((
+                "alerts.unregistered_route".into(),
+                format!(
+                    "no [[route]] is named `{r}`; name the commissioning or supervisor route that should hear of alerts from unregistered devices"
+                ),
             ));
         }
         Ok(())
@@ -486,6 +553,7 @@ mod tests {
             }],
             repeat: Some(Duration::from_secs(60)),
             remind: None,
+            max_reminders: DEFAULT_MAX_REMINDERS,
             clear_on_restore: Vec::new(),
         };
         let routes = vec![

@@ -122,6 +122,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX devices_unregistered_seen ON devices(last_seen_ms) WHERE registered = 0;
     "#,
+    // 5: reminders sent since the last acknowledgement (capped by the policy's max_reminders).
+    r#"
+    ALTER TABLE alerts ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -144,11 +148,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 4);
-        assert_eq!(migrate(&mut c).unwrap(), 4);
+        assert_eq!(migrate(&mut c).unwrap(), 5);
+        assert_eq!(migrate(&mut c).unwrap(), 5);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 4);
+        assert_eq!(v, 5);
     }
 }

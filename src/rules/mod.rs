@@ -205,11 +205,7 @@ fn not_reading(
     }))
 }
 
-/// Where, for a person: the room, else the area, else the device id.
+/// Where, for a person: the room with its area, else the area, else the device id.
 fn place(d: &atgw_sdk::event::EventData) -> String {
-    match (&d.location.room, &d.location.area) {
-        (Some(room), _) => format!("Room {room}"),
-        (None, Some(area)) => format!("Area {area}"),
-        _ => d.device.id.clone(),
-    }
+    crate::envelope::place(d)
 }

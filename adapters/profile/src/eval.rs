@@ -376,7 +376,11 @@ impl Mapper<'_> {
         };
         let (item, message) = (scope.item, scope.message);
         let time = rule.time.as_ref().and_then(|(paths, format)| {
-            format.read(paths.get(item, message)?.1, self.input.timezone)
+            format.read(
+                paths.get(item, message)?.1,
+                self.input.timezone,
+                self.input.received,
+            )
         });
         let number = |p: &Option<crate::path::Paths>| {
             p.as_ref()

@@ -3,6 +3,11 @@
 //!
 //! A time that cannot be read is `None`, never an error: the core then uses the receipt time. An
 //! alarm must not be lost because a device's clock field is odd.
+//!
+//! A zone-less local time in the hour the clocks go back (01:30 on the last Sunday of October
+//! in Europe/London) happens twice. Taking the first silently makes a report written at 01:30
+//! GMT an hour old; the device's clock is not far from the gateway's, so of the two instants the
+//! one nearer the receipt time is the one meant ([`local`]).
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
@@ -39,7 +44,7 @@ impl TimeFormat {
                 // with a typo'd directive) is refused at load time, not at 3 a.m.
                 let sample = Timestamp::from_second(1_776_440_002).unwrap_or(Timestamp::UNIX_EPOCH);
                 let written = sample.strftime(pattern).to_string();
-                if from_pattern(pattern, &written, &TimeZone::UTC).is_some() {
+                if from_pattern(pattern, &written, &TimeZone::UTC, sample).is_some() {
                     Ok(TimeFormat::Pattern(pattern.to_owned()))
                 } else {
                     Err(format!(
@@ -53,8 +58,14 @@ impl TimeFormat {
         }
     }
 
-    /// Reads `value` in this format.
-    pub(crate) fn read(&self, value: &Value, tz: &TimeZone) -> Option<Timestamp> {
+    /// Reads `value` in this format; `received` settles a local time the clocks going back
+    /// made ambiguous.
+    pub(crate) fn read(
+        &self,
+        value: &Value,
+        tz: &TimeZone,
+        received: Timestamp,
+    ) -> Option<Timestamp> {
         match (self, value) {
             (TimeFormat::Auto, Value::Number(n)) => auto_epoch(n.as_f64()?),
             (TimeFormat::Auto, Value::String(s)) => {
@@ -66,12 +77,12 @@ impl TimeFormat {
                     return Some(ts);
                 }
                 let civil = s.parse::<DateTime>().ok()?;
-                tz.to_timestamp(civil).ok()
+                local(tz, civil, received)
             }
             (TimeFormat::Rfc3339, Value::String(s)) => s.trim().parse::<Timestamp>().ok(),
             (TimeFormat::EpochSeconds, v) => from_millis(number(v)? * 1000.0),
             (TimeFormat::EpochMillis, v) => from_millis(number(v)?),
-            (TimeFormat::Pattern(p), Value::String(s)) => from_pattern(p, s.trim(), tz),
+            (TimeFormat::Pattern(p), Value::String(s)) => from_pattern(p, s.trim(), tz, received),
             _ => None,
         }
     }
@@ -102,12 +113,37 @@ fn from_millis(ms: f64) -> Option<Timestamp> {
     Timestamp::from_millisecond(ms.round() as i64).ok()
 }
 
-fn from_pattern(pattern: &str, text: &str, tz: &TimeZone) -> Option<Timestamp> {
+fn from_pattern(
+    pattern: &str,
+    text: &str,
+    tz: &TimeZone,
+    received: Timestamp,
+) -> Option<Timestamp> {
     let parsed = strtime::parse(pattern, text).ok()?;
     if parsed.offset().is_some() {
         return parsed.to_timestamp().ok();
     }
-    tz.to_timestamp(parsed.to_datetime().ok()?).ok()
+    local(tz, parsed.to_datetime().ok()?, received)
+}
+
+/// A civil time in the site's zone. In a fold (the repeated hour when the clocks go back) the
+/// occurrence nearer `received` wins; in a gap (the skipped hour) the time after it, as RFC 5545
+/// says.
+fn local(tz: &TimeZone, civil: DateTime, received: Timestamp) -> Option<Timestamp> {
+    let ambiguous = tz.to_ambiguous_timestamp(civil);
+    match ambiguous.offset() {
+        jiff::tz::AmbiguousOffset::Fold { .. } => {
+            let earlier = ambiguous.earlier().ok()?;
+            let later = ambiguous.later().ok()?;
+            let off = |t: Timestamp| t.duration_since(received).unsigned_abs();
+            Some(if off(later) < off(earlier) {
+                later
+            } else {
+                earlier
+            })
+        }
+        _ => ambiguous.compatible().ok(),
+    }
 }
 
 #[cfg(test)]
@@ -116,10 +152,44 @@ mod tests {
     use serde_json::json;
 
     fn read(format: &str, v: Value, tz: &TimeZone) -> Option<String> {
+        let received = "2026-04-17T15:33:25Z".parse().unwrap();
         TimeFormat::parse(format)
             .unwrap()
-            .read(&v, tz)
+            .read(&v, tz, received)
             .map(|t| t.to_string())
+    }
+
+    #[test]
+    fn a_local_time_the_clocks_going_back_repeat_is_the_one_nearer_its_receipt() {
+        let london = TimeZone::get("Europe/London").unwrap();
+        let at = |received: &str, written: &str, format: &str| {
+            TimeFormat::parse(format)
+                .unwrap()
+                .read(&json!(written), &london, received.parse().unwrap())
+                .map(|t| t.to_string())
+        };
+        // 01:30 on 25 October 2026 happens at 00:30Z (BST) and again at 01:30Z (GMT).
+        for format in ["auto", "%Y-%m-%d %H:%M:%S"] {
+            assert_eq!(
+                at("2026-10-25T00:30:04Z", "2026-10-25 01:30:00", format).as_deref(),
+                Some("2026-10-25T00:30:00Z"),
+                "{format}: first 01:30 (BST)"
+            );
+            assert_eq!(
+                at("2026-10-25T01:30:04Z", "2026-10-25 01:30:00", format).as_deref(),
+                Some("2026-10-25T01:30:00Z"),
+                "{format}: second 01:30 (GMT), not an hour early"
+            );
+        }
+        // Outside the fold nothing changes; in the spring gap the time after it.
+        assert_eq!(
+            at("2026-10-25T03:00:00Z", "2026-10-25 03:00:00", "auto").as_deref(),
+            Some("2026-10-25T03:00:00Z")
+        );
+        assert_eq!(
+            at("2026-03-29T01:30:00Z", "2026-03-29 01:30:00", "auto").as_deref(),
+            Some("2026-03-29T01:30:00Z")
+        );
     }
 
     #[test]

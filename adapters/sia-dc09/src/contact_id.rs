@@ -120,6 +120,23 @@ pub fn kind_of(code: &str) -> Option<(Kind, Shape)> {
     })
 }
 
+/// The name of a code telecare has no meaning for, from what the event itself carries: the
+/// qualifier and code as the panel sent them, and the code's class by its first digit
+/// (SIA DC-05: 1 alarms, 2 supervisory, 3 troubles, 4 open/close and access, 5 bypasses,
+/// 6 tests and miscellaneous). "Contact ID 1131 (unmapped alarm)".
+pub fn unmapped_name(qualifier: u8, code: &str) -> String {
+    let class = match code.chars().next() {
+        Some('1') => "alarm",
+        Some('2') => "supervisory",
+        Some('3') => "trouble",
+        Some('4') => "open/close or access",
+        Some('5') => "bypass or disable",
+        Some('6') => "test or miscellaneous",
+        _ => "event",
+    };
+    format!("Contact ID {qualifier}{code} (unmapped {class})")
+}
+
 /// A short English name for messages.
 pub fn name_of(code: &str) -> &'static str {
     let Ok(n) = code.parse::<u16>() else {
@@ -197,6 +214,20 @@ mod tests {
         );
         assert_eq!(parse("3101 01 003").unwrap().qualifier, 3);
         assert_eq!(parse("|111000129").unwrap().zone, "129");
+    }
+
+    #[test]
+    fn an_unmapped_code_is_named_by_its_code_and_class() {
+        assert_eq!(unmapped_name(1, "131"), "Contact ID 1131 (unmapped alarm)");
+        assert_eq!(
+            unmapped_name(3, "373"),
+            "Contact ID 3373 (unmapped trouble)"
+        );
+        assert_eq!(
+            unmapped_name(1, "570"),
+            "Contact ID 1570 (unmapped bypass or disable)"
+        );
+        assert_eq!(unmapped_name(1, "A12"), "Contact ID 1A12 (unmapped event)");
     }
 
     #[test]

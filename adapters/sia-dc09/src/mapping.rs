@@ -100,6 +100,9 @@ impl Mapper {
                 };
                 let name = match vendor {
                     Some(_) => format!("Vendor code {qualified} ({kind})"),
+                    None if kind == Kind::Unknown => {
+                        contact_id::unmapped_name(cid.qualifier, &cid.code)
+                    }
                     None => contact_id::name_of(&cid.code).to_owned(),
                 };
                 let mut d = self.draft(kind, phase, &account, &cid.zone, &name, time, &raw);

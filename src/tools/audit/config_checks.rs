@@ -243,6 +243,24 @@ fn resilience(cfg: &Config) -> Vec<Finding> {
             "add a [[policy]] matching these kinds (e.g. match = { priority = [\"high\"] }) with notify and escalate tiers",
         ));
     }
+    match crate::alerts::Policies::unregistered_destination(&cfg.routes, &cfg.alerts) {
+        None => {}
+        Some(Ok(route)) => out.push(Finding::pass(
+            Resilience,
+            "unregistered-routing",
+            "[alerts] unregistered_route",
+            format!("alerts from unregistered devices (location unknown) also go to {route}"),
+        )),
+        Some(Err(to)) => out.push(Finding::warn(
+            Resilience,
+            "unregistered-routing",
+            "[alerts] unregistered_route",
+            format!(
+                "not set: alerts from unregistered devices (location unknown) {to}, not to whoever commissions devices"
+            ),
+            "set [alerts] unregistered_route to the commissioning or supervisor route, so a device that was never registered is found",
+        )),
+    }
     let silent: Vec<&str> = cfg
         .devices
         .iter()

@@ -258,15 +258,32 @@ impl Report {
             .unwrap_or_default()
     }
 
-    /// An instant as a short local time for people (`2026-04-17 16:33`).
+    /// An instant as a short local time for people (`2026-04-17 16:33`); see [`for_people`].
     pub fn local_short(&self, ms: i64) -> String {
         jiff::Timestamp::from_millisecond(ms)
-            .map(|t| {
-                t.to_zoned_datetime(self.tz.clone())
-                    .strftime("%Y-%m-%d %H:%M")
-                    .to_string()
-            })
+            .map(|t| for_people(t, &self.tz))
             .unwrap_or_default()
+    }
+}
+
+/// A short local time for people (`2026-04-17 16:33`). In the hour the clocks go back every
+/// local time happens twice, so there it carries its zone's abbreviation ("01:30 BST", then
+/// "01:30 GMT"), or its offset where the zone has none.
+pub fn for_people(t: jiff::Timestamp, tz: &TimeZone) -> String {
+    let z = t.to_zoned_datetime(tz.clone());
+    let short = z.strftime("%Y-%m-%d %H:%M").to_string();
+    let fold = matches!(
+        tz.to_ambiguous_timestamp(z.datetime()).offset(),
+        jiff::tz::AmbiguousOffset::Fold { .. }
+    );
+    if !fold {
+        return short;
+    }
+    let abbreviation = z.strftime("%Z").to_string();
+    if abbreviation.starts_with(['+', '-']) || abbreviation.is_empty() {
+        format!("{short} ({})", z.strftime("%:z"))
+    } else {
+        format!("{short} {abbreviation}")
     }
 }
 

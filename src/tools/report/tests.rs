@@ -449,3 +449,22 @@ async fn reading_a_journal_changes_nothing_and_a_missing_one_is_not_created() {
     ));
     assert!(!missing.exists());
 }
+
+#[test]
+fn a_local_time_the_clocks_going_back_repeat_says_which_one_it_is() {
+    let london = jiff::tz::TimeZone::get("Europe/London").unwrap();
+    let at = |s: &str| super::for_people(ts(s), &london);
+    assert_eq!(at("2026-10-25T00:30:00Z"), "2026-10-25 01:30 BST");
+    assert_eq!(at("2026-10-25T01:30:00Z"), "2026-10-25 01:30 GMT");
+    assert_eq!(
+        at("2026-10-25T02:30:00Z"),
+        "2026-10-25 02:30",
+        "after the fold"
+    );
+    assert_eq!(at("2026-04-17T15:33:22Z"), "2026-04-17 16:33");
+    let utc = jiff::tz::TimeZone::UTC;
+    assert_eq!(
+        super::for_people(ts("2026-10-25T01:30:00Z"), &utc),
+        "2026-10-25 01:30"
+    );
+}
