@@ -38,8 +38,8 @@ pub struct VitalsConfig {
     /// A device that keeps reporting vital signs none of which can be measured ("finger out",
     /// not worn, impossible values) for this long raises a low-priority `device_fault` ("Oximeter
     /// not reading - Room 16"), cleared by its next valid reading; see
-    /// [`crate::rules::not_reading`]. Receipt time. Default 5 minutes; `"0s"` turns it off;
-    /// `[[device]] not_reading_after` replaces it for one device.
+    /// [`not_reading`](mod@crate::rules::not_reading). Receipt time. Default 5 minutes; `"0s"`
+    /// turns it off; `[[device]] not_reading_after` replaces it for one device.
     #[serde(default = "default_not_reading_after", with = "humantime_serde")]
     pub not_reading_after: Duration,
 }
