@@ -14,7 +14,7 @@ use atgw_sdk::{EventDraft, Kind, Phase, StateUpdate};
 use serde_json::Value;
 
 use crate::coerce::{describe, json_equal, lenient_bool, lenient_number, truncate};
-use crate::compile::{CodesMap, Compiled, Conditions, Mapping, ObservationMap, Rule};
+use crate::compiled::{CodesMap, Compiled, Conditions, Mapping, ObservationMap, Rule};
 use crate::edge;
 use crate::path::JsonPath;
 use crate::spec::{Other, PayloadFormat, Sentinel, ValueType};

@@ -8,6 +8,7 @@
 //! - `spec`: the TOML file format as serde reads it (shape only).
 //! - `compile`: checks a file's meaning and builds what evaluation runs;
 //!   every error names the key.
+//! - `compiled`: what a profile compiles to (rules, ignores, mappings), the data `eval` runs.
 //! - `eval`: runs a message through the ordered profiles to an [`Evaluation`].
 //! - `pattern`: topic patterns with `+`, `#` and named captures.
 //! - `path`: JSON paths (`data.value.device_list[0]`) and path alternatives.
@@ -20,6 +21,7 @@
 
 mod coerce;
 mod compile;
+mod compiled;
 mod edge;
 mod error;
 mod eval;
@@ -42,7 +44,7 @@ pub use error::ProfileError;
 pub struct Profile {
     /// The profile's name: its `name` key, else the file stem. Prefixes its edge-detection keys.
     pub name: String,
-    compiled: compile::Compiled,
+    compiled: compiled::Compiled,
 }
 
 impl Profile {
@@ -122,7 +124,8 @@ impl ProfileSet {
 
     /// Maps one message. Never panics, whatever the topic and payload.
     pub fn evaluate(&self, input: &Input<'_>, state: &dyn StateView) -> Evaluation {
-        let compiled: Vec<&compile::Compiled> = self.profiles.iter().map(|p| &p.compiled).collect();
+        let compiled: Vec<&compiled::Compiled> =
+            self.profiles.iter().map(|p| &p.compiled).collect();
         eval::evaluate(&compiled, input, state)
     }
 
