@@ -363,7 +363,7 @@ impl Running {
 /// committed through the writer and answered once committed.
 async fn commit_alert_requests(mut rx: mpsc::Receiver<AlertRequest>, writer: WriterHandle) {
     while let Some(req) = rx.recv().await {
-        let by = req.by.clone();
+        let (by, req_via) = (req.by.clone(), req.via.clone());
         let cmd = match req.action {
             AlertAction::Ack => crate::alerts::AlertCommand::Ack {
                 id: req.alert_id,
@@ -379,7 +379,7 @@ async fn commit_alert_requests(mut rx: mpsc::Receiver<AlertRequest>, writer: Wri
         };
         let result = match writer.alert(cmd).await {
             Ok(view) => {
-                tracing::info!(alert = %view.id, status = %view.status, "alert updated by a sink's peer");
+                tracing::info!(alert = %view.id, status = %view.status, "alert updated over {}", req_via);
                 Ok(())
             }
             Err(

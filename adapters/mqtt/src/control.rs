@@ -97,6 +97,7 @@ pub async fn run(
                 health.received(1);
                 // Never await the core on the poll task: the answer comes back through rumqttc.
                 tokio::spawn(handle(
+                    cfg.name.clone(),
                     cfg.topic_prefix.clone(),
                     p,
                     client.clone(),
@@ -125,6 +126,7 @@ pub async fn run(
 }
 
 async fn handle(
+    sink: String,
     prefix: String,
     p: Publish,
     client: AsyncClient,
@@ -145,6 +147,7 @@ async fn handle(
             let (reply, rx) = oneshot::channel();
             if requests
                 .send(AlertRequest {
+                    via: format!("MQTT sink `{sink}`"),
                     alert_id: alert_id.clone(),
                     action,
                     by: body.by,

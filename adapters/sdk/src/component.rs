@@ -183,6 +183,8 @@ pub enum Link {
 /// answered once the core committed it.
 #[derive(Debug)]
 pub struct AlertRequest {
+    /// What carried it, for the log (`MQTT sink \`upstream\``).
+    pub via: String,
     pub alert_id: String,
     pub action: AlertAction,
     /// The person, as they identified themselves.
