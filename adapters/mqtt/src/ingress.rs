@@ -42,6 +42,10 @@ use crate::connection::{self, Backoff, SetupError};
 /// we dead-letter. Brokers should cap `message_size_limit` below this (README).
 const TRANSPORT_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Edge-state keys the adapter may gain in memory before it reads its state back from the
+/// journal (see `commit_loop`).
+const STATE_RELOAD_GROWTH: usize = 4096;
+
 /// How long a DUP redelivery with a journaled message's key counts as that message (see the
 /// module doc).
 pub const REDELIVERY_WINDOW: Duration = Duration::from_secs(600);
@@ -213,6 +217,10 @@ async fn commit_loop(
 ) {
     let limiter = LogLimiter::new(Duration::from_secs(10));
     let mut state = load_state(&ingest, &shutdown).await;
+    // Keys held when `state` was last read from the journal: past that plus
+    // `STATE_RELOAD_GROWTH`, it is read again, so memory follows what the journal keeps (which
+    // forgets the least recently heard unregistered devices) rather than every device ever heard.
+    let mut loaded_keys = state.len();
     let mut batch: Vec<Publish> = Vec::with_capacity(cfg.batch);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
@@ -238,6 +246,12 @@ async fn commit_loop(
             match commit(&ingest, subs, letters, &mut done).await {
                 Ok(()) => {
                     backoff.reset();
+                    // Committed: the journal holds every update in `state`, so reading it back
+                    // loses nothing it still keeps.
+                    if state.len() > loaded_keys + STATE_RELOAD_GROWTH {
+                        state = load_state(&ingest, &shutdown).await;
+                        loaded_keys = state.len();
+                    }
                     break;
                 }
                 Err(e) => {
@@ -245,6 +259,7 @@ async fn commit_loop(
                     tracing::error!(adapter = %cfg.name, "cannot commit {} messages, holding them unacknowledged: {e}", batch.len());
                     tokio::time::sleep(backoff.next_delay()).await;
                     state = load_state(&ingest, &shutdown).await;
+                    loaded_keys = state.len();
                     if shutdown.is_cancelled() {
                         return;
                     }
