@@ -14,6 +14,12 @@ pub fn source(gateway_id: &str, adapter: &str) -> String {
     format!("urn:atgw:{gateway_id}:{adapter}")
 }
 
+/// Whether a `source` is the alert engine's: its events are alert lifecycle events. The name
+/// is reserved (no adapter may take it), so the adapter part decides.
+pub fn is_alert_lifecycle(source: &str) -> bool {
+    source.rsplit(':').next() == Some(crate::alerts::ALERTS_SOURCE)
+}
+
 /// Builds the event; `sequence` is the source's next counter value.
 pub fn seal(
     registry: &Registry,

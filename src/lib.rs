@@ -6,6 +6,8 @@
 //! - [`registry`]: `[[device]]` entries; who and where a device is.
 //! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.
 //! - [`journal`]: the SQLite journal, its single writer and its readers.
+//! - [`pipeline`]: what happens to an event inside its transaction (dedupe, seal, rules,
+//!   alerts, outbox rows); the writer runs it.
 //! - [`paths`]: the paths atgw owns (`data_dir`, file sinks): no symlinks followed, no foreign
 //!   directory chmodded.
 //! - [`outbox`]: per-sink dispatch of committed events, alarms first, with retries.
@@ -43,6 +45,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod paths;
+pub mod pipeline;
 pub mod readiness;
 pub mod registry;
 pub mod rules;

@@ -143,7 +143,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let commits = Arc::new(journal::commits::CommitHealth::default());
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
-        journal::writer::WriterSetup {
+        crate::pipeline::Setup {
             gateway_id: cfg.gateway.id.clone(),
             sinks: notifies.clone(),
             registry: registry.clone(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
 use rusqlite::{Connection, params};
 
-use crate::journal::writer::Batch;
+use crate::pipeline::Batch;
 use crate::registry::Registry;
 
 /// One supervised device.

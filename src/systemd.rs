@@ -447,7 +447,7 @@ mod tests {
         let (ingest, ingest_rx) = atgw_sdk::ingest::channel(16);
         let (writer, thread) = crate::journal::writer::spawn(
             opened.conn,
-            crate::journal::writer::WriterSetup {
+            crate::pipeline::Setup {
                 gateway_id: "gw-test".into(),
                 sinks: Vec::new(),
                 registry: Arc::new(crate::registry::Registry::new("site", &[])),

@@ -50,7 +50,7 @@ impl Reader {
                 device_id: Arc::from(r.get::<_, String>(5)?),
                 json: Arc::from(r.get::<_, String>(6)?),
                 alert_id: r.get::<_, Option<String>>(7)?.map(Arc::from),
-                lifecycle: r.get::<_, String>(8)?.ends_with(":alerts"),
+                lifecycle: crate::envelope::is_alert_lifecycle(&r.get::<_, String>(8)?),
             })
         })?;
         rows.collect()

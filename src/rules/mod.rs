@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use atgw_sdk::event::{Event, Kind, Phase, format_sequence};
 use rusqlite::{OptionalExtension, params};
 
-use crate::journal::writer::Batch;
+use crate::pipeline::Batch;
 
 /// `source` suffix and adapter-state namespace of rule-derived events.
 pub const RULES_SOURCE: &str = "rules";

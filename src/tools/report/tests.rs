@@ -18,7 +18,8 @@ use super::{Options, Report, html, read, stats};
 use crate::alerts::{AlertCommand, AlertSettings, Policies, PolicyConfig};
 use crate::config::DeviceConfig;
 use crate::journal::WriterHandle;
-use crate::journal::writer::{WriterSetup, spawn};
+use crate::journal::writer::spawn;
+use crate::pipeline::Setup as WriterSetup;
 use crate::registry::Registry;
 
 const DEVICES: &str = r#"
