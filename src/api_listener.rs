@@ -36,17 +36,14 @@ pub struct CapAlarm {
 
 impl CapAlarm {
     fn raise(&self, max: usize) {
-        let mut d = atgw_sdk::event::EventDraft::new(
-            atgw_sdk::Kind::DeviceFault,
-            atgw_sdk::Phase::Raised,
-            format!("gateway:{}:api_connections", self.gateway_id),
-            crate::GATEWAY_ADAPTER,
+        let d = crate::gateway_alerts::cap_reached(
+            &self.gateway_id,
+            "api_connections",
+            format!(
+                "Local API reached max_connections ({max}); new clients wait (something holds connections open)"
+            ),
+            "api_connections_capped",
         );
-        d.data.priority = atgw_sdk::Priority::Medium;
-        d.data.message = Some(format!(
-            "Local API reached max_connections ({max}); new clients wait (something holds connections open)"
-        ));
-        d.data.codes.vendor = Some("api_connections_capped".into());
         self.writer.send(crate::journal::WriterCmd::Gateway {
             draft: Box::new(d),
             reply: None,

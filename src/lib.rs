@@ -4,6 +4,7 @@
 //! - [`components`]: the one list of adapter and sink types (the component contract's other half).
 //! - [`config`]: the configuration file, its loading and its checks.
 //! - [`registry`]: `[[device]]` entries; who and where a device is.
+//! - [`gateway_alerts`]: the gateway's own alert when one of its caps is reached.
 //! - [`envelope`]: an adapter's draft becomes the journaled CloudEvent.
 //! - [`journal`]: the SQLite journal, its single writer and its readers.
 //! - [`pipeline`]: what happens to an event inside its transaction (dedupe, seal, rules,
@@ -40,6 +41,7 @@ pub mod components;
 pub mod config;
 pub mod daemon;
 pub mod envelope;
+pub mod gateway_alerts;
 pub mod journal;
 pub mod logging;
 pub mod metrics;

@@ -142,15 +142,6 @@ impl Unregistered {
     }
 }
 
-/// The device a profile's edge-state key belongs to: `<profile>|<device>|<field>`, with
-/// `|test` after it for a test session's value. Profile names and field keys contain no `|`.
-fn edge_state_device(key: &str) -> Option<&str> {
-    let key = key.strip_suffix("|test").unwrap_or(key);
-    let (_, rest) = key.split_once('|')?;
-    let (device, _) = rest.rsplit_once('|')?;
-    Some(device)
-}
-
 /// Deletes the edge state of the forgotten devices. One pass over each adapter's state:
 /// bounded, since the state of forgotten devices goes with them.
 fn drop_edge_state(tx: &Transaction<'_>, evicted: &[(String, String)]) -> rusqlite::Result<u64> {
@@ -165,7 +156,7 @@ fn drop_edge_state(tx: &Transaction<'_>, evicted: &[(String, String)]) -> rusqli
             .query_map([adapter], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?
             .into_iter()
-            .filter(|k| edge_state_device(k).is_some_and(|d| ids.contains(d)))
+            .filter(|k| atgw_profile::state_key_device(k).is_some_and(|d| ids.contains(d)))
             .collect();
         let mut del =
             tx.prepare_cached("DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2")?;

@@ -3,9 +3,11 @@
 //! artificial wait), commits, and only then answers. While one batch is being synced the next
 //! one queues up, so throughput grows with load instead of paying one fsync per event.
 //!
-//! Everything that must be atomic with an event happens here, in the event's transaction:
-//! dedupe keys, adapter state, device check-ins, outbox rows, and the alert engine's
-//! transitions and timers. Alert timers also wake the writer when they fall due.
+//! Everything that must be atomic with an event happens in the event's transaction, which the
+//! writer opens and hands to [`crate::pipeline`] (dedupe keys, adapter state, device check-ins,
+//! outbox rows, rules, and the alert engine's transitions and timers); the writer keeps the
+//! queue, the group commit, the caps' bookkeeping and the replies. Alert timers also wake the
+//! writer when they fall due.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -481,18 +483,15 @@ impl Writer {
                         "dead letters reached max_dead_letters ({}); the oldest are deleted from now on and counted (adapter_state gateway/{DEAD_LETTERS_PRUNED_KEY}); raising a gateway alert",
                         b.setup.max_dead_letters
                     );
-                    let mut d = EventDraft::new(
-                        atgw_sdk::Kind::DeviceFault,
-                        atgw_sdk::Phase::Raised,
-                        format!("gateway:{}:dead_letters", b.setup.gateway_id),
-                        crate::GATEWAY_ADAPTER,
+                    let d = crate::gateway_alerts::cap_reached(
+                        &b.setup.gateway_id,
+                        "dead_letters",
+                        format!(
+                            "Gateway dead letters reached their cap ({}); the oldest are being deleted (input nobody could read is arriving fast)",
+                            b.setup.max_dead_letters
+                        ),
+                        "dead_letters_capped",
                     );
-                    d.data.priority = atgw_sdk::Priority::Medium;
-                    d.data.message = Some(format!(
-                        "Gateway dead letters reached their cap ({}); the oldest are being deleted (input nobody could read is arriving fast)",
-                        b.setup.max_dead_letters
-                    ));
-                    d.data.codes.vendor = Some("dead_letters_capped".into());
                     let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
                     tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
                 }
@@ -660,17 +659,14 @@ fn unregistered_capped(
         "unregistered devices reached max_unregistered_devices ({max}); from now on the least recently heard are forgotten (their events are still journaled and alerted) and counted (adapter_state gateway/{}, atgw_unregistered_devices_evicted_total); add the real ones as [[device]] entries, or find out who publishes under invented device ids; raising a gateway alert",
         super::unregistered::EVICTED_KEY
     );
-    let mut d = EventDraft::new(
-        atgw_sdk::Kind::DeviceFault,
-        atgw_sdk::Phase::Raised,
-        format!("gateway:{}:unregistered_devices", b.setup.gateway_id),
-        crate::GATEWAY_ADAPTER,
+    let d = crate::gateway_alerts::cap_reached(
+        &b.setup.gateway_id,
+        "unregistered_devices",
+        format!(
+            "Unregistered devices reached their cap ({max}); the least recently heard are forgotten (their events still count)"
+        ),
+        "unregistered_devices_capped",
     );
-    d.data.priority = atgw_sdk::Priority::Medium;
-    d.data.message = Some(format!(
-        "Unregistered devices reached their cap ({max}); the least recently heard are forgotten (their events still count)"
-    ));
-    d.data.codes.vendor = Some("unregistered_devices_capped".into());
     let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
     tally.events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
     Ok(())

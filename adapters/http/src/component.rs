@@ -22,9 +22,7 @@ impl Sink for WebhookSink {
         &config.name
     }
     fn validate(config: &WebhookConfig) -> Result<(), Invalid> {
-        config
-            .validate()
-            .map_err(|e| Invalid::new(e.key, e.problem))
+        config.validate()
     }
     fn files(config: &mut WebhookConfig) -> Vec<ConfigFile<'_>> {
         let mut out = vec![ConfigFile {

@@ -105,20 +105,12 @@ fn default_window() -> usize {
     8
 }
 
-/// A setting that cannot work, named by its key (the same shape as the other adapters', so the
-/// core reports it as `sink.<name>.<key>`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {problem}")]
-pub struct Invalid {
-    pub key: &'static str,
-    pub problem: String,
-}
+/// A setting that cannot work, named by its key (the component contract's type: the core
+/// reports it as `sink[i].<key>`).
+pub use atgw_sdk::component::Invalid;
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> Invalid {
-    Invalid {
-        key,
-        problem: problem.into(),
-    }
+fn invalid(key: &str, problem: impl Into<String>) -> Invalid {
+    Invalid::new(key, problem)
 }
 
 impl WebhookConfig {

@@ -468,7 +468,7 @@ async fn allow_http_is_refused_for_a_non_loopback_host() {
     let cfg = config("http://care.example/hook", secret_file(&dir, SECRET, 0o600));
     assert_eq!(
         cfg.validate().map_err(|e| e.key),
-        Err::<(), _>("allow_http")
+        Err::<(), String>("allow_http".into())
     );
     let (_tx, deliveries) = mpsc::channel(1);
     let (outcomes, _rx) = mpsc::unbounded_channel();

@@ -26,9 +26,7 @@ impl Adapter for MqttAdapter {
         &config.name
     }
     fn validate(config: &AdapterConfig) -> Result<(), Invalid> {
-        config
-            .validate()
-            .map_err(|e| Invalid::new(e.key, e.problem))
+        config.validate()
     }
     fn files(config: &mut AdapterConfig) -> Vec<ConfigFile<'_>> {
         config.broker_files()
@@ -84,9 +82,7 @@ impl Sink for MqttSink {
         &config.name
     }
     fn validate(config: &SinkConfig) -> Result<(), Invalid> {
-        config
-            .validate()
-            .map_err(|e| Invalid::new(e.key, e.problem))
+        config.validate()
     }
     fn files(config: &mut SinkConfig) -> Vec<ConfigFile<'_>> {
         config.broker_files()

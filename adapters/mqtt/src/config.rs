@@ -182,41 +182,30 @@ fn default_window() -> u16 {
     32
 }
 
-/// A setting that cannot work, named by its key.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {problem}")]
-pub struct Invalid {
-    pub key: &'static str,
-    pub problem: String,
-}
+/// A setting that cannot work, named by its key (the component contract's type).
+pub use atgw_sdk::component::Invalid;
 
 impl Broker {
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.host.trim().is_empty() {
-            return Err(Invalid {
-                key: "host",
-                problem: "must not be empty".into(),
-            });
+            return Err(Invalid::new("host", "must not be empty"));
         }
         if self.password_file.is_some() && self.username.is_none() {
-            return Err(Invalid {
-                key: "password_file",
-                problem: "needs `username` as well".into(),
-            });
+            return Err(Invalid::new("password_file", "needs `username` as well"));
         }
         if let Some(tls) = &self.tls
             && tls.cert_file.is_some() != tls.key_file.is_some()
         {
-            return Err(Invalid {
-                key: "tls",
-                problem: "`cert_file` and `key_file` go together".into(),
-            });
+            return Err(Invalid::new(
+                "tls",
+                "`cert_file` and `key_file` go together",
+            ));
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
-            return Err(Invalid {
-                key: "reconnect_min",
-                problem: "must be above zero and at most `reconnect_max`".into(),
-            });
+            return Err(Invalid::new(
+                "reconnect_min",
+                "must be above zero and at most `reconnect_max`",
+            ));
         }
         Ok(())
     }
@@ -226,22 +215,13 @@ impl AdapterConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.broker().validate()?;
         if self.topics.is_empty() {
-            return Err(Invalid {
-                key: "topics",
-                problem: "needs at least one topic filter".into(),
-            });
+            return Err(Invalid::new("topics", "needs at least one topic filter"));
         }
         if self.profiles.is_empty() {
-            return Err(Invalid {
-                key: "profiles",
-                problem: "needs at least one profile".into(),
-            });
+            return Err(Invalid::new("profiles", "needs at least one profile"));
         }
         if self.batch == 0 {
-            return Err(Invalid {
-                key: "batch",
-                problem: "must be at least 1".into(),
-            });
+            return Err(Invalid::new("batch", "must be at least 1"));
         }
         Ok(())
     }
@@ -251,16 +231,13 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.broker().validate()?;
         if self.window == 0 {
-            return Err(Invalid {
-                key: "window",
-                problem: "must be at least 1".into(),
-            });
+            return Err(Invalid::new("window", "must be at least 1"));
         }
         if self.topic_prefix.contains(['#', '+']) {
-            return Err(Invalid {
-                key: "topic_prefix",
-                problem: "must not contain MQTT wildcards".into(),
-            });
+            return Err(Invalid::new(
+                "topic_prefix",
+                "must not contain MQTT wildcards",
+            ));
         }
         Ok(())
     }

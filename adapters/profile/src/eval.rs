@@ -58,6 +58,23 @@ impl BatteryMemory {
 
 /// Suffix of an edge-detection key that remembers a field's value in test mode.
 const TEST_SUFFIX: &str = "|test";
+
+/// The edge-state keys of one device field, `<profile>|<device>|<field>`: the real one and the
+/// test-mode one. Profile names and field keys contain no `|`; device ids may.
+fn state_keys(profile: &str, device: &str, field: &str) -> (String, String) {
+    let real = format!("{profile}|{device}|{field}");
+    let test = format!("{real}{TEST_SUFFIX}");
+    (real, test)
+}
+
+/// The device an edge-state key of [`state_keys`] belongs to, so the journal can forget a
+/// device's state with the device.
+pub fn state_key_device(key: &str) -> Option<&str> {
+    let key = key.strip_suffix(TEST_SUFFIX).unwrap_or(key);
+    let (_, rest) = key.split_once('|')?;
+    let (device, _) = rest.rsplit_once('|')?;
+    Some(device)
+}
 /// `raw.protocol` of everything this engine maps (the HTTP adapter will pass its own).
 const PROTOCOL: &str = "mqtt";
 
@@ -461,8 +478,7 @@ impl Mapper<'_> {
             // the real alarm after it, and a real alarm must not hide the next test. A real
             // reading ends the device's test session, so its test memory is dropped.
             let test = common.test || mapping.test;
-            let real_key = format!("{}|{}|{}", self.profile, common.device_id, st.key);
-            let test_key = format!("{real_key}{TEST_SUFFIX}");
+            let (real_key, test_key) = state_keys(self.profile, &common.device_id, &st.key);
             if !test && self.lookup(&test_key).is_some() {
                 self.set(test_key.clone(), None);
             }
@@ -508,8 +524,7 @@ impl Mapper<'_> {
                 Some(p) => p > alarm.low_percent + BATTERY_HYSTERESIS,
                 None => flag == Some(false),
             };
-        let real_key = format!("{}|{}|battery", self.profile, common.device_id);
-        let test_key = format!("{real_key}{TEST_SUFFIX}");
+        let (real_key, test_key) = state_keys(self.profile, &common.device_id, "battery");
         if !common.test && self.lookup(&test_key).is_some() {
             self.set(test_key.clone(), None);
         }
@@ -767,4 +782,19 @@ fn observation(
         obs.absent_reason = Some("error".to_owned());
     }
     Ok(Some(obs))
+}
+
+#[cfg(test)]
+mod state_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_state_key_names_its_device_real_or_test_even_with_bars_in_the_id() {
+        for device in ["0xa4c1", "room/9|pad"] {
+            let (real, test) = state_keys("zigbee2mqtt", device, "contact");
+            assert_eq!(state_key_device(&real), Some(device));
+            assert_eq!(state_key_device(&test), Some(device));
+        }
+        assert_eq!(state_key_device("watchdog.heartbeat_ms"), None);
+    }
 }

@@ -39,6 +39,7 @@ use atgw_sdk::ingest::Seen;
 use atgw_sdk::{EventDraft, StateUpdate};
 
 pub use error::ProfileError;
+pub use eval::state_key_device;
 
 /// One compiled profile.
 pub struct Profile {

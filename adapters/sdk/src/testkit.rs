@@ -302,30 +302,38 @@ async fn next_submit(
     rx: &mut IngestReceiver,
     case: &'static str,
 ) -> Result<(Vec<Submission>, Reply), Failure> {
-    match tokio::time::timeout(ANSWER, next_request(rx)).await {
-        Ok(Some(IngestRequest::Submit {
+    expect(rx, case, "a commit", |req| match req {
+        IngestRequest::Submit {
             submissions, reply, ..
-        })) => Ok((submissions, reply)),
-        Ok(Some(other)) => Err(Failure::Wrong {
-            case,
-            what: format!("expected a commit, the journal got {other:?}"),
-        }),
-        _ => Err(Failure::NoRequest {
-            case,
-            waited: ANSWER,
-        }),
-    }
+        } => Ok((submissions, reply)),
+        other => Err(other),
+    })
+    .await
 }
 
 async fn next_reject(rx: &mut IngestReceiver, case: &'static str) -> Result<DeadLetter, Failure> {
-    match tokio::time::timeout(ANSWER, next_request(rx)).await {
-        Ok(Some(IngestRequest::Reject { letter, reply, .. })) => {
+    expect(rx, case, "a dead letter", |req| match req {
+        IngestRequest::Reject { letter, reply, .. } => {
             let _ = reply.send(Ok(()));
             Ok(letter)
         }
-        Ok(Some(other)) => Err(Failure::Wrong {
+        other => Err(other),
+    })
+    .await
+}
+
+/// The next journal request within [`ANSWER`], which `pick` must accept (it hands back what it
+/// does not, for the failure's message).
+async fn expect<T>(
+    rx: &mut IngestReceiver,
+    case: &'static str,
+    wanted: &str,
+    pick: impl FnOnce(IngestRequest) -> Result<T, IngestRequest>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(ANSWER, next_request(rx)).await {
+        Ok(Some(req)) => pick(req).map_err(|other| Failure::Wrong {
             case,
-            what: format!("expected a dead letter, the journal got {other:?}"),
+            what: format!("expected {wanted}, the journal got {other:?}"),
         }),
         _ => Err(Failure::NoRequest {
             case,

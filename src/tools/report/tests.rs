@@ -19,7 +19,7 @@ use crate::alerts::{AlertCommand, AlertSettings, Policies, PolicyConfig};
 use crate::config::DeviceConfig;
 use crate::journal::WriterHandle;
 use crate::journal::writer::spawn;
-use crate::pipeline::Setup as WriterSetup;
+use crate::pipeline::Setup;
 use crate::registry::Registry;
 
 const DEVICES: &str = r#"
@@ -88,7 +88,7 @@ impl Site {
         let (sender, rx) = atgw_sdk::ingest::channel(64);
         let (writer, thread) = spawn(
             opened.conn,
-            WriterSetup {
+            Setup {
                 gateway_id: "gw-test".into(),
                 sinks: Vec::new(),
                 registry: Arc::new(Registry::new("oakview", &devices.device)),
