@@ -198,29 +198,36 @@ impl<'t> Batch<'t> {
         s: Submission,
     ) -> rusqlite::Result<Committed> {
         if let Some(key) = &s.dedupe_key {
-            let known: Option<i64> = self
-                .tx
-                .prepare_cached("SELECT seen_ms FROM dedupe WHERE key = ?1")?
-                .query_row([key], |r| r.get(0))
-                .optional()?;
-            // The adapter's retransmission window, at most the journal's (keys older than that
-            // are pruned anyway).
+            let now = self.now.as_millisecond();
+            // The adapter's retransmission window, at most the journal's.
             let window = s.dedupe_window.map_or(self.setup.dedupe_window, |w| {
                 w.min(self.setup.dedupe_window)
             });
             let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-            if let Some(seen_ms) = known
+            let journal_ms =
+                i64::try_from(self.setup.dedupe_window.as_millis()).unwrap_or(i64::MAX);
+            // Until when the key counts: its own expiry, or (a row from before expiries were
+            // kept) its sighting plus the journal's window.
+            let until: Option<i64> = self
+                .tx
+                .prepare_cached(
+                    "SELECT coalesce(until_ms, seen_ms + ?2) FROM dedupe WHERE key = ?1",
+                )?
+                .query_row(params![key, journal_ms], |r| r.get(0))
+                .optional()?;
+            if let Some(until) = until
                 && !s.first_delivery
-                && self.now.as_millisecond().saturating_sub(seen_ms) < window_ms
+                && now < until
             {
                 return Ok(Committed::Duplicate);
             }
             self.tx
                 .prepare_cached(
-                    "INSERT INTO dedupe (key, seen_ms) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET seen_ms = excluded.seen_ms",
+                    "INSERT INTO dedupe (key, seen_ms, until_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET seen_ms = excluded.seen_ms,
+                                                    until_ms = excluded.until_ms",
                 )?
-                .execute(params![key, self.now.as_millisecond()])?;
+                .execute(params![key, now, now.saturating_add(window_ms)])?;
         }
         for u in &s.state {
             match &u.value {

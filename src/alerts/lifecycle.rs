@@ -199,6 +199,25 @@ fn arm_open_timers(a: &Alert, policy: &PolicyConfig, now_ms: i64, fx: &mut Vec<E
     }
 }
 
+/// The timers an alert in its state should have, for one that has none (its timer rows were
+/// lost with a damaged journal page): the escalation due from its raise, its repeat, or, once
+/// acknowledged, its next reminder. A state that never has timers gets none.
+pub fn rearm(a: &Alert, policy: &PolicyConfig, now_ms: i64) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match a.status {
+        Status::Open => arm_open_timers(a, policy, now_ms, &mut fx),
+        Status::Acknowledged => {
+            if let Some(r) = policy.remind
+                && a.reminders < policy.max_reminders
+            {
+                fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
+            }
+        }
+        Status::Cleared | Status::Resolved => {}
+    }
+    fx
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -437,6 +456,45 @@ mod tests {
             presses: 1,
             reminders: 0,
         }
+    }
+
+    #[test]
+    fn an_alert_that_lost_its_timers_gets_the_ones_its_state_calls_for() {
+        let p = policy();
+        // Open at level 1: the second tier is due 180 s after the raise (already past, so it
+        // fires at once), and the repeat goes on.
+        let a = alert(Kind::Fall, Status::Open);
+        assert_eq!(
+            rearm(&a, &p, 500_000),
+            vec![
+                Effect::Arm(Timer::Escalate, 180_000),
+                Effect::Arm(Timer::Repeat, 530_000)
+            ]
+        );
+        let mut acked = alert(Kind::Fall, Status::Acknowledged);
+        assert_eq!(
+            rearm(&acked, &p, 1_000),
+            vec![Effect::Arm(Timer::Remind, 601_000)]
+        );
+        acked.reminders = 3;
+        assert_eq!(
+            rearm(&acked, &p, 1_000),
+            vec![],
+            "the last reminder was sent"
+        );
+        assert_eq!(
+            rearm(&alert(Kind::Fall, Status::Cleared), &p, 1_000),
+            vec![]
+        );
+        let mut top = alert(Kind::Fall, Status::Open);
+        top.level = 2;
+        let mut quiet = policy();
+        quiet.repeat = None;
+        assert_eq!(
+            rearm(&top, &quiet, 1_000),
+            vec![],
+            "past the last tier, no repeat"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod commits;
 pub mod reader;
+pub mod salvage;
 pub mod schema;
 pub mod unregistered;
 pub mod writer;

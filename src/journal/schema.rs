@@ -126,6 +126,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE alerts ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: a dedupe key is kept for its adapter's retransmission window, not the journal's
+    //    longest (an MQTT key lives minutes, not a day); rows from before keep `seen_ms`
+    //    and the journal's window.
+    r#"
+    ALTER TABLE dedupe ADD COLUMN until_ms INTEGER;
+    CREATE INDEX dedupe_until ON dedupe(until_ms) WHERE until_ms IS NOT NULL;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -148,11 +155,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 5);
-        assert_eq!(migrate(&mut c).unwrap(), 5);
+        assert_eq!(migrate(&mut c).unwrap(), 6);
+        assert_eq!(migrate(&mut c).unwrap(), 6);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 5);
+        assert_eq!(v, 6);
     }
 }

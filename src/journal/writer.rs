@@ -222,6 +222,11 @@ impl Writer {
                 sequences.insert(s, n.max(0) as u64);
             }
         }
+        let rearmed =
+            alerts::rearm_untimed(&conn, &setup.policies, setup.clock.now().as_millisecond())?;
+        if rearmed > 0 {
+            tracing::warn!("{rearmed} unresolved alerts had lost their timers; re-armed them");
+        }
         let next_timer = alerts::next_due(&conn)?;
         let unregistered =
             super::unregistered::Unregistered::load(&conn, setup.max_unregistered_devices)?;
@@ -693,7 +698,8 @@ fn unacknowledged(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<(St
     .optional()
 }
 
-/// Drops dedupe keys older than the window, at most once a minute.
+/// Drops dedupe keys past their expiry (rows from before expiries were kept: older than the
+/// journal's window), at most once a minute.
 fn prune_if_due(
     tx: &Transaction<'_>,
     last: &mut Option<Timestamp>,
@@ -706,7 +712,9 @@ fn prune_if_due(
     };
     if due {
         let cutoff = now.as_millisecond() - window.as_millis() as i64;
-        tx.prepare_cached("DELETE FROM dedupe WHERE seen_ms < ?1")?
+        tx.prepare_cached("DELETE FROM dedupe WHERE until_ms < ?1")?
+            .execute([now.as_millisecond()])?;
+        tx.prepare_cached("DELETE FROM dedupe WHERE until_ms IS NULL AND seen_ms < ?1")?
             .execute([cutoff])?;
         *last = Some(now);
     }
@@ -909,6 +917,54 @@ mod tests {
                 .await
                 .unwrap()
         ));
+        drop((ingest, writer));
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dedupe_key_is_kept_for_its_own_window_not_the_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = atgw_sdk::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+        let (ingest, writer, thread) = writer_at(dir.path(), clock.clone());
+        let sub = |key: &str, window: Option<Duration>| Submission {
+            events: vec![EventDraft::new(
+                atgw_sdk::Kind::PendantPress,
+                atgw_sdk::Phase::Point,
+                "dc09:1234",
+                "alarms",
+            )],
+            dedupe_key: Some(key.into()),
+            dedupe_window: window,
+            ..Submission::default()
+        };
+        let keys = || -> Vec<String> {
+            let c = Connection::open(dir.path().join(crate::journal::FILE_NAME)).unwrap();
+            let mut s = c.prepare("SELECT key FROM dedupe ORDER BY key").unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        for n in 0..100 {
+            ingest
+                .submit(sub(
+                    &format!("short-{n:03}"),
+                    Some(Duration::from_secs(600)),
+                ))
+                .await
+                .unwrap();
+        }
+        ingest.submit(sub("long", None)).await.unwrap();
+        assert_eq!(keys().len(), 101);
+        // Past the short window (and the once-a-minute prune): only the long key is left.
+        clock.advance(jiff::SignedDuration::from_secs(11 * 60));
+        ingest
+            .submit(sub("later", Some(Duration::from_secs(600))))
+            .await
+            .unwrap();
+        assert_eq!(keys(), vec!["later".to_owned(), "long".to_owned()]);
         drop((ingest, writer));
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await

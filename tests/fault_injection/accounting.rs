@@ -154,7 +154,19 @@ pub(crate) struct Accounting {
 /// Accounts for every accepted key. `earlier` is what a previous journal held (the corrupt
 /// scenario's first phase, verified before the file was damaged).
 pub(crate) fn account(w: &World, earlier: &JournalView) -> Accounting {
-    let accepted = w.ledger.accepted();
+    // MQTT: every message the broker routed is owed to atgw, whatever the devices' packet-id
+    // pairing saw; a message the pairing calls acknowledged that the broker never routed means
+    // the pairing is wrong (and could hide a loss), so it fails the run.
+    let witnessed = w.witness.keys();
+    let paired = w.ledger.accepted();
+    let mispaired: Vec<String> = paired
+        .iter()
+        .filter(|k| k.starts_with('m') && !witnessed.contains(*k))
+        .cloned()
+        .collect();
+    let sent = w.ledger.sent_keys();
+    let mut accepted = paired;
+    accepted.extend(witnessed.into_iter().filter(|k| sent.contains(k)));
     let resent = w.ledger.resent_keys();
     let mut j = scan_journal(&w.journal_path(), &w.ledger);
     for (k, ids) in &earlier.by_key {
@@ -179,6 +191,11 @@ pub(crate) fn account(w: &World, earlier: &JournalView) -> Accounting {
         alerts: j.alerts.len(),
         ..Default::default()
     };
+    for key in mispaired {
+        a.lost.push(format!(
+            "{key}: acknowledged by the pairing, never routed by the broker (pairing wrong)"
+        ));
+    }
     for key in accepted.iter().filter(|k| malformed.contains(*k)) {
         match j.dead.get(key).copied().unwrap_or(0) {
             0 => a.lost.push(format!("{key}: malformed, not dead-lettered")),

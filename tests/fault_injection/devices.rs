@@ -55,6 +55,9 @@ impl Ledger {
     pub(crate) fn accepted(&self) -> HashSet<String> {
         self.inner.lock().unwrap().accepted.clone()
     }
+    pub(crate) fn sent_keys(&self) -> HashSet<String> {
+        self.inner.lock().unwrap().sent.clone()
+    }
     pub(crate) fn malformed(&self) -> HashSet<String> {
         self.inner.lock().unwrap().malformed.clone()
     }
@@ -79,6 +82,77 @@ pub(crate) struct Pkids {
     pub(crate) queued: VecDeque<String>,
     pub(crate) inflight: HashMap<u16, String>,
     pub(crate) collided: HashMap<u16, String>,
+}
+
+/// The broker's own record of what the MQTT devices published: a QoS 1 subscriber with a
+/// persistent session on the ingress topics, keeping the `seq` key of every message routed to
+/// it (garbled ones too). The device-side pairing of packet ids to messages ([`Pkids`])
+/// follows rumqttc's event order; the witness does not, so a key the pairing calls accepted
+/// that the broker never routed shows the pairing wrong, and a key the broker routed is owed
+/// to atgw whatever the pairing saw.
+pub(crate) struct Witness {
+    keys: Arc<Mutex<HashSet<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Witness {
+    pub(crate) async fn start(port: u16) -> Witness {
+        let mut o = MqttOptions::new(format!("witness-{}", std::process::id()), "127.0.0.1", port);
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let keys = Arc::new(Mutex::new(HashSet::new()));
+        let k = keys.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let task = tokio::spawn(async move {
+            use rumqttc::{Event, Incoming};
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        for f in ["zigbee2mqtt/#", "dusun_pub"] {
+                            let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        if let Some(key) = seq_key(&p.payload) {
+                            k.lock().unwrap().insert(key);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("witness subscribed")
+            .unwrap();
+        Witness { keys, task }
+    }
+
+    pub(crate) fn keys(&self) -> HashSet<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The `"seq":"…"` key of a device payload, read as text (a garbled payload is no JSON).
+fn seq_key(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let at = text.find(r#""seq":""#)? + 7;
+    let end = text[at..].find('"')?;
+    Some(text[at..at + end].to_owned())
 }
 
 /// One MQTT device connection publishing at QoS 1: alarms (zigbee2mqtt pendant presses, a new

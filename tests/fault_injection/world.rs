@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::common::*;
-use super::devices::{ACCOUNTS, Ledger};
+use super::devices::{ACCOUNTS, Ledger, Witness};
 use super::sinks::Hook;
 
 #[derive(Default)]
@@ -76,6 +76,8 @@ pub(crate) struct World {
     pub(crate) broker: Mosquitto,
     pub(crate) up_broker: Option<Mosquitto>,
     pub(crate) ledger: Arc<Ledger>,
+    /// What the ingress broker routed, whatever the devices' packet-id pairing saw.
+    pub(crate) witness: Witness,
     pub(crate) dc09: SocketAddr,
     /// The file sink's JSON lines.
     pub(crate) audit: PathBuf,
@@ -176,6 +178,7 @@ impl World {
             .then(|| Mosquitto::start(&dir.path().join("upstream-broker"), "").unwrap());
         let up_port = up_broker.as_ref().map_or(broker.port, |b| b.port);
         let upstream = Upstream::start(up_port, "atgw/oakview/#").await;
+        let witness = Witness::start(broker.port).await;
         let hook = Hook::start().await;
         let dc09 = SocketAddr::from(([127, 0, 0, 1], atgw::tools::mosquitto::free_port().unwrap()));
         let audit = match setup.audit_in_data_dir {
@@ -208,6 +211,7 @@ impl World {
             broker,
             up_broker,
             ledger: Arc::default(),
+            witness,
             dc09,
             audit,
             started: Instant::now(),
