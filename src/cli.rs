@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::logging::{self, LogFormat};
 
-/// Default config file location on a gateway.
-pub const DEFAULT_CONFIG: &str = "/etc/atgw/atgw.toml";
+pub use crate::config::DEFAULT_CONFIG;
+pub use crate::tools::alerts_cmd::AlertsCommand;
 
 const LONG_ABOUT: &str = "\
 Assistive-technology telemetry gateway: legacy and commercial AT devices in, one schema, durable \
@@ -107,44 +107,6 @@ pub enum Command {
     Man {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AlertsCommand {
-    /// Unresolved alerts, newest first (`--all` includes resolved ones).
-    List {
-        /// Include resolved alerts.
-        #[arg(long)]
-        all: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Acknowledge: someone is dealing with it (stops escalation).
-    Ack {
-        /// The alert's id (from `atgw alerts list`).
-        id: String,
-        /// Who is dealing with it (a staff id or role; recorded with the alert).
-        #[arg(long)]
-        by: String,
-        /// A free-text note for the record.
-        #[arg(long)]
-        note: Option<String>,
-    },
-    /// Resolve with an outcome: assisted, false_alarm, emergency_services, no_action, other.
-    Resolve {
-        /// The alert's id (from `atgw alerts list`).
-        id: String,
-        /// Who resolved it (a staff id or role; recorded with the alert).
-        #[arg(long)]
-        by: String,
-        /// assisted, false_alarm, emergency_services, no_action or other.
-        #[arg(long)]
-        outcome: String,
-        /// A free-text note for the record.
-        #[arg(long)]
-        note: Option<String>,
     },
 }
 

@@ -2,7 +2,7 @@
 //! `ATGW_SECTION__KEY` environment overrides), and the checks that turn a wrong setting into one
 //! message naming the file, the key and what was expected. Unknown keys are errors.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +10,9 @@ use atgw_sdk::component::FileRole;
 use serde::Deserialize;
 
 mod split;
+
+/// Default config file location on a gateway.
+pub const DEFAULT_CONFIG: &str = "/etc/atgw/atgw.toml";
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -25,17 +28,17 @@ pub struct Config {
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
     #[serde(default, rename = "route")]
-    pub routes: Vec<crate::alerts::RouteConfig>,
+    pub routes: Vec<crate::alerts::policy::RouteConfig>,
     #[serde(default, rename = "policy")]
-    pub policies: Vec<crate::alerts::PolicyConfig>,
+    pub policies: Vec<crate::alerts::policy::PolicyConfig>,
     #[serde(default)]
-    pub alerts: crate::alerts::AlertSettings,
+    pub alerts: crate::alerts::policy::AlertSettings,
     /// Vital-sign rules (NEWS2 by default).
     #[serde(default)]
-    pub vitals: crate::rules::vitals::VitalsConfig,
+    pub vitals: crate::rules::vitals::config::VitalsConfig,
     /// Per-resident vital-sign settings (SpO2 scale 2, own limits).
     #[serde(default, rename = "resident")]
-    pub residents: Vec<crate::rules::vitals::ResidentVitals>,
+    pub residents: Vec<crate::rules::vitals::config::ResidentVitals>,
     /// The local HTTP API; absent means no API (and no default token).
     #[serde(default)]
     pub api: Option<crate::api::ApiConfig>,
@@ -100,44 +103,8 @@ impl Default for JournalSettings {
 pub use crate::components::{AdapterConfig, SinkConfig};
 pub use crate::sinks::file::FileSinkConfig;
 
-/// `[[device]]`: the registry entry saying who and where a device is.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceConfig {
-    /// The id events carry for this device (`device.id`).
-    pub id: String,
-    /// Name of the adapter that hears it.
-    pub adapter: String,
-    /// Keys the adapter reports for it (`device` for MQTT profiles; `account`, `zone` for DC-09).
-    /// After loading, each value is in its adapter's canonical form
-    /// ([`AdapterConfig::canonical_match`]): `zone = "7"` reads back as `"007"`.
-    #[serde(rename = "match")]
-    pub match_keys: BTreeMap<String, String>,
-    /// Pseudonymous resident id (never a name or NHS number).
-    #[serde(default)]
-    pub resident: Option<String>,
-    #[serde(default)]
-    pub location: DeviceLocation,
-    /// Supervision interval (`25h`); absent means not supervised.
-    #[serde(default, with = "humantime_serde")]
-    pub check_in: Option<Duration>,
-    /// Replaces `[vitals] not_reading_after` for this device (e.g. `"20m"` for a spot-check
-    /// oximeter, `"0s"` for none).
-    #[serde(default, with = "humantime_serde")]
-    pub not_reading_after: Option<Duration>,
-}
-
-/// Where a registered device is installed.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceLocation {
-    #[serde(default)]
-    pub area: Option<String>,
-    #[serde(default)]
-    pub room: Option<String>,
-    #[serde(default)]
-    pub zone: Option<String>,
-}
+// The registry owns its entries' shape; the config file names them `[[device]]`.
+pub use crate::registry::{DeviceConfig, DeviceLocation};
 
 fn default_profiles_dir() -> PathBuf {
     PathBuf::from("/etc/atgw/profiles")
@@ -273,7 +240,7 @@ struct RegistrySections {
     #[serde(default, rename = "device")]
     devices: Vec<DeviceConfig>,
     #[serde(default, rename = "resident")]
-    residents: Vec<crate::rules::vitals::ResidentVitals>,
+    residents: Vec<crate::rules::vitals::config::ResidentVitals>,
 }
 
 impl RegistrySections {
@@ -388,8 +355,8 @@ impl Config {
             if !adapters.insert(a.name())
                 || [
                     crate::GATEWAY_ADAPTER,
-                    crate::alerts::ALERTS_SOURCE,
-                    crate::rules::RULES_SOURCE,
+                    crate::envelope::ALERTS_SOURCE,
+                    crate::envelope::RULES_SOURCE,
                 ]
                 .contains(&a.name())
             {
@@ -431,7 +398,12 @@ impl Config {
             }
         }
         let sink_names: Vec<&str> = self.sinks.iter().map(|s| s.name()).collect();
-        crate::alerts::Policies::validate(&self.policies, &self.routes, &self.alerts, &sink_names)?;
+        crate::alerts::policy::Policies::validate(
+            &self.policies,
+            &self.routes,
+            &self.alerts,
+            &sink_names,
+        )?;
         let mut ids = HashSet::new();
         let mut matches = HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {

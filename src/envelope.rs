@@ -9,6 +9,12 @@ use jiff::Timestamp;
 
 use crate::registry::Registry;
 
+/// Adapter name (and `source` suffix) of alert lifecycle events; reserved.
+pub const ALERTS_SOURCE: &str = "alerts";
+
+/// `source` suffix and adapter-state namespace of rule-derived events; reserved.
+pub const RULES_SOURCE: &str = "rules";
+
 /// `urn:atgw:<gateway-id>:<adapter>`.
 pub fn source(gateway_id: &str, adapter: &str) -> String {
     format!("urn:atgw:{gateway_id}:{adapter}")
@@ -17,7 +23,7 @@ pub fn source(gateway_id: &str, adapter: &str) -> String {
 /// Whether a `source` is the alert engine's: its events are alert lifecycle events. The name
 /// is reserved (no adapter may take it), so the adapter part decides.
 pub fn is_alert_lifecycle(source: &str) -> bool {
-    source.rsplit(':').next() == Some(crate::alerts::ALERTS_SOURCE)
+    source.rsplit(':').next() == Some(ALERTS_SOURCE)
 }
 
 /// Builds the event; `sequence` is the source's next counter value.

@@ -287,13 +287,6 @@ impl Metrics {
         }
     }
 
-    /// [`Metrics::new`] for the configured adapters and sinks.
-    pub fn for_config(cfg: &crate::config::Config) -> Metrics {
-        let adapters: Vec<String> = cfg.adapters.iter().map(|a| a.name().to_owned()).collect();
-        let sinks: Vec<String> = cfg.sinks.iter().map(|s| s.name().to_owned()).collect();
-        Metrics::new(&adapters, &sinks)
-    }
-
     /// Reports the connection state, reconnects and refusals of these adapters and sinks
     /// (keyed `adapter:<name>`, `sink:<name>`, `control:<name>`), replacing any earlier set.
     pub fn watch(&self, components: &BTreeMap<String, Arc<Health>>) {

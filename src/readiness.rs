@@ -17,7 +17,6 @@ use atgw_sdk::Health;
 use atgw_sdk::component::Link;
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::journal::Reader;
 use crate::journal::commits::CommitHealth;
 use crate::metrics::JournalGauges;
@@ -63,21 +62,21 @@ impl Readiness {
     /// `components` as the runtime registered them (`adapter:<name>`, `sink:<name>`,
     /// `control:<name>`).
     pub fn new(
-        cfg: &Config,
+        sinks: impl IntoIterator<Item = (String, Link)>,
         components: &BTreeMap<String, Arc<Health>>,
         journal: PathBuf,
         commits: Arc<CommitHealth>,
     ) -> Readiness {
-        let on_demand = cfg
-            .sinks
+        let sinks: Vec<(String, Link)> = sinks.into_iter().collect();
+        let on_demand = sinks
             .iter()
-            .filter(|s| s.link() == Link::PerDelivery)
-            .map(|s| format!("sink:{}", s.name()))
+            .filter(|(_, link)| *link == Link::PerDelivery)
+            .map(|(name, _)| format!("sink:{name}"))
             .collect();
         Readiness {
             components: components.clone(),
             on_demand,
-            sinks: cfg.sinks.iter().map(|s| s.name().to_owned()).collect(),
+            sinks: sinks.into_iter().map(|(name, _)| name).collect(),
             journal,
             commits,
         }

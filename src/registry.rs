@@ -9,10 +9,49 @@
 //! DC-09, `zone = "7"` and a panel's `Nri1MA0007` are both `007` (`atgw_sia_dc09::keys`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use atgw_sdk::event::{Location, Resident};
+use serde::Deserialize;
 
-use crate::config::DeviceConfig;
+/// `[[device]]`: the registry entry saying who and where a device is.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The id events carry for this device (`device.id`).
+    pub id: String,
+    /// Name of the adapter that hears it.
+    pub adapter: String,
+    /// Keys the adapter reports for it (`device` for MQTT profiles; `account`, `zone` for DC-09).
+    /// After loading, each value is in its adapter's canonical form
+    /// ([`crate::components::AdapterConfig::canonical_match`]): `zone = "7"` reads back as `"007"`.
+    #[serde(rename = "match")]
+    pub match_keys: BTreeMap<String, String>,
+    /// Pseudonymous resident id (never a name or NHS number).
+    #[serde(default)]
+    pub resident: Option<String>,
+    #[serde(default)]
+    pub location: DeviceLocation,
+    /// Supervision interval (`25h`); absent means not supervised.
+    #[serde(default, with = "humantime_serde")]
+    pub check_in: Option<Duration>,
+    /// Replaces `[vitals] not_reading_after` for this device (e.g. `"20m"` for a spot-check
+    /// oximeter, `"0s"` for none).
+    #[serde(default, with = "humantime_serde")]
+    pub not_reading_after: Option<Duration>,
+}
+
+/// Where a registered device is installed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLocation {
+    #[serde(default)]
+    pub area: Option<String>,
+    #[serde(default)]
+    pub room: Option<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
 
 /// What the registry knows about one device.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,7 +178,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DeviceLocation;
 
     fn dev(id: &str, keys: &[(&str, &str)], room: &str) -> DeviceConfig {
         DeviceConfig {

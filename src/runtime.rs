@@ -121,7 +121,16 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         );
     }
     let journal_path = cfg.gateway.data_dir.join(journal::FILE_NAME);
-    let opened = journal::open(&journal_path)?;
+    let mut opened = journal::open(&journal_path)?;
+    let sink_names: Vec<String> = cfg.sinks.iter().map(|s| s.name().to_owned()).collect();
+    let salvaged = match &opened.moved_aside {
+        Some((aside, _)) => Some(journal::salvage::salvage(
+            aside,
+            &mut opened.conn,
+            &sink_names,
+        )),
+        None => None,
+    };
     let site = site(cfg)?;
     let registry = Arc::new(Registry::new(&cfg.gateway.site, &cfg.devices));
 
@@ -139,7 +148,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         .map(|s| (s.name().to_owned(), Arc::default()))
         .collect();
     let (ingest, ingest_rx) = atgw_sdk::ingest::channel(4096);
-    let metrics = Arc::new(crate::metrics::Metrics::for_config(cfg));
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        &cfg.adapters
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect::<Vec<_>>(),
+        &sink_names,
+    ));
     let commits = Arc::new(journal::commits::CommitHealth::default());
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
@@ -151,10 +166,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 &cfg.policies,
                 &cfg.routes,
                 &cfg.alerts,
-                &cfg.sinks
-                    .iter()
-                    .map(|s| s.name().to_owned())
-                    .collect::<Vec<_>>(),
+                &sink_names,
             )),
             vitals: Arc::new(crate::rules::VitalRules {
                 config: cfg.vitals.clone(),
@@ -187,6 +199,31 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             "the journal was corrupt ({reason}); it was moved to {} and a new one started",
             aside.display()
         );
+        let recovered = match &salvaged {
+            Some(Ok(s)) => {
+                if s.complete() {
+                    tracing::warn!("journal salvage: {}", s.summary());
+                } else {
+                    tracing::error!("journal salvage: {}", s.summary());
+                }
+                if s.complete() {
+                    format!("all {} events recovered", s.events())
+                } else if s.lost_at_end() {
+                    format!("{} events recovered, some could not be read", s.events())
+                } else {
+                    format!(
+                        "{} events recovered, up to {} could not be read",
+                        s.events(),
+                        s.events_lost()
+                    )
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!("journal salvage failed ({e}); nothing was recovered");
+                "nothing could be recovered".to_owned()
+            }
+            None => String::new(),
+        };
         let mut d = EventDraft::new(
             Kind::DeviceFault,
             Phase::Raised,
@@ -194,7 +231,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             crate::GATEWAY_ADAPTER,
         );
         d.data.priority = Priority::High;
-        d.data.message = Some("Gateway journal was corrupt; moved aside and restarted".into());
+        d.data.message = Some(format!(
+            "Gateway journal was corrupt; moved aside and restarted ({recovered})"
+        ));
         // The quick_check dump is for the log above and the kept file, not for every sink.
         d.data.codes.vendor = Some(format!(
             "journal corrupt; moved aside to {}",
@@ -293,7 +332,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             journal: journal_path.clone(),
             metrics: metrics.clone(),
             readiness: Arc::new(crate::readiness::Readiness::new(
-                cfg,
+                cfg.sinks.iter().map(|s| (s.name().to_owned(), s.link())),
                 &health,
                 journal_path.clone(),
                 commits.clone(),

@@ -22,8 +22,7 @@ use crate::pipeline::Batch;
 use lifecycle::{Alert, Effect, Input, Status, Timer};
 pub use policy::{AlertSettings, Policies, PolicyConfig, RouteConfig};
 
-/// Adapter name (and `source` suffix) of alert lifecycle events.
-pub const ALERTS_SOURCE: &str = "alerts";
+pub use crate::envelope::ALERTS_SOURCE;
 
 /// Outcomes a resolution may record.
 pub const OUTCOMES: &[&str] = &[
@@ -416,6 +415,43 @@ pub(crate) fn on_delivery_failing(b: &mut Batch<'_>, alert_id: &str) -> rusqlite
         Some(row) => transition(b, row, Input::DeliveryFailing, "", Actor::default()),
         None => Ok(()),
     }
+}
+
+/// Gives every unresolved alert that has no timer at all the timers its state calls for
+/// ([`lifecycle::rearm`]); run when the writer starts. Normally a no-op: an alert loses its
+/// timer rows only with a damaged journal page ([`crate::journal::salvage`]), and without
+/// them it would never escalate or remind again. Returns how many alerts were re-armed.
+pub fn rearm_untimed(
+    conn: &Connection,
+    policies: &Policies,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM alerts a WHERE status IN ('open', 'acknowledged')
+         AND NOT EXISTS (SELECT 1 FROM alert_timers t WHERE t.alert_id = a.id)"
+    );
+    let rows: Vec<Row> = conn
+        .prepare(&sql)?
+        .query_map([], row_from)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut armed = 0;
+    for row in rows {
+        let Some(policy) = policies.by_name(&row.policy) else {
+            continue;
+        };
+        let mut any = false;
+        for fx in lifecycle::rearm(&row.alert, policy, now_ms) {
+            if let Effect::Arm(timer, due_ms) = fx {
+                conn.prepare_cached(
+                    "INSERT INTO alert_timers (alert_id, timer, due_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![row.id, timer.as_str(), due_ms])?;
+                any = true;
+            }
+        }
+        armed += usize::from(any);
+    }
+    Ok(armed)
 }
 
 /// When the earliest timer falls due (ms since the epoch).

@@ -22,8 +22,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::pipeline::Batch;
 
-/// `source` suffix and adapter-state namespace of rule-derived events.
-pub const RULES_SOURCE: &str = "rules";
+pub use crate::envelope::RULES_SOURCE;
 
 /// The vital-sign configuration the writer applies.
 #[derive(Clone, Debug, Default)]

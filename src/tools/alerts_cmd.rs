@@ -6,7 +6,45 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::cli::AlertsCommand;
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Unresolved alerts, newest first (`--all` includes resolved ones).
+    List {
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge: someone is dealing with it (stops escalation).
+    Ack {
+        /// The alert's id (from `atgw alerts list`).
+        id: String,
+        /// Who is dealing with it (a staff id or role; recorded with the alert).
+        #[arg(long)]
+        by: String,
+        /// A free-text note for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve with an outcome: assisted, false_alarm, emergency_services, no_action, other.
+    Resolve {
+        /// The alert's id (from `atgw alerts list`).
+        id: String,
+        /// Who resolved it (a staff id or role; recorded with the alert).
+        #[arg(long)]
+        by: String,
+        /// assisted, false_alarm, emergency_services, no_action or other.
+        #[arg(long)]
+        outcome: String,
+        /// A free-text note for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
 
 pub async fn run(config: PathBuf, cmd: AlertsCommand) -> ExitCode {
     match go(config, cmd).await {

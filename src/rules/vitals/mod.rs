@@ -26,7 +26,7 @@
 //!   [`VitalVerdict`]s.
 
 mod bands;
-mod config;
+pub mod config;
 mod evaluation;
 mod state;
 #[cfg(test)]

@@ -16,6 +16,7 @@
 pub mod phones;
 pub mod script;
 pub mod summary;
+pub mod team;
 pub mod timeline;
 
 use std::collections::HashMap;
@@ -30,8 +31,9 @@ use rumqttc::{AsyncClient, Event as MqttEvent, EventLoop, Incoming, MqttOptions,
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::tools::mosquitto::Mosquitto;
-use phones::{Phones, PhonesSetup, Team};
+use phones::{Phones, PhonesSetup};
 pub use script::SHIPPED_PROFILES;
+use team::Team;
 use timeline::{PolicyTimes, Timeline};
 
 /// An unacknowledged alert goes to the senior after this long. Seconds, not the minutes of a

@@ -9,6 +9,7 @@
 //! restored on its own first (a restore is recorded on a resident's alarm, never closes it). A
 //! device condition the device restored before anyone answered is checked and closed.
 
+use super::team::Team;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,36 +32,6 @@ pub const CARERS_ANSWER_AFTER: Duration = Duration::from_millis(1500);
 pub const SENIOR_ANSWERS_AFTER: Duration = Duration::from_secs(1);
 /// Who the senior is.
 const SENIOR: &str = "senior-dee";
-
-/// Who a webhook is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Team {
-    Carers,
-    Senior,
-}
-
-impl Team {
-    /// The `[[route]]` name.
-    pub fn route(self) -> &'static str {
-        match self {
-            Team::Carers => "carers",
-            Team::Senior => "senior",
-        }
-    }
-    /// The `[[sink]]` name.
-    pub fn sink(self) -> &'static str {
-        match self {
-            Team::Carers => "carers-phones",
-            Team::Senior => "senior-phone",
-        }
-    }
-    pub fn phones(self) -> &'static str {
-        match self {
-            Team::Carers => "carers' phones",
-            Team::Senior => "senior's phone",
-        }
-    }
-}
 
 /// What people do with an alert of one kind.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -337,8 +337,8 @@ impl Timeline {
     }
 
     /// A phone received a notification (its signature already verified).
-    pub fn notified(&self, team: super::phones::Team, e: &Event) {
-        use super::phones::Team;
+    pub fn notified(&self, team: super::team::Team, e: &Event) {
+        use super::team::Team;
         let d = &e.data;
         let Some(a) = &d.alert else { return };
         let why = match a.reason.as_str() {

@@ -319,7 +319,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
     let config = args.config.clone().or_else(|| {
         args.journal
             .is_none()
-            .then(|| PathBuf::from(crate::cli::DEFAULT_CONFIG))
+            .then(|| PathBuf::from(crate::config::DEFAULT_CONFIG))
     });
     let cfg = match config.as_deref().map(crate::config::load).transpose() {
         Ok(c) => c,

@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::{AlertRecord, DeviceRecord, Options, Report, ReportError, TestCall, stats};
-use crate::alerts::ALERTS_SOURCE;
+use crate::envelope::ALERTS_SOURCE;
 
 /// Opens the journal read-only; a missing file is an error, never a new empty journal.
 pub fn open(path: &Path) -> Result<Connection, ReportError> {

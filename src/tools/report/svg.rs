@@ -6,7 +6,21 @@
 
 use std::fmt::Write;
 
-use super::html::esc;
+/// Escapes text for HTML and SVG element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Colour-blind-safe palette (Okabe–Ito, then a few more), cycled for kinds.
 pub const PALETTE: &[&str] = &[
