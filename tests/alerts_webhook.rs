@@ -357,17 +357,12 @@ async fn a_fall_overtakes_fifty_thousand_queued_telemetry_events() {
         "the fall waited behind {} queued telemetry events",
         at - before
     );
-    let pending: i64 = gw
-        .journal()
-        .query_row(
-            "SELECT count(*) FROM outbox WHERE sink = 'console'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // What the fall overtook: the telemetry still queued when it was sent (the slow sink
+    // drains while the 50,000 are journaled, faster or slower with the machine's load).
     assert!(
-        pending > 40_000,
-        "the telemetry backlog was still there ({pending} queued)"
+        N - before > 25_000,
+        "only {} telemetry events were still queued when the fall was sent",
+        N - before
     );
     broker.stop();
 }

@@ -17,7 +17,7 @@ use std::ops::Range;
 use toml_parser::Source;
 use toml_parser::lexer::TokenKind;
 
-use super::RegistrySections;
+use super::load::RegistrySections;
 
 /// Which part of the document a run of text belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -159,7 +159,7 @@ mod tests {
     /// What the whole-document parse makes of `text`: the rest as a table, and the registry.
     fn whole(text: &str) -> Option<(toml::Table, RegistrySections)> {
         let (rest, registry) =
-            super::super::whole_document(text, std::path::Path::new("t")).ok()?;
+            super::super::load::whole_document(text, std::path::Path::new("t")).ok()?;
         Some((rest.parse().ok()?, registry))
     }
 
