@@ -18,7 +18,7 @@ use atgw_sdk::event::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::pipeline::Batch;
+use crate::pipeline::batch::Batch;
 use lifecycle::{Alert, Effect, Input, Status, Timer};
 pub use policy::{AlertSettings, Policies, PolicyConfig, RouteConfig};
 

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use atgw_sdk::component::FileRole;
-use serde::Deserialize;
 
-use super::split;
-use super::{AdapterConfig, Config, DeviceConfig};
+use super::split::{self, RegistrySections};
+use super::{AdapterConfig, Config};
 
 /// A configuration problem, for a person: which file, which key, what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -114,23 +113,6 @@ pub(super) fn whole_document(
     let registry =
         serde_path_to_error::deserialize(toml::Value::Table(registry)).map_err(|e| at(path, e))?;
     Ok((rest, registry))
-}
-
-/// The registry sections, read straight from the TOML rather than through config-rs. They
-/// grow with the site (10,000 devices are 1.5 MB of TOML) and config-rs keeps an origin-tagged
-/// value tree of several KB per device while layering, for overrides the environment cannot
-/// express anyway: an array of tables has no `ATGW_…` form. Large ones are read an entry at a
-/// time ([`split`]).
-#[derive(Debug, Default, Deserialize, PartialEq)]
-pub(super) struct RegistrySections {
-    #[serde(default, rename = "device")]
-    pub(super) devices: Vec<DeviceConfig>,
-    #[serde(default, rename = "resident")]
-    pub(super) residents: Vec<crate::rules::vitals::config::ResidentVitals>,
-}
-
-impl RegistrySections {
-    pub(super) const KEYS: [&'static str; 2] = ["device", "resident"];
 }
 
 /// A deserialization error at its key path (`device[3].check_in`).

@@ -14,10 +14,28 @@
 
 use std::ops::Range;
 
+use serde::Deserialize;
 use toml_parser::Source;
 use toml_parser::lexer::TokenKind;
 
-use super::load::RegistrySections;
+use super::DeviceConfig;
+
+/// The registry sections, read straight from the TOML rather than through config-rs. They
+/// grow with the site (10,000 devices are 1.5 MB of TOML) and config-rs keeps an origin-tagged
+/// value tree of several KB per device while layering, for overrides the environment cannot
+/// express anyway: an array of tables has no `ATGW_…` form. Large ones are read an entry at a
+/// time ([`read`]).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub(super) struct RegistrySections {
+    #[serde(default, rename = "device")]
+    pub(super) devices: Vec<DeviceConfig>,
+    #[serde(default, rename = "resident")]
+    pub(super) residents: Vec<crate::rules::vitals::config::ResidentVitals>,
+}
+
+impl RegistrySections {
+    pub(super) const KEYS: [&'static str; 2] = ["device", "resident"];
+}
 
 /// Which part of the document a run of text belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]

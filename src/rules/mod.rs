@@ -15,23 +15,14 @@
 pub mod not_reading;
 pub mod vitals;
 
-use std::collections::HashMap;
-
 use atgw_sdk::event::{Event, Kind, Phase, format_sequence};
 use rusqlite::{OptionalExtension, params};
 
-use crate::pipeline::Batch;
+use crate::pipeline::batch::Batch;
 
 pub use crate::envelope::RULES_SOURCE;
 
-/// The vital-sign configuration the writer applies.
-#[derive(Clone, Debug, Default)]
-pub struct VitalRules {
-    pub config: vitals::VitalsConfig,
-    pub residents: HashMap<String, vitals::ResidentVitals>,
-    /// `[[device]] not_reading_after`, by registry device id: replaces the `[vitals]` one.
-    pub not_reading_after: HashMap<String, std::time::Duration>,
-}
+pub use vitals::config::VitalRules;
 
 /// Runs the vital-sign rules on a committed measurement and returns the derived events
 /// (`spo2_low` raised, …), ready for the alert engine. Their state lives in `adapter_state`

@@ -372,3 +372,12 @@ mod tests {
         .unwrap();
     }
 }
+
+/// The vital-sign configuration the writer applies.
+#[derive(Clone, Debug, Default)]
+pub struct VitalRules {
+    pub config: VitalsConfig,
+    pub residents: std::collections::HashMap<String, ResidentVitals>,
+    /// `[[device]] not_reading_after`, by registry device id: replaces the `[vitals]` one.
+    pub not_reading_after: std::collections::HashMap<String, std::time::Duration>,
+}
