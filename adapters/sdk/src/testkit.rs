@@ -16,7 +16,8 @@
 //!   [`SHUTDOWN_DEADLINE`].
 //!
 //! Sinks run [`run_sink`] against a real peer ([`Peer`]): one outcome per delivery, `Retry`
-//! vs `Disabled` told apart, the event id stable across attempts, and shutdown.
+//! vs `Disabled` told apart, the event id stable across attempts, and shutdown. A sink's
+//! control link (care-team commands) runs [`run_commands`] against a real [`Commander`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -408,37 +409,15 @@ where
     S: crate::component::Sink,
     P: Peer,
 {
-    use crate::sink::{Outcome, SinkIo};
-    let prepared = S::check(&config, &site).map_err(|e| Failure::Start(e.to_string()))?;
-    let (to_sink, deliveries) = tokio::sync::mpsc::channel(S::window(&config).max(1));
-    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
-    let (alert_requests, _alert_rx) = tokio::sync::mpsc::channel(1);
-    let (shutdown, intake_shutdown) = (Shutdown::new(), Shutdown::new());
-    let ctx = crate::component::SinkContext {
-        site,
-        io: SinkIo {
-            deliveries,
-            outcomes: outcomes_tx,
-        },
-        health: std::sync::Arc::new(Health::default()),
-        clock: std::sync::Arc::new(crate::clock::SystemClock),
-        shutdown: shutdown.clone(),
-        intake_shutdown: intake_shutdown.clone(),
-        alert_requests,
-        extra_health: S::extra_health(&config)
-            .into_iter()
-            .map(|p| (p, std::sync::Arc::new(Health::default())))
-            .collect(),
-    };
-    let tasks = prepared
-        .start(ctx)
-        .await
-        .map_err(|e| Failure::Start(e.to_string()))?;
-    let mut running = tokio::task::JoinSet::new();
-    running.spawn(tasks.output);
-    for t in tasks.intake {
-        running.spawn(t);
-    }
+    use crate::sink::Outcome;
+    let StartedSink {
+        to_sink,
+        mut outcomes,
+        alert_rx: _alert_rx,
+        shutdown,
+        intake_shutdown,
+        running,
+    } = start_sink::<S>(config, site).await?;
     let mut report = SinkReport::default();
     let id_of = |o: &Outcome| match o {
         Outcome::Delivered(id) => *id,
@@ -542,18 +521,84 @@ where
         peer.set_mode(PeerMode::Accept).await;
     }
 
+    drop(to_sink);
+    stop_sink(&shutdown, &intake_shutdown, running).await?;
+    Ok(report)
+}
+
+/// A sink the kit started, and its ends of the sink's channels.
+struct StartedSink {
+    to_sink: tokio::sync::mpsc::Sender<crate::sink::Delivery>,
+    outcomes: tokio::sync::mpsc::UnboundedReceiver<crate::sink::Outcome>,
+    alert_rx: tokio::sync::mpsc::Receiver<crate::component::AlertRequest>,
+    shutdown: Shutdown,
+    intake_shutdown: Shutdown,
+    running: tokio::task::JoinSet<()>,
+}
+
+/// Checks and starts sink `S` as the core would, its output and intake tasks running.
+async fn start_sink<S: crate::component::Sink>(
+    config: S::Config,
+    site: Site,
+) -> Result<StartedSink, Failure> {
+    let prepared = S::check(&config, &site).map_err(|e| Failure::Start(e.to_string()))?;
+    let (to_sink, deliveries) = tokio::sync::mpsc::channel(S::window(&config).max(1));
+    let (outcomes_tx, outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let (alert_requests, alert_rx) = tokio::sync::mpsc::channel(8);
+    let (shutdown, intake_shutdown) = (Shutdown::new(), Shutdown::new());
+    let ctx = crate::component::SinkContext {
+        site,
+        io: crate::sink::SinkIo {
+            deliveries,
+            outcomes: outcomes_tx,
+        },
+        health: std::sync::Arc::new(Health::default()),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        shutdown: shutdown.clone(),
+        intake_shutdown: intake_shutdown.clone(),
+        alert_requests,
+        extra_health: S::extra_health(&config)
+            .into_iter()
+            .map(|p| (p, std::sync::Arc::new(Health::default())))
+            .collect(),
+    };
+    let tasks = prepared
+        .start(ctx)
+        .await
+        .map_err(|e| Failure::Start(e.to_string()))?;
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(tasks.output);
+    for t in tasks.intake {
+        running.spawn(t);
+    }
+    Ok(StartedSink {
+        to_sink,
+        outcomes,
+        alert_rx,
+        shutdown,
+        intake_shutdown,
+        running,
+    })
+}
+
+/// Stops intake, then output, as the core does; every task must return within
+/// [`SHUTDOWN_DEADLINE`].
+async fn stop_sink(
+    shutdown: &Shutdown,
+    intake_shutdown: &Shutdown,
+    mut running: tokio::task::JoinSet<()>,
+) -> Result<(), Failure> {
     intake_shutdown.cancel();
     shutdown.cancel();
-    drop(to_sink);
-    let stopped = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+    tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         while running.join_next().await.is_some() {}
     })
-    .await;
-    match stopped {
-        Ok(()) => Ok(report),
-        Err(_) => Err(Failure::NoShutdown),
-    }
+    .await
+    .map_err(|_| Failure::NoShutdown)
 }
+
+mod commands;
+pub use commands::{Commander, run_commands};
 
 #[cfg(test)]
 mod tests {
