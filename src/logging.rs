@@ -271,9 +271,9 @@ mod tests {
 
     /// What a layer behind [`Escaped`] is given: each field as `name=value`.
     #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<String>>>);
+    struct Recorded(Arc<Mutex<Vec<String>>>);
 
-    impl Visit for Seen {
+    impl Visit for Recorded {
         fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
             if let Ok(mut v) = self.0.lock() {
                 v.push(format!("{}={value:?}", field.name()));
@@ -281,7 +281,7 @@ mod tests {
         }
     }
 
-    impl<S: Subscriber> Layer<S> for Seen {
+    impl<S: Subscriber> Layer<S> for Recorded {
         fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
             event.record(&mut self.clone());
         }
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn the_layer_behind_escaped_sees_no_control_character_in_any_field() {
-        let seen = Seen::default();
+        let seen = Recorded::default();
         let subscriber = tracing_subscriber::registry().with(Escaped(seen.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let detail = "off\n2026-12-02T06:00:00Z ERROR forged";

@@ -42,7 +42,7 @@ pub struct Setup {
 }
 
 /// A device heard in this batch: (adapter, registered, last seen ms).
-pub(crate) type Seen = HashMap<String, (String, bool, i64)>;
+pub(crate) type Heard = HashMap<String, (String, bool, i64)>;
 
 /// One transaction's worth of work: the open transaction and what it has touched so far.
 /// The alert engine writes through it so its rows commit (or roll back) with the events.
@@ -53,7 +53,7 @@ pub struct Batch<'t> {
     pub(crate) committed: &'t HashMap<String, u64>,
     /// Sequence counters touched in this batch, applied only if the batch commits.
     pub(crate) touched: HashMap<String, u64>,
-    pub(crate) seen: Seen,
+    pub(crate) seen: Heard,
     /// Per sink, the outbox rows this batch added (lane, delivery): handed to its dispatcher
     /// after the commit; only sinks that got rows are woken.
     pub(crate) handed: Vec<Vec<(usize, Delivery)>>,
