@@ -58,11 +58,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
-    /// Count dead letters by reason in a gateway's journal.
+    /// Dead letters in a gateway's journal: counted by reason, listed (`--list`) or one
+    /// shown whole (`--show ID`).
     DeadLetters {
         /// The configuration file.
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        args: crate::tools::dead_letters::DeadLettersArgs,
     },
     /// List, acknowledge and resolve alerts through the running gateway's local API.
     Alerts {
@@ -171,7 +174,7 @@ pub fn main() -> ExitCode {
             profiles_dir.as_deref(),
             &timezone,
         ),
-        Command::DeadLetters { config } => dead_letters(&config),
+        Command::DeadLetters { config, args } => dead_letters(&config, &args),
         Command::Alerts { config, command } => {
             runtime_block_on(crate::tools::alerts_cmd::run(config, command))
         }
@@ -275,25 +278,10 @@ fn check_config(config: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn dead_letters(config: &Path) -> ExitCode {
+fn dead_letters(config: &Path, args: &crate::tools::dead_letters::DeadLettersArgs) -> ExitCode {
     let cfg = match load_or_exit(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let path = cfg.gateway.data_dir.join(crate::journal::FILE_NAME);
-    match crate::journal::Reader::open(&path).and_then(|r| r.dead_letters_by_reason()) {
-        Ok(rows) => {
-            if rows.is_empty() {
-                println!("no dead letters");
-            }
-            for (reason, n) in rows {
-                println!("{reason:<20} {n}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("atgw: cannot read journal {}: {e}", path.display());
-            ExitCode::FAILURE
-        }
-    }
+    crate::tools::dead_letters::run(&cfg.gateway.data_dir.join(crate::journal::FILE_NAME), args)
 }

@@ -109,6 +109,74 @@ async fn malformed_payloads_are_dead_lettered_and_the_daemon_stays_healthy() {
         "{text}"
     );
 
+    // And readable: listed newest first with reason, detail and the payload's start, paged,
+    // filtered; one shown whole (binary as a hex dump, a cut payload says so).
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+            .args(["dead-letters", "--config"])
+            .arg(&gw.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["--list"]);
+    let rows: Vec<&str> = listed.lines().collect();
+    assert_eq!(rows.len(), 6, "{listed}");
+    assert!(
+        rows[0].contains("no_profile") && rows[0].contains("{\"hello\":\"world\"}"),
+        "{listed}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("invalid_json") && r.contains("{ not json")),
+        "{listed}"
+    );
+    let page = cli(&["--list", "--limit", "2"]);
+    let first_two: Vec<&str> = page.lines().take(2).collect();
+    assert_eq!(first_two, rows[..2], "{page}");
+    let next = page
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("… more: add --before "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no next page named: {page}"))
+        .to_owned();
+    let page2 = cli(&["--list", "--limit", "2", "--before", &next]);
+    assert_eq!(
+        page2.lines().take(2).collect::<Vec<_>>(),
+        rows[2..4],
+        "{page2}"
+    );
+    let wrong = cli(&["--list", "--reason", "wrong_type"]);
+    assert_eq!(wrong.lines().count(), 2, "{wrong}");
+    assert!(wrong.lines().all(|l| l.contains("wrong_type")), "{wrong}");
+    let id_of = |reason: &str| -> String {
+        c.query_row(
+            "SELECT id FROM dead_letters WHERE reason = ?1",
+            [reason],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        .to_string()
+    };
+    let binary_shown = cli(&["--show", &id_of("not_utf8")]);
+    assert!(
+        binary_shown.contains("reason    not_utf8"),
+        "{binary_shown}"
+    );
+    assert!(binary_shown.contains("ff fe 00 9c 80 01"), "{binary_shown}");
+    let cut_shown = cli(&["--show", &id_of("oversize")]);
+    assert!(
+        cut_shown.contains(&format!(
+            "payload   {} bytes, the first 65536 kept",
+            huge.len()
+        )),
+        "{}",
+        &cut_shown[..400.min(cut_shown.len())]
+    );
+
     // Nothing was left unacknowledged: after a restart no dead letter comes back.
     gw.kill9();
     gw.restart();

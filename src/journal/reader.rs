@@ -99,6 +99,44 @@ impl Reader {
         rows.collect()
     }
 
+    /// Dead letters newest first, at most `limit`, with ids below `before` (paging) and of
+    /// this adapter and reason, when given.
+    pub fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<DeadLetterRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, recorded_ms, adapter, reason, detail, origin, raw, raw_len FROM dead_letters
+             WHERE id < ?1 AND (?2 IS NULL OR adapter = ?2) AND (?3 IS NULL OR reason = ?3)
+               AND recorded_ms >= ?4
+             ORDER BY id DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                filter.before.unwrap_or(i64::MAX),
+                filter.adapter,
+                filter.reason,
+                filter.since_ms.unwrap_or(i64::MIN),
+                limit as i64
+            ],
+            dead_letter_row,
+        )?;
+        rows.collect()
+    }
+
+    /// One dead letter.
+    pub fn dead_letter(&self, id: i64) -> rusqlite::Result<Option<DeadLetterRow>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached(
+                "SELECT id, recorded_ms, adapter, reason, detail, origin, raw, raw_len
+                 FROM dead_letters WHERE id = ?1",
+            )?
+            .query_row([id], dead_letter_row)
+            .optional()
+    }
+
     /// Alerts, newest first; unresolved only unless `all`.
     pub fn alerts(
         &self,
@@ -145,4 +183,43 @@ impl Reader {
         })?;
         rows.collect()
     }
+}
+
+/// Which dead letters to list.
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterFilter {
+    pub adapter: Option<String>,
+    pub reason: Option<String>,
+    /// Only those recorded at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only ids below this one: the next page after a listing that ended at `before`.
+    pub before: Option<i64>,
+}
+
+/// A dead letter as the journal keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub recorded_ms: i64,
+    pub adapter: String,
+    pub reason: String,
+    pub detail: String,
+    pub origin: String,
+    /// The bytes kept (`[journal] dead_letter_bytes` at most).
+    pub raw: Vec<u8>,
+    /// How long the message really was.
+    pub raw_len: i64,
+}
+
+fn dead_letter_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetterRow> {
+    Ok(DeadLetterRow {
+        id: r.get(0)?,
+        recorded_ms: r.get(1)?,
+        adapter: r.get(2)?,
+        reason: r.get(3)?,
+        detail: r.get(4)?,
+        origin: r.get(5)?,
+        raw: r.get(6)?,
+        raw_len: r.get(7)?,
+    })
 }

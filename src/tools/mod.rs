@@ -7,12 +7,14 @@
 //! - [`report`]: `atgw report`, the pilot evaluation (HTML with SVG charts, CSV) from the journal.
 //! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
 //! - [`alerts_cmd`]: `atgw alerts`, listing and acting on alerts from the shell.
+//! - [`dead_letters`]: `atgw dead-letters`, what the adapters could not read.
 //! - [`profile_test`]: `atgw profile test`, a profile run against sample messages.
 //! - [`manpage`]: the manual pages.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
 
 pub mod alerts_cmd;
 pub mod audit;
+pub mod dead_letters;
 pub mod demo;
 pub mod manpage;
 pub mod mosquitto;
