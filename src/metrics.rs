@@ -448,6 +448,21 @@ impl Collector for HealthCollector {
         }
         {
             let mut m = encoder.encode_descriptor(
+                "atgw_profile_path_absent",
+                "Messages a profile rule took that left nothing, because none of the fields it \
+                 reads was in them (a wrong `path`?), by component and `profile/rule`.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, s) in &snapshots {
+                for (rule, n) in s.path_absent.iter().take(MAX_REASONS) {
+                    let labels = [("component", name.as_str()), ("rule", rule.as_str())];
+                    ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
                 "atgw_rejected",
                 "Inputs a component refused, by reason: dead letters and drops that leave no \
                  row (connection_limit, rate_limited, overloaded).",

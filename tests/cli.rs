@@ -109,6 +109,95 @@ fn profile_test_shows_what_a_fixture_becomes() {
     assert!(text.contains("no event"), "{text}");
 }
 
+/// "Say why nothing happened": a wrong path names the keys the message has, a repeat says it
+/// is one, and a rule with nothing but readings says so.
+#[test]
+fn profile_test_says_why_a_message_made_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("acme-door.toml");
+    std::fs::write(
+        &profile,
+        r#"name = "acme-door"
+
+[[rule]]
+name = "door"
+match.topic = "acme/{device}"
+device.id = "acme:{device}"
+
+[[rule.state]]
+path = "contacts"
+kind = "door_exit"
+values = { false = { phase = "raised" }, true = { phase = "cleared" } }
+
+[[rule.state]]
+path = "tamper"
+kind = "tamper"
+
+[[rule]]
+name = "climate"
+match.topic = "acme-climate/{device}"
+device.id = "acme:{device}"
+
+[[rule.observation]]
+path = "temperature"
+name = "body_temperature"
+unit = "Cel"
+"#,
+    )
+    .unwrap();
+    let samples = dir.path().join("door.jsonl");
+    std::fs::write(
+        &samples,
+        concat!(
+            r#"{"topic": "acme/front", "payload": {"contact": false, "tamper": false, "battery": 90}}"#,
+            "\n",
+            r#"{"topic": "acme/front", "payload": {"contacts": true, "tamper": false}}"#,
+            "\n",
+            r#"{"topic": "acme/front", "payload": {"contacts": true, "tamper": false}}"#,
+            "\n",
+            r#"{"topic": "acme-climate/hall", "payload": {"temperature": 21.5}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = atgw(&[
+        "profile",
+        "test",
+        profile.to_str().unwrap(),
+        samples.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let sample = |n: usize| {
+        text.split("# sample ")
+            .nth(n)
+            .unwrap_or_else(|| panic!("no sample {n}: {text}"))
+    };
+    // 1: the profile reads `contacts`, the door sends `contact`.
+    assert!(sample(1).contains("rule `door`: no event"), "{text}");
+    assert!(
+        sample(1)
+            .contains("`contacts`: path `contacts` is absent (it has: battery, contact, tamper)"),
+        "{text}"
+    );
+    assert!(
+        sample(1).contains("`tamper`: `false` is the first reading and raises nothing"),
+        "{text}"
+    );
+    // 2: the first `contacts` reading (closed) raises nothing; 3 repeats it.
+    assert!(
+        sample(2).contains("`contacts`: `true` is the first reading and raises nothing"),
+        "{text}"
+    );
+    assert!(sample(2).contains("`tamper`: `false` again"), "{text}");
+    assert!(
+        sample(3).contains("`contacts`: `true` again (a state repeat: no change, no event)"),
+        "{text}"
+    );
+    // 4: readings only.
+    assert!(sample(4).contains("telemetry only"), "{text}");
+}
+
 #[test]
 fn version_is_printed() {
     let out = atgw(&["--version"]);

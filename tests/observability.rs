@@ -387,3 +387,66 @@ async fn metrics_parse_as_prometheus_text_and_count_events_dead_letters_alerts_a
     assert_eq!(ready(&body, "adapter:zigbee"), Some(true));
     drop(gw);
 }
+
+/// "Say why nothing happened", in the daemon: a message a rule takes that has none of the
+/// fields the rule reads (a door sending `contacts` where the profile reads `contact`, here
+/// the zigbee2mqtt `state` rule) is counted per profile and rule, and said once, naming the
+/// keys the message did have; a message with a field it reads is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_fields_a_rule_cannot_find_is_counted_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker =
+        atgw::tools::mosquitto::Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let (api_cfg, api, token) = api_block(dir.path());
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, &api_cfg));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "doors").await;
+    for _ in 0..3 {
+        devices
+            .send(
+                "zigbee2mqtt/0xd00r",
+                r#"{"contacts": false, "door_state": "open"}"#,
+            )
+            .await;
+    }
+    devices
+        .send("zigbee2mqtt/0xa4c13899607febd1", r#"{"water_leak": false}"#)
+        .await;
+    let root = root(&api);
+    let labels = [
+        ("component", "adapter:zigbee"),
+        ("rule", "zigbee2mqtt/state"),
+    ];
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        let s = scrape(&root, &token).await;
+        seen = value(&s, "atgw_profile_path_absent_total", &labels)
+            .map(|v| match v {
+                Sample::Counter(v) => v,
+                other => panic!("not a counter: {other:?}"),
+            })
+            .unwrap_or(0.0);
+        if seen >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 3.0, "{}", gw.log_text());
+    // The leak sensor's message had a field the rule reads: a first reading, not counted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = scrape(&root, &token).await;
+    assert_eq!(counter(&s, "atgw_profile_path_absent_total", &labels), 3.0);
+    let log = gw.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("has none of the fields it reads"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("rule `state` of profile `zigbee2mqtt`")
+            && lines[0].contains("contacts, door_state"),
+        "{}",
+        lines[0]
+    );
+    broker.stop();
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use atgw_profile::{Evaluation, Input, Profile, ProfileSet};
+use atgw_profile::{Evaluation, Input, Profile, ProfileSet, Quiet};
 
 use crate::registry::Registry;
 
@@ -56,7 +56,9 @@ pub fn run(
         match set.evaluate(&input, &state) {
             Evaluation::Mapped {
                 profile,
+                rule,
                 events,
+                quiet,
                 state: updates,
                 ..
             } => {
@@ -67,7 +69,10 @@ pub fn run(
                     };
                 }
                 if events.is_empty() {
-                    println!("profile `{profile}`: no event (state repeat or telemetry only)");
+                    println!("profile `{profile}`, rule `{rule}`: no event");
+                    for q in &quiet {
+                        println!("  - {}", explain(q));
+                    }
                 }
                 for d in events {
                     seq += 1;
@@ -152,4 +157,46 @@ fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<(String, Vec<u8>
         out.push((t, bytes));
     }
     Ok(out)
+}
+
+/// One line on why a field produced no event.
+pub fn explain(q: &Quiet) -> String {
+    let esc = |s: &str| crate::logging::escape(s).into_owned();
+    match q {
+        Quiet::Absent {
+            field,
+            path,
+            at,
+            present,
+        } => {
+            let has = if present.is_empty() {
+                "nothing there".to_owned()
+            } else {
+                format!(
+                    "it has: {}",
+                    present.iter().map(|k| esc(k)).collect::<Vec<_>>().join(", ")
+                )
+            };
+            let at = if at == "$" {
+                String::new()
+            } else {
+                format!("at `{at}` ")
+            };
+            format!("`{field}`: path `{path}` is absent ({at}{has}); check the profile's `path`")
+        }
+        Quiet::Repeat { field, value } => {
+            format!("`{field}`: `{}` again (a state repeat: no change, no event)", esc(value))
+        }
+        Quiet::FirstReading { field, value } => format!(
+            "`{field}`: `{}` is the first reading and raises nothing (remembered: the next change is an edge)",
+            esc(value)
+        ),
+        Quiet::NoEvent { field, value } => {
+            format!("`{field}`: `{}` is mapped to no event", esc(value))
+        }
+        Quiet::TelemetryOnly => {
+            "telemetry only: the rule maps readings (observations, battery, signal), no states or points".to_owned()
+        }
+        Quiet::NoItems { path } => format!("`for_each = \"{path}\"` found no elements"),
+    }
 }

@@ -326,11 +326,16 @@ fn map_batch(
             };
             match profiles.evaluate(&input, &*state) {
                 Evaluation::Mapped {
+                    profile,
+                    rule,
                     events,
+                    quiet,
                     state: updates,
                     seen,
-                    ..
                 } => {
+                    if events.is_empty() && left_nothing(&quiet) {
+                        note_path_absent(health, &cfg.name, &profile, &rule, &p.topic, &quiet);
+                    }
                     for u in &updates {
                         match &u.value {
                             Some(v) => state.insert(u.key.clone(), v.clone()),
@@ -416,6 +421,53 @@ pub fn dedupe_key(adapter: &str, topic: &str, payload: &[u8]) -> String {
     h.update(payload);
     let digest = h.finalize();
     format!("mqtt:{adapter}:{}", hex::encode(&digest[..16]))
+}
+
+/// Whether a mapped message that made no event made nothing because none of the fields its
+/// rule reads was there (every state and point path absent), as opposed to a repeat or a
+/// reading the rule only records.
+fn left_nothing(quiet: &[atgw_profile::Quiet]) -> bool {
+    !quiet.is_empty()
+        && quiet
+            .iter()
+            .all(|q| matches!(q, atgw_profile::Quiet::Absent { .. }))
+}
+
+/// Counts it per `profile/rule`, and says so once per rule per run (a wrong `path` would
+/// otherwise be silent: no event, no dead letter).
+fn note_path_absent(
+    health: &Health,
+    adapter: &str,
+    profile: &str,
+    rule: &str,
+    topic: &str,
+    quiet: &[atgw_profile::Quiet],
+) {
+    if !health.path_absent(&format!("{profile}/{rule}")) {
+        return;
+    }
+    let fields: Vec<String> = quiet
+        .iter()
+        .filter_map(|q| match q {
+            atgw_profile::Quiet::Absent {
+                path, at, present, ..
+            } => Some(format!(
+                "`{path}` (at `{at}` the message has: {})",
+                present.join(", ")
+            )),
+            _ => None,
+        })
+        .collect();
+    tracing::warn!(
+        adapter,
+        profile,
+        rule,
+        topic,
+        "a message rule `{rule}` of profile `{profile}` took has none of the fields it reads: {}; \
+         nothing was journaled for it (counted in atgw_profile_path_absent_total; said once). \
+         Check the rule's paths with `atgw profile test`",
+        fields.join("; ")
+    );
 }
 
 #[cfg(test)]

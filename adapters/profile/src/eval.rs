@@ -19,7 +19,7 @@ use crate::edge;
 use crate::path::JsonPath;
 use crate::spec::{Other, PayloadFormat, Sentinel, ValueType};
 use crate::template::{RenderError, Scope, Template};
-use crate::{Evaluation, Input, StateView};
+use crate::{Evaluation, Input, Quiet, StateView};
 
 /// Longest device id a profile may produce; ids are part of every edge-detection key.
 const MAX_DEVICE_ID: usize = 200;
@@ -203,11 +203,15 @@ pub(crate) fn evaluate(
                 input,
                 state,
                 updates: Vec::new(),
+                repeats: 0,
+                first_quiet: 0,
             };
             return match mapper.run() {
-                Ok((events, state, seen)) => Evaluation::Mapped {
+                Ok((events, state, seen, quiet)) => Evaluation::Mapped {
                     profile: profile.name.clone(),
+                    rule: rule.name.clone(),
                     events,
+                    quiet,
                     state,
                     seen,
                 },
@@ -272,7 +276,7 @@ fn conditions_hold(c: &Conditions, root: &Value) -> bool {
         })
 }
 
-type Mapped = (Vec<EventDraft>, Vec<StateUpdate>, Vec<Seen>);
+type Mapped = (Vec<EventDraft>, Vec<StateUpdate>, Vec<Seen>, Vec<Quiet>);
 
 struct Mapper<'a> {
     profile: &'a str,
@@ -284,6 +288,10 @@ struct Mapper<'a> {
     /// Updates made by this message, consulted before `state` so a `for_each` list that names
     /// one device twice sees its own earlier element.
     updates: Vec<StateUpdate>,
+    /// States (bit = index in the rule) whose value was the one remembered: no edge.
+    repeats: u64,
+    /// States seen for the first time with a value that raises nothing: remembered only.
+    first_quiet: u64,
 }
 
 /// What every event of one element shares.
@@ -324,7 +332,7 @@ impl Mapper<'_> {
         };
         let mut events = Vec::new();
         let mut seen: Vec<Seen> = Vec::new();
-        for item in items {
+        for &item in &items {
             let scope = Scope {
                 captures: self.captures,
                 item,
@@ -341,7 +349,83 @@ impl Mapper<'_> {
                 });
             }
         }
-        Ok((events, self.updates, seen))
+        // Only a message that produced nothing is explained (no cost on the alarm path).
+        let quiet = if events.is_empty() {
+            self.explain(&items)
+        } else {
+            Vec::new()
+        };
+        Ok((events, self.updates, seen, quiet))
+    }
+
+    /// Why the rule's fields produced nothing for these items (see [`Quiet`]).
+    fn explain(&self, items: &[&Value]) -> Vec<Quiet> {
+        let rule = self.rule;
+        if rule.states.is_empty() && rule.points.is_empty() {
+            return vec![Quiet::TelemetryOnly];
+        }
+        if items.is_empty() {
+            let path = rule
+                .for_each
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            return vec![Quiet::NoItems { path }];
+        }
+        let mut out = Vec::new();
+        let absent = |paths: &crate::path::Paths, item: &Value, field: String| {
+            let first = paths.first();
+            let (at, present) = first.nearest_keys(item, self.message);
+            let path = paths
+                .all()
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ");
+            Quiet::Absent {
+                field,
+                path,
+                at,
+                present,
+            }
+        };
+        for &item in items {
+            for (i, st) in rule.states.iter().enumerate() {
+                let bit = if i < 64 { 1u64 << i } else { 0 };
+                let q = match st.paths.get(item, self.message) {
+                    None => absent(&st.paths, item, st.key.clone()),
+                    Some((_, v)) => {
+                        let value = classify(st.value_type, v).unwrap_or_else(|| v.to_string());
+                        let field = st.key.clone();
+                        match st.values.get(&value) {
+                            Some(Some(_)) if self.first_quiet & bit != 0 => {
+                                Quiet::FirstReading { field, value }
+                            }
+                            Some(Some(_)) => Quiet::Repeat { field, value },
+                            _ => Quiet::NoEvent { field, value },
+                        }
+                    }
+                };
+                if !out.contains(&q) {
+                    out.push(q);
+                }
+            }
+            for pt in &rule.points {
+                let Some(paths) = &pt.paths else { continue };
+                let field = paths.first().to_string();
+                let q = match paths.get(item, self.message) {
+                    None => absent(paths, item, field),
+                    Some((_, v)) => Quiet::NoEvent {
+                        field,
+                        value: classify(pt.value_type, v).unwrap_or_else(|| v.to_string()),
+                    },
+                };
+                if !out.contains(&q) {
+                    out.push(q);
+                }
+            }
+        }
+        out
     }
 
     fn common(&self, scope: &Scope<'_>) -> Result<Common, Rejection> {
@@ -461,7 +545,7 @@ impl Mapper<'_> {
         events: &mut Vec<EventDraft>,
     ) -> Result<(), Rejection> {
         let rule = self.rule;
-        for st in &rule.states {
+        for (i, st) in rule.states.iter().enumerate() {
             let Some((path, v)) = st.paths.get(scope.item, scope.message) else {
                 continue;
             };
@@ -498,6 +582,13 @@ impl Mapper<'_> {
             }
             if decision.emit {
                 events.push(self.event(mapping, scope, common));
+            } else if i < 64 {
+                // For `explain`: bits, so the alarm path allocates nothing for it.
+                if previous.is_none() {
+                    self.first_quiet |= 1 << i;
+                } else {
+                    self.repeats |= 1 << i;
+                }
             }
         }
         Ok(())

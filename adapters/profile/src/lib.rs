@@ -176,13 +176,44 @@ impl StateView for BTreeMap<String, String> {
     }
 }
 
+/// Why a message a rule took produced no event, for a person ("the path is wrong", "it said
+/// the same again", "this value means nothing"): one per state or point field of the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// The field's path found nothing: `at` is how far it got (`$`, `$.data`) and `present`
+    /// the keys of the object there.
+    Absent {
+        field: String,
+        path: String,
+        at: String,
+        present: Vec<String>,
+    },
+    /// The value is the one already remembered for the device: no edge, no event.
+    Repeat { field: String, value: String },
+    /// The first value heard from the device raises nothing (a door reported closed, a
+    /// device online): remembered, so the next change is an edge.
+    FirstReading { field: String, value: String },
+    /// The value is mapped to no event (`ignore = true`, `other = "ignore"`, or a point's
+    /// `""`/`false`).
+    NoEvent { field: String, value: String },
+    /// The rule has no state or point fields: it records readings (observations, battery,
+    /// signal) only.
+    TelemetryOnly,
+    /// `for_each` found no elements to map.
+    NoItems { path: String },
+}
+
 /// What became of one message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Evaluation {
     /// Matched a profile. `events` may be empty (a state repeat, telemetry with no edge).
     Mapped {
         profile: String,
+        /// The rule that took the message.
+        rule: String,
         events: Vec<EventDraft>,
+        /// When `events` is empty: why, per state or point field of the rule ([`Quiet`]).
+        quiet: Vec<Quiet>,
         /// Apply right after `evaluate` (the next message must see them) and persist them in the
         /// same transaction as `events`.
         state: Vec<StateUpdate>,

@@ -105,6 +105,38 @@ impl JsonPath {
         Some(at)
     }
 
+    /// Where the path stopped finding anything: the part that exists (`$` for the root) and
+    /// the keys of the object there (empty when it is no object), for "`contacts` is absent;
+    /// the message has `contact`, `battery`".
+    pub(crate) fn nearest_keys(&self, item: &Value, message: &Value) -> (String, Vec<String>) {
+        let mut at = match self.root {
+            Root::Item => item,
+            Root::Message => message,
+        };
+        let mut found = String::from("$");
+        for step in &self.steps {
+            let next = match (step, at) {
+                (Step::Key(k), Value::Object(map)) => map.get(k).filter(|v| !v.is_null()),
+                (Step::Index(i), Value::Array(list)) => list.get(*i),
+                _ => None,
+            };
+            let Some(next) = next else { break };
+            match step {
+                Step::Key(k) => {
+                    found.push('.');
+                    found.push_str(k);
+                }
+                Step::Index(i) => found.push_str(&format!("[{i}]")),
+            }
+            at = next;
+        }
+        let keys = match at {
+            Value::Object(map) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        (found, keys)
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
@@ -150,6 +182,11 @@ impl Paths {
                 .filter(|v| !v.is_null())
                 .map(|v| (p, v))
         })
+    }
+
+    /// Every path in the list, in order.
+    pub(crate) fn all(&self) -> &[JsonPath] {
+        &self.0
     }
 
     /// The first path, which names the whole list in messages and edge keys.

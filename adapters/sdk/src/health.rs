@@ -21,6 +21,7 @@ pub struct Health {
     reconnects: AtomicU64,
     errors: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
+    path_absent: Mutex<BTreeMap<String, u64>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -39,6 +40,10 @@ pub struct HealthSnapshot {
     pub errors: u64,
     /// Dead letters by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Messages a profile rule took that left nothing, because none of the fields it reads
+    /// was in them, by `profile/rule`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub path_absent: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -77,6 +82,18 @@ impl Health {
             *m.entry(reason.to_owned()).or_default() += 1;
         }
     }
+    /// A message rule `profile/rule` took left nothing: none of its fields' paths found a
+    /// value. Returns whether this is the first time (for one log line).
+    pub fn path_absent(&self, rule: &str) -> bool {
+        match self.path_absent.lock() {
+            Ok(mut m) => {
+                let n = m.entry(rule.to_owned()).or_default();
+                *n += 1;
+                *n == 1
+            }
+            Err(_) => false,
+        }
+    }
     pub fn error(&self, what: impl Into<String>) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut e) = self.last_error.lock() {
@@ -100,6 +117,11 @@ impl Health {
             reconnects: self.reconnects.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             rejected: self.rejected.lock().map(|m| m.clone()).unwrap_or_default(),
+            path_absent: self
+                .path_absent
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
