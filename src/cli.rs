@@ -124,12 +124,20 @@ pub enum SimulateCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ProfileCommand {
-    /// Show what a sample message becomes under a profile.
+    /// Show what a sample message becomes under a profile (`PROFILE SAMPLE`), or under an
+    /// adapter's whole profile list and the registry (`--config FILE --adapter NAME SAMPLE`).
     Test {
-        /// Profile name (looked up in the profiles directory) or path to a .toml file.
+        /// Profile name (looked up in the profiles directory) or path to a .toml file; with
+        /// --adapter, the sample file.
         profile: String,
         /// JSON file: a payload, or {"topic": …, "payload": …}, or JSON lines of those.
-        sample: PathBuf,
+        sample: Option<PathBuf>,
+        /// Run the profile list of this `[[adapter]]` of --config, and its `[[device]]`s.
+        #[arg(long, requires = "config")]
+        adapter: Option<String>,
+        /// The configuration file (with --adapter).
+        #[arg(long, short, env = "ATGW_CONFIG")]
+        config: Option<PathBuf>,
         /// Topic for a bare payload.
         #[arg(long)]
         topic: Option<String>,
@@ -163,17 +171,20 @@ pub fn main() -> ExitCode {
                 ProfileCommand::Test {
                     profile,
                     sample,
+                    adapter,
+                    config,
                     topic,
                     profiles_dir,
                     timezone,
                 },
-        } => crate::tools::profile_test::run(
-            &profile,
-            &sample,
-            topic.as_deref(),
-            profiles_dir.as_deref(),
-            &timezone,
-        ),
+        } => crate::tools::profile_test::run(crate::tools::profile_test::Target {
+            profile: &profile,
+            sample: sample.as_deref(),
+            adapter: adapter.as_deref().zip(config.as_deref()),
+            topic: topic.as_deref(),
+            dir: profiles_dir.as_deref(),
+            tz: &timezone,
+        }),
         Command::DeadLetters { config, args } => dead_letters(&config, &args),
         Command::Alerts { config, command } => {
             runtime_block_on(crate::tools::alerts_cmd::run(config, command))
@@ -248,6 +259,9 @@ fn check_config(config: &Path) -> ExitCode {
     if let Err(e) = crate::runtime::preflight(&cfg) {
         eprintln!("atgw: invalid configuration: {}: {e}", config.display());
         return ExitCode::from(2);
+    }
+    for w in crate::runtime::unmatchable_device_keys(&cfg) {
+        eprintln!("atgw: warning: {}: {w}", config.display());
     }
     for kind in crate::alerts::Policies::unrouted_life_safety(&cfg.policies) {
         eprintln!(

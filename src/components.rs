@@ -125,6 +125,10 @@ macro_rules! component_types {
             pub fn canonical_match(&self, key: &str, value: &str) -> Result<String, String> {
                 match self { $(Self::$a(_) => <$A as Adapter>::canonical_match(key, value),)* }
             }
+            /// The registry keys this adapter's events can carry, if it can say.
+            pub fn match_keys(&self, site: &Site) -> Option<std::collections::BTreeSet<String>> {
+                match self { $(Self::$a(c) => <$A as Adapter>::match_keys(c, site),)* }
+            }
             pub fn audit(&self, site: &Site) -> Vec<Finding> {
                 let subject = format!("adapter `{}`", self.name());
                 match self { $(Self::$a(c) => <$A as Adapter>::audit(c, &subject, site),)* }

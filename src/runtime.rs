@@ -71,6 +71,38 @@ fn site(cfg: &Config) -> Result<Site, StartError> {
     })
 }
 
+/// `[[device]] match` keys no event of the device's adapter can carry (`{ device = … }` where
+/// the profiles give `imei`): such a device would never be matched, and its events would arrive
+/// unregistered, silently. One line each, for `check-config`; an adapter that cannot say which
+/// keys it gives is not judged.
+pub fn unmatchable_device_keys(cfg: &Config) -> Vec<String> {
+    let Ok(site) = site(cfg) else {
+        return Vec::new();
+    };
+    let known: BTreeMap<&str, Option<std::collections::BTreeSet<String>>> = cfg
+        .adapters
+        .iter()
+        .map(|a| (a.name(), a.match_keys(&site)))
+        .collect();
+    let mut out = Vec::new();
+    for (i, d) in cfg.devices.iter().enumerate() {
+        let Some(Some(keys)) = known.get(d.adapter.as_str()) else {
+            continue;
+        };
+        for k in d.match_keys.keys().filter(|k| !keys.contains(*k)) {
+            out.push(format!(
+                "device[{i}] (`{}`): match key `{k}` is not a key adapter `{}` reports (it \
+                 reports: {}); this entry can never match, so the device's events would arrive \
+                 unregistered",
+                d.id,
+                d.adapter,
+                keys.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    out
+}
+
 /// Checks everything that can fail at start without binding a port or connecting: the paths
 /// atgw owns ([`crate::paths`]), the time zone, and each component's own preflight (profiles,
 /// TLS material, secrets and key files). `check-config` runs the same checks. `start` runs it
@@ -138,6 +170,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         adapters: prepared_adapters,
         sinks: prepared_sinks,
     } = preflight(cfg)?;
+    for w in unmatchable_device_keys(cfg) {
+        tracing::warn!("{w}");
+    }
 
     let intake = Shutdown::new();
     let output = Shutdown::new();

@@ -231,3 +231,140 @@ fn a_secret_file_others_can_read_fails_check_config_and_run_alike_with_exit_2() 
         );
     }
 }
+
+/// `profile test --config --adapter` runs what the daemon would: the adapter's profile list
+/// (a message the watch profile does not take falls to the generic one) and the registry (which
+/// `[[device]]` matched, or which keys were there to match on); a `[[device]] match` key no
+/// profile of the adapter gives is warned about there and in `check-config`.
+#[test]
+fn profile_test_with_an_adapter_runs_its_profile_list_and_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::copy(
+        profiles_dir().join("zigbee2mqtt.toml"),
+        profiles.join("zigbee2mqtt.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        profiles.join("acme-watch.toml"),
+        r#"name = "acme-watch"
+
+[[rule]]
+name = "telemetry"
+match.topic = "watch-hub/{imei}/telemetry"
+device.id = "watch:{imei}"
+device.keys = { imei = "{imei}" }
+
+[[rule.point]]
+path = "sos"
+kind = "pendant_press"
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("atgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[gateway]
+id = "gw-test"
+site = "oakview"
+data_dir = "{data}"
+profiles_dir = "{profiles}"
+
+[[adapter]]
+name = "hub"
+type = "mqtt"
+host = "127.0.0.1"
+port = 1883
+topics = ["watch-hub/#", "zigbee2mqtt/#"]
+profiles = ["acme-watch", "zigbee2mqtt"]
+
+[[sink]]
+name = "audit"
+type = "file"
+path = "{audit}"
+
+[[device]]
+id = "watch-room-4"
+adapter = "hub"
+match = {{ imei = "356938035643809" }}
+resident = "r-0004"
+location = {{ area = "West wing", room = "4" }}
+
+[[device]]
+id = "watch-room-5"
+adapter = "hub"
+match = {{ serial = "356938035643810" }}
+"#,
+            data = dir.path().join("state").display(),
+            profiles = profiles.display(),
+            audit = dir.path().join("events.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    let samples = dir.path().join("hub.jsonl");
+    std::fs::write(
+        &samples,
+        concat!(
+            r#"{"topic": "watch-hub/356938035643809/telemetry", "payload": {"sos": true}}"#,
+            "\n",
+            r#"{"topic": "watch-hub/356938035643810/telemetry", "payload": {"sos": true}}"#,
+            "\n",
+            r#"{"topic": "zigbee2mqtt/0xa4c13899607febd1", "payload": {"action": "emergency"}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = atgw(&[
+        "profile",
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        "--adapter",
+        "hub",
+        samples.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "warning: device[1] (`watch-room-5`): match key `serial` is not a key adapter `hub` reports (it reports: device, imei)"
+        ),
+        "{text}"
+    );
+    let sample = |n: usize| text.split("# sample ").nth(n).unwrap_or_default();
+    assert!(
+        sample(1).contains("taken by profile `acme-watch`, rule `telemetry`"),
+        "{text}"
+    );
+    assert!(
+        sample(1).contains(
+            "device `watch:356938035643809`: matched [[device]] `watch-room-4` (West wing, 4, resident r-0004) by imei=356938035643809"
+        ),
+        "{text}"
+    );
+    assert!(
+        sample(2).contains(
+            "device `watch:356938035643810`: no [[device]] matched; it carries imei=356938035643810; the [[device]] entries of `hub` match on imei, serial"
+        ),
+        "{text}"
+    );
+    assert!(
+        sample(3).contains("taken by profile `zigbee2mqtt`, rule `state`"),
+        "{text}"
+    );
+    let check = atgw(&["check-config", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "device[1] (`watch-room-5`): match key `serial` is not a key adapter `hub` reports"
+        ),
+        "{err}"
+    );
+}

@@ -27,12 +27,19 @@ pub struct LineAdapter {
     config: Config,
 }
 
+/// The registry key a line's device is matched on.
+const DEVICE_KEY: &str = "device";
+
 impl Adapter for LineAdapter {
     const TYPE: &'static str = "example-line";
     type Config = Config;
 
     fn name(config: &Config) -> &str {
         &config.name
+    }
+    /// Every line names its device: `[[device]] match = { device = "…" }`.
+    fn match_keys(_: &Config, _: &Site) -> Option<std::collections::BTreeSet<String>> {
+        Some([DEVICE_KEY.to_owned()].into())
     }
     fn validate(config: &Config) -> Result<(), Invalid> {
         if config.listen.parse::<SocketAddr>().is_err() {
@@ -183,7 +190,7 @@ impl Connection {
     fn submission(&self, line: Line, bytes: &[u8]) -> Submission {
         let device_id = format!("line:{}", line.device);
         let keys: std::collections::BTreeMap<String, String> =
-            [("device".to_owned(), line.device.clone())].into();
+            [(DEVICE_KEY.to_owned(), line.device.clone())].into();
         let mut draft = EventDraft::new(line.kind, line.phase, &device_id, &self.config.name);
         draft.registry_keys = keys.clone();
         draft.data.raw = Some(Raw {

@@ -36,6 +36,14 @@ impl Adapter for MqttAdapter {
         out.extend(crate::audit::input(subject, config, &site.profiles_dir));
         out
     }
+    fn match_keys(
+        config: &AdapterConfig,
+        site: &Site,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        ProfileSet::load(&site.profiles_dir, &config.profiles)
+            .ok()
+            .map(|p| p.registry_keys())
+    }
     fn check(config: &AdapterConfig, site: &Site) -> Result<Self, ComponentError> {
         let profiles =
             ProfileSet::load(&site.profiles_dir, &config.profiles).map_err(ComponentError::new)?;

@@ -130,6 +130,15 @@ impl ProfileSet {
         eval::evaluate(&compiled, input, state)
     }
 
+    /// Every registry key a rule of these profiles puts on its events (`device.keys`).
+    pub fn registry_keys(&self) -> std::collections::BTreeSet<String> {
+        self.profiles
+            .iter()
+            .flat_map(|p| p.compiled.rules.iter())
+            .flat_map(|r| r.device.keys.iter().map(|(k, _)| k.clone()))
+            .collect()
+    }
+
     /// The profiles' names, in evaluation order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.profiles.iter().map(|p| p.name.as_str())

@@ -154,6 +154,17 @@ pub trait Adapter: Sized + Send + 'static {
         let _ = key;
         Ok(value.to_owned())
     }
+    /// The registry keys this adapter's events can carry (`account`, `zone`; an MQTT
+    /// adapter's are its profiles' `device.keys`), so `check-config` can warn about a
+    /// `[[device]] match` key no event will ever carry (the device would arrive unregistered,
+    /// silently). `None`: the adapter cannot say. May read the profiles directory.
+    fn match_keys(
+        config: &Self::Config,
+        site: &Site,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let _ = (config, site);
+        None
+    }
     /// `atgw audit`'s findings on what only this component knows (how its links are
     /// protected, what it listens on, how strictly it takes input). `subject` names the
     /// instance (`adapter \`panels\``). Reads no file other than the config's own inputs.

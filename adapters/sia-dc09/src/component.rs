@@ -30,6 +30,13 @@ impl Adapter for Dc09Component {
             .validate()
             .map_err(|errors| Invalid::new("", errors.to_string()))
     }
+    fn match_keys(_: &Config, _: &Site) -> Option<std::collections::BTreeSet<String>> {
+        Some(
+            [crate::keys::ACCOUNT, crate::keys::ZONE]
+                .map(str::to_owned)
+                .into(),
+        )
+    }
     fn files(config: &mut Config) -> Vec<ConfigFile<'_>> {
         config
             .accounts
