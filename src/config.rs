@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod load;
+mod locate;
 mod split;
 mod validate;
 

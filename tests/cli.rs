@@ -368,3 +368,76 @@ match = {{ serial = "356938035643810" }}
         "{err}"
     );
 }
+
+/// "Errors that finish the sentence": a near-miss key gets "did you mean", a configuration
+/// error names its line, and a state whose `values` were written for another JSON type says
+/// how to write them.
+#[test]
+fn errors_name_the_line_and_suggest_the_key_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("atgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"gw-test\"\nsite = \"oakview\"\ndata_dir = \"{}\"\n\n\
+             [[adapter]]\nname = \"zigbee\"\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nprot = 1883\n\
+             topics = [\"zigbee2mqtt/#\"]\nprofiles = [\"zigbee2mqtt\"]\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = atgw(&["check-config", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(", line 10: adapter[0]: unknown field `prot`")
+            && err.contains("did you mean `port`?"),
+        "{err}"
+    );
+
+    let profile = dir.path().join("acme-door.toml");
+    std::fs::write(
+        &profile,
+        "name = \"acme-door\"\n\n[[rule]]\nname = \"door\"\nmatch.topic = \"acme/{device}\"\n\
+         device.id = \"acme:{device}\"\n\n[[rule.state]]\npath = \"contact\"\nkind = \"door_exit\"\n\
+         values = { open = { phase = \"raised\" }, closed = { phase = \"cleared\" } }\n",
+    )
+    .unwrap();
+    let sample = dir.path().join("door.json");
+    std::fs::write(
+        &sample,
+        r#"{"topic": "acme/front", "payload": {"contact": false}}"#,
+    )
+    .unwrap();
+    let out = atgw(&[
+        "profile",
+        "test",
+        profile.to_str().unwrap(),
+        sample.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rejected (wrong_type)")
+            && text.contains("the device sends true/false: write the values as `values = { true = …, false = … }`"),
+        "{text}"
+    );
+    std::fs::write(
+        &profile,
+        "name = \"acme-door\"\n\n[[rule]]\nname = \"door\"\nmatch.topic = \"acme/{device}\"\n\
+         device.id = \"acme:{device}\"\n\n[[rule.state]]\npath = \"contact\"\nkind = \"door_exit\"\n\
+         valeus = { open = { phase = \"raised\" } }\n",
+    )
+    .unwrap();
+    let out = atgw(&[
+        "profile",
+        "test",
+        profile.to_str().unwrap(),
+        sample.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 11, `valeus`: unknown field `valeus`")
+            && err.contains("did you mean `values`?"),
+        "{err}"
+    );
+}

@@ -10,11 +10,13 @@ use atgw_sdk::component::FileRole;
 use super::split::{self, RegistrySections};
 use super::{AdapterConfig, Config};
 
-/// A configuration problem, for a person: which file, which key, what was expected.
+/// A configuration problem, for a person: which file (and line, where it can be told), which
+/// key, what was expected.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {message}")]
+#[error("{file}{}: {key}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
 pub struct ConfigError {
     pub file: String,
+    pub line: Option<usize>,
     pub key: String,
     pub message: String,
 }
@@ -23,6 +25,7 @@ impl ConfigError {
     fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             file: file.display().to_string(),
+            line: None,
             key: key.into(),
             message: message.into(),
         }
@@ -52,6 +55,23 @@ pub fn parse_with_env(
     path: &Path,
     env: HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
+    parse(text, path, env).map_err(|mut e| {
+        if e.line.is_none() {
+            // An unknown key is reported at its table: look for the key itself first.
+            let unknown = e
+                .message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .map(|field| format!("{}.{field}", e.key.trim_start_matches("(top level)")));
+            e.line = unknown
+                .and_then(|k| super::locate::line_of(text, k.trim_start_matches('.')))
+                .or_else(|| super::locate::line_of(text, &e.key));
+        }
+        e
+    })
+}
+
+fn parse(text: &str, path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
     let (rest, registry) = match split::read(text) {
         Some(parts) => parts,
         None => whole_document(text, path)?,
@@ -123,7 +143,11 @@ fn at<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<E>) -> Co
     } else {
         key
     };
-    ConfigError::new(path, key, e.into_inner().to_string())
+    ConfigError::new(
+        path,
+        key,
+        atgw_sdk::suggest::did_you_mean(&e.into_inner().to_string()),
+    )
 }
 
 /// Secret files: a relative name that exists in `$CREDENTIALS_DIRECTORY` stays relative so the

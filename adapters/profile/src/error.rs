@@ -65,7 +65,7 @@ impl ProfileError {
             file: file.to_owned(),
             line,
             key: crate::coerce::truncate(key, 60),
-            message: err.message().trim().replace('\n', " "),
+            message: atgw_sdk::suggest::did_you_mean(&err.message().trim().replace('\n', " ")),
         }
     }
 }

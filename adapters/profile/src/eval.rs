@@ -810,9 +810,22 @@ fn expected(t: ValueType) -> &'static str {
 }
 
 fn wrong_type(path: &JsonPath, v: &Value, expected: &str) -> Rejection {
+    // The usual cause: the profile's `values` keys were written for another JSON type.
+    let hint = match (v, expected) {
+        (Value::Bool(_), "a string") => {
+            "; the device sends true/false: write the values as `values = { true = …, false = … }` (a boolean state)"
+        }
+        (Value::String(_), "true or false") => {
+            "; the device sends text: list its words in `values` (`values = { \"on\" = …, \"off\" = … }`), or `type = \"string\"`"
+        }
+        (Value::Number(_), "a string" | "true or false") => {
+            "; the device sends a number: set `type = \"integer\"` and key `values` by number (`values = { 1 = … }`)"
+        }
+        _ => "",
+    };
     Rejection {
         reason: "wrong_type",
-        detail: format!("`{path}` is {}, expected {expected}", describe(v)),
+        detail: format!("`{path}` is {}, expected {expected}{hint}", describe(v)),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod schema;
 pub mod secret;
 pub mod sink;
+pub mod suggest;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
