@@ -441,3 +441,93 @@ fn errors_name_the_line_and_suggest_the_key_meant() {
         "{err}"
     );
 }
+
+/// The guide's worked examples (PROFILES.md, "Worked examples"): a bed pad, a door contact and
+/// a watch hub, each profile with its sample file, give what the guide shows.
+#[test]
+fn the_guides_worked_examples_give_what_the_guide_shows() {
+    let examples = repo().join("config/examples/devices");
+    let run = |name: &str| {
+        let out = atgw(&[
+            "profile",
+            "test",
+            examples.join(format!("{name}.toml")).to_str().unwrap(),
+            examples.join(format!("{name}.jsonl")).to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{name}: {text}");
+        text
+    };
+    // What each sample became: (kind, phase) of its events, in order, or "none".
+    let outcomes = |text: &str| -> Vec<Vec<(String, String)>> {
+        text.split("# sample ")
+            .skip(1)
+            .map(|s| {
+                let kinds: Vec<&str> = s
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("\"kind\": \""))
+                    .map(|k| k.trim_end_matches("\","))
+                    .collect();
+                let phases: Vec<&str> = s
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("\"phase\": \""))
+                    .map(|k| k.trim_end_matches("\","))
+                    .collect();
+                kinds
+                    .into_iter()
+                    .zip(phases)
+                    .map(|(k, p)| (k.to_owned(), p.to_owned()))
+                    .collect()
+            })
+            .collect()
+    };
+    let ev = |k: &str, p: &str| (k.to_owned(), p.to_owned());
+    let bed = run("acme-bed-pad");
+    assert_eq!(
+        outcomes(&bed),
+        vec![
+            vec![],
+            vec![ev("bed_exit", "raised")],
+            vec![],
+            vec![ev("bed_exit", "cleared")]
+        ],
+        "{bed}"
+    );
+    assert!(
+        bed.contains("`occupancy`: `false` again (a state repeat"),
+        "{bed}"
+    );
+    let door = run("acme-door");
+    assert_eq!(
+        outcomes(&door),
+        vec![
+            vec![],
+            vec![ev("door_exit", "raised")],
+            vec![ev("door_exit", "cleared")]
+        ],
+        "{door}"
+    );
+    let watch = run("acme-watch-hub");
+    assert_eq!(
+        outcomes(&watch),
+        vec![
+            vec![ev("vital_sign", "point")],
+            vec![ev("vital_sign", "point")],
+            vec![ev("fall", "raised"), ev("vital_sign", "point")]
+        ],
+        "{watch}"
+    );
+    let not_worn = watch.split("# sample ").nth(2).unwrap();
+    assert_eq!(
+        not_worn
+            .matches("\"absent_reason\": \"not-performed\"")
+            .count(),
+        2,
+        "heart rate 0 blanks SpO2 85 too: {not_worn}"
+    );
+    assert!(!not_worn.contains("\"value\": 85"), "{not_worn}");
+    assert!(
+        watch.contains("\"time\": \"2026-12-02T08:02:00.000Z\""),
+        "epoch ms read: {watch}"
+    );
+}

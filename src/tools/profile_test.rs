@@ -330,7 +330,7 @@ pub fn explain(q: &Quiet) -> String {
             format!("`{field}`: `{}` is mapped to no event", esc(value))
         }
         Quiet::TelemetryOnly => {
-            "telemetry only: the rule maps readings (observations, battery, signal), no states or points".to_owned()
+            "telemetry only: the rule reads observations, battery or signal but has no state or point, so nothing is journaled (add a `[[rule.point]]` without a path, kind = \"vital_sign\", to journal every reading)".to_owned()
         }
         Quiet::NoItems { path } => format!("`for_each = \"{path}\"` found no elements"),
     }

@@ -731,8 +731,18 @@ impl Ctx<'_> {
                 ),
             ));
         }
+        let absent_when = s
+            .absent_when
+            .iter()
+            .map(|(p, sentinel)| {
+                JsonPath::parse(p)
+                    .map(|path| (path, sentinel.clone()))
+                    .map_err(|e| self.err(format!("{at}.absent_when.{p}"), e))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ObservationMap {
             paths,
+            absent_when,
             name: s.name.clone(),
             unit: s.unit.clone(),
             code,

@@ -121,6 +121,8 @@ pub(crate) struct ObservationMap {
     pub scale: f64,
     pub round: Option<u32>,
     pub absent: Vec<Sentinel>,
+    /// Fields (paths) whose value makes this observation absent.
+    pub absent_when: Vec<(crate::path::JsonPath, Sentinel)>,
     pub absent_reason: String,
     pub method: Option<String>,
     pub status: Option<String>,

@@ -842,6 +842,15 @@ fn unmapped<'k>(path: &JsonPath, key: &str, known: impl Iterator<Item = &'k Stri
 }
 
 /// One observation, `None` when the device did not report it.
+/// Whether `v` is the sentinel `s` (`0`, `"--"`; a number also as text).
+fn is(s: &Sentinel, v: &Value) -> bool {
+    match (s, v) {
+        (Sentinel::Number(n), Value::Number(_) | Value::String(_)) => lenient_number(v) == Some(*n),
+        (Sentinel::Text(t), Value::String(s)) => s.trim() == t,
+        _ => false,
+    }
+}
+
 fn observation(
     o: &ObservationMap,
     item: &Value,
@@ -850,11 +859,10 @@ fn observation(
     let Some((path, v)) = o.paths.get(item, message) else {
         return Ok(None);
     };
-    let is_sentinel = o.absent.iter().any(|s| match (s, v) {
-        (Sentinel::Number(n), Value::Number(_) | Value::String(_)) => lenient_number(v) == Some(*n),
-        (Sentinel::Text(t), Value::String(s)) => s.trim() == t,
-        _ => false,
-    });
+    let is_sentinel = o.absent.iter().any(|s| is(s, v))
+        || o.absent_when
+            .iter()
+            .any(|(p, s)| p.get(item, message).is_some_and(|w| is(s, w)));
     let mut obs = Observation {
         name: o.name.clone(),
         code: o.code.clone(),

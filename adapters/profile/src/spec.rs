@@ -254,6 +254,10 @@ pub(crate) struct ObservationSpec {
     pub round: Option<u32>,
     #[serde(default)]
     pub absent: Vec<Sentinel>,
+    /// Other fields whose value means this one is absent: `{ heart_rate = 0 }` (a watch not
+    /// worn sends 0 for every vital).
+    #[serde(default)]
+    pub absent_when: std::collections::BTreeMap<String, Sentinel>,
     pub absent_reason: Option<String>,
     pub method: Option<String>,
     pub status: Option<String>,
