@@ -9,7 +9,8 @@
 //! |-----------------------|----------------------|--------|
 //! | none (first sight)    | raised               | yes    |
 //! | none (first sight)    | cleared or point     | no: a normal first reading is not news |
-//! | the same value        | anything             | no: a state repeat |
+//! | the same value, mapped alike | anything      | no: a state repeat |
+//! | the same value, mapped otherwise (another rule: kind, phase, confidence or priority) | anything | yes: an upgrade or downgrade |
 //! | a value mapping to cleared | cleared         | no: nothing was open |
 //! | any other value       | anything             | yes: a raise, a clear, an upgrade or downgrade |
 //!
@@ -32,18 +33,45 @@ pub(crate) struct Decision {
     pub store: bool,
 }
 
-/// `previous` is the stored value and the phase it maps to now (`None` when no longer mapped).
-pub(crate) fn decide(
-    previous: Option<(&str, Option<Phase>)>,
+/// Separates the value from what it was mapped to in a remembered outcome.
+const SEP: char = '\u{1f}';
+
+/// What is remembered for a state field: the value and what it mapped to (kind, phase,
+/// confidence, priority), `true\u{1f}fall/raised/suspected/low`.
+pub(crate) fn outcome(
     value: &str,
+    kind: atgw_sdk::Kind,
     phase: Phase,
-) -> Decision {
+    confidence: Option<atgw_sdk::event::Confidence>,
+    priority: atgw_sdk::Priority,
+) -> String {
+    format!(
+        "{value}{SEP}{}/{}/{}/{}",
+        kind.as_str(),
+        phase.as_str(),
+        confidence.map_or("-", |c| c.as_str()),
+        priority.as_str()
+    )
+}
+
+/// The value and (when it was remembered with one) the phase of a remembered outcome; a value
+/// remembered before outcomes were kept has no phase here.
+pub(crate) fn recall(stored: &str) -> (&str, Option<Phase>) {
+    match stored.split_once(SEP) {
+        Some((value, mapped)) => (value, mapped.split('/').nth(1).and_then(|p| p.parse().ok())),
+        None => (stored, None),
+    }
+}
+
+/// [`decide`] where the caller has compared the remembered outcome with the new one: `previous`
+/// is (whether it is the same, the phase it had).
+pub(crate) fn decide_same(previous: Option<(bool, Option<Phase>)>, phase: Phase) -> Decision {
     match previous {
         None => Decision {
             emit: phase == Phase::Raised,
             store: true,
         },
-        Some((old, _)) if old == value => Decision {
+        Some((true, _)) => Decision {
             emit: false,
             store: false,
         },
@@ -56,6 +84,17 @@ pub(crate) fn decide(
             store: true,
         },
     }
+}
+
+/// `previous` is the stored value and the phase it maps to now (`None` when no longer mapped).
+/// The value-only form of [`decide_same`], which the table above is tested through.
+#[cfg(test)]
+pub(crate) fn decide(
+    previous: Option<(&str, Option<Phase>)>,
+    value: &str,
+    phase: Phase,
+) -> Decision {
+    decide_same(previous.map(|(old, p)| (old == value, p)), phase)
 }
 
 #[cfg(test)]

@@ -568,17 +568,33 @@ impl Mapper<'_> {
             }
             let edge_key = if test { test_key } else { real_key };
             let previous = self.lookup(&edge_key);
-            let previous_phase = previous
-                .as_deref()
-                .and_then(|p| st.values.get(p))
-                .and_then(|m| m.as_ref().map(|m| m.phase));
-            let decision = edge::decide(
-                previous.as_deref().map(|p| (p, previous_phase)),
+            // What the value was mapped to is remembered with it, so two rules sharing a field
+            // (a fall while not worn is suspected, the same fall worn is confirmed) differ.
+            let outcome = edge::outcome(
                 &key,
+                mapping.kind,
                 mapping.phase,
+                mapping.confidence,
+                mapping.priority,
             );
+            let previous = previous.as_deref().map(|p| {
+                let (value, phase) = edge::recall(p);
+                let phase = phase.or_else(|| {
+                    st.values
+                        .get(value)
+                        .and_then(|m| m.as_ref().map(|m| m.phase))
+                });
+                // A value remembered before outcomes were kept compares by value alone.
+                let same = if edge::recall(p).1.is_some() {
+                    p == outcome
+                } else {
+                    value == key
+                };
+                (same, phase)
+            });
+            let decision = edge::decide_same(previous, mapping.phase);
             if decision.store {
-                self.remember(edge_key, key);
+                self.remember(edge_key, outcome);
             }
             if decision.emit {
                 events.push(self.event(mapping, scope, common));

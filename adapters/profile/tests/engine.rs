@@ -144,7 +144,8 @@ fn edge_state_is_namespaced_and_survives_a_restart() {
         h.state
             .get("zigbee2mqtt|zigbee:0xabc|smoke")
             .map(String::as_str),
-        Some("true")
+        Some("true\u{1f}smoke/raised/-/high"),
+        "the value, and what it was mapped to"
     );
     // A restart: a new engine with the persisted state must not raise the same smoke again.
     let persisted = std::mem::take(&mut h.state);
@@ -269,7 +270,7 @@ fn an_ignored_value_changes_nothing() {
     assert_eq!(
         h.state
             .get("heiman-hs2fd-fall|zigbee:hs2fd|fall_status")
-            .map(String::as_str),
+            .and_then(|v| v.split('\u{1f}').next()),
         Some("fall_alarm")
     );
 }
@@ -959,4 +960,52 @@ fn a_json_root_that_is_not_an_object_is_rejected_unless_the_rule_walks_the_root_
         matches!(&out, Evaluation::Mapped { events, .. } if events.len() == 1),
         "{out:?}"
     );
+}
+
+/// Two rules share a field's memory (same profile, device and state key). A fall while the
+/// watch is not worn is only suspected; the same "detected" once it is worn is confirmed:
+/// edge detection compares what the value maps to, not only the value, so the confirmed fall
+/// is raised (and the alert is upgraded), not taken for a repeat.
+#[test]
+fn a_value_mapped_differently_by_a_second_rule_is_an_edge_not_a_repeat() {
+    let mut h = Harness::new(one(r#"
+[[rule]]
+name = "not-worn"
+match.topic = "watch/{imei}"
+match.equals = { worn = false }
+device.id = "watch:{imei}"
+
+[[rule.state]]
+path = "fall"
+kind = "fall"
+values = { detected = { phase = "raised", confidence = "suspected", priority = "low" }, none = { phase = "cleared" } }
+
+[[rule]]
+name = "worn"
+match.topic = "watch/{imei}"
+device.id = "watch:{imei}"
+
+[[rule.state]]
+path = "fall"
+kind = "fall"
+values = { detected = { phase = "raised", confidence = "confirmed", priority = "high" }, none = { phase = "cleared" } }
+"#));
+    let e = h.events("watch/1", json!({"fall": "detected", "worn": false}));
+    assert_eq!(
+        (e.len(), e[0].data.confidence, e[0].data.priority),
+        (1, Some(Confidence::Suspected), Priority::Low)
+    );
+    let e = h.events("watch/1", json!({"fall": "detected", "worn": true}));
+    assert_eq!(e.len(), 1, "the confirmed fall is an edge");
+    assert_eq!(
+        (e[0].data.phase, e[0].data.confidence, e[0].data.priority),
+        (Phase::Raised, Some(Confidence::Confirmed), Priority::High)
+    );
+    assert!(
+        h.events("watch/1", json!({"fall": "detected", "worn": true}))
+            .is_empty(),
+        "the same confirmed fall again is a repeat"
+    );
+    let e = h.events("watch/1", json!({"fall": "none", "worn": true}));
+    assert_eq!((e.len(), e[0].data.phase), (1, Phase::Cleared));
 }
