@@ -9,8 +9,8 @@ use atgw_sdk::{Kind, Phase, Priority};
 use serde_json::Value;
 
 use crate::compiled::{
-    BatteryMap, CodesMap, Compiled, Conditions, DeviceMap, Ignore, LowBatteryAlarm, Mapping,
-    ObservationMap, PointMap, Rule, SignalMap, StateMap,
+    BatteryMap, CmpOp, CodesMap, Comparison, Compiled, Conditions, DeviceMap, Ignore,
+    LowBatteryAlarm, Mapping, ObservationMap, PointMap, Rule, SignalMap, StateMap,
 };
 use crate::error::ProfileError;
 use crate::path::{JsonPath, Paths};
@@ -165,7 +165,13 @@ impl Ctx<'_> {
         payload: Option<PayloadFormat>,
         has: &[String],
         equals: &BTreeMap<String, toml::Value>,
+        when: &[String],
     ) -> Result<Conditions, ProfileError> {
+        let when = when
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.comparison(&format!("{at}when[{i}]"), w))
+            .collect::<Result<_, _>>()?;
         let has = has
             .iter()
             .map(|h| self.path(&format!("{at}has"), h))
@@ -185,6 +191,39 @@ impl Ctx<'_> {
             payload: payload.unwrap_or(PayloadFormat::Json),
             has,
             equals,
+            when,
+        })
+    }
+
+    /// `path op number`, e.g. `heart_rate > 0` (`<`, `<=`, `>`, `>=`, `==`, `!=`).
+    fn comparison(&self, key: &str, text: &str) -> Result<Comparison, ProfileError> {
+        let ops = [
+            ("<=", CmpOp::Le),
+            (">=", CmpOp::Ge),
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<", CmpOp::Lt),
+            (">", CmpOp::Gt),
+        ];
+        let bad = || {
+            self.err(
+                key,
+                format!("`{text}` is not a comparison; write it like \"heart_rate > 0\" (a path, one of < <= > >= == !=, a number)"),
+            )
+        };
+        let (at, sym, op) = ops
+            .iter()
+            .find_map(|(sym, op)| text.find(sym).map(|at| (at, *sym, *op)))
+            .ok_or_else(bad)?;
+        let path = text[..at].trim();
+        let number: f64 = text[at + sym.len()..].trim().parse().map_err(|_| bad())?;
+        if path.is_empty() || !number.is_finite() {
+            return Err(bad());
+        }
+        Ok(Comparison {
+            path: self.path(key, path)?,
+            op,
+            number,
         })
     }
 
@@ -194,10 +233,14 @@ impl Ctx<'_> {
         }
         let topics = self.patterns(&format!("{at}.topic"), &s.topic.0)?;
         let except = self.patterns(&format!("{at}.except"), &s.except.0)?;
-        let conditions = if s.payload.is_none() && s.has.is_empty() && s.equals.is_empty() {
+        let conditions = if s.payload.is_none()
+            && s.has.is_empty()
+            && s.equals.is_empty()
+            && s.when.is_empty()
+        {
             None
         } else {
-            Some(self.conditions(&format!("{at}."), s.payload, &s.has, &s.equals)?)
+            Some(self.conditions(&format!("{at}."), s.payload, &s.has, &s.equals, &s.when)?)
         };
         let name = s.name.clone().unwrap_or_else(|| s.topic.0.join(" "));
         Ok(Ignore {
@@ -215,6 +258,7 @@ impl Ctx<'_> {
             payload,
             has,
             equals,
+            when,
         } = &s.match_;
         if topic.0.is_empty() {
             return Err(self.err(
@@ -234,7 +278,8 @@ impl Ctx<'_> {
         }
         let captures: Vec<&str> = names.into_iter().collect();
         let not_topics = self.patterns(&format!("{at}match.not_topic"), &not_topic.0)?;
-        let mut conditions = self.conditions(&format!("{at}match."), *payload, has, equals)?;
+        let mut conditions =
+            self.conditions(&format!("{at}match."), *payload, has, equals, when)?;
         let for_each = match &s.for_each {
             Some(p) => {
                 let path = self.path(&format!("{at}for_each"), p)?;

@@ -29,6 +29,39 @@ pub(crate) struct Conditions {
     pub has: Vec<JsonPath>,
     /// Path and the values any one of which it must equal.
     pub equals: Vec<(JsonPath, Vec<Value>)>,
+    /// Numeric comparisons, all of which must hold (a value that is no number fails).
+    pub when: Vec<Comparison>,
+}
+
+/// `heart_rate > 0`: a path, an operator and a number.
+#[derive(Debug, Clone)]
+pub(crate) struct Comparison {
+    pub path: JsonPath,
+    pub op: CmpOp,
+    pub number: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub(crate) fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }
+    }
 }
 
 #[derive(Debug)]

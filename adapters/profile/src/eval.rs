@@ -274,6 +274,12 @@ fn conditions_hold(c: &Conditions, root: &Value) -> bool {
             p.get(root, root)
                 .is_some_and(|v| options.iter().any(|o| json_equal(v, o)))
         })
+        && c.when.iter().all(|w| {
+            w.path
+                .get(root, root)
+                .and_then(lenient_number)
+                .is_some_and(|n| w.op.holds(n, w.number))
+        })
 }
 
 type Mapped = (Vec<EventDraft>, Vec<StateUpdate>, Vec<Seen>, Vec<Quiet>);

@@ -105,6 +105,9 @@ pub(crate) struct IgnoreSpec {
     pub has: Vec<String>,
     #[serde(default)]
     pub equals: BTreeMap<String, toml::Value>,
+    /// Numeric comparisons that must all hold: `["heart_rate > 0", "spo2 <= 100"]`.
+    #[serde(default)]
+    pub when: Vec<String>,
 }
 
 /// `[[rule]]`, or the top-level single rule.
@@ -143,6 +146,9 @@ pub(crate) struct MatchSpec {
     pub has: Vec<String>,
     #[serde(default)]
     pub equals: BTreeMap<String, toml::Value>,
+    /// Numeric comparisons that must all hold: `["heart_rate > 0", "spo2 <= 100"]`.
+    #[serde(default)]
+    pub when: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

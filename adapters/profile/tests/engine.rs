@@ -1009,3 +1009,52 @@ values = { detected = { phase = "raised", confidence = "confirmed", priority = "
     let e = h.events("watch/1", json!({"fall": "none", "worn": true}));
     assert_eq!((e.len(), e[0].data.phase), (1, Phase::Cleared));
 }
+
+/// Numeric comparisons in `match.when`: a watch's fall rule that only counts while it is worn
+/// (`heart_rate > 0`); a message where the comparison fails (or the value is no number) is
+/// not this rule's; a comparison that cannot be read is refused at load, naming it.
+#[test]
+fn match_when_compares_numbers() {
+    let mut h = Harness::new(one(r#"
+[[rule]]
+name = "worn"
+match.topic = "watch/{imei}"
+match.when = ["heart_rate > 0", "heart_rate <= 250"]
+device.id = "watch:{imei}"
+
+[[rule.point]]
+path = "sos"
+kind = "pendant_press"
+"#));
+    assert_eq!(
+        h.events("watch/1", json!({"sos": true, "heart_rate": 72}))
+            .len(),
+        1
+    );
+    for not_worn in [
+        json!({"sos": true, "heart_rate": 0}),
+        json!({"sos": true, "heart_rate": "x"}),
+        json!({"sos": true}),
+    ] {
+        assert!(
+            matches!(
+                h.send("watch/1", not_worn.clone()),
+                Evaluation::Rejected {
+                    reason: "no_profile",
+                    ..
+                }
+            ),
+            "{not_worn}"
+        );
+    }
+    let err = Profile::parse(
+        "watch",
+        "[[rule]]\nname = \"r\"\nmatch.topic = \"t\"\nmatch.when = [\"heart_rate about 0\"]\ndevice.id = \"d\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("rule[0].match.when[0]") && err.contains("is not a comparison"),
+        "{err}"
+    );
+}
