@@ -167,6 +167,12 @@ async fn malformed_payloads_are_dead_lettered_and_the_daemon_stays_healthy() {
         "{binary_shown}"
     );
     assert!(binary_shown.contains("ff fe 00 9c 80 01"), "{binary_shown}");
+    // A rejection names the profile's file, not only its name.
+    let wrong = cli(&["--show", &id_of("wrong_type")]);
+    assert!(
+        wrong.contains("config/profiles/") && wrong.contains(".toml), rule "),
+        "{wrong}"
+    );
     let cut_shown = cli(&["--show", &id_of("oversize")]);
     assert!(
         cut_shown.contains(&format!(

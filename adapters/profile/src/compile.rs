@@ -110,6 +110,13 @@ pub(crate) fn compile(
         }
     }
     Ok(Compiled {
+        // Rejections name the file as well when it is more than the name (`load` passes the
+        // path), so an integrator knows which file to open.
+        label: if file == name {
+            name.clone()
+        } else {
+            format!("{name} ({file})")
+        },
         name,
         ignores,
         rules,

@@ -18,6 +18,8 @@ use crate::time::TimeFormat;
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub name: String,
+    /// The name, and the file it came from when loaded from one: for rejection messages.
+    pub label: String,
     pub ignores: Vec<Ignore>,
     pub rules: Vec<Rule>,
 }

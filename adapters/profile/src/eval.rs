@@ -218,7 +218,10 @@ pub(crate) fn evaluate(
                 Err(r) => Evaluation::Rejected {
                     reason: r.reason,
                     detail: truncate(
-                        &format!("profile {}, rule {}: {}", profile.name, rule.name, r.detail),
+                        &format!(
+                            "profile {}, rule {}: {}",
+                            profile.label, rule.name, r.detail
+                        ),
                         MAX_DETAIL,
                     ),
                 },
