@@ -531,3 +531,77 @@ fn the_guides_worked_examples_give_what_the_guide_shows() {
         "epoch ms read: {watch}"
     );
 }
+
+/// Numeric `match.when` and rules that share a field's memory, through `profile test`: a fall
+/// while the watch is not worn (`heart_rate == 0`) is suspected; the same fall reported once it
+/// is worn (`heart_rate > 0`) is confirmed and raised again (an upgrade), not a repeat.
+#[test]
+fn profile_test_shows_a_suspected_fall_upgraded_when_the_watch_is_worn() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("acme-watch.toml");
+    std::fs::write(
+        &profile,
+        r#"name = "acme-watch"
+
+[[rule]]
+name = "not-worn"
+match.topic = "watch/{imei}"
+match.when = ["heart_rate == 0"]
+device.id = "watch:{imei}"
+
+[[rule.state]]
+path = "fall"
+kind = "fall"
+values = { detected = { phase = "raised", confidence = "suspected", priority = "low" }, none = { phase = "cleared" } }
+
+[[rule]]
+name = "worn"
+match.topic = "watch/{imei}"
+match.when = ["heart_rate > 0"]
+device.id = "watch:{imei}"
+
+[[rule.state]]
+path = "fall"
+kind = "fall"
+values = { detected = { phase = "raised", confidence = "confirmed", priority = "high" }, none = { phase = "cleared" } }
+"#,
+    )
+    .unwrap();
+    let samples = dir.path().join("watch.jsonl");
+    std::fs::write(
+        &samples,
+        concat!(
+            r#"{"topic": "watch/1", "payload": {"fall": "detected", "heart_rate": 0}}"#,
+            "\n",
+            r#"{"topic": "watch/1", "payload": {"fall": "detected", "heart_rate": 88}}"#,
+            "\n",
+            r#"{"topic": "watch/1", "payload": {"fall": "detected", "heart_rate": 90}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = atgw(&[
+        "profile",
+        "test",
+        profile.to_str().unwrap(),
+        samples.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let sample = |n: usize| text.split("# sample ").nth(n).unwrap_or_default();
+    assert!(
+        sample(1).contains("\"confidence\": \"suspected\"")
+            && sample(1).contains("\"priority\": \"low\""),
+        "{text}"
+    );
+    assert!(
+        sample(2).contains("\"phase\": \"raised\"")
+            && sample(2).contains("\"confidence\": \"confirmed\"")
+            && sample(2).contains("\"priority\": \"high\""),
+        "{text}"
+    );
+    assert!(
+        sample(3).contains("rule `worn`: no event") && sample(3).contains("again (a state repeat"),
+        "{text}"
+    );
+}
