@@ -200,6 +200,8 @@ pub(crate) fn account(w: &World, earlier: &JournalView) -> Accounting {
         match j.dead.get(key).copied().unwrap_or(0) {
             0 => a.lost.push(format!("{key}: malformed, not dead-lettered")),
             1 => a.dead_lettered += 1,
+            // As for events below: an MQTT device's replay is a new QoS 1 message.
+            _ if resent.contains(key) && !key.starts_with('d') => a.dead_lettered += 1,
             n => a.dup_rows.push(format!("{key}: {n} dead letters")),
         }
     }
