@@ -121,7 +121,9 @@ impl Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atgw"));
         cmd.args(["run", "--config"])
             .arg(&self.config)
-            .args(&self.args);
+            .args(&self.args)
+            // The fault suite's own knob, not a config override for the daemon.
+            .env_remove("ATGW_FAULT_SEED");
         match self.rust_log {
             Some(filter) => cmd.env("RUST_LOG", filter),
             None => cmd.env_remove("RUST_LOG"),
