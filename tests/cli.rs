@@ -14,6 +14,30 @@ fn atgw(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `atgw profile test PROFILE SAMPLES`, which must succeed; its output.
+fn profile_test(profile: &std::path::Path, samples: &std::path::Path) -> String {
+    let out = atgw(&[
+        "profile",
+        "test",
+        profile.to_str().unwrap(),
+        samples.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Sample `n` (from 1) of `profile test` output.
+fn sample(text: &str, n: usize) -> &str {
+    text.split("# sample ")
+        .nth(n)
+        .unwrap_or_else(|| panic!("no sample {n}: {text}"))
+}
+
 #[test]
 fn a_bad_config_exits_2_naming_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,42 +184,33 @@ unit = "Cel"
         ),
     )
     .unwrap();
-    let out = atgw(&[
-        "profile",
-        "test",
-        profile.to_str().unwrap(),
-        samples.to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    let sample = |n: usize| {
-        text.split("# sample ")
-            .nth(n)
-            .unwrap_or_else(|| panic!("no sample {n}: {text}"))
-    };
+    let text = profile_test(&profile, &samples);
     // 1: the profile reads `contacts`, the door sends `contact`.
-    assert!(sample(1).contains("rule `door`: no event"), "{text}");
+    assert!(sample(&text, 1).contains("rule `door`: no event"), "{text}");
     assert!(
-        sample(1)
+        sample(&text, 1)
             .contains("`contacts`: path `contacts` is absent (it has: battery, contact, tamper)"),
         "{text}"
     );
     assert!(
-        sample(1).contains("`tamper`: `false` is the first reading and raises nothing"),
+        sample(&text, 1).contains("`tamper`: `false` is the first reading and raises nothing"),
         "{text}"
     );
     // 2: the first `contacts` reading (closed) raises nothing; 3 repeats it.
     assert!(
-        sample(2).contains("`contacts`: `true` is the first reading and raises nothing"),
+        sample(&text, 2).contains("`contacts`: `true` is the first reading and raises nothing"),
         "{text}"
     );
-    assert!(sample(2).contains("`tamper`: `false` again"), "{text}");
     assert!(
-        sample(3).contains("`contacts`: `true` again (a state repeat: no change, no event)"),
+        sample(&text, 2).contains("`tamper`: `false` again"),
+        "{text}"
+    );
+    assert!(
+        sample(&text, 3).contains("`contacts`: `true` again (a state repeat: no change, no event)"),
         "{text}"
     );
     // 4: readings only.
-    assert!(sample(4).contains("telemetry only"), "{text}");
+    assert!(sample(&text, 4).contains("telemetry only"), "{text}");
 }
 
 #[test]
@@ -337,25 +352,24 @@ match = {{ serial = "356938035643810" }}
         ),
         "{text}"
     );
-    let sample = |n: usize| text.split("# sample ").nth(n).unwrap_or_default();
     assert!(
-        sample(1).contains("taken by profile `acme-watch`, rule `telemetry`"),
+        sample(&text, 1).contains("taken by profile `acme-watch`, rule `telemetry`"),
         "{text}"
     );
     assert!(
-        sample(1).contains(
+        sample(&text, 1).contains(
             "device `watch:356938035643809`: matched [[device]] `watch-room-4` (West wing, 4, resident r-0004) by imei=356938035643809"
         ),
         "{text}"
     );
     assert!(
-        sample(2).contains(
+        sample(&text, 2).contains(
             "device `watch:356938035643810`: no [[device]] matched; it carries imei=356938035643810; the [[device]] entries of `hub` match on imei, serial"
         ),
         "{text}"
     );
     assert!(
-        sample(3).contains("taken by profile `zigbee2mqtt`, rule `state`"),
+        sample(&text, 3).contains("taken by profile `zigbee2mqtt`, rule `state`"),
         "{text}"
     );
     let check = atgw(&["check-config", "--config", config.to_str().unwrap()]);
@@ -448,15 +462,10 @@ fn errors_name_the_line_and_suggest_the_key_meant() {
 fn the_guides_worked_examples_give_what_the_guide_shows() {
     let examples = repo().join("config/examples/devices");
     let run = |name: &str| {
-        let out = atgw(&[
-            "profile",
-            "test",
-            examples.join(format!("{name}.toml")).to_str().unwrap(),
-            examples.join(format!("{name}.jsonl")).to_str().unwrap(),
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{name}: {text}");
-        text
+        profile_test(
+            &examples.join(format!("{name}.toml")),
+            &examples.join(format!("{name}.jsonl")),
+        )
     };
     // What each sample became: (kind, phase) of its events, in order, or "none".
     let outcomes = |text: &str| -> Vec<Vec<(String, String)>> {
@@ -517,7 +526,7 @@ fn the_guides_worked_examples_give_what_the_guide_shows() {
         ],
         "{watch}"
     );
-    let not_worn = watch.split("# sample ").nth(2).unwrap();
+    let not_worn = sample(&watch, 2);
     assert_eq!(
         not_worn
             .matches("\"absent_reason\": \"not-performed\"")
@@ -580,28 +589,21 @@ values = { detected = { phase = "raised", confidence = "confirmed", priority = "
         ),
     )
     .unwrap();
-    let out = atgw(&[
-        "profile",
-        "test",
-        profile.to_str().unwrap(),
-        samples.to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    let sample = |n: usize| text.split("# sample ").nth(n).unwrap_or_default();
+    let text = profile_test(&profile, &samples);
     assert!(
-        sample(1).contains("\"confidence\": \"suspected\"")
-            && sample(1).contains("\"priority\": \"low\""),
+        sample(&text, 1).contains("\"confidence\": \"suspected\"")
+            && sample(&text, 1).contains("\"priority\": \"low\""),
         "{text}"
     );
     assert!(
-        sample(2).contains("\"phase\": \"raised\"")
-            && sample(2).contains("\"confidence\": \"confirmed\"")
-            && sample(2).contains("\"priority\": \"high\""),
+        sample(&text, 2).contains("\"phase\": \"raised\"")
+            && sample(&text, 2).contains("\"confidence\": \"confirmed\"")
+            && sample(&text, 2).contains("\"priority\": \"high\""),
         "{text}"
     );
     assert!(
-        sample(3).contains("rule `worn`: no event") && sample(3).contains("again (a state repeat"),
+        sample(&text, 3).contains("rule `worn`: no event")
+            && sample(&text, 3).contains("again (a state repeat"),
         "{text}"
     );
 }

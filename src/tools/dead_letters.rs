@@ -125,7 +125,7 @@ pub fn run(journal: &Path, args: &DeadLettersArgs) -> ExitCode {
 
 fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .map(|t| atgw_sdk::event::rfc3339_ms::format(&t))
         .unwrap_or_else(|_| ms.to_string())
 }
 

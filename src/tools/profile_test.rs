@@ -200,7 +200,6 @@ fn registry_line(
     draft: &atgw_sdk::EventDraft,
     match_keys: &[String],
 ) -> String {
-    let esc = |s: &str| crate::logging::escape(s).into_owned();
     let carried: Vec<String> = draft
         .registry_keys
         .iter()
@@ -296,7 +295,6 @@ fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<(String, Vec<u8>
 
 /// One line on why a field produced no event.
 pub fn explain(q: &Quiet) -> String {
-    let esc = |s: &str| crate::logging::escape(s).into_owned();
     match q {
         Quiet::Absent {
             field,
@@ -334,4 +332,9 @@ pub fn explain(q: &Quiet) -> String {
         }
         Quiet::NoItems { path } => format!("`for_each = \"{path}\"` found no elements"),
     }
+}
+
+/// Text from a device, for the terminal.
+fn esc(s: &str) -> String {
+    crate::logging::escape(s).into_owned()
 }

@@ -121,9 +121,14 @@ impl Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atgw"));
         cmd.args(["run", "--config"])
             .arg(&self.config)
-            .args(&self.args)
-            // The fault suite's own knob, not a config override for the daemon.
-            .env_remove("ATGW_FAULT_SEED");
+            .args(&self.args);
+        // The daemon reads `ATGW_*` as config overrides: the test's own environment (the fault
+        // suite's `ATGW_FAULT_SEED`, a developer's `ATGW_CONFIG`) must not reach it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ATGW_") {
+                cmd.env_remove(&k);
+            }
+        }
         match self.rust_log {
             Some(filter) => cmd.env("RUST_LOG", filter),
             None => cmd.env_remove("RUST_LOG"),
@@ -259,15 +264,32 @@ pub async fn wait_until_async(within: Duration, mut cond: impl FnMut() -> bool) 
     if cond() { Ok(()) } else { Err(()) }
 }
 
-/// The care platform's view: a persistent-session QoS 1 subscriber on the upstream topics,
-/// reconnecting on its own across broker restarts.
-pub struct Upstream {
-    pub received: Arc<Mutex<Vec<serde_json::Value>>>,
+/// A persistent-session QoS 1 subscriber on `filters`, reconnecting on its own across broker
+/// restarts, keeping what `keep` makes of each payload.
+pub struct Subscriber<T> {
+    pub received: Arc<Mutex<Vec<T>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Upstream {
+/// The care platform's view: a [`Subscriber`] on the upstream topics keeping each JSON event.
+pub type Upstream = Subscriber<serde_json::Value>;
+
+impl Subscriber<serde_json::Value> {
     pub async fn start(port: u16, filter: &str) -> Upstream {
+        Subscriber::start_keeping(port, &[filter], |p| serde_json::from_slice(p).ok()).await
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl<T: Send + 'static> Subscriber<T> {
+    pub async fn start_keeping(
+        port: u16,
+        filters: &[&str],
+        keep: impl Fn(&[u8]) -> Option<T> + Send + 'static,
+    ) -> Subscriber<T> {
         // Unique per subscriber: a shared client id makes the broker kick one off for the other.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let mut o = MqttOptions::new(
@@ -287,12 +309,15 @@ impl Upstream {
         let r = received.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let mut ready_tx = Some(ready_tx);
-        let filter = filter.to_owned();
+        let filters: Vec<rumqttc::SubscribeFilter> = filters
+            .iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce))
+            .collect();
         let task = tokio::spawn(async move {
             loop {
                 match el.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                        let _ = client.try_subscribe_many(filters.clone());
                     }
                     Ok(Event::Incoming(Incoming::SubAck(_))) => {
                         if let Some(tx) = ready_tx.take() {
@@ -300,7 +325,7 @@ impl Upstream {
                         }
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        if let Some(v) = keep(&p.payload) {
                             r.lock().unwrap().push(v);
                         }
                     }
@@ -311,13 +336,9 @@ impl Upstream {
         });
         tokio::time::timeout(Duration::from_secs(10), ready_rx)
             .await
-            .expect("upstream subscribed")
+            .expect("subscriber subscribed")
             .unwrap();
-        Upstream { received, task }
-    }
-
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        self.received.lock().unwrap().clone()
+        Subscriber { received, task }
     }
 
     pub fn count(&self) -> usize {
@@ -325,7 +346,7 @@ impl Upstream {
     }
 }
 
-impl Drop for Upstream {
+impl<T> Drop for Subscriber<T> {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::common::Subscriber;
 use super::world::World;
 
 /// How long a panel waits for an answer before it sends the same frame again.
@@ -90,60 +91,15 @@ pub(crate) struct Pkids {
 /// follows rumqttc's event order; the witness does not, so a key the pairing calls accepted
 /// that the broker never routed shows the pairing wrong, and a key the broker routed is owed
 /// to atgw whatever the pairing saw.
-pub(crate) struct Witness {
-    keys: Arc<Mutex<HashSet<String>>>,
-    task: JoinHandle<()>,
-}
+pub(crate) struct Witness(Subscriber<String>);
 
 impl Witness {
     pub(crate) async fn start(port: u16) -> Witness {
-        let mut o = MqttOptions::new(format!("witness-{}", std::process::id()), "127.0.0.1", port);
-        o.set_clean_session(false);
-        o.set_keep_alive(Duration::from_secs(5));
-        let (client, mut el) = AsyncClient::new(o, 100);
-        let keys = Arc::new(Mutex::new(HashSet::new()));
-        let k = keys.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut ready_tx = Some(ready_tx);
-        let task = tokio::spawn(async move {
-            use rumqttc::{Event, Incoming};
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        for f in ["zigbee2mqtt/#", "dusun_pub"] {
-                            let _ = client.try_subscribe(f, QoS::AtLeastOnce);
-                        }
-                    }
-                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        if let Some(key) = seq_key(&p.payload) {
-                            k.lock().unwrap().insert(key);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx)
-            .await
-            .expect("witness subscribed")
-            .unwrap();
-        Witness { keys, task }
+        Witness(Subscriber::start_keeping(port, &["zigbee2mqtt/#", "dusun_pub"], seq_key).await)
     }
 
     pub(crate) fn keys(&self) -> HashSet<String> {
-        self.keys.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.0.received.lock().unwrap().iter().cloned().collect()
     }
 }
 

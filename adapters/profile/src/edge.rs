@@ -54,12 +54,54 @@ pub(crate) fn outcome(
     )
 }
 
-/// The value and (when it was remembered with one) the phase of a remembered outcome; a value
-/// remembered before outcomes were kept has no phase here.
-pub(crate) fn recall(stored: &str) -> (&str, Option<Phase>) {
+/// A remembered outcome read back without allocating: the value, and (when it was
+/// remembered with one) the mapping part, `fall/raised/suspected/low`.
+pub(crate) struct Recalled<'s> {
+    pub value: &'s str,
+    mapped: Option<&'s str>,
+}
+
+pub(crate) fn recall(stored: &str) -> Recalled<'_> {
     match stored.split_once(SEP) {
-        Some((value, mapped)) => (value, mapped.split('/').nth(1).and_then(|p| p.parse().ok())),
-        None => (stored, None),
+        Some((value, mapped)) => Recalled {
+            value,
+            mapped: Some(mapped),
+        },
+        None => Recalled {
+            value: stored,
+            mapped: None,
+        },
+    }
+}
+
+impl Recalled<'_> {
+    /// The phase it was mapped to, when remembered with its mapping.
+    pub(crate) fn phase(&self) -> Option<Phase> {
+        self.mapped?.split('/').nth(1)?.parse().ok()
+    }
+
+    /// Whether `value` mapped as given is what was remembered; a value remembered before
+    /// outcomes were kept compares by value alone.
+    pub(crate) fn is(
+        &self,
+        value: &str,
+        kind: atgw_sdk::Kind,
+        phase: Phase,
+        confidence: Option<atgw_sdk::event::Confidence>,
+        priority: atgw_sdk::Priority,
+    ) -> bool {
+        if self.value != value {
+            return false;
+        }
+        let Some(mapped) = self.mapped else {
+            return true;
+        };
+        let mut parts = mapped.split('/');
+        parts.next() == Some(kind.as_str())
+            && parts.next() == Some(phase.as_str())
+            && parts.next() == Some(confidence.map_or("-", |c| c.as_str()))
+            && parts.next() == Some(priority.as_str())
+            && parts.next().is_none()
     }
 }
 

@@ -203,7 +203,6 @@ pub(crate) fn evaluate(
                 input,
                 state,
                 updates: Vec::new(),
-                repeats: 0,
                 first_quiet: 0,
             };
             return match mapper.run() {
@@ -297,9 +296,8 @@ struct Mapper<'a> {
     /// Updates made by this message, consulted before `state` so a `for_each` list that names
     /// one device twice sees its own earlier element.
     updates: Vec<StateUpdate>,
-    /// States (bit = index in the rule) whose value was the one remembered: no edge.
-    repeats: u64,
-    /// States seen for the first time with a value that raises nothing: remembered only.
+    /// States (bit = index in the rule) seen for the first time with a value that raises
+    /// nothing: remembered only. (A state that made no event otherwise was a repeat.)
     first_quiet: u64,
 }
 
@@ -579,41 +577,26 @@ impl Mapper<'_> {
             let previous = self.lookup(&edge_key);
             // What the value was mapped to is remembered with it, so two rules sharing a field
             // (a fall while not worn is suspected, the same fall worn is confirmed) differ.
-            let outcome = edge::outcome(
-                &key,
-                mapping.kind,
-                mapping.phase,
-                mapping.confidence,
-                mapping.priority,
-            );
+            let m = mapping;
             let previous = previous.as_deref().map(|p| {
-                let (value, phase) = edge::recall(p);
-                let phase = phase.or_else(|| {
+                let r = edge::recall(p);
+                let phase = r.phase().or_else(|| {
                     st.values
-                        .get(value)
+                        .get(r.value)
                         .and_then(|m| m.as_ref().map(|m| m.phase))
                 });
-                // A value remembered before outcomes were kept compares by value alone.
-                let same = if edge::recall(p).1.is_some() {
-                    p == outcome
-                } else {
-                    value == key
-                };
-                (same, phase)
+                (r.is(&key, m.kind, m.phase, m.confidence, m.priority), phase)
             });
             let decision = edge::decide_same(previous, mapping.phase);
             if decision.store {
+                let outcome = edge::outcome(&key, m.kind, m.phase, m.confidence, m.priority);
                 self.remember(edge_key, outcome);
             }
             if decision.emit {
                 events.push(self.event(mapping, scope, common));
-            } else if i < 64 {
-                // For `explain`: bits, so the alarm path allocates nothing for it.
-                if previous.is_none() {
-                    self.first_quiet |= 1 << i;
-                } else {
-                    self.repeats |= 1 << i;
-                }
+            } else if i < 64 && previous.is_none() {
+                // For `explain`: a bit, so the alarm path allocates nothing for it.
+                self.first_quiet |= 1 << i;
             }
         }
         Ok(())
@@ -836,14 +819,18 @@ fn expected(t: ValueType) -> &'static str {
 
 fn wrong_type(path: &JsonPath, v: &Value, expected: &str) -> Rejection {
     // The usual cause: the profile's `values` keys were written for another JSON type.
-    let hint = match (v, expected) {
-        (Value::Bool(_), "a string") => {
+    let (string, boolean) = (
+        self::expected(ValueType::String),
+        self::expected(ValueType::Bool),
+    );
+    let hint = match v {
+        Value::Bool(_) if expected == string => {
             "; the device sends true/false: write the values as `values = { true = …, false = … }` (a boolean state)"
         }
-        (Value::String(_), "true or false") => {
+        Value::String(_) if expected == boolean => {
             "; the device sends text: list its words in `values` (`values = { \"on\" = …, \"off\" = … }`), or `type = \"string\"`"
         }
-        (Value::Number(_), "a string" | "true or false") => {
+        Value::Number(_) if expected == string || expected == boolean => {
             "; the device sends a number: set `type = \"integer\"` and key `values` by number (`values = { 1 = … }`)"
         }
         _ => "",
