@@ -196,3 +196,97 @@ async fn a_restart_before_a_reminder_is_due_reminds_once_on_time() {
     );
     assert_eq!(reminded.len(), 1, "reminded once so far: {reminded:?}");
 }
+
+/// The current status of one alert, from the journal.
+fn status(gw: &Gateway, id: &str) -> String {
+    gw.column::<String>(&format!("SELECT status FROM alerts WHERE id = '{id}'"))
+        .pop()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_but_not_attended_reopens_and_escalates_also_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let carers = Upstream::start(broker.port, "atgw/carers/#").await;
+    let senior = Upstream::start(broker.port, "atgw/senior/#").await;
+    let config = alert_config(dir.path(), broker.port, "5s", "1h")
+        .replace("repeat = \"1h\"", "repeat = \"1h\"\nattend_within = \"3s\"");
+    let mut gw = Gateway::start(dir.path(), &config);
+    gw.wait_subscribed().await;
+    let devices = press(broker.port, "timer-devices-5", "0xa4c13899607fe005").await;
+    let id = || {
+        carers
+            .events()
+            .iter()
+            .find(|e| e["type"] == "atgw.alert.raised")
+            .and_then(|e| e["correlationid"].as_str().map(str::to_owned))
+    };
+    wait_until_async(Duration::from_secs(20), || id().is_some())
+        .await
+        .unwrap_or_else(|_| panic!("no alert:\n{}", gw.log_text()));
+    let id = id().unwrap();
+    devices
+        .send(
+            &format!("atgw/oakview/alerts/{id}/ack"),
+            r#"{"by":"carer-2"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || {
+        !journaled(&gw, "acknowledged").is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("ack not applied:\n{}", gw.log_text()));
+    let acked = journaled(&gw, "acknowledged")[0];
+    assert_eq!(status(&gw, &id), "acknowledged");
+    // Killed at once, and down past `attend_within`: nobody resolved it.
+    gw.kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(journaled(&gw, "not_attended").is_empty());
+    gw.restart();
+    wait_until_async(Duration::from_secs(20), || {
+        received(&carers, "not_attended") >= 1
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the forgotten acknowledgement never came back:\n{}",
+            gw.log_text()
+        )
+    });
+    let reopened = journaled(&gw, "not_attended");
+    assert_eq!(reopened.len(), 1, "reopened once: {reopened:?}");
+    assert!(reopened[0] - acked >= 3_000, "not before attend_within");
+    assert_eq!(status(&gw, &id), "open");
+    let text = carers
+        .events()
+        .into_iter()
+        .find(|e| e["data"]["alert"]["reason"] == "not_attended")
+        .and_then(|e| e["data"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(text.starts_with("NOT ATTENDED"), "{text}");
+    // It escalates again: the senior hears it its tier delay (5 s) after it reopened.
+    wait_until_async(Duration::from_secs(20), || {
+        received(&senior, "ack_timeout") >= 1
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no escalation after reopening:\n{}", gw.log_text()));
+    let escalated = journaled(&gw, "ack_timeout");
+    let after = escalated[0] - reopened[0];
+    assert!(
+        (4_900..8_000).contains(&after),
+        "escalated {after} ms after reopening (tier after 5s)"
+    );
+    // Acknowledged again and resolved: nothing more comes back.
+    devices
+        .send(
+            &format!("atgw/oakview/alerts/{id}/resolve"),
+            r#"{"by":"carer-2","outcome":"assisted"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || status(&gw, &id) == "resolved")
+        .await
+        .unwrap_or_else(|_| panic!("not resolved:\n{}", gw.log_text()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(journaled(&gw, "not_attended").len(), 1);
+}

@@ -15,6 +15,11 @@
 //! - While Open, escalation tiers fire at their delay after the raise and the alert repeats to
 //!   everyone notified so far; acknowledging stops both and starts the reminder, which comes
 //!   every `remind` at most `max_reminders` times per acknowledgement (the last one says so).
+//! - **Acknowledged is not attended.** Under a policy with `attend_within`, an alert still
+//!   acknowledged (not resolved) that long after its acknowledgement goes back to Open
+//!   (`raised`, reason `not_attended`), told to everyone told so far, and escalates again from
+//!   the tier it had reached: the next tier comes its usual interval later. The timer is a
+//!   journal row like every other, so a restart or `kill -9` does not forget it.
 //! - **Restore and cancel.** A device's restore of a condition the device reports (a leak that
 //!   dried, smoke gone, a device back online) moves it to Cleared: escalation stops, but a person
 //!   still acknowledges or resolves. For a resident kind ([`policy::RESIDENT_KINDS`]: pendant,
@@ -86,13 +91,18 @@ pub struct Alert {
     pub reminders: u32,
 }
 
-/// The three kinds of timer an alert can have (at most one of each).
+/// The kinds of timer an alert can have (at most one of each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
     Escalate,
     Repeat,
     Remind,
+    /// `attend_within` after an acknowledgement: not resolved by then, it is open again.
+    Attend,
 }
+
+/// Every timer, for disarming them all.
+const ALL_TIMERS: [Timer; 4] = [Timer::Escalate, Timer::Repeat, Timer::Remind, Timer::Attend];
 
 impl Timer {
     pub fn as_str(self) -> &'static str {
@@ -100,6 +110,7 @@ impl Timer {
             Timer::Escalate => "escalate",
             Timer::Repeat => "repeat",
             Timer::Remind => "remind",
+            Timer::Attend => "attend",
         }
     }
     pub fn parse(s: &str) -> Option<Timer> {
@@ -107,6 +118,7 @@ impl Timer {
             "escalate" => Timer::Escalate,
             "repeat" => Timer::Repeat,
             "remind" => Timer::Remind,
+            "attend" => Timer::Attend,
             _ => return None,
         })
     }
@@ -212,10 +224,23 @@ pub fn rearm(a: &Alert, policy: &PolicyConfig, now_ms: i64) -> Vec<Effect> {
             {
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
             }
+            if let Some(w) = policy.attend_within {
+                fx.push(Effect::Arm(Timer::Attend, now_ms + ms(w)));
+            }
         }
         Status::Cleared | Status::Resolved => {}
     }
     fx
+}
+
+/// The start of the escalation clock that makes the next tier (after `level` fired) come its
+/// usual interval after `now_ms`: as if the last tier reached had just fired.
+fn clock_for_level(policy: Option<&PolicyConfig>, level: usize, now_ms: i64) -> i64 {
+    let reached = level
+        .checked_sub(1)
+        .and_then(|l| policy.and_then(|p| p.escalate.get(l)))
+        .map_or(0, |t| ms(t.after));
+    now_ms.saturating_sub(reached)
 }
 
 fn ms(d: Duration) -> i64 {
@@ -243,14 +268,11 @@ pub fn step(
                 phase: Phase::Resolved,
                 reason: "resolved",
             });
-            fx.extend([
-                Effect::Disarm(Timer::Escalate),
-                Effect::Disarm(Timer::Repeat),
-                Effect::Disarm(Timer::Remind),
-            ]);
+            fx.extend(ALL_TIMERS.map(Effect::Disarm));
         }
         (Acknowledged, Input::Ack) => {}
-        (Open | Cleared, Input::Ack) => {
+        (status @ (Open | Cleared), Input::Ack) => {
+            let a_was_open = status == Open;
             a.status = Acknowledged;
             a.reminders = 0;
             fx.push(Effect::Notify {
@@ -263,6 +285,11 @@ pub fn step(
             ]);
             if let Some(r) = policy.and_then(|p| p.remind) {
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
+            }
+            // Acknowledging a condition the device has already restored leaves nothing to
+            // attend; a live one must be attended (resolved) in time.
+            if a_was_open && let Some(w) = policy.and_then(|p| p.attend_within) {
+                fx.push(Effect::Arm(Timer::Attend, now_ms + ms(w)));
             }
         }
         // A resident kind: the restore or cancel is news for whoever is going, not the end.
@@ -285,6 +312,7 @@ pub fn step(
             fx.extend([
                 Effect::Disarm(Timer::Escalate),
                 Effect::Disarm(Timer::Repeat),
+                Effect::Disarm(Timer::Attend),
             ]);
         }
         (Cleared, Input::DeviceCleared | Input::Cancelled) => {}
@@ -375,6 +403,20 @@ pub fn step(
                 fx.push(Effect::Arm(Timer::Remind, now_ms + ms(r)));
             }
         }
+        (Acknowledged, Input::Fired(Timer::Attend)) => {
+            // Acknowledged and forgotten: open again for everyone told so far, and on up the
+            // tiers from where it stood.
+            a.status = Open;
+            a.raised_ms = clock_for_level(policy, a.level, now_ms);
+            fx.push(Effect::Notify {
+                phase: Phase::Raised,
+                reason: "not_attended",
+            });
+            fx.push(Effect::Disarm(Timer::Remind));
+            if let Some(p) = policy {
+                arm_open_timers(a, p, now_ms, &mut fx);
+            }
+        }
         (Open, Input::DeliveryFailing) => {
             // Only a policy with a tier left can do anything about it; the failing sink's
             // own alarm (gateway `device_fault`) covers the rest.
@@ -423,8 +465,97 @@ mod tests {
             repeat: Some(Duration::from_secs(30)),
             remind: Some(Duration::from_secs(600)),
             max_reminders: 3,
+            attend_within: None,
             clear_on_restore: Vec::new(),
         }
+    }
+
+    fn attended(within: u64) -> PolicyConfig {
+        PolicyConfig {
+            attend_within: Some(Duration::from_secs(within)),
+            ..policy()
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_alert_not_resolved_in_time_opens_again_and_escalates_on() {
+        let p = attended(600);
+        let (mut a, _) = open(&p, Kind::Fall, Priority::High, None, 0);
+        step(&mut a, Some(&p), Input::Fired(Timer::Escalate), 60_000).unwrap();
+        let fx = step(&mut a, Some(&p), Input::Ack, 90_000).unwrap();
+        assert!(fx.contains(&Effect::Arm(Timer::Attend, 690_000)));
+        assert!(fx.contains(&Effect::Arm(Timer::Remind, 690_000)));
+
+        let fx = step(&mut a, Some(&p), Input::Fired(Timer::Attend), 690_000).unwrap();
+        assert_eq!(a.status, Status::Open);
+        assert_eq!(a.level, 1, "everyone told so far stays told");
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "not_attended")]);
+        assert!(fx.contains(&Effect::Disarm(Timer::Remind)));
+        // The second tier came 120 s after the first: so it does after the reopening.
+        assert!(
+            fx.contains(&Effect::Arm(Timer::Escalate, 810_000)),
+            "{fx:?}"
+        );
+        assert!(fx.contains(&Effect::Arm(Timer::Repeat, 720_000)));
+
+        // Acknowledged again: a new promise with its own deadline.
+        let fx = step(&mut a, Some(&p), Input::Ack, 700_000).unwrap();
+        assert_eq!(a.status, Status::Acknowledged);
+        assert!(fx.contains(&Effect::Arm(Timer::Attend, 1_300_000)));
+        // Resolving ends it.
+        let fx = step(&mut a, Some(&p), Input::Resolve, 800_000).unwrap();
+        assert!(fx.contains(&Effect::Disarm(Timer::Attend)));
+        assert_eq!(
+            step(&mut a, Some(&p), Input::Fired(Timer::Attend), 1_300_000).unwrap(),
+            vec![],
+            "a stale timer does nothing to a resolved alert"
+        );
+    }
+
+    #[test]
+    fn not_attended_at_level_zero_starts_the_tiers_from_now() {
+        let p = attended(300);
+        let (mut a, _) = open(&p, Kind::PendantPress, Priority::High, None, 0);
+        step(&mut a, Some(&p), Input::Ack, 10_000).unwrap();
+        let fx = step(&mut a, Some(&p), Input::Fired(Timer::Attend), 310_000).unwrap();
+        assert_eq!((a.status, a.level), (Status::Open, 0));
+        assert!(fx.contains(&Effect::Arm(Timer::Escalate, 370_000)));
+    }
+
+    #[test]
+    fn without_attend_within_an_acknowledgement_stands() {
+        let p = policy();
+        let (mut a, _) = open(&p, Kind::Fall, Priority::High, None, 0);
+        let fx = step(&mut a, Some(&p), Input::Ack, 10_000).unwrap();
+        assert!(
+            !fx.iter()
+                .any(|e| matches!(e, Effect::Arm(Timer::Attend, _)))
+        );
+    }
+
+    #[test]
+    fn a_restored_device_condition_leaves_nothing_to_attend() {
+        let p = attended(300);
+        // Cleared before anyone acknowledged: the acknowledgement arms no attend timer.
+        let (mut a, _) = open(&p, Kind::WaterLeak, Priority::Medium, None, 0);
+        step(&mut a, Some(&p), Input::DeviceCleared, 5_000).unwrap();
+        let fx = step(&mut a, Some(&p), Input::Ack, 10_000).unwrap();
+        assert!(
+            !fx.iter()
+                .any(|e| matches!(e, Effect::Arm(Timer::Attend, _)))
+        );
+        // Acknowledged, then the leak dried: the timer goes.
+        let (mut b, _) = open(&p, Kind::WaterLeak, Priority::Medium, None, 0);
+        step(&mut b, Some(&p), Input::Ack, 1_000).unwrap();
+        let fx = step(&mut b, Some(&p), Input::DeviceCleared, 5_000).unwrap();
+        assert!(fx.contains(&Effect::Disarm(Timer::Attend)));
+        // A resident's fall whose sensor stops reporting it still needs someone there.
+        let (mut c, _) = open(&p, Kind::Fall, Priority::High, None, 0);
+        step(&mut c, Some(&p), Input::Ack, 1_000).unwrap();
+        let fx = step(&mut c, Some(&p), Input::DeviceCleared, 5_000).unwrap();
+        assert!(!fx.contains(&Effect::Disarm(Timer::Attend)));
+        let fx = step(&mut c, Some(&p), Input::Fired(Timer::Attend), 301_000).unwrap();
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "not_attended")]);
     }
 
     fn notify(fx: &[Effect]) -> Vec<(Phase, &'static str)> {

@@ -632,6 +632,7 @@ fn alert_text(
             a.reminders
         ),
         "acknowledged" => "Acknowledged".into(),
+        "not_attended" => "NOT ATTENDED (acknowledged, not resolved in time)".into(),
         // The device's own words say what was restored, and where.
         "device_cleared" => {
             let mut m = format!("CLEARED - {}", said.unwrap_or(base));

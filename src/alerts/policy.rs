@@ -42,6 +42,11 @@ pub struct PolicyConfig {
     /// alert someone has taken must not page everyone every `remind` without end.
     #[serde(default = "default_max_reminders")]
     pub max_reminders: u32,
+    /// Once acknowledged, resolve it within this time, or it is open again and escalates from
+    /// the tier it had reached ("acknowledged is not attended"). Absent: an acknowledgement
+    /// stands until the alert is resolved.
+    #[serde(default, with = "humantime_serde")]
+    pub attend_within: Option<Duration>,
     /// Resident kinds (see [`restore_is_information`]) whose device restore or resident's cancel
     /// closes the alert (`cleared`) under this policy, as it does for a device's own condition.
     /// Empty (the default) is the safe rule: the restore is recorded and the alert stays open
@@ -260,6 +265,7 @@ impl Policies {
                 repeat: Some(FAILSAFE_REPEAT),
                 remind: None,
                 max_reminders: DEFAULT_MAX_REMINDERS,
+                attend_within: None,
                 clear_on_restore: Vec::new(),
             }),
         }
@@ -484,6 +490,12 @@ impl Policies {
             if p.repeat.is_some_and(|r| r < Duration::from_secs(1)) {
                 return Err((format!("policy[{i}].repeat"), "must be at least 1s".into()));
             }
+            if p.attend_within.is_some_and(|w| w < Duration::from_secs(1)) {
+                return Err((
+                    format!("policy[{i}].attend_within"),
+                    "must be at least 1s".into(),
+                ));
+            }
             if p.max_reminders == 0 {
                 return Err((
                     format!("policy[{i}].max_reminders"),
@@ -554,6 +566,7 @@ mod tests {
             repeat: Some(Duration::from_secs(60)),
             remind: None,
             max_reminders: DEFAULT_MAX_REMINDERS,
+            attend_within: None,
             clear_on_restore: Vec::new(),
         };
         let routes = vec![

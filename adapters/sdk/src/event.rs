@@ -97,7 +97,8 @@ pub struct AlertInfo {
     pub level: u32,
     /// Why this event: `raised`, `upgraded`, `raised_again`, `repeated` (another raise of the
     /// open alert, e.g. a second press), `ack_timeout`, `delivery_failed`, `repeat`,
-    /// `not_resolved`, `acknowledged`, `device_cleared` (a device condition restored),
+    /// `not_resolved`, `not_attended` (acknowledged, not resolved within `attend_within`: open
+    /// again), `acknowledged`, `device_cleared` (a device condition restored),
     /// `device_restored` / `cancelled` (recorded on a resident's alarm, which stays open),
     /// `resolved`.
     pub reason: String,

@@ -222,6 +222,7 @@ pub fn summary(r: &Report) -> Vec<Vec<String>> {
         ("tier_escalations".into(), e.tier_escalations.to_string()),
         ("repeats".into(), e.repeats.to_string()),
         ("reminders".into(), e.reminders.to_string()),
+        ("not_attended".into(), e.not_attended.to_string()),
     ];
     for (kind, n) in stats::kind_totals(&r.alerts) {
         rows.push((format!("alerts_{kind}"), n.to_string()));

@@ -330,12 +330,13 @@ fn escalations(h: &mut String, r: &Report) {
     let e = stats::escalations(&r.alerts);
     let _ = write!(
         h,
-        "<h2>Escalations</h2>\n<p>{} of {} alerts escalated to a further tier because nobody acknowledged in time ({} tier escalations in all). Unacknowledged alerts were re-sent {} times; acknowledged but unresolved alerts prompted {} reminders.</p>\n",
+        "<h2>Escalations</h2>\n<p>{} of {} alerts escalated to a further tier because nobody acknowledged in time ({} tier escalations in all). Unacknowledged alerts were re-sent {} times; acknowledged but unresolved alerts prompted {} reminders, and {} times an acknowledged alert was not resolved in time and reopened.</p>\n",
         e.alerts_escalated,
         r.alerts.len(),
         e.tier_escalations,
         e.repeats,
-        e.reminders
+        e.reminders,
+        e.not_attended
     );
     h.push_str("<table id=\"escalations-by-priority\"><thead><tr><th>Priority</th><th class=\"n\">Alerts</th><th class=\"n\">Escalated</th><th class=\"n\">Share</th></tr></thead><tbody>");
     for (p, n, x) in &e.by_priority {

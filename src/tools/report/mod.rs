@@ -146,6 +146,8 @@ pub struct AlertRecord {
     pub repeats: u32,
     /// Reminders after an acknowledgement without a resolution.
     pub reminders: u32,
+    /// Times it was acknowledged and not resolved within `attend_within`, so reopened.
+    pub not_attended: u32,
     pub test: bool,
 }
 

@@ -147,6 +147,7 @@ struct Lifecycle {
     escalations: u32,
     repeats: u32,
     reminders: u32,
+    not_attended: u32,
 }
 
 fn read_alerts(
@@ -178,6 +179,7 @@ fn read_alerts(
             match (phase.as_str(), reason.as_deref()) {
                 ("raised", _) => {
                     l.first_raised_ms = Some(l.first_raised_ms.map_or(ms, |f| f.min(ms)));
+                    l.not_attended += u32::from(reason.as_deref() == Some("not_attended"));
                 }
                 (_, Some("ack_timeout")) => l.escalations += 1,
                 (_, Some("repeat")) => l.repeats += 1,
@@ -215,6 +217,7 @@ fn read_alerts(
             escalations: 0,
             repeats: 0,
             reminders: 0,
+            not_attended: 0,
             test: snap.pointer("/test").and_then(|v| v.as_bool()) == Some(true),
         })
     })?;
@@ -228,6 +231,7 @@ fn read_alerts(
             a.escalations = l.escalations;
             a.repeats = l.repeats;
             a.reminders = l.reminders;
+            a.not_attended = l.not_attended;
         }
         if a.raised_ms >= start_ms && a.raised_ms < end_ms {
             a.day = local_day(a.raised_ms, tz);

@@ -151,6 +151,8 @@ pub struct Escalations {
     pub tier_escalations: u64,
     pub repeats: u64,
     pub reminders: u64,
+    /// Reopenings of acknowledged alerts nobody resolved within `attend_within`.
+    pub not_attended: u64,
     /// Per priority, high first: (priority, alerts, escalated alerts).
     pub by_priority: Vec<(String, usize, usize)>,
     /// Alerts by the number of tiers they escalated through: (tiers, alerts).
@@ -167,6 +169,7 @@ pub fn escalations(alerts: &[AlertRecord]) -> Escalations {
         e.tier_escalations += u64::from(a.escalations);
         e.repeats += u64::from(a.repeats);
         e.reminders += u64::from(a.reminders);
+        e.not_attended += u64::from(a.not_attended);
         let p = prio
             .entry((priority_rank(&a.priority), a.priority.clone()))
             .or_default();
@@ -336,6 +339,7 @@ mod tests {
             escalations: 0,
             repeats: 0,
             reminders: 0,
+            not_attended: 0,
             test: false,
         }
     }
@@ -412,15 +416,17 @@ mod tests {
         a.repeats = 3;
         let mut b = alert("fall", "medium", None, Some(1));
         b.reminders = 1;
+        b.not_attended = 2;
         let e = escalations(&[a, b]);
         assert_eq!(
             (
                 e.alerts_escalated,
                 e.tier_escalations,
                 e.repeats,
-                e.reminders
+                e.reminders,
+                e.not_attended
             ),
-            (1, 2, 3, 1)
+            (1, 2, 3, 1, 2)
         );
         assert_eq!(
             e.by_priority,

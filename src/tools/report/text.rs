@@ -85,8 +85,8 @@ pub fn summary(r: &Report) -> String {
     let e = stats::escalations(&r.alerts);
     let _ = writeln!(
         t,
-        "  escalated:           {} alerts ({} tier escalations, {} repeats, {} reminders)",
-        e.alerts_escalated, e.tier_escalations, e.repeats, e.reminders
+        "  escalated:           {} alerts ({} tier escalations, {} repeats, {} reminders, {} not attended in time)",
+        e.alerts_escalated, e.tier_escalations, e.repeats, e.reminders, e.not_attended
     );
     let outcomes: Vec<String> = stats::outcomes(&r.alerts)
         .into_iter()
