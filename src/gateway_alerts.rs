@@ -1,6 +1,7 @@
 //! The alerts the gateway raises about itself when one of its documented caps is reached
-//! (dead letters, unregistered devices, API connections): each part has its own device id,
-//! `gateway:<gateway-id>:<part>`, so one open alert per cap, and the same shape everywhere.
+//! (dead letters, unregistered devices, API connections) or an adapter's link to its devices
+//! is down: each part has its own device id, `gateway:<gateway-id>:<part>`, so one open alert
+//! per cap or link, and the same shape everywhere.
 
 use atgw_sdk::{EventDraft, Kind, Phase, Priority};
 
@@ -16,5 +17,25 @@ pub fn cap_reached(gateway_id: &str, part: &str, message: String, code: &str) ->
     d.data.priority = Priority::Medium;
     d.data.message = Some(message);
     d.data.codes.vendor = Some(code.to_owned());
+    d
+}
+
+/// The device id of the gateway's alert about `adapter`'s link.
+pub fn link_device(gateway_id: &str, adapter: &str) -> String {
+    format!("gateway:{gateway_id}:link:{adapter}")
+}
+
+/// A `device_fault` (high: every device behind the link is unheard) raised or cleared about
+/// an adapter's link to its devices.
+pub fn link(gateway_id: &str, adapter: &str, phase: Phase, message: String) -> EventDraft {
+    let mut d = EventDraft::new(
+        Kind::DeviceFault,
+        phase,
+        link_device(gateway_id, adapter),
+        crate::GATEWAY_ADAPTER,
+    );
+    d.data.priority = Priority::High;
+    d.data.message = Some(message);
+    d.data.codes.vendor = Some("link_down".to_owned());
     d
 }

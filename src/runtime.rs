@@ -221,6 +221,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             max_clock_skew: cfg.gateway.max_clock_skew,
             max_dead_letters: cfg.journal.max_dead_letters,
             max_unregistered_devices: cfg.journal.max_unregistered_devices,
+            link_down_alert_after: cfg.alerts.link_down_alert_after,
             clock: clock.clone(),
             metrics: metrics.clone(),
             commits: commits.clone(),
@@ -353,6 +354,16 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         })?;
         adapters.spawn(task);
     }
+    let links: Vec<(String, Arc<Health>)> = health
+        .iter()
+        .filter_map(|(k, h)| Some((k.strip_prefix("adapter:")?.to_owned(), h.clone())))
+        .collect();
+    adapters.spawn(crate::supervision::watch_links(
+        links,
+        writer.clone(),
+        clock.clone(),
+        intake.clone(),
+    ));
     metrics.watch(&health);
     if let Some(api) = &cfg.api {
         // No token, no API: refuse to start rather than serve alerts to anyone on the box.

@@ -6,8 +6,19 @@
 //! re-raises nor forgets an outage. The clocks in memory change with the writer's transaction:
 //! a batch that fails to commit (disk full) puts back the watches it touched, so a missed
 //! check-in is raised again by the next batch instead of being remembered as raised.
+//!
+//! **Inhibition.** A device is silent for its own reasons only while the gateway can hear it.
+//! When an adapter loses its link (an MQTT adapter's broker connection: its health says not
+//! connected), its devices' missed check-ins are not raised one by one: after
+//! `[alerts] link_down_alert_after` the one gateway alert (`device_fault` of
+//! `gateway:<id>:link:<adapter>`, high) says the link is down and how many supervised
+//! devices it hides. When the link returns the alert clears, and each device gets a full
+//! check-in interval from then: one that is still silent after that raises its own
+//! `device_offline`. A device already raised before the link went down stays raised.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use atgw_sdk::event::{EventDraft, Kind, Phase, Priority};
 use rusqlite::{Connection, params};
@@ -22,15 +33,39 @@ struct Watch {
     keys: BTreeMap<String, String>,
     every_ms: i64,
     last_seen_ms: i64,
+    /// When its adapter's link last came back: the device has a full interval from then.
+    grace_from_ms: i64,
     raised: bool,
 }
 
-/// Every supervised device's clock.
+impl Watch {
+    fn due_ms(&self) -> i64 {
+        self.last_seen_ms
+            .max(self.grace_from_ms)
+            .saturating_add(self.every_ms)
+    }
+}
+
+/// An adapter whose link to its devices is down.
+#[derive(Clone, Debug, PartialEq)]
+struct Down {
+    since_ms: i64,
+    /// The gateway alert about it was raised.
+    alerted: bool,
+}
+
+/// Every supervised device's clock, and the adapters that cannot hear theirs.
 #[derive(Debug, Default)]
 pub struct Supervisor {
     watches: HashMap<String, Watch>,
     /// Watches as they were before the open batch first touched them.
     undo: HashMap<String, Watch>,
+    /// Adapters whose link is down, by name.
+    down: HashMap<String, Down>,
+    /// `down` before the open batch first changed it.
+    down_undo: Option<HashMap<String, Down>>,
+    /// `[alerts] link_down_alert_after`, in ms.
+    link_alert_after_ms: i64,
 }
 
 impl Supervisor {
@@ -39,6 +74,7 @@ impl Supervisor {
         conn: &Connection,
         registry: &Registry,
         now_ms: i64,
+        link_alert_after: std::time::Duration,
     ) -> rusqlite::Result<Supervisor> {
         let mut watches = HashMap::new();
         for (id, adapter, keys, every) in registry.supervised() {
@@ -56,19 +92,22 @@ impl Supervisor {
                     keys,
                     every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
                     last_seen_ms: seen.unwrap_or(now_ms),
+                    grace_from_ms: 0,
                     raised,
                 },
             );
         }
         Ok(Supervisor {
             watches,
-            undo: HashMap::new(),
+            link_alert_after_ms: i64::try_from(link_alert_after.as_millis()).unwrap_or(i64::MAX),
+            ..Supervisor::default()
         })
     }
 
     /// The batch committed: its changes stand.
     pub(crate) fn committed(&mut self) {
         self.undo.clear();
+        self.down_undo = None;
     }
 
     /// The batch rolled back: forget what it changed.
@@ -76,6 +115,67 @@ impl Supervisor {
         for (id, w) in self.undo.drain() {
             self.watches.insert(id, w);
         }
+        if let Some(down) = self.down_undo.take() {
+            self.down = down;
+        }
+    }
+
+    /// `down`, remembered for [`Supervisor::rolled_back`] before it changes.
+    fn touch_down(&mut self) -> &mut HashMap<String, Down> {
+        if self.down_undo.is_none() {
+            self.down_undo = Some(self.down.clone());
+        }
+        &mut self.down
+    }
+
+    /// An adapter's link went down or came back (`at_ms`), as the runtime saw its health.
+    pub(crate) fn link(
+        &mut self,
+        b: &mut Batch<'_>,
+        adapter: &str,
+        up: bool,
+        at_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !up {
+            if !self.down.contains_key(adapter) {
+                tracing::info!(
+                    adapter,
+                    "adapter link down: its devices' missed check-ins are held"
+                );
+                self.touch_down().insert(
+                    adapter.to_owned(),
+                    Down {
+                        since_ms: at_ms,
+                        alerted: false,
+                    },
+                );
+            }
+            return Ok(());
+        }
+        let Some(down) = self.touch_down().remove(adapter) else {
+            return Ok(());
+        };
+        let ids: Vec<String> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.adapter == adapter)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            if let Some(w) = self.touch(id) {
+                w.grace_from_ms = w.grace_from_ms.max(at_ms);
+            }
+        }
+        let lasted = crate::alerts::span(at_ms - down.since_ms);
+        tracing::info!(adapter, %lasted, "adapter link back");
+        if down.alerted || link_alert_open(b, adapter)? {
+            let message =
+                format!("Gateway hears the devices on `{adapter}` again (link was down {lasted})");
+            let d =
+                crate::gateway_alerts::link(&b.setup.gateway_id, adapter, Phase::Cleared, message);
+            b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
+        }
+        Ok(())
     }
 
     /// The watch of `id`, remembered for [`Supervisor::rolled_back`] before it changes.
@@ -87,13 +187,20 @@ impl Supervisor {
         Some(w)
     }
 
-    /// When the next device becomes overdue (ms since the epoch).
+    /// When the next device becomes overdue, or a link has been down long enough for its
+    /// alert (ms since the epoch).
     pub fn next_due(&self) -> Option<i64> {
-        self.watches
+        let devices = self
+            .watches
             .values()
-            .filter(|w| !w.raised)
-            .map(|w| w.last_seen_ms.saturating_add(w.every_ms))
-            .min()
+            .filter(|w| !w.raised && !self.down.contains_key(&w.adapter))
+            .map(Watch::due_ms);
+        let links = self
+            .down
+            .values()
+            .filter(|d| !d.alerted)
+            .map(|d| d.since_ms.saturating_add(self.link_alert_after_ms));
+        devices.chain(links).min()
     }
 
     /// A supervised device was heard: restart its clock, and clear an outage it had.
@@ -112,13 +219,48 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Raises `device_offline` for every device whose interval has passed.
+    /// Raises `device_offline` for every device whose interval has passed while its adapter
+    /// could hear it, and the gateway alert for every link down long enough.
     pub(crate) fn fire_due(&mut self, b: &mut Batch<'_>) -> rusqlite::Result<()> {
         let now = b.now.as_millisecond();
+        let links: Vec<(String, i64)> = self
+            .down
+            .iter()
+            .filter(|(_, d)| {
+                !d.alerted && d.since_ms.saturating_add(self.link_alert_after_ms) <= now
+            })
+            .map(|(a, d)| (a.clone(), d.since_ms))
+            .collect();
+        for (adapter, since_ms) in links {
+            if let Some(d) = self.touch_down().get_mut(&adapter) {
+                d.alerted = true;
+            }
+            if link_alert_open(b, &adapter)? {
+                continue;
+            }
+            let hidden = self
+                .watches
+                .values()
+                .filter(|w| w.adapter == adapter)
+                .count();
+            let lasted = crate::alerts::span(now - since_ms);
+            tracing::warn!(
+                adapter,
+                supervised = hidden,
+                "adapter link down for {lasted}; raising a gateway alert"
+            );
+            let message = format!(
+                "Gateway cannot hear the devices on `{adapter}` (link down for {lasted}); \
+                 offline alerts of its {hidden} supervised devices are held until it returns"
+            );
+            let d =
+                crate::gateway_alerts::link(&b.setup.gateway_id, &adapter, Phase::Raised, message);
+            b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
+        }
         let overdue: Vec<String> = self
             .watches
             .iter()
-            .filter(|(_, w)| !w.raised && w.last_seen_ms.saturating_add(w.every_ms) <= now)
+            .filter(|(_, w)| !w.raised && !self.down.contains_key(&w.adapter) && w.due_ms() <= now)
             .map(|(id, _)| id.clone())
             .collect();
         for id in overdue {
@@ -135,6 +277,41 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+}
+
+/// How often the runtime looks at adapters' links. A drop shorter than this may go unseen;
+/// then nothing was held, which is the state without inhibition.
+const LINK_POLL: Duration = Duration::from_millis(500);
+
+/// Tells the writer whenever an adapter's link goes down or comes back (its health's
+/// `connected`: an MQTT adapter's broker session, a listener's bound socket). Supervision
+/// starts with every link up, so the first look reports only those that are down.
+pub async fn watch_links(
+    adapters: Vec<(String, Arc<atgw_sdk::Health>)>,
+    writer: crate::journal::WriterHandle,
+    clock: atgw_sdk::clock::SharedClock,
+    stop: atgw_sdk::Shutdown,
+) {
+    let mut up: Vec<bool> = vec![true; adapters.len()];
+    let mut tick = tokio::time::interval(LINK_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for ((name, health), was) in adapters.iter().zip(up.iter_mut()) {
+            let now = health.is_connected();
+            if now != *was {
+                *was = now;
+                writer.send(crate::journal::WriterCmd::Link {
+                    adapter: name.clone(),
+                    up: now,
+                    at_ms: clock.now().as_millisecond(),
+                });
+            }
+        }
     }
 }
 
@@ -203,6 +380,16 @@ fn noun(kind: Kind, spo2: bool) -> Option<&'static str> {
         | Kind::RespiratoryRateAbnormal => "Vital-signs monitor",
         _ => return None,
     })
+}
+
+/// Whether the gateway alert about `adapter`'s link is open (raised before a restart, say).
+fn link_alert_open(b: &Batch<'_>, adapter: &str) -> rusqlite::Result<bool> {
+    let device = crate::gateway_alerts::link_device(&b.setup.gateway_id, adapter);
+    b.tx.prepare_cached(
+        "SELECT count(*) FROM alerts WHERE device_id = ?1 AND status IN ('open', 'acknowledged')",
+    )?
+    .query_row([device], |r| r.get::<_, i64>(0))
+    .map(|n| n > 0)
 }
 
 fn set_flag(b: &Batch<'_>, id: &str, w: &Watch, raised: bool) -> rusqlite::Result<()> {

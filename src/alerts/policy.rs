@@ -164,6 +164,12 @@ pub struct AlertSettings {
     /// Absent: `default_route`; without that, no route beyond the alert's own policy.
     #[serde(default)]
     pub unregistered_route: Option<String>,
+    /// How long an adapter may be unable to hear its devices (an MQTT adapter's broker link
+    /// down) before the gateway raises one alert about it. Its supervised devices' missed
+    /// check-ins are held from the first second, whatever this says (see
+    /// [`crate::supervision`]).
+    #[serde(default = "default_link_down", with = "humantime_serde")]
+    pub link_down_alert_after: Duration,
 }
 
 impl Default for AlertSettings {
@@ -174,8 +180,13 @@ impl Default for AlertSettings {
             sink_failing_alert_after: default_sink_failing(),
             default_route: None,
             unregistered_route: None,
+            link_down_alert_after: default_link_down(),
         }
     }
+}
+
+fn default_link_down() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_failed_attempts() -> u32 {

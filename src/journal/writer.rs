@@ -63,6 +63,13 @@ pub enum WriterCmd {
         cmd: AlertCommand,
         reply: oneshot::Sender<Result<AlertView, AlertError>>,
     },
+    /// An adapter's link to its devices went down or came back (its health, as the runtime
+    /// polls it): device supervision holds or resumes that adapter's missed check-ins.
+    Link {
+        adapter: String,
+        up: bool,
+        at_ms: i64,
+    },
     /// Answers once everything sent before it is committed.
     Flush { reply: oneshot::Sender<()> },
     /// The systemd watchdog's liveness probe: writes a heartbeat row and answers `Ok` only
@@ -228,6 +235,7 @@ impl Writer {
             &conn,
             &setup.registry,
             setup.clock.now().as_millisecond(),
+            setup.link_down_alert_after,
         )?;
         Ok(Writer {
             conn,
@@ -364,6 +372,9 @@ impl Writer {
                 housekeeping::dead_letters_capped(&mut b, &mut applied.tally)?;
             }
             alerts::fire_due(&mut b)?;
+            for (adapter, up, at_ms) in std::mem::take(&mut applied.links) {
+                self.supervisor.link(&mut b, &adapter, up, at_ms)?;
+            }
             let heard: Vec<(String, i64)> = b
                 .seen
                 .iter()
@@ -487,9 +498,11 @@ impl Writer {
             Item::Cmd(WriterCmd::Heartbeat { reply }) => replies.push(Reply::Heartbeat(reply)),
             // Bookkeeping only (the attempt count shown to operators).
             Item::Cmd(WriterCmd::Failed { .. }) => {}
-            Item::Cmd(cmd @ (WriterCmd::Delivered { .. } | WriterCmd::DeliveryFailing { .. })) => {
-                self.held.push(cmd)
-            }
+            Item::Cmd(
+                cmd @ (WriterCmd::Delivered { .. }
+                | WriterCmd::DeliveryFailing { .. }
+                | WriterCmd::Link { .. }),
+            ) => self.held.push(cmd),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Setup {
     /// Unregistered devices the journal keeps a `devices` row for; the least recently heard
     /// beyond it are forgotten and counted ([`crate::journal::unregistered`]).
     pub max_unregistered_devices: usize,
+    /// `[alerts] link_down_alert_after`: how long an adapter's link may be down before the
+    /// gateway alert about it ([`crate::supervision`]).
+    pub link_down_alert_after: Duration,
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,

@@ -26,6 +26,8 @@ pub(super) struct Applied {
     pub(super) held: Vec<WriterCmd>,
     /// A dead letter was written (the cap is checked once per batch).
     pub(super) lettered: bool,
+    /// Adapter links that went down or came back, for device supervision: (adapter, up, at).
+    pub(super) links: Vec<(String, bool, i64)>,
 }
 
 /// Applies one request in the open transaction.
@@ -130,6 +132,14 @@ pub(super) fn apply(
             if let Some(Reply::Alert(_, r)) = out.replies.last_mut() {
                 **r = result;
             }
+        }
+        Item::Cmd(WriterCmd::Link { adapter, up, at_ms }) => {
+            out.held.push(WriterCmd::Link {
+                adapter: adapter.clone(),
+                up,
+                at_ms,
+            });
+            out.links.push((adapter, up, at_ms));
         }
         Item::Cmd(WriterCmd::Flush { reply }) => out.replies.push(Reply::Flush(reply)),
         Item::Cmd(WriterCmd::Heartbeat { reply }) => {

@@ -104,6 +104,7 @@ impl Site {
                 max_clock_skew: Duration::from_secs(120),
                 max_dead_letters: 10_000,
                 max_unregistered_devices: 1000,
+                link_down_alert_after: std::time::Duration::from_secs(60),
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),
