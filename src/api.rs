@@ -127,6 +127,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/alerts/{id}/ack", post(ack))
         .route("/alerts/{id}/resolve", post(resolve))
         .route("/devices", get(devices))
+        .route("/devices/{id}/shelve", post(shelve))
+        .route("/devices/{id}/unshelve", post(unshelve))
+        .route("/shelves", get(shelves))
         .route("/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let monitoring = Router::new()
@@ -375,6 +378,79 @@ async fn act(s: &ApiState, cmd: AlertCommand) -> Response {
         Err(e @ AlertError::AlreadyResolved) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShelveBody {
+    by: String,
+    #[serde(default)]
+    reason: String,
+    /// `4h`, `30m`.
+    #[serde(rename = "for", default)]
+    duration: Option<String>,
+}
+
+async fn shelve(
+    State(s): State<ApiState>,
+    Path(device): Path<String>,
+    body: Result<Json<ShelveBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    let Some(Ok(duration)) = b.duration.as_deref().map(humantime::parse_duration) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`for` is required, e.g. \"4h\": a shelf always ends".to_owned(),
+        );
+    };
+    shelf_act(
+        &s,
+        crate::alerts::shelf::ShelfCommand::Shelve {
+            device,
+            by: b.by,
+            reason: b.reason,
+            duration,
+        },
+    )
+    .await
+}
+
+async fn unshelve(
+    State(s): State<ApiState>,
+    Path(device): Path<String>,
+    body: Result<Json<ActionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    shelf_act(
+        &s,
+        crate::alerts::shelf::ShelfCommand::Unshelve { device, by: b.by },
+    )
+    .await
+}
+
+async fn shelf_act(s: &ApiState, cmd: crate::alerts::shelf::ShelfCommand) -> Response {
+    match s.writer.shelf(cmd).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e @ (AlertError::UnknownDevice(_) | AlertError::NotFound(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ AlertError::NotShelved(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn shelves(State(s): State<ApiState>) -> Response {
+    match read(&s, move |r| r.shelves()).await {
+        Ok(list) => Json(json!({ "shelves": list })).into_response(),
+        Err(r) => r,
     }
 }
 

@@ -194,6 +194,7 @@ fn default_message(data: &atgw_sdk::event::EventData, place: &str) -> String {
         Kind::Test => "Test call",
         Kind::Cancel => "Cancel",
         Kind::Heartbeat => "Heartbeat",
+        Kind::Shelved => "Technical alerts shelved",
         Kind::Unknown => "Unrecognised event",
     };
     let test = if data.test { "TEST: " } else { "" };
@@ -247,6 +248,7 @@ pub fn restored(kind: Kind) -> &'static str {
         Kind::Test => "Test ended",
         Kind::Cancel => "Cancel",
         Kind::Heartbeat => "Heartbeat",
+        Kind::Shelved => "Technical alerts back from the shelf",
         Kind::Unknown => "Unrecognised condition restored",
     }
 }

@@ -142,6 +142,14 @@ impl Registry {
         None
     }
 
+    /// The adapter and `match` keys a registered device id was registered with.
+    pub fn find(&self, id: &str) -> Option<(String, BTreeMap<String, String>)> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.id == id)
+            .map(|((adapter, keys), _)| (adapter.clone(), keys.iter().cloned().collect()))
+    }
+
     /// Devices with a `check_in` interval: (id, adapter, match keys, interval).
     pub fn supervised(
         &self,

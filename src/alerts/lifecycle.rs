@@ -142,6 +142,9 @@ pub enum Input {
     Ack,
     Resolve,
     Fired(Timer),
+    /// The shelf that held this alert ended ([`super::shelf`]): an open one is raised to its
+    /// routes and escalates from now, an acknowledged one gets its reminders back.
+    Unshelved,
     /// Telling the routes notified so far keeps failing (the sink gave up retrying quickly):
     /// waiting out the escalation delay would leave nobody told, so the next tier is told now.
     DeliveryFailing,
@@ -417,6 +420,23 @@ pub fn step(
                 arm_open_timers(a, p, now_ms, &mut fx);
             }
         }
+        (Open, Input::Unshelved) => {
+            a.raised_ms = now_ms;
+            a.level = 0;
+            fx.push(Effect::Notify {
+                phase: Phase::Raised,
+                reason: "unshelved",
+            });
+            if let Some(p) = policy {
+                arm_open_timers(a, p, now_ms, &mut fx);
+            }
+        }
+        (Acknowledged, Input::Unshelved) => {
+            if let Some(p) = policy {
+                fx.extend(rearm(a, p, now_ms));
+            }
+        }
+        (_, Input::Unshelved) => {}
         (Open, Input::DeliveryFailing) => {
             // Only a policy with a tier left can do anything about it; the failing sink's
             // own alarm (gateway `device_fault`) covers the rest.
@@ -520,6 +540,32 @@ mod tests {
         let fx = step(&mut a, Some(&p), Input::Fired(Timer::Attend), 310_000).unwrap();
         assert_eq!((a.status, a.level), (Status::Open, 0));
         assert!(fx.contains(&Effect::Arm(Timer::Escalate, 370_000)));
+    }
+
+    #[test]
+    fn off_the_shelf_an_open_alert_is_raised_and_escalates_from_then() {
+        let p = policy();
+        let (mut a, _) = open(&p, Kind::LowBattery, Priority::Low, None, 0);
+        let fx = step(&mut a, Some(&p), Input::Unshelved, 3_600_000).unwrap();
+        assert_eq!(
+            (a.status, a.level, a.raised_ms),
+            (Status::Open, 0, 3_600_000)
+        );
+        assert_eq!(notify(&fx), vec![(Phase::Raised, "unshelved")]);
+        assert!(fx.contains(&Effect::Arm(Timer::Escalate, 3_660_000)));
+        // Acknowledged while shelved: reminders again, nobody paged.
+        let (mut b, _) = open(&p, Kind::Tamper, Priority::Low, None, 0);
+        step(&mut b, Some(&p), Input::Ack, 1_000).unwrap();
+        let fx = step(&mut b, Some(&p), Input::Unshelved, 10_000).unwrap();
+        assert_eq!(notify(&fx), vec![]);
+        assert_eq!(fx, vec![Effect::Arm(Timer::Remind, 610_000)]);
+        // Cleared by the device meanwhile: nothing left to tell.
+        let (mut c, _) = open(&p, Kind::DeviceOffline, Priority::Medium, None, 0);
+        step(&mut c, Some(&p), Input::DeviceCleared, 1_000).unwrap();
+        assert_eq!(
+            step(&mut c, Some(&p), Input::Unshelved, 10_000).unwrap(),
+            vec![]
+        );
     }
 
     #[test]

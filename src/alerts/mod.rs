@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`policy`]: `[[policy]]`, `[[route]]`, `[alerts]`; matching and routing.
 //! - [`lifecycle`]: the pure state machine.
+//! - [`shelf`]: a device's technical alerts held by a person for a bounded time.
 
 pub mod lifecycle;
 pub mod policy;
+pub mod shelf;
 
 use atgw_sdk::event::{
     AlertInfo, Confidence, DATA_CONTENT_TYPE, DATA_SCHEMA_V1, Event, EventData, Kind, Phase,
@@ -58,6 +60,10 @@ pub enum AlertError {
     AlreadyResolved,
     #[error("{0}")]
     Invalid(String),
+    #[error("no registered device `{0}`")]
+    UnknownDevice(String),
+    #[error("device `{0}` is not shelved")]
+    NotShelved(String),
     #[error("the journal is not running")]
     Unavailable,
     #[error("the journal could not commit: {0}")]
@@ -114,10 +120,13 @@ struct Row {
     /// Routes told so far (they hear every later notification, whatever the policy now says).
     told: Vec<String>,
     snapshot: EventData,
+    /// Held by a shelf ([`shelf`]): journaled, told to no route, not escalating.
+    shelved: bool,
 }
 
 const ROW_COLUMNS: &str = "id, policy, device_id, kind, status, priority, confidence, level, \
-     raised_ms, snapshot, component, presses, coalesce(opened_ms, raised_ms), told, reminders";
+     raised_ms, snapshot, component, presses, coalesce(opened_ms, raised_ms), told, reminders, \
+     shelved";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let kind: String = r.get(3)?;
@@ -151,6 +160,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         snapshot: serde_json::from_str(&snapshot).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
         })?,
+        shelved: r.get(15)?,
     })
 }
 
@@ -174,6 +184,11 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
     let d = &event.data;
     let component = d.device.component.clone();
 
+    // The gateway's own announcement kind: a device claiming it is journaled, nothing more.
+    if d.kind == Kind::Shelved {
+        b.insert(&event, &sinks)?;
+        return Ok(());
+    }
     if d.phase == Phase::Cleared || d.kind == Kind::Cancel {
         let (live, input) = if d.kind == Kind::Cancel {
             let calls: Vec<Row> = live_alerts(b, &d.device.id, component.as_deref(), None)?
@@ -239,6 +254,7 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
         event.data.confidence,
         now_ms,
     );
+    let shelved = shelf::shelvable(event.data.kind) && shelf::is_shelved(b, &event.data.device.id)?;
     let mut row = Row {
         id,
         policy: chosen.name.to_owned(),
@@ -247,12 +263,13 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
         component,
         told: Vec::new(),
         snapshot: event.data.clone(),
+        shelved,
     };
     b.tx.prepare_cached(
         "INSERT INTO alerts (id, policy, device_id, kind, status, priority, confidence, level,
                              raised_ms, updated_ms, area, snapshot, component, presses, opened_ms,
-                             failsafe)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, 1, ?9, ?13)",
+                             failsafe, shelved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, 1, ?9, ?13, ?14)",
     )?
     .execute(params![
         row.id,
@@ -268,6 +285,7 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
         json(&row.snapshot)?,
         row.component,
         chosen.failsafe,
+        row.shelved,
     ])?;
     apply(b, &mut row, fx, &event.id, &Actor::default())
 }
@@ -397,6 +415,7 @@ pub(crate) fn fire_due(b: &mut Batch<'_>) -> rusqlite::Result<()> {
         )?
         .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    shelf::end_due(b)?;
     for (id, timer) in due {
         b.tx.prepare_cached("DELETE FROM alert_timers WHERE alert_id = ?1 AND timer = ?2")?
             .execute(params![id, timer])?;
@@ -428,7 +447,7 @@ pub fn rearm_untimed(
 ) -> rusqlite::Result<usize> {
     let sql = format!(
         "SELECT {ROW_COLUMNS} FROM alerts a WHERE status IN ('open', 'acknowledged')
-         AND NOT EXISTS (SELECT 1 FROM alert_timers t WHERE t.alert_id = a.id)"
+         AND shelved = 0 AND NOT EXISTS (SELECT 1 FROM alert_timers t WHERE t.alert_id = a.id)"
     );
     let rows: Vec<Row> = conn
         .prepare(&sql)?
@@ -454,9 +473,29 @@ pub fn rearm_untimed(
     Ok(armed)
 }
 
-/// When the earliest timer falls due (ms since the epoch).
+/// When the earliest timer (or shelf end) falls due (ms since the epoch).
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT min(due_ms) FROM alert_timers", [], |r| r.get(0))
+    let timer: Option<i64> =
+        conn.query_row("SELECT min(due_ms) FROM alert_timers", [], |r| r.get(0))?;
+    let shelf = shelf::next_due(conn)?;
+    Ok(timer.into_iter().chain(shelf).min())
+}
+
+/// A shelf of `device` ended: each of its held alerts is back. One still open is raised to
+/// its routes and escalates from now; one acknowledged meanwhile gets its reminders back.
+pub(crate) fn release_shelved(b: &mut Batch<'_>, device: &str) -> rusqlite::Result<()> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM alerts WHERE device_id = ?1 AND shelved = 1");
+    let rows: Vec<Row> =
+        b.tx.prepare_cached(&sql)?
+            .query_map([device], row_from)?
+            .collect::<rusqlite::Result<_>>()?;
+    for mut row in rows {
+        b.tx.prepare_cached("UPDATE alerts SET shelved = 0 WHERE id = ?1")?
+            .execute([&row.id])?;
+        row.shelved = false;
+        transition(b, row, Input::Unshelved, "", Actor::default())?;
+    }
+    Ok(())
 }
 
 /// Who did what, carried onto the lifecycle event.
@@ -517,6 +556,16 @@ fn apply(
     let told_before = row.told.clone();
     for e in fx {
         match e {
+            // Held by a shelf: journaled for the record and the stream sinks, told to nobody.
+            Effect::Notify { phase, reason } if row.shelved => {
+                let policies = b.setup.policies.clone();
+                let max_reminders = policies
+                    .by_name(&row.policy)
+                    .map_or(policy::DEFAULT_MAX_REMINDERS, |p| p.max_reminders);
+                let event = lifecycle_event(b, row, phase, reason, cause, actor, max_reminders);
+                b.insert(&event, &policies.stream_sinks)?;
+            }
+            Effect::Arm(..) if row.shelved => {}
             Effect::Notify { phase, reason } => {
                 let policies = b.setup.policies.clone();
                 // Everyone told so far, and whoever the policy says now; for a device nobody
@@ -633,6 +682,7 @@ fn alert_text(
         ),
         "acknowledged" => "Acknowledged".into(),
         "not_attended" => "NOT ATTENDED (acknowledged, not resolved in time)".into(),
+        "unshelved" => "ALERT (off the shelf, still not resolved)".into(),
         // The device's own words say what was restored, and where.
         "device_cleared" => {
             let mut m = format!("CLEARED - {}", said.unwrap_or(base));

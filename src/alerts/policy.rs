@@ -170,6 +170,10 @@ pub struct AlertSettings {
     /// [`crate::supervision`]).
     #[serde(default = "default_link_down", with = "humantime_serde")]
     pub link_down_alert_after: Duration,
+    /// The longest a person may shelve a device's technical alerts
+    /// ([`super::shelf`]); every shelf ends.
+    #[serde(default = "default_max_shelve", with = "humantime_serde")]
+    pub max_shelve: Duration,
 }
 
 impl Default for AlertSettings {
@@ -181,8 +185,13 @@ impl Default for AlertSettings {
             default_route: None,
             unregistered_route: None,
             link_down_alert_after: default_link_down(),
+            max_shelve: default_max_shelve(),
         }
     }
+}
+
+fn default_max_shelve() -> Duration {
+    super::shelf::DEFAULT_MAX_SHELVE
 }
 
 fn default_link_down() -> Duration {
@@ -211,6 +220,10 @@ pub struct Policies {
     /// Routes also told of every alert from an unregistered device ([`AlertSettings`]
     /// `unregistered_route`, else `default_route`, else none).
     pub unregistered_routes: Vec<String>,
+    /// Routes told when a shelf starts or ends (`default_route`, else every route).
+    announcement_routes: Vec<String>,
+    /// `[alerts] max_shelve`.
+    pub max_shelve: Duration,
 }
 
 /// The policy an event is alerted under.
@@ -265,6 +278,11 @@ impl Policies {
                 .or(settings.default_route.as_ref())
                 .map(|r| vec![r.clone()])
                 .unwrap_or_default(),
+            announcement_routes: match &settings.default_route {
+                Some(r) => vec![r.clone()],
+                None => routes.iter().map(|r| r.name.clone()).collect(),
+            },
+            max_shelve: settings.max_shelve,
             failsafe: (!routes.is_empty()).then(|| PolicyConfig {
                 name: Some(FAILSAFE.into()),
                 matches: PolicyMatch::default(),
@@ -403,6 +421,18 @@ impl Policies {
                 if !out.contains(&s) {
                     out.push(s);
                 }
+            }
+        }
+        out
+    }
+
+    /// Where a shelf's start and end are announced: the announcement routes' sinks and the
+    /// stream sinks.
+    pub fn announcement_sinks(&self) -> Vec<String> {
+        let mut out = self.stream_sinks.clone();
+        for s in self.sinks_of(&self.announcement_routes) {
+            if !out.contains(&s) {
+                out.push(s);
             }
         }
         out

@@ -146,6 +146,11 @@ impl Reader {
         crate::alerts::list(&self.conn, all, limit)
     }
 
+    /// Shelves not yet ended, soonest end first.
+    pub fn shelves(&self) -> rusqlite::Result<Vec<crate::alerts::shelf::ShelfView>> {
+        crate::alerts::shelf::live(&self.conn)
+    }
+
     /// Devices the gateway has heard from, with their last check-in: a page of at most `limit`
     /// in id order, after the id `after` (`""` for the first page).
     pub fn devices(&self, after: &str, limit: usize) -> rusqlite::Result<Vec<serde_json::Value>> {

@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "dead_letters",
     "adapter_state",
     "devices",
+    "shelves",
 ];
 
 /// Where the lower bound of a lost outbox range is unknown (the damage is before the first

@@ -133,6 +133,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dedupe ADD COLUMN until_ms INTEGER;
     CREATE INDEX dedupe_until ON dedupe(until_ms) WHERE until_ms IS NOT NULL;
     "#,
+    // 7: shelves (a device's technical alerts held by a person, for a bounded time, with a
+    //    reason) and which alerts are held by one.
+    r#"
+    CREATE TABLE shelves (
+        id         TEXT PRIMARY KEY,
+        device_id  TEXT NOT NULL,
+        by         TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        until_ms   INTEGER NOT NULL,
+        ended_ms   INTEGER,
+        ended_by   TEXT
+    );
+    CREATE INDEX shelves_live ON shelves(device_id) WHERE ended_ms IS NULL;
+    CREATE INDEX shelves_until ON shelves(until_ms) WHERE ended_ms IS NULL;
+    ALTER TABLE alerts ADD COLUMN shelved INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX alerts_shelved ON alerts(device_id) WHERE shelved = 1;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -155,11 +173,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 6);
-        assert_eq!(migrate(&mut c).unwrap(), 6);
+        assert_eq!(migrate(&mut c).unwrap(), 7);
+        assert_eq!(migrate(&mut c).unwrap(), 7);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 6);
+        assert_eq!(v, 7);
     }
 }

@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alerts::shelf::{ShelfCommand, ShelfView};
 use crate::alerts::{self, AlertCommand, AlertError, AlertView};
 use reply::Reply;
 
@@ -62,6 +63,11 @@ pub enum WriterCmd {
     Alert {
         cmd: AlertCommand,
         reply: oneshot::Sender<Result<AlertView, AlertError>>,
+    },
+    /// A person shelves a device's technical alerts or takes them off the shelf.
+    Shelf {
+        cmd: ShelfCommand,
+        reply: oneshot::Sender<Result<ShelfView, AlertError>>,
     },
     /// An adapter's link to its devices went down or came back (its health, as the runtime
     /// polls it): device supervision holds or resumes that adapter's missed check-ins.
@@ -109,6 +115,15 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriterCmd::Alert { cmd, reply })
+            .map_err(|_| AlertError::Unavailable)?;
+        rx.await.map_err(|_| AlertError::Unavailable)?
+    }
+
+    /// Applies a shelf request; resolves once it is committed.
+    pub async fn shelf(&self, cmd: ShelfCommand) -> Result<ShelfView, AlertError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriterCmd::Shelf { cmd, reply })
             .map_err(|_| AlertError::Unavailable)?;
         rx.await.map_err(|_| AlertError::Unavailable)?
     }
@@ -491,6 +506,10 @@ impl Writer {
                 reply: Some(reply), ..
             }) => replies.push(Reply::Gateway(Some(reply), String::new())),
             Item::Cmd(WriterCmd::Alert { reply, .. }) => replies.push(Reply::Alert(
+                reply,
+                Box::new(Err(AlertError::Storage("not reached".into()))),
+            )),
+            Item::Cmd(WriterCmd::Shelf { reply, .. }) => replies.push(Reply::Shelf(
                 reply,
                 Box::new(Err(AlertError::Storage("not reached".into()))),
             )),

@@ -1,4 +1,4 @@
-//! `atgw alerts list|ack|resolve`: a thin client of the running gateway's local API, so the
+//! `atgw alerts list|ack|resolve|shelve|unshelve|shelves`: a thin client of the running gateway's local API, so the
 //! command sees and changes exactly what consoles and MQTT do (one writer decides).
 
 use std::path::PathBuf;
@@ -43,6 +43,33 @@ pub enum AlertsCommand {
         /// A free-text note for the record.
         #[arg(long)]
         note: Option<String>,
+    },
+    /// Hold a device's battery, offline, tamper and fault alerts for a while (a sensor waiting
+    /// for a technician); its residents' alarms still page. Announced, and always ends.
+    Shelve {
+        /// The registered device id (`[[device]] id`).
+        device: String,
+        /// How long, e.g. `4h` (at most `[alerts] max_shelve`, default 24h).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (announced and kept with the shelf).
+        #[arg(long)]
+        reason: String,
+        /// Who shelves it (recorded and announced).
+        #[arg(long)]
+        by: String,
+    },
+    /// End a device's shelf early: its held alerts that are still open page again.
+    Unshelve {
+        device: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Shelves in force, soonest end first.
+    Shelves {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -95,6 +122,22 @@ async fn go(config: PathBuf, cmd: AlertsCommand) -> Result<(), (u8, String)> {
             format!("{base}/alerts/{id}/resolve"),
             Some(json!({ "by": by, "outcome": outcome, "note": note })),
         ),
+        AlertsCommand::Shelve {
+            device,
+            duration,
+            reason,
+            by,
+        } => (
+            reqwest::Method::POST,
+            format!("{base}/devices/{device}/shelve"),
+            Some(json!({ "for": duration, "reason": reason, "by": by })),
+        ),
+        AlertsCommand::Unshelve { device, by } => (
+            reqwest::Method::POST,
+            format!("{base}/devices/{device}/unshelve"),
+            Some(json!({ "by": by })),
+        ),
+        AlertsCommand::Shelves { .. } => (reqwest::Method::GET, format!("{base}/shelves"), None),
     };
     let mut req = client.request(method, &url).header("authorization", auth);
     if let Some(b) = body {
@@ -119,7 +162,7 @@ async fn go(config: PathBuf, cmd: AlertsCommand) -> Result<(), (u8, String)> {
         ));
     }
     match cmd {
-        AlertsCommand::List { json: true, .. } => {
+        AlertsCommand::List { json: true, .. } | AlertsCommand::Shelves { json: true } => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         AlertsCommand::List { .. } => {
@@ -139,6 +182,29 @@ async fn go(config: PathBuf, cmd: AlertsCommand) -> Result<(), (u8, String)> {
                     a["message"].as_str().unwrap_or("")
                 );
             }
+        }
+        AlertsCommand::Shelves { .. } => {
+            let shelves = v["shelves"].as_array().cloned().unwrap_or_default();
+            if shelves.is_empty() {
+                println!("no device is shelved");
+            }
+            for s in shelves {
+                println!(
+                    "{:<20} until {}  by {}: {}",
+                    s["device_id"].as_str().unwrap_or(""),
+                    s["until"].as_str().unwrap_or(""),
+                    s["by"].as_str().unwrap_or(""),
+                    s["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AlertsCommand::Shelve { .. } => println!(
+            "{} shelved until {}",
+            v["device_id"].as_str().unwrap_or(""),
+            v["until"].as_str().unwrap_or("")
+        ),
+        AlertsCommand::Unshelve { .. } => {
+            println!("{} is off the shelf", v["device_id"].as_str().unwrap_or(""))
         }
         _ => println!(
             "{} is now {}",

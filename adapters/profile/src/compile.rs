@@ -147,6 +147,17 @@ impl Ctx<'_> {
         ProfileError::invalid(self.file, key, problem)
     }
 
+    /// A kind only the gateway itself reports (a shelf's announcement) is no device's to send.
+    fn device_kind(&self, key: &str, kind: Kind) -> Result<(), ProfileError> {
+        if kind == Kind::Shelved {
+            return Err(self.err(
+                key,
+                "`shelved` is the gateway's own announcement of a shelf; a device cannot report it",
+            ));
+        }
+        Ok(())
+    }
+
     fn patterns(&self, key: &str, texts: &[String]) -> Result<Vec<TopicPattern>, ProfileError> {
         texts
             .iter()
@@ -517,6 +528,7 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let kind = v.kind.unwrap_or(parent.kind);
+        self.device_kind(&format!("{at}.kind"), kind)?;
         let phase = match (v.phase, parent.phase) {
             (Some(p), _) | (None, Some(p)) => p,
             (None, None) if phase_required => {
@@ -581,6 +593,7 @@ impl Ctx<'_> {
                 format!("edge key `{key}` must be 1 to {MAX_KEY} characters without `|`; set `key = \"…\"`"),
             ));
         }
+        self.device_kind(&format!("{at}.kind"), s.kind)?;
         let parent = Parent {
             kind: s.kind,
             phase: None,
@@ -653,6 +666,7 @@ impl Ctx<'_> {
             .as_ref()
             .map(|p| self.paths(&format!("{at}.path"), p))
             .transpose()?;
+        self.device_kind(&format!("{at}.kind"), s.kind)?;
         let parent = Parent {
             kind: s.kind,
             phase: Some(s.phase.unwrap_or(Phase::Point)),

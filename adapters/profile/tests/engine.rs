@@ -626,6 +626,18 @@ fn an_unknown_kind_lists_the_vocabulary() {
 }
 
 #[test]
+fn a_device_cannot_report_the_gateways_shelf_announcement() {
+    for text in [
+        "match.topic = \"t\"\ndevice.id = \"d\"\n[[state]]\npath = \"a\"\nkind = \"shelved\"\n",
+        "match.topic = \"t\"\ndevice.id = \"d\"\n[[point]]\npath = \"a\"\nkind = \"shelved\"\n",
+        "match.topic = \"t\"\ndevice.id = \"d\"\n[[state]]\npath = \"a\"\nkind = \"tamper\"\nvalues = { x = { kind = \"shelved\", phase = \"raised\" } }\n",
+    ] {
+        let err = parse_err(text);
+        assert!(err.contains("gateway's own announcement"), "{err}");
+    }
+}
+
+#[test]
 fn meaning_errors_name_the_key_path() {
     let cases = [
         (

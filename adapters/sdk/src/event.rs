@@ -98,7 +98,8 @@ pub struct AlertInfo {
     /// Why this event: `raised`, `upgraded`, `raised_again`, `repeated` (another raise of the
     /// open alert, e.g. a second press), `ack_timeout`, `delivery_failed`, `repeat`,
     /// `not_resolved`, `not_attended` (acknowledged, not resolved within `attend_within`: open
-    /// again), `acknowledged`, `device_cleared` (a device condition restored),
+    /// again), `unshelved` (a shelf that held it ended, still open), `acknowledged`,
+    /// `device_cleared` (a device condition restored),
     /// `device_restored` / `cancelled` (recorded on a resident's alarm, which stays open),
     /// `resolved`.
     pub reason: String,
@@ -188,6 +189,9 @@ string_enum! {
         Test => "test",
         Cancel => "cancel",
         Heartbeat => "heartbeat",
+        // A person shelved a device's technical alerts (`raised`) or the shelf ended
+        // (`cleared`): the gateway's announcement, never from a device.
+        Shelved => "shelved",
         Unknown => "unknown",
     }
 }
@@ -240,7 +244,7 @@ impl Kind {
             AssistanceCall | NurseCall | BedExit | ChairExit | DoorExit | HeartRateAbnormal
             | WaterLeak | TemperatureExtreme | DeviceOffline | Enuresis => Priority::Medium,
             Tamper | LowBattery | DeviceFault | PowerFault | Unknown => Priority::Low,
-            VitalSign | Test | Cancel | Heartbeat => Priority::Info,
+            VitalSign | Test | Cancel | Heartbeat | Shelved => Priority::Info,
         }
     }
 }

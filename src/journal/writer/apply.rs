@@ -133,6 +133,16 @@ pub(super) fn apply(
                 **r = result;
             }
         }
+        Item::Cmd(WriterCmd::Shelf { cmd, reply }) => {
+            out.replies.push(Reply::Shelf(
+                reply,
+                Box::new(Err(AlertError::Storage("not reached".into()))),
+            ));
+            let result = alerts::shelf::on_command(b, cmd)?;
+            if let Some(Reply::Shelf(_, r)) = out.replies.last_mut() {
+                **r = result;
+            }
+        }
         Item::Cmd(WriterCmd::Link { adapter, up, at_ms }) => {
             out.held.push(WriterCmd::Link {
                 adapter: adapter.clone(),

@@ -4,6 +4,7 @@
 use atgw_sdk::ingest::{Committed, IngestError};
 use tokio::sync::oneshot;
 
+use crate::alerts::shelf::ShelfView;
 use crate::alerts::{AlertError, AlertView};
 
 /// A reply to send once the batch's fate is known.
@@ -22,6 +23,10 @@ pub(super) enum Reply {
         oneshot::Sender<Result<AlertView, AlertError>>,
         Box<Result<AlertView, AlertError>>,
     ),
+    Shelf(
+        oneshot::Sender<Result<ShelfView, AlertError>>,
+        Box<Result<ShelfView, AlertError>>,
+    ),
     Flush(oneshot::Sender<()>),
     Heartbeat(oneshot::Sender<Result<(), IngestError>>),
 }
@@ -36,6 +41,7 @@ impl Reply {
             Reply::Gateway(Some(tx), id) => drop(tx.send(Ok(id))),
             Reply::Gateway(None, _) => {}
             Reply::Alert(tx, result) => drop(tx.send(*result)),
+            Reply::Shelf(tx, result) => drop(tx.send(*result)),
             Reply::Flush(tx) => drop(tx.send(())),
             Reply::Heartbeat(tx) => drop(tx.send(Ok(()))),
         }
@@ -51,6 +57,7 @@ impl Reply {
             Reply::Gateway(Some(tx), _) => drop(tx.send(Err(err))),
             Reply::Gateway(None, _) => {}
             Reply::Alert(tx, _) => drop(tx.send(Err(AlertError::Storage(error.to_owned())))),
+            Reply::Shelf(tx, _) => drop(tx.send(Err(AlertError::Storage(error.to_owned())))),
             Reply::Flush(tx) => drop(tx.send(())),
             Reply::Heartbeat(tx) => drop(tx.send(Err(err))),
         }
