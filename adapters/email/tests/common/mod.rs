@@ -70,7 +70,8 @@ impl SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(script)
+        cmd.env("PYTHONPATH", python_path())
+            .arg(script)
             .arg("--dir")
             .arg(dir.path())
             .arg("--tls")
@@ -97,7 +98,7 @@ impl SmtpServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("python3 must be installed (with aiosmtpd: python3 -m pip install aiosmtpd)");
+            .expect("python3 must be installed");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -166,6 +167,43 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `PYTHONPATH` under which aiosmtpd imports: the system's when it is installed there (as
+/// `.ci/run` does), else a private `pip install --target` in Cargo's test scratch directory
+/// (one per test binary, so two binaries never install into one directory at once), so that
+/// `cargo test` alone runs these tests.
+fn python_path() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let importable = |path: &Path| {
+            Command::new("python3")
+                .args(["-c", "import aiosmtpd"])
+                .env("PYTHONPATH", path)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if importable(Path::new("")) {
+            return PathBuf::new();
+        }
+        let private = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("python-aiosmtpd")
+            .join(env!("CARGO_CRATE_NAME"));
+        if !importable(&private) {
+            let out = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--target"])
+                .arg(&private)
+                .arg("aiosmtpd==1.4.6")
+                .output();
+            assert!(
+                importable(&private),
+                "these tests run a real SMTP server, aiosmtpd: install Python 3 and \
+                 `python3 -m pip install aiosmtpd` (pip said: {out:?})"
+            );
+        }
+        private
+    })
+    .clone()
 }
 
 /// A private CA (PEM) and a certificate for `127.0.0.1` and `localhost` signed by it (PEM
