@@ -335,7 +335,7 @@ pub fn body(n: &Notice, ctx: &Context<'_>) -> String {
             "Someone is dealing with it. Resolve the alert on the console once the resident has been attended to."
         }
         (true, _) => {
-            "What to do: go, then acknowledge on the console or reply on your handset. Replying to this email does NOT acknowledge the alert."
+            "What to do: acknowledge on the console or reply on your handset to say you are going, then attend. Replying to this email does NOT acknowledge the alert."
         }
         (false, _) => {
             "This is a device event. If it needs attention, act on the alert on the console or on your handset; replying to this email does nothing."
