@@ -1,0 +1,378 @@
+//! The email sink task: each `Delivery` becomes one message on its own SMTP connection, and
+//! each message one `Outcome`.
+//!
+//! Up to `window` messages are sent at once, each in its own task, so a slow server answer
+//! never holds up the next alert. The core's dispatcher owns retries: a failed attempt is
+//! answered `Retry` and the row comes back later as a new `Delivery` with the same event id,
+//! so the message carries the same `Message-ID` and a receiver can drop a duplicate (a
+//! connection lost after the server took the message but before its `250` reached us).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atgw_sdk::component::Site;
+use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
+use atgw_sdk::{Health, Shutdown};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::task::{JoinError, JoinSet};
+
+use crate::compose::{Context, compose, message};
+use crate::config::{EmailConfig, TlsMode};
+use crate::error::{EmailError, chain};
+use crate::notice::Notice;
+use crate::reply::{Verdict, answered, redact, refused};
+
+/// Longest wait for in-flight messages at shutdown (each is bounded by `timeout` anyway).
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// One failure line per kind per interval while the server keeps failing.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Everything an attempt needs, shared by the in-flight tasks.
+struct Target {
+    name: String,
+    /// `host:port (mode)`, for logs and reasons.
+    shown: String,
+    /// The name the server's certificate must be valid for.
+    host: String,
+    tls: TlsMode,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    /// The domain of `from`, for `Message-ID`s.
+    domain: String,
+    site: Site,
+    timeout: Duration,
+    health: Arc<Health>,
+    failures: atgw_sdk::ratelimit::LogLimiter,
+}
+
+/// A sink ready to send: config checked, password and CA read, transport built (it connects
+/// only when a message is sent).
+pub struct Prepared {
+    target: Arc<Target>,
+    window: usize,
+}
+
+/// Checks the config and reads the password and CA file; what can fail at start fails here,
+/// so the daemon's start names the sink.
+pub async fn prepare(
+    cfg: &EmailConfig,
+    site: Site,
+    health: Arc<Health>,
+) -> Result<Prepared, EmailError> {
+    Ok(Prepared {
+        target: Arc::new(Target::prepare(cfg, site, health).await?),
+        window: cfg.window,
+    })
+}
+
+/// [`prepare`], then [`serve`].
+pub async fn run(
+    cfg: EmailConfig,
+    site: Site,
+    io: SinkIo,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) -> Result<(), EmailError> {
+    serve(prepare(&cfg, site, health).await?, io, shutdown).await;
+    Ok(())
+}
+
+/// Serves deliveries until shutdown, or until the dispatcher closes the delivery channel
+/// (then after answering what is in flight).
+pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
+    let Prepared { target, window } = prepared;
+    tracing::info!(sink = %target.name, server = %target.shown, recipients = target.to.len(), window, "email sink ready");
+    let SinkIo {
+        mut deliveries,
+        outcomes,
+    } = io;
+    let mut inflight = InFlight::default();
+    let mut open = true;
+    loop {
+        if !open && inflight.tasks.is_empty() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(done) = inflight.tasks.join_next_with_id() => {
+                if let Some(o) = inflight.finished(done) {
+                    let _ = outcomes.send(o);
+                }
+            }
+            d = deliveries.recv(), if open && inflight.tasks.len() < window => match d {
+                Some(d) => inflight.start(target.clone(), d),
+                None => open = false,
+            },
+        }
+    }
+    // Shutdown: take no more, give what is in flight a bounded time, and answer every row we
+    // took (a cancelled attempt is a retry: the server may not have the message).
+    let drain = target.timeout.min(DRAIN_MAX);
+    let _ = tokio::time::timeout(drain, async {
+        while let Some(done) = inflight.tasks.join_next_with_id().await {
+            if let Some(o) = inflight.finished(done) {
+                let _ = outcomes.send(o);
+            }
+        }
+    })
+    .await;
+    inflight.tasks.abort_all();
+    while let Some(done) = inflight.tasks.join_next_with_id().await {
+        if let Some(o) = inflight.finished(done) {
+            let _ = outcomes.send(o);
+        }
+    }
+}
+
+/// Attempt tasks, and which outbox row each belongs to (so even a task that panicked or was
+/// cancelled gets its row answered).
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Outcome>,
+    rows: std::collections::HashMap<tokio::task::Id, i64>,
+}
+
+impl InFlight {
+    fn start(&mut self, target: Arc<Target>, d: Delivery) {
+        let row = d.outbox_id;
+        let handle = self.tasks.spawn(async move { target.attempt(d).await });
+        self.rows.insert(handle.id(), row);
+    }
+
+    fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), JoinError>) -> Option<Outcome> {
+        match done {
+            Ok((id, o)) => {
+                self.rows.remove(&id);
+                Some(o)
+            }
+            Err(e) => {
+                let outbox_id = self.rows.remove(&e.id())?;
+                let reason = if e.is_cancelled() {
+                    "attempt cancelled: atgw is shutting down".to_owned()
+                } else {
+                    "attempt failed inside atgw (task panicked)".to_owned()
+                };
+                Some(Outcome::Retry {
+                    outbox_id,
+                    after: None,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Validates the config, reads the password and CA, and builds the transport (which
+    /// connects only when a message is sent).
+    async fn prepare(
+        cfg: &EmailConfig,
+        site: Site,
+        health: Arc<Health>,
+    ) -> Result<Target, EmailError> {
+        let sink = || cfg.name.clone();
+        let invalid = |source| EmailError::Invalid {
+            sink: sink(),
+            source,
+        };
+        cfg.validate().map_err(invalid)?;
+        let from = cfg.sender().map_err(invalid)?;
+        let to = cfg.recipients().map_err(invalid)?;
+        let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
+        let tls = match cfg.tls {
+            TlsMode::Starttls => Tls::Required(tls_parameters(cfg, host).await?),
+            TlsMode::Implicit => Tls::Wrapper(tls_parameters(cfg, host).await?),
+            TlsMode::None => Tls::None,
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(cfg.port())
+            .tls(tls)
+            .timeout(Some(cfg.timeout))
+            .hello_name(hello_name());
+        if let (Some(user), Some(file)) = (&cfg.username, &cfg.password_file) {
+            let password = atgw_sdk::secret::read_secret_file(file).map_err(|source| {
+                EmailError::Password {
+                    sink: sink(),
+                    source,
+                }
+            })?;
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+        }
+        Ok(Target {
+            name: cfg.name.clone(),
+            shown: format!("{}:{} ({})", cfg.host, cfg.port(), cfg.tls.as_str()),
+            host: host.to_owned(),
+            tls: cfg.tls,
+            transport: builder.build(),
+            domain: from.email.domain().to_owned(),
+            from,
+            to,
+            site,
+            timeout: cfg.timeout,
+            health,
+            failures: atgw_sdk::ratelimit::LogLimiter::new(FAILURE_LOG_EVERY),
+        })
+    }
+
+    /// One message for one delivery, and what the server's answer means for the outbox.
+    async fn attempt(&self, d: Delivery) -> Outcome {
+        let started = Instant::now();
+        let notice = Notice::read(&d);
+        let ctx = Context {
+            gateway_id: &self.site.gateway_id,
+            timezone: &self.site.timezone,
+            recipients: self.to.len(),
+        };
+        let composed = compose(&notice, &self.domain, &ctx);
+        let verdict = match message(&composed, &self.from, &self.to) {
+            Ok(m) => match tokio::time::timeout(self.timeout, self.transport.send(m)).await {
+                Err(_) => Verdict::Retry {
+                    after: None,
+                    reason: format!("no answer within timeout {:?}", self.timeout),
+                    permanent: false,
+                },
+                Ok(Ok(response)) => {
+                    let text: Vec<&str> = response.message().collect();
+                    answered(u16::from(response.code()), &text.join(" "))
+                }
+                Ok(Err(e)) => self.describe(&e, d.attempt),
+            },
+            Err(reason) => Verdict::Retry {
+                after: None,
+                reason,
+                permanent: false,
+            },
+        };
+        tracing::debug!(sink = %self.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, elapsed_ms = started.elapsed().as_millis() as u64, ?verdict, "email attempt");
+        self.record(&verdict);
+        match verdict {
+            Verdict::Delivered => Outcome::Delivered(d.outbox_id),
+            Verdict::Retry { after, reason, .. } => Outcome::Retry {
+                outbox_id: d.outbox_id,
+                after,
+                reason,
+            },
+        }
+    }
+
+    /// A failed exchange in words an integrator can act on; no address, no password.
+    fn describe(&self, e: &lettre::transport::smtp::Error, attempt: u32) -> Verdict {
+        if let Some(code) = e.status() {
+            let text = std::error::Error::source(e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            return refused(u16::from(code), &text, attempt);
+        }
+        let text = chain(e);
+        let lower = text.to_ascii_lowercase();
+        let tls_failed = e.is_tls()
+            || (self.tls != TlsMode::None
+                && ["certificate", "tls", "handshake"]
+                    .iter()
+                    .any(|w| lower.contains(w)));
+        let reason = if e.is_timeout() {
+            format!("no answer within timeout {:?}", self.timeout)
+        } else if tls_failed {
+            format!(
+                "TLS with the server failed (is its certificate valid for `{}`, and its CA trusted? see ca_file): {}",
+                self.host,
+                redact(&text)
+            )
+        } else if e.is_client() || e.is_response() {
+            format!("the SMTP exchange failed: {}", redact(&text))
+        } else {
+            format!("cannot connect: {}", redact(&text))
+        };
+        Verdict::Retry {
+            after: None,
+            reason,
+            permanent: false,
+        }
+    }
+
+    /// Health and logs: connected means the last attempt was accepted.
+    fn record(&self, verdict: &Verdict) {
+        let h = &self.health;
+        match verdict {
+            Verdict::Delivered => {
+                if !h.is_connected() {
+                    tracing::info!(sink = %self.name, server = %self.shown, "mail server is accepting messages");
+                }
+                h.set_connected(true);
+                h.delivered(1);
+            }
+            Verdict::Retry {
+                reason, permanent, ..
+            } => {
+                h.set_connected(false);
+                h.error(format!("{}: {reason}", self.shown));
+                let kind = reason.split([':', '(']).next().unwrap_or(reason);
+                if let Some(suppressed) = self.failures.allow(kind) {
+                    if *permanent {
+                        tracing::error!(sink = %self.name, server = %self.shown, suppressed, "mail server refuses the message; retrying slowly, the alert escalates meanwhile: {reason}");
+                    } else {
+                        tracing::warn!(sink = %self.name, server = %self.shown, suppressed, "email delivery failed, will retry: {reason}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// TLS for the server: rustls with the process's crypto provider (ring); the system store
+/// through the platform verifier plus `ca_file`, or only `ca_file` with `ca_only`.
+async fn tls_parameters(cfg: &EmailConfig, host: &str) -> Result<TlsParameters, EmailError> {
+    let store = if cfg.ca_only {
+        CertificateStore::None
+    } else {
+        CertificateStore::Default
+    };
+    let mut b = TlsParameters::builder(host.to_owned()).certificate_store(store);
+    if let Some(path) = &cfg.ca_file {
+        let ca_err = |problem: String| EmailError::CaFile {
+            sink: cfg.name.clone(),
+            path: path.clone(),
+            problem,
+        };
+        let pem = tokio::fs::read(path)
+            .await
+            .map_err(|e| ca_err(format!("cannot read it: {e}")))?;
+        if !pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") {
+            return Err(ca_err(
+                "holds no `BEGIN CERTIFICATE` block; expected the server's CA in PEM".into(),
+            ));
+        }
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| ca_err(format!("not a PEM certificate bundle: {}", chain(&e))))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build_rustls().map_err(|e| EmailError::Tls {
+        sink: cfg.name.clone(),
+        detail: chain(&e),
+    })
+}
+
+/// EHLO's name: this machine's host name when it is a plain DNS name, else the address
+/// literal `[127.0.0.1]` (RFC 5321 §4.1.4 allows it when there is no usable name).
+fn hello_name() -> ClientId {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        })
+        .map(ClientId::Domain)
+        .unwrap_or_default()
+}

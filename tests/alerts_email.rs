@@ -1,0 +1,187 @@
+//! Alerts reach a care team's mailboxes through the real binary: `[[sink]] type = "email"` is
+//! loaded from the config, routed by a policy, and delivers to a real SMTP server (aiosmtpd,
+//! `adapters/email/tests/smtp_server.py`). A pendant press arrives as a subject a carer can act
+//! on; the acknowledgement made through the local API follows in the same thread; no log line
+//! names a recipient.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The aiosmtpd test server, plain SMTP on loopback; stopped when dropped.
+struct Smtp {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .env(
+                "PYTHONPATH",
+                python_path_with("aiosmtpd", "aiosmtpd==1.4.6"),
+            )
+            .arg(repo().join("adapters/email/tests/smtp_server.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP test server did not start: {line:?}"));
+        Smtp { port, dir, child }
+    }
+
+    /// The messages accepted so far, as Python's `email` parser read them.
+    fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("attempt-") && n.ends_with(".json"))
+            })
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap())
+            .filter(|m| m["code"] == 250)
+            .collect()
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        self.messages()
+            .iter()
+            .map(|m| header(m, "subject"))
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header(m: &Value, name: &str) -> String {
+    m["headers"][name][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pendant_press_is_emailed_and_its_acknowledgement_follows_in_the_same_thread() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let smtp = Smtp::start();
+    let (api_cfg, api, token) = api_block(dir.path());
+    let extra = format!(
+        r#"
+[[sink]]
+name = "night-team"
+type = "email"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "Oakview alerts <atgw@oakview.example>"
+to = ["night@oakview.example", "duty@oakview.example"]
+timeout = "5s"
+
+[[route]]
+name = "night"
+sinks = ["night-team"]
+
+[[policy]]
+name = "alarms"
+match = {{ priority = ["high"] }}
+notify = ["night"]
+
+[[device]]
+id = "pendant-12"
+adapter = "zigbee"
+match = {{ device = "0xa4c13899607febd1" }}
+location = {{ area = "East wing", room = "12" }}
+{api_cfg}"#,
+        port = smtp.port
+    );
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, &extra));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "email-devices").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#.to_owned(),
+        )
+        .await;
+
+    wait_until_async(Duration::from_secs(20), || !smtp.messages().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("no email for the press:\n{}", gw.log_text()));
+    let raise = smtp.messages()[0].clone();
+    assert_eq!(
+        header(&raise, "subject"),
+        "HIGH: Emergency button pressed – Room 12, East wing"
+    );
+    assert_eq!(
+        raise["rcpt_tos"],
+        json!(["night@oakview.example", "duty@oakview.example"])
+    );
+    let alert_id = header(&raise, "x-atgw-alert-id");
+    assert_eq!(
+        header(&raise, "message-id"),
+        format!("<alert.{alert_id}@oakview.example>"),
+        "the raise is the alert's thread"
+    );
+    let body = raise["body"].as_str().unwrap_or_default();
+    assert!(body.contains("Where:      Room 12, East wing"), "{body}");
+    assert!(body.contains(" UTC)"), "the site's zone and UTC: {body}");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/alerts/{alert_id}/ack"))
+        .bearer_auth(&token)
+        .json(&json!({"by": "carer-3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let acked = "Acknowledged by carer-3: Emergency button pressed – Room 12, East wing";
+    wait_until_async(Duration::from_secs(20), || {
+        smtp.subjects().iter().any(|s| s == acked)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no acknowledgement email: {:?}", smtp.subjects()));
+    let messages = smtp.messages();
+    let ack = messages
+        .iter()
+        .find(|m| header(m, "subject") == acked)
+        .unwrap();
+    assert_eq!(header(ack, "in-reply-to"), header(&raise, "message-id"));
+    assert_eq!(header(ack, "references"), header(&raise, "message-id"));
+
+    let log = gw.log_text();
+    assert!(
+        !log.contains("night@oakview.example") && !log.contains("duty@oakview.example"),
+        "a recipient in the log:\n{log}"
+    );
+}
