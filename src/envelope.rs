@@ -165,38 +165,7 @@ fn truncate_chars(s: &mut String, max: usize) {
 
 /// A pager-length English line: what, how sure, where.
 fn default_message(data: &atgw_sdk::event::EventData, place: &str) -> String {
-    let what = match data.kind {
-        Kind::Fall => "Fall",
-        Kind::PendantPress => "Emergency button pressed",
-        Kind::AssistanceCall => "Assistance call",
-        Kind::Medical => "Medical alarm",
-        Kind::NurseCall => "Nurse call",
-        Kind::Inactivity => "Inactivity",
-        Kind::BedExit => "Bed exit",
-        Kind::ChairExit => "Chair exit",
-        Kind::DoorExit => "Door exit",
-        Kind::Spo2Low => "Low SpO2",
-        Kind::RespiratoryRateAbnormal => "Abnormal respiratory rate",
-        Kind::HeartRateAbnormal => "Abnormal heart rate",
-        Kind::VitalSign => "Vital signs",
-        Kind::Smoke => "Fire/smoke alarm",
-        Kind::Co => "Carbon monoxide alarm",
-        Kind::Gas => "Gas alarm",
-        Kind::WaterLeak => "Water leak",
-        Kind::TemperatureExtreme => "Temperature alarm",
-        Kind::Seizure => "Seizure alarm",
-        Kind::Enuresis => "Enuresis alarm",
-        Kind::Tamper => "Tamper",
-        Kind::LowBattery => "Low battery",
-        Kind::DeviceOffline => "Device offline",
-        Kind::DeviceFault => "Device fault",
-        Kind::PowerFault => "Power fault",
-        Kind::Test => "Test call",
-        Kind::Cancel => "Cancel",
-        Kind::Heartbeat => "Heartbeat",
-        Kind::Shelved => "Technical alerts shelved",
-        Kind::Unknown => "Unrecognised event",
-    };
+    let what = data.kind.label();
     let test = if data.test { "TEST: " } else { "" };
     if data.phase == Phase::Cleared {
         // Say what was restored, not just that something was.

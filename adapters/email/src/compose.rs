@@ -125,39 +125,7 @@ fn id_part_domain(domain: &str) -> String {
 
 /// "Fall", "Emergency button pressed": what happened, in a carer's words.
 pub fn what(kind: Kind) -> &'static str {
-    // The same words as the core's pager lines (src/envelope.rs), which this crate cannot
-    // import (the core depends on it).
-    match kind {
-        Kind::Fall => "Fall",
-        Kind::PendantPress => "Emergency button pressed",
-        Kind::AssistanceCall => "Assistance call",
-        Kind::Medical => "Medical alarm",
-        Kind::NurseCall => "Nurse call",
-        Kind::Inactivity => "Inactivity",
-        Kind::BedExit => "Bed exit",
-        Kind::ChairExit => "Chair exit",
-        Kind::DoorExit => "Door exit",
-        Kind::Spo2Low => "Low SpO2",
-        Kind::RespiratoryRateAbnormal => "Abnormal respiratory rate",
-        Kind::HeartRateAbnormal => "Abnormal heart rate",
-        Kind::VitalSign => "Vital signs",
-        Kind::Smoke => "Fire/smoke alarm",
-        Kind::Co => "Carbon monoxide alarm",
-        Kind::Gas => "Gas alarm",
-        Kind::WaterLeak => "Water leak",
-        Kind::TemperatureExtreme => "Temperature alarm",
-        Kind::Seizure => "Seizure alarm",
-        Kind::Enuresis => "Enuresis alarm",
-        Kind::Tamper => "Tamper",
-        Kind::LowBattery => "Low battery",
-        Kind::DeviceOffline => "Device offline",
-        Kind::DeviceFault => "Device fault",
-        Kind::PowerFault => "Power fault",
-        Kind::Test => "Test call",
-        Kind::Cancel => "Cancel",
-        Kind::Heartbeat => "Heartbeat",
-        Kind::Unknown => "Unrecognised event",
-    }
+    kind.label()
 }
 
 fn priority_word(p: Priority) -> &'static str {

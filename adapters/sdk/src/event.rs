@@ -227,6 +227,44 @@ string_enum! {
 }
 
 impl Kind {
+    /// What happened, in a carer's words ("Fall", "Emergency button pressed"): the start of
+    /// every pager line, email subject and SMS the gateway writes.
+    pub fn label(self) -> &'static str {
+        use Kind::*;
+        match self {
+            Fall => "Fall",
+            PendantPress => "Emergency button pressed",
+            AssistanceCall => "Assistance call",
+            Medical => "Medical alarm",
+            NurseCall => "Nurse call",
+            Inactivity => "Inactivity",
+            BedExit => "Bed exit",
+            ChairExit => "Chair exit",
+            DoorExit => "Door exit",
+            Spo2Low => "Low SpO2",
+            RespiratoryRateAbnormal => "Abnormal respiratory rate",
+            HeartRateAbnormal => "Abnormal heart rate",
+            VitalSign => "Vital signs",
+            Smoke => "Fire/smoke alarm",
+            Co => "Carbon monoxide alarm",
+            Gas => "Gas alarm",
+            WaterLeak => "Water leak",
+            TemperatureExtreme => "Temperature alarm",
+            Seizure => "Seizure alarm",
+            Enuresis => "Enuresis alarm",
+            Tamper => "Tamper",
+            LowBattery => "Low battery",
+            DeviceOffline => "Device offline",
+            DeviceFault => "Device fault",
+            PowerFault => "Power fault",
+            Test => "Test call",
+            Cancel => "Cancel",
+            Heartbeat => "Heartbeat",
+            Shelved => "Technical alerts shelved",
+            Unknown => "Unrecognised event",
+        }
+    }
+
     /// The priority a kind gets when neither the profile nor a rule says otherwise.
     pub fn default_priority(self) -> Priority {
         use Kind::*;
