@@ -141,7 +141,7 @@ impl Ledger {
 
     /// The next submit to send, if any is queued. Call [`Ledger::sent`] with its sequence
     /// number once it is written.
-    pub fn next(&mut self) -> Option<Next<'_>> {
+    pub fn next_submit(&mut self) -> Option<Next<'_>> {
         let job = self.queue.pop_front()?;
         let p = self.pending.get(&job.outbox_id)?;
         Some(Next {
@@ -293,7 +293,7 @@ mod tests {
     /// Sends every queued submit under sequence numbers from `seq`; returns them.
     fn send_all(l: &mut Ledger, seq: &mut u32) -> Vec<(u32, Job)> {
         let mut out = Vec::new();
-        while let Some(n) = l.next() {
+        while let Some(n) = l.next_submit() {
             let job = n.job;
             *seq += 1;
             l.sent(*seq, job);

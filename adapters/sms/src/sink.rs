@@ -283,7 +283,7 @@ impl Task<'_> {
                 return End::Shutdown;
             }
             while self.ledger.in_flight() < window {
-                let Some(next) = self.ledger.next() else {
+                let Some(next) = self.ledger.next_submit() else {
                     break;
                 };
                 let job = next.job;
