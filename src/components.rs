@@ -191,6 +191,7 @@ component_types! {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,
         File("file") => crate::sinks::file::FileSink,
         Webhook("webhook") => atgw_http::WebhookSink,
+        Sms("sms") => atgw_sms::SmsSink,
     }
 }
 

@@ -249,6 +249,8 @@ pub enum BodyError {
     NotAscii,
     #[error("{0} octets left over after the last field")]
     Trailing(usize),
+    #[error("{len} octets; at most {max} are allowed")]
+    TooLong { len: usize, max: usize },
 }
 
 /// Why a PDU cannot be written.
@@ -447,6 +449,15 @@ fn short_message(r: &mut Reader<'_>) -> Field<ShortMessage> {
         ..ShortMessage::default()
     };
     let n = usize::from(r.u8("sm_length")?);
+    if n > MAX_SHORT_MESSAGE {
+        return Err((
+            "sm_length",
+            BodyError::TooLong {
+                len: n,
+                max: MAX_SHORT_MESSAGE,
+            },
+        ));
+    }
     m.short_message = r.take("short_message", n)?.to_vec();
     m.tlvs = r.tlvs()?;
     Ok(m)
@@ -793,6 +804,34 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_sm_length_of_255_is_refused_as_the_spec_says() {
+        let m = ShortMessage {
+            short_message: vec![b'x'; 254],
+            ..ShortMessage::default()
+        };
+        let mut b = encode(&Pdu {
+            status: 0,
+            sequence: 1,
+            body: Body::DeliverSm(m),
+        })
+        .unwrap();
+        let at = b.len() - 255;
+        assert_eq!(b[at], 254);
+        b[at] = 255;
+        b.push(b'x');
+        let n = b.len() as u32;
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Malformed {
+                field: "sm_length",
+                problem: BodyError::TooLong { len: 255, max: 254 },
+                ..
+            })
+        ));
     }
 
     #[test]
