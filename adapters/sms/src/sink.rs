@@ -321,11 +321,12 @@ impl Task<'_> {
                 .chain(probe.map(|(_, at)| at))
                 .min()
                 .map(|at| at + cfg.response_timeout);
-            let idle_due = last_heard + cfg.enquire_link;
-            let wake = match (response_due, probe) {
-                (Some(r), _) => r.min(idle_due),
-                (None, None) => idle_due,
-                (None, Some(_)) => idle_due,
+            // While a probe is out, only its response (or its timeout) matters.
+            let idle_due = probe.is_none().then_some(last_heard + cfg.enquire_link);
+            let wake = match (response_due, idle_due) {
+                (Some(r), Some(i)) => r.min(i),
+                (Some(t), None) | (None, Some(t)) => t,
+                (None, None) => Instant::now() + cfg.enquire_link,
             };
             tokio::select! {
                 biased;
@@ -361,7 +362,7 @@ impl Task<'_> {
                             cfg.response_timeout
                         ));
                     }
-                    if probe.is_none() && idle_due <= now {
+                    if idle_due.is_some_and(|i| i <= now) {
                         let q = self.sequence.next();
                         if let Err(e) = conn.send(&reply(q, Body::EnquireLink)).await {
                             return End::Lost(e.to_string());

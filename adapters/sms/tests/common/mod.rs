@@ -35,6 +35,11 @@ pub struct Smsc {
 impl Smsc {
     /// Starts the peer; panics with what to do when node or the npm package is missing.
     pub async fn start() -> Smsc {
+        Smsc::start_with(&[]).await
+    }
+
+    /// Starts the peer with extra arguments (a TLS certificate and key file).
+    pub async fn start_with(extra: &[&Path]) -> Smsc {
         let dir = peer_dir();
         assert!(
             dir.join("node_modules/smpp").is_dir(),
@@ -44,6 +49,7 @@ impl Smsc {
             .arg(dir.join("smsc.js"))
             .arg(SYSTEM_ID)
             .arg(PASSWORD)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,8 +2,9 @@
 // implementation): it checks the bind credentials, answers submit_sm, sends a delivery receipt
 // for each accepted message, and reports everything as JSON lines on stdout.
 //
-//   node smsc.js <system_id> <password>
+//   node smsc.js <system_id> <password> [<tls_cert.pem> <tls_key.pem>]
 //
+// With a certificate and key it speaks SMPP over TLS (the library's SecureServer).
 // The password is compared, never printed. Commands on stdin, one per line, each confirmed
 // with {"event":"ok","command":...} on stdout:
 //   accept          answer submits with ESME_ROK (the start state)
@@ -21,7 +22,9 @@
 const smpp = require('smpp');
 const readline = require('readline');
 
-const [systemId, password] = process.argv.slice(2);
+const fs = require('fs');
+
+const [systemId, password, certFile, keyFile] = process.argv.slice(2);
 if (!systemId || !password) {
   process.stderr.write('usage: node smsc.js <system_id> <password>\n');
   process.exit(2);
@@ -45,7 +48,11 @@ function stamp(d) {
     p(d.getUTCHours()) + p(d.getUTCMinutes());
 }
 
-const server = smpp.createServer((session) => {
+const tlsOptions = certFile && keyFile
+  ? { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }
+  : {};
+
+const server = smpp.createServer(tlsOptions, (session) => {
   sessions.add(session);
   session.on('close', () => sessions.delete(session));
   session.on('error', () => sessions.delete(session));
