@@ -236,17 +236,26 @@ impl Task<'_> {
                     status: s,
                     sequence: q,
                     body: Body::BindTransceiverResp(BindResp { .. }) | Body::BindTransmitterResp(_),
-                }))
-                | Some(Inbound::Pdu(Pdu {
-                    status: s,
-                    sequence: q,
-                    body: Body::GenericNack,
                 })) if q == sequence => {
                     if s == status::ESME_ROK {
                         return Ok(conn);
                     }
                     conn.close().await;
                     return Err(SessionError::BindRefused(s));
+                }
+                // An SMSC that does not know the bind (a transmitter-only one asked for a
+                // transceiver) answers generic_nack: refused, whatever status it gives.
+                Some(Inbound::Pdu(Pdu {
+                    status: s,
+                    sequence: q,
+                    body: Body::GenericNack,
+                })) if q == sequence => {
+                    conn.close().await;
+                    return Err(SessionError::BindRefused(if s == status::ESME_ROK {
+                        status::ESME_RINVCMDID
+                    } else {
+                        s
+                    }));
                 }
                 Some(Inbound::Pdu(Pdu {
                     sequence: q,

@@ -246,6 +246,27 @@ async fn a_lost_session_is_a_retry_and_the_sink_binds_again() {
 }
 
 #[tokio::test]
+async fn an_unbind_from_the_smsc_is_answered_and_the_sink_binds_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut smsc = Smsc::start().await;
+    let pw = password_file(tmp.path(), PASSWORD);
+    let mut sink = start(config(smsc.port, pw, &NUMBERS[..1])).await;
+    sink.bound().await;
+    smsc.command("unbind").await;
+    let resp = smsc.wait_for("unbind_resp", 1).await;
+    assert_eq!(resp[0]["status"], 0);
+    smsc.wait_for("bind", 2).await;
+    sink.bound().await;
+    sink.to_sink
+        .send(alert_delivery(1, 0, "Fall"))
+        .await
+        .unwrap();
+    assert_eq!(sink.next_outcome().await, Outcome::Delivered(1));
+    sink.stop().await;
+    smsc.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_session_is_kept_with_enquire_link() {
     let tmp = tempfile::tempdir().unwrap();
     let smsc = Smsc::start().await;

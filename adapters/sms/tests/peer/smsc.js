@@ -13,6 +13,7 @@
 //   reject <n>      answer the next n submits with ESME_RINVDSTADR (a refusal for good)
 //   silent <n>      leave the next n submits unanswered
 //   kick            close every session (the SMSC went away)
+//   unbind          send unbind on every session (the SMSC ends it politely)
 //
 // Output lines: listening {port}; bind {ok, system_id, command}; submit {destination,
 // dest_addr_ton, source_addr, data_coding, registered_delivery, text, octets, event_id,
@@ -155,6 +156,11 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
     case 'reject': rejectNext = n; break;
     case 'silent': silentNext = n; break;
     case 'kick': for (const s of sessions) s.socket.destroy(); break;
+    case 'unbind':
+      for (const s of sessions) {
+        s.unbind((resp) => out({ event: 'unbind_resp', status: resp.command_status }));
+      }
+      break;
     default: out({ event: 'unknown_command', command }); return;
   }
   out({ event: 'ok', command });
