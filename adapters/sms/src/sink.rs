@@ -31,6 +31,8 @@ use crate::text::{self, Fallback};
 /// Shortest and longest wait between connection attempts.
 const RECONNECT_MIN: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// A session that lasted this long resets the reconnect back-off.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
 /// At shutdown: how long submits in flight may take to be answered, then the unbind.
 const DRAIN_MAX: Duration = Duration::from_secs(2);
 const UNBIND_WAIT: Duration = Duration::from_secs(1);
@@ -103,7 +105,7 @@ pub async fn run(settings: Settings, io: SinkIo, health: Arc<Health>, shutdown: 
         };
         let why = match opened {
             Ok(conn) => {
-                attempt = 0;
+                let bound_at = Instant::now();
                 health.set_connected(true);
                 if ever_bound {
                     health.reconnected();
@@ -119,6 +121,11 @@ pub async fn run(settings: Settings, io: SinkIo, health: Arc<Health>, shutdown: 
                     }
                     End::Lost(why) => why,
                 };
+                // A session that held a while earns a quick reconnect; one that drops at once
+                // (an SMSC that binds, then hangs up) keeps backing off.
+                if bound_at.elapsed() >= STABLE_SESSION {
+                    attempt = 0;
+                }
                 task.answer_all(&format!("SMPP session lost: {why}"));
                 if !task.open {
                     return;
