@@ -153,9 +153,11 @@ location = {{ area = "East wing", room = "7" }}
         assert_eq!(s["data_coding"], 0, "{s}");
         assert!(s["septets"].as_u64().unwrap() <= 160, "{s}");
         let t = s["text"].as_str().unwrap();
+        // The raise's own words ("Emergency button pressed - Room 7, East wing") follow,
+        // without the place said a second time.
         assert!(
             t.starts_with("HIGH Pendant press - Room 7, East wing. Raised ")
-                && t.contains("Ack on console."),
+                && t.ends_with(" UTC. Ack on console. Emergency button pressed"),
             "{t}"
         );
     }

@@ -73,8 +73,19 @@ pub fn compose(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
     if act {
         out.push_str(" Ack on console.");
     }
-    if let Some(said) = str_at(&data["message"]).map(own_words)
-        && !said.is_empty()
+    // The core's messages end with the place in its own words; the text already has it.
+    let core_place = match (room, area) {
+        (Some(r), Some(a)) => Some(format!(" - Room {r}, {a}")),
+        (Some(r), None) => Some(format!(" - Room {r}")),
+        (None, Some(a)) => Some(format!(" - Area {a}")),
+        (None, None) => None,
+    };
+    if let Some(said) = str_at(&data["message"]).map(own_words).map(|w| {
+        core_place
+            .as_deref()
+            .and_then(|p| w.strip_suffix(p))
+            .unwrap_or(w)
+    }) && !said.is_empty()
     {
         out.push(' ');
         out.push_str(said);
@@ -186,6 +197,18 @@ mod tests {
         let t = compose(&lifecycle("raised", "raised", None), &FB, &TimeZone::UTC);
         assert_eq!(
             t,
+            "HIGH Fall - Room 9, West wing. Raised 14:02 UTC. Ack on console. Fall detected"
+        );
+    }
+
+    #[test]
+    fn the_place_is_not_said_twice() {
+        let json = lifecycle("raised", "raised", None).replace(
+            "ALERT: Fall detected",
+            "ALERT: Fall detected - Room 9, West wing",
+        );
+        assert_eq!(
+            compose(&json, &FB, &TimeZone::UTC),
             "HIGH Fall - Room 9, West wing. Raised 14:02 UTC. Ack on console. Fall detected"
         );
     }
