@@ -52,15 +52,16 @@ pub async fn open(
     tls: Option<&tokio_rustls::TlsConnector>,
     timeout: Duration,
 ) -> Result<Connection, SessionError> {
+    // `[::1]` is how a person writes an IPv6 literal; the resolver wants it bare.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
     let connect = async {
-        let tcp = TcpStream::connect((host, port))
+        let tcp = TcpStream::connect((bare, port))
             .await
             .map_err(|e| SessionError::Connect(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Stream> = match tls {
             None => Box::new(tcp),
             Some(connector) => {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
                 let name = ServerName::try_from(bare.to_owned()).map_err(|_| {
                     SessionError::Tls(format!("`{host}` is not a valid TLS server name"))
                 })?;
