@@ -5,6 +5,7 @@
 //! HIGH Fall - Room 9, West wing. Raised 14:02 UTC. Ack on console. Fall detected
 //! HIGH Fall - Room 9, West wing. ESCALATED, not acknowledged, 14:07 UTC. Ack on console.
 //! HIGH Fall - Room 9, West wing. Acknowledged by Sam 14:04 UTC.
+//! TEST MEDIUM Assistance call - Room 3. Raised 10:15 UTC. Ack on console.
 //! ```
 //!
 //! Most important first, since a long text is cut at the end: priority and kind, where, what
@@ -35,7 +36,13 @@ pub fn compose(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
     let data = &event["data"];
     let priority = str_at(&data["priority"]).unwrap_or(fallback.priority);
     let kind = str_at(&data["kind"]).unwrap_or(fallback.kind);
-    let mut out = format!("{} {}", priority.to_uppercase(), kind_label(kind));
+    // A test call (`[alerts] test_route`) must never read as a real one.
+    let test = if data["test"].as_bool() == Some(true) {
+        "TEST "
+    } else {
+        ""
+    };
+    let mut out = format!("{test}{} {}", priority.to_uppercase(), kind_label(kind));
 
     let room = str_at(&data["location"]["room"]);
     let area = str_at(&data["location"]["area"]);
@@ -199,6 +206,16 @@ mod tests {
             t,
             "HIGH Fall - Room 9, West wing. Raised 14:02 UTC. Ack on console. Fall detected"
         );
+    }
+
+    #[test]
+    fn a_test_call_says_so_first() {
+        let json = lifecycle("raised", "raised", None).replace(
+            "\"priority\":\"high\"",
+            "\"priority\":\"high\",\"test\":true",
+        );
+        let t = compose(&json, &FB, &TimeZone::UTC);
+        assert!(t.starts_with("TEST HIGH Fall - Room 9"), "{t}");
     }
 
     #[test]
