@@ -93,8 +93,13 @@ impl Connection {
     /// Writes one PDU.
     pub async fn send(&mut self, p: &Pdu) -> Result<(), SessionError> {
         let bytes = pdu::encode(p).map_err(SessionError::Encode)?;
+        self.send_encoded(&bytes).await
+    }
+
+    /// Writes a PDU already encoded.
+    pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         self.writer
-            .write_all(&bytes)
+            .write_all(bytes)
             .await
             .map_err(|e| SessionError::Io(e.to_string()))?;
         self.writer

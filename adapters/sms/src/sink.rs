@@ -310,16 +310,19 @@ impl Task<'_> {
                     sequence,
                     body: Body::SubmitSm(submit),
                 };
-                if let Err(e) = pdu::encode(&pdu) {
-                    tracing::error!(sink = %cfg.name, outbox_id = job.outbox_id, "cannot encode submit_sm: {e}");
-                    if let Some(o) = self.ledger.unsendable(job) {
-                        self.outcome(o);
+                let bytes = match pdu::encode(&pdu) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(sink = %cfg.name, outbox_id = job.outbox_id, "cannot encode submit_sm: {e}");
+                        if let Some(o) = self.ledger.unsendable(job) {
+                            self.outcome(o);
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                };
                 self.ledger.sent(sequence, job);
                 sent_at.push_back((sequence, Instant::now()));
-                if let Err(e) = conn.send(&pdu).await {
+                if let Err(e) = conn.send_encoded(&bytes).await {
                     return End::Lost(e.to_string());
                 }
             }
