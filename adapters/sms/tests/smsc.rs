@@ -246,6 +246,47 @@ async fn a_lost_session_is_a_retry_and_the_sink_binds_again() {
 }
 
 #[tokio::test]
+async fn an_unanswered_submit_drops_the_session_after_response_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut smsc = Smsc::start().await;
+    let pw = password_file(tmp.path(), PASSWORD);
+    let mut cfg = config(smsc.port, pw, &NUMBERS[..1]);
+    cfg.response_timeout = Duration::from_millis(400);
+    let mut sink = start(cfg).await;
+    sink.bound().await;
+    smsc.command("silent 1").await;
+    let sent = tokio::time::Instant::now();
+    sink.to_sink
+        .send(alert_delivery(1, 0, "Fall"))
+        .await
+        .unwrap();
+    match sink.next_outcome().await {
+        Outcome::Retry {
+            outbox_id: 1,
+            reason,
+            ..
+        } => {
+            assert!(
+                reason.contains("no submit_sm_resp within response_timeout"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sent.elapsed() >= Duration::from_millis(400));
+    // A new session, and the retry goes through it.
+    smsc.wait_for("bind", 2).await;
+    sink.bound().await;
+    sink.to_sink
+        .send(alert_delivery(1, 1, "Fall"))
+        .await
+        .unwrap();
+    assert_eq!(sink.next_outcome().await, Outcome::Delivered(1));
+    sink.stop().await;
+    smsc.stop().await;
+}
+
+#[tokio::test]
 async fn an_unbind_from_the_smsc_is_answered_and_the_sink_binds_again() {
     let tmp = tempfile::tempdir().unwrap();
     let mut smsc = Smsc::start().await;
