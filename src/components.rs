@@ -192,6 +192,7 @@ component_types! {
         File("file") => crate::sinks::file::FileSink,
         Webhook("webhook") => atgw_http::WebhookSink,
         Email("email") => atgw_email::EmailSink,
+        Sms("sms") => atgw_sms::SmsSink,
     }
 }
 
