@@ -479,6 +479,7 @@ mod tests {
                 attempt: 0,
                 alert_id: None,
                 lifecycle: false,
+                recipients: Default::default(),
             },
         )
     }

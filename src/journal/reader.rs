@@ -51,6 +51,7 @@ impl Reader {
                 json: Arc::from(r.get::<_, String>(6)?),
                 alert_id: r.get::<_, Option<String>>(7)?.map(Arc::from),
                 lifecycle: crate::envelope::is_alert_lifecycle(&r.get::<_, String>(8)?),
+                recipients: Default::default(),
             })
         })?;
         rows.collect()

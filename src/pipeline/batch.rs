@@ -122,6 +122,7 @@ impl<'t> Batch<'t> {
                     attempt: 0,
                     alert_id: event.correlationid.as_deref().map(Arc::from),
                     lifecycle: envelope::is_alert_lifecycle(&event.source),
+                    recipients: Default::default(),
                 });
                 d.outbox_id = outbox_id;
                 self.handed[i].push((lane as usize, d.clone()));

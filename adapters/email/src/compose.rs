@@ -616,6 +616,7 @@ mod tests {
                 attempt: 0,
                 alert_id: Some(inject(&alert_id).into()),
                 lifecycle: true,
+                recipients: Default::default(),
             };
             let n = Notice::read(&d);
             let c = compose(&n, DOMAIN, &ctx(&TimeZone::UTC));
@@ -655,6 +656,7 @@ mod tests {
                 attempt: 0,
                 alert_id: None,
                 lifecycle: false,
+                recipients: Default::default(),
             };
             let tz = TimeZone::get("Europe/London").unwrap();
             let c = compose(&Notice::read(&d), DOMAIN, &ctx(&tz));

@@ -102,7 +102,10 @@ pub struct EmailConfig {
     /// The sender: `alerts@site.example` or `Oakview alerts <alerts@site.example>`. Its domain
     /// also names the messages (`Message-ID`), so mail clients thread each alert's messages.
     pub from: String,
-    /// Who is told: one or more addresses. They stay in this file; logs name only how many.
+    /// Who is always told. They stay in this file; logs name only how many. May be empty when
+    /// the sink is used by routes that name a team (its people on shift are told, with the
+    /// `email` address of their `[[person]]` entry).
+    #[serde(default)]
     pub to: Vec<String>,
     /// Longest time for one attempt, from connecting to the server's answer to the message
     /// (also the wait for any single reply). Default 30s.
@@ -241,9 +244,6 @@ impl EmailConfig {
     /// `to`, parsed. A bad entry is named by its index, not echoed (addresses stay in the
     /// config file).
     pub fn recipients(&self) -> Result<Vec<Mailbox>, Invalid> {
-        if self.to.is_empty() {
-            return Err(invalid("to", "must list at least one address"));
-        }
         if self.to.len() > MAX_RECIPIENTS {
             return Err(invalid(
                 "to",
@@ -379,7 +379,6 @@ mod tests {
             ("password_file", Box::new(|c| c.username = Some("u".into()))),
             ("username", Box::new(|c| c.password_file = Some("p".into()))),
             ("from", Box::new(|c| c.from = "not an address".into())),
-            ("to", Box::new(|c| c.to.clear())),
             ("to[1]", Box::new(|c| c.to.push("nobody".into()))),
             (
                 "to",

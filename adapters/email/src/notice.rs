@@ -213,6 +213,7 @@ mod tests {
             attempt: 0,
             alert_id: None,
             lifecycle: false,
+            recipients: Default::default(),
         }
     }
 

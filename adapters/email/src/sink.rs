@@ -226,13 +226,27 @@ impl Target {
     async fn attempt(&self, d: Delivery) -> Outcome {
         let started = Instant::now();
         let notice = Notice::read(&d);
+        // The sink's own list, and whoever the core chose for this notification (on shift).
+        let mut to = self.to.clone();
+        for r in d.recipients.iter() {
+            match r.parse::<Mailbox>() {
+                Ok(m) if !to.contains(&m) => to.push(m),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(sink = %self.name, "a [[person]] email address is not an address; that person is not told by email"),
+            }
+        }
         let ctx = Context {
             gateway_id: &self.site.gateway_id,
             timezone: &self.site.timezone,
-            recipients: self.to.len(),
+            recipients: to.len(),
         };
         let composed = compose(&notice, &self.domain, &ctx);
-        let verdict = match message(&composed, &self.from, &self.to) {
+        let built = if to.is_empty() {
+            Err("nobody to tell: the sink has no `to` and nobody is on shift with an email address".to_owned())
+        } else {
+            message(&composed, &self.from, &to)
+        };
+        let verdict = match built {
             Ok(m) => match tokio::time::timeout(self.timeout, self.transport.send(m)).await {
                 Err(_) => Verdict::Retry {
                     after: None,

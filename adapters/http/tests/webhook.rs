@@ -198,6 +198,7 @@ fn delivery(outbox_id: i64) -> Delivery {
         attempt: 0,
         alert_id: None,
         lifecycle: false,
+        recipients: Default::default(),
     }
 }
 

@@ -128,6 +128,7 @@ fn delivery() -> Delivery {
         attempt: 0,
         alert_id: None,
         lifecycle: false,
+        recipients: Default::default(),
     }
 }
 

@@ -33,6 +33,12 @@ pub struct Delivery {
     pub alert_id: Option<Arc<str>>,
     /// True for alert lifecycle events (`atgw.alert.*`).
     pub lifecycle: bool,
+    /// Addresses for this sink's channel (its type: an email sink gets email addresses, an SMS
+    /// sink phone numbers) of the people the core chose for this notification: whoever is on
+    /// shift in the team a route names. Told in addition to the sink's own configured
+    /// recipients; empty when no route named a team. A sink with neither has nobody to tell
+    /// and must not answer `Delivered`.
+    pub recipients: Arc<[String]>,
 }
 
 /// A sink's verdict on one delivery.

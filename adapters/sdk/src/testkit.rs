@@ -389,6 +389,7 @@ pub fn delivery(n: i64, attempt: u32) -> crate::sink::Delivery {
         attempt,
         alert_id: None,
         lifecycle: false,
+        recipients: Default::default(),
     }
 }
 

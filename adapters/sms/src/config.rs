@@ -71,8 +71,11 @@ pub struct SmsConfig {
     /// The sender shown on the handset: `+` and digits (an international number), digits (a
     /// short code) or up to 11 letters and digits (an alphanumeric sender id).
     pub source_addr: String,
-    /// Who is texted: international numbers, `+` and 7–15 digits (E.164). They live only here:
-    /// logs show how many, or a masked form (`+4477…23`).
+    /// Who is always texted: international numbers, `+` and 7–15 digits (E.164). They live
+    /// only here: logs show how many, or a masked form (`+4477…23`). May be empty when the sink
+    /// is used by routes that name a team (its people on shift are texted at the `sms` number
+    /// of their `[[person]]` entry).
+    #[serde(default)]
     pub to: Vec<String>,
     /// `submit_sm`s awaiting their response at most, and deliveries in flight. Default 10.
     #[serde(default = "default_window")]
@@ -206,9 +209,6 @@ impl SmsConfig {
             ));
         }
         source_numbering(&self.source_addr).map_err(|p| invalid("source_addr", p))?;
-        if self.to.is_empty() {
-            return Err(invalid("to", "must list at least one number to text"));
-        }
         if self.to.len() > MAX_RECIPIENTS {
             return Err(invalid(
                 "to",
@@ -393,7 +393,6 @@ mod tests {
                 Box::new(|c| c.source_addr = "Oakview Care".into()),
             ),
             ("source_addr", Box::new(|c| c.source_addr = "+0".into())),
-            ("to", Box::new(|c| c.to.clear())),
             ("window", Box::new(|c| c.window = 0)),
             ("window", Box::new(|c| c.window = MAX_WINDOW + 1)),
             (

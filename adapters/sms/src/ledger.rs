@@ -19,7 +19,8 @@ use crate::pdu::status;
 /// Events whose accepted recipients are remembered, at most.
 pub const REMEMBERED: usize = 4096;
 
-/// One `submit_sm`: a delivery to one recipient (an index into the config's `to`).
+/// One `submit_sm`: a delivery to one recipient (an index into the delivery's numbers,
+/// [`crate::sink::numbers`]: the config's `to`, then the people on shift).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Job {
     pub outbox_id: i64,
@@ -54,6 +55,8 @@ struct Pending {
     waiting: usize,
     /// Refusals so far: status and what it means.
     refused: Vec<(u32, Refusal)>,
+    /// Numbers this delivery goes to.
+    recipients: usize,
 }
 
 /// A submit the ledger wants sent.
@@ -75,7 +78,6 @@ pub struct Settled {
 
 /// The deliveries in hand and their submits.
 pub struct Ledger {
-    recipients: usize,
     permanent_after: Duration,
     pending: BTreeMap<i64, Pending>,
     queue: VecDeque<Job>,
@@ -84,9 +86,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(recipients: usize, permanent_after: Duration) -> Ledger {
+    pub fn new(permanent_after: Duration) -> Ledger {
         Ledger {
-            recipients,
             permanent_after,
             pending: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -105,11 +106,25 @@ impl Ledger {
         self.inflight.len()
     }
 
-    /// Takes a delivery: queues a submit for each recipient not yet accepted for this event.
-    /// Returns `Delivered` at once when every recipient already has it, or a retry when a
-    /// delivery with this outbox id is already in hand (the dispatcher never does that).
-    pub fn offer(&mut self, delivery: Delivery, short_message: Arc<[u8]>) -> Option<Outcome> {
+    /// Takes a delivery to `recipients` numbers: queues a submit for each one not yet
+    /// accepted for this event. Returns `Delivered` at once when every recipient already has
+    /// it, or a retry when it has no recipient at all or a delivery with this outbox id is
+    /// already in hand (the dispatcher never does that).
+    pub fn offer(
+        &mut self,
+        delivery: Delivery,
+        short_message: Arc<[u8]>,
+        recipients: usize,
+    ) -> Option<Outcome> {
         let id = delivery.outbox_id;
+        if recipients == 0 {
+            return Some(Outcome::Retry {
+                outbox_id: id,
+                after: Some(self.permanent_after),
+                reason: "nobody to text: the sink has no `to` and nobody on shift has an sms number"
+                    .into(),
+            });
+        }
         if self.pending.contains_key(&id) {
             return Some(Outcome::Retry {
                 outbox_id: id,
@@ -118,7 +133,7 @@ impl Ledger {
             });
         }
         let done = self.accepted.of(&delivery.event_id);
-        let todo: Vec<usize> = (0..self.recipients).filter(|r| !done.contains(r)).collect();
+        let todo: Vec<usize> = (0..recipients).filter(|r| !done.contains(r)).collect();
         if todo.is_empty() {
             self.accepted.forget(&delivery.event_id);
             return Some(Outcome::Delivered(id));
@@ -134,6 +149,7 @@ impl Ledger {
                 short_message,
                 waiting: todo.len(),
                 refused: Vec::new(),
+                recipients,
             },
         );
         None
@@ -232,7 +248,7 @@ impl Ledger {
         let reason = format!(
             "the SMSC refused {} of {} recipients {}: {}",
             p.refused.len(),
-            self.recipients,
+            p.recipients,
             if for_good { "for good" } else { "for now" },
             statuses.join(", ")
         );
@@ -304,8 +320,8 @@ mod tests {
 
     #[test]
     fn delivered_only_when_every_recipient_accepted() {
-        let mut l = Ledger::new(2, Duration::from_secs(300));
-        assert_eq!(l.offer(delivery(1), msg()), None);
+        let mut l = Ledger::new(Duration::from_secs(300));
+        assert_eq!(l.offer(delivery(1), msg(), 2), None);
         let mut seq = 0;
         let sent = send_all(&mut l, &mut seq);
         assert_eq!(sent.len(), 2);
@@ -318,8 +334,8 @@ mod tests {
 
     #[test]
     fn a_retry_texts_only_the_recipients_not_yet_accepted() {
-        let mut l = Ledger::new(3, Duration::from_secs(300));
-        l.offer(delivery(1), msg());
+        let mut l = Ledger::new(Duration::from_secs(300));
+        l.offer(delivery(1), msg(), 3);
         let mut seq = 0;
         let sent = send_all(&mut l, &mut seq);
         l.response(sent[0].0, 0);
@@ -337,7 +353,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The retry: only recipient 1 again.
-        assert_eq!(l.offer(atgw_sdk::testkit::delivery(1, 1), msg()), None);
+        assert_eq!(l.offer(atgw_sdk::testkit::delivery(1, 1), msg(), 3), None);
         let again = send_all(&mut l, &mut seq);
         assert_eq!(
             again.iter().map(|(_, j)| j.recipient).collect::<Vec<_>>(),
@@ -351,8 +367,8 @@ mod tests {
 
     #[test]
     fn a_permanent_refusal_is_a_retry_with_the_long_back_off() {
-        let mut l = Ledger::new(1, Duration::from_secs(300));
-        l.offer(delivery(1), msg());
+        let mut l = Ledger::new(Duration::from_secs(300));
+        l.offer(delivery(1), msg(), 1);
         let mut seq = 0;
         let sent = send_all(&mut l, &mut seq);
         match l
@@ -370,9 +386,9 @@ mod tests {
 
     #[test]
     fn a_lost_session_retries_everything_in_hand_and_late_answers_are_ignored() {
-        let mut l = Ledger::new(1, Duration::from_secs(300));
-        l.offer(delivery(1), msg());
-        l.offer(delivery(2), msg());
+        let mut l = Ledger::new(Duration::from_secs(300));
+        l.offer(delivery(1), msg(), 1);
+        l.offer(delivery(2), msg(), 1);
         let mut seq = 0;
         let sent = send_all(&mut l, &mut seq);
         let lost = l.lost("connection lost");

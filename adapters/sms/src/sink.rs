@@ -21,7 +21,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::{BindMode, SmsConfig, mask, source_numbering};
+use crate::config::{BindMode, SmsConfig, source_numbering};
 use crate::connection::{self, Connection, Inbound};
 use crate::error::SessionError;
 use crate::ledger::Ledger;
@@ -86,7 +86,7 @@ pub async fn run(settings: Settings, io: SinkIo, health: Arc<Health>, shutdown: 
         settings: &settings,
         health: &health,
         outcomes: &outcomes,
-        ledger: Ledger::new(cfg.to.len(), cfg.permanent_retry_after),
+        ledger: Ledger::new(cfg.permanent_retry_after),
         sequence: Sequence::default(),
         failures: atgw_sdk::ratelimit::LogLimiter::new(FAILURE_LOG_EVERY),
         open: true,
@@ -405,7 +405,8 @@ impl Task<'_> {
             &self.settings.timezone,
         );
         tracing::debug!(sink = %self.settings.config.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, septets = message.septets.len(), cut = message.cut, "sms text");
-        if let Some(o) = self.ledger.offer(d, Arc::from(message.septets)) {
+        let recipients = numbers(&self.settings.config, &d).len();
+        if let Some(o) = self.ledger.offer(d, Arc::from(message.septets), recipients) {
             self.outcome(o);
         }
     }
@@ -439,11 +440,7 @@ impl Task<'_> {
             Body::SubmitSmResp { message_id } => {
                 if let Some(settled) = self.ledger.response(p.sequence, p.status) {
                     if p.status == status::ESME_ROK {
-                        let recipient = cfg
-                            .to
-                            .get(settled.job.recipient)
-                            .map(|n| mask(n))
-                            .unwrap_or_default();
+                        let recipient = settled.job.recipient;
                         tracing::debug!(sink = %cfg.name, outbox_id = settled.job.outbox_id, event_id = settled.event_id.as_deref().unwrap_or_default(), %recipient, %message_id, "submit_sm accepted");
                     } else {
                         tracing::debug!(sink = %cfg.name, outbox_id = settled.job.outbox_id, status = %status::name(p.status), "submit_sm refused");
@@ -572,6 +569,19 @@ fn reply(sequence: u32, body: Body) -> Pdu {
     }
 }
 
+/// The numbers one delivery goes to: the config's `to`, then the people the core chose for
+/// it (on shift; [`Delivery::recipients`]) that are well-formed international numbers and not
+/// listed already. The same for every attempt at one delivery, so the ledger's indices hold.
+pub fn numbers<'a>(cfg: &'a SmsConfig, d: &'a Delivery) -> Vec<&'a str> {
+    let mut out: Vec<&str> = cfg.to.iter().map(String::as_str).collect();
+    for n in d.recipients.iter() {
+        if crate::config::is_e164(n) && !out.contains(&n.as_str()) {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// The `submit_sm` of one delivery to one recipient: GSM-7 default alphabet unpacked
 /// (`data_coding` 0), a delivery receipt requested (`registered_delivery` 1), the event id in
 /// `event_id_tag` when configured.
@@ -579,8 +589,7 @@ fn submit_sm(cfg: &SmsConfig, d: &Delivery, septets: &[u8], recipient: usize) ->
     // Validated at load: both are well formed.
     let (source_addr, numbering) = source_numbering(&cfg.source_addr)
         .unwrap_or_else(|_| (String::new(), crate::config::Numbering { ton: 0, npi: 0 }));
-    let destination = cfg
-        .to
+    let destination = numbers(cfg, d)
         .get(recipient)
         .map(|n| n.trim_start_matches('+').to_owned())
         .unwrap_or_default();

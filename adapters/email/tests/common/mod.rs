@@ -385,6 +385,7 @@ pub fn lifecycle(
         attempt,
         alert_id: Some(ALERT_ID.into()),
         lifecycle: true,
+        recipients: Default::default(),
     }
 }
 

@@ -267,5 +267,6 @@ pub fn alert_delivery(n: i64, attempt: u32, message: &str) -> Delivery {
         attempt,
         alert_id: Some("alert-1".into()),
         lifecycle: true,
+        recipients: Default::default(),
     }
 }
