@@ -95,10 +95,11 @@ where
     let (sender, mut rx) = channel(64);
     let shutdown = Shutdown::new();
     let prepared = A::check(&config, &site).map_err(|e| Failure::Start(e.to_string()))?;
+    let health = std::sync::Arc::new(Health::default());
     let ctx = AdapterContext {
         site,
         ingest: sender.for_adapter("kit"),
-        health: std::sync::Arc::new(Health::default()),
+        health: health.clone(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
         shutdown: shutdown.clone(),
     };
@@ -125,6 +126,17 @@ where
     let _ = reply.send(Ok(stored(&subs)));
     committed.extend(subs);
     expect_ack(&mut d, case).await?;
+
+    // Connected: an adapter that has just served a device can hear its devices, and says so
+    // (supervision holds the missed check-ins of an adapter whose health says it cannot).
+    if !health.is_connected() {
+        return Err(Failure::Wrong {
+            case: "connected",
+            what: "the adapter served a device but its health says it cannot hear devices \
+                   (call `ctx.health.set_connected(true)` once you can)"
+                .into(),
+        });
+    }
 
     // Failed commit: never acknowledged; the resend is, once the journal works.
     let case = "failed commit";
