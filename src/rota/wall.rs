@@ -49,10 +49,6 @@ impl WallTime {
         }
         Ok(WallTime(h * 60 + m))
     }
-
-    pub(crate) fn minutes(self) -> u16 {
-        self.0
-    }
 }
 
 impl std::fmt::Display for WallTime {
@@ -104,9 +100,9 @@ mod tests {
 
     #[test]
     fn parses_hh_mm_and_24_00() {
-        assert_eq!(wall("00:00").minutes(), 0);
-        assert_eq!(wall("07:05").minutes(), 425);
-        assert_eq!(wall("23:59").minutes(), 1439);
+        assert_eq!(wall("00:00").0, 0);
+        assert_eq!(wall("07:05").0, 425);
+        assert_eq!(wall("23:59").0, 1439);
         assert_eq!(wall("24:00"), WallTime::END_OF_DAY);
     }
 
