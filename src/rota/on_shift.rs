@@ -442,5 +442,24 @@ mod tests {
             let next = r.next_change("west", at);
             prop_assert!(next.is_some_and(|n| n > at && n.duration_since(at) <= SignedDuration::from_hours(13)));
         }
+
+        /// Nothing changes before `next_change`: the people just before it are those at `at`.
+        #[test]
+        fn who_is_on_shift_holds_until_the_next_change(
+            second in 1_767_225_600i64..1_798_761_600i64,
+        ) {
+            let r = rota(team(
+                vec![
+                    shift("day", "07:00", "19:00", &["Anna", "Ben"]),
+                    shift("late", "19:00", "01:30", &["Cara"]),
+                    shift("twilight", "18:00", "20:00", &["Dan"]),
+                ],
+                vec![],
+            ));
+            let at = Timestamp::from_second(second).expect("in range");
+            let next = r.next_change("west", at).expect("shifts every day");
+            let before = next - SignedDuration::from_nanos(1);
+            prop_assert_eq!(r.on_shift("west", at), r.on_shift("west", before));
+        }
     }
 }

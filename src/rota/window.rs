@@ -321,6 +321,53 @@ mod tests {
     }
 
     #[test]
+    fn a_window_inside_the_skipped_hour_does_not_happen_that_day() {
+        let tz = london();
+        let w = Window::parse(Some("01:10-01:50"), &[]).expect("valid");
+        assert!(w.contains(utc("2026-03-28T01:20Z"), &tz));
+        assert!(!w.contains(utc("2026-03-29T01:00Z"), &tz));
+        assert_eq!(
+            w.next_opening(utc("2026-03-28T12:00Z"), &tz),
+            Some(utc("2026-03-30T00:10Z"))
+        );
+        assert_eq!(
+            w.next_boundary(utc("2026-03-28T12:00Z"), &tz),
+            Some(utc("2026-03-30T00:10Z"))
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the hours, days and instant (2026, London), the next opening is open, was
+        /// closed a nanosecond before, and nothing opens in between.
+        #[test]
+        fn next_opening_is_an_opening(
+            start in 0u16..1440,
+            end in 1u16..=1440,
+            days in 1u8..128,
+            second in 1_767_225_600i64..1_798_761_600i64,
+        ) {
+            proptest::prop_assume!(start != end);
+            let tz = london();
+            let days: Vec<Day> = Day::ALL.into_iter().filter(|d| days & d.bit() != 0).collect();
+            let wall = |m: u16| WallTime::parse(&format!("{:02}:{:02}", m / 60, m % 60)).expect("valid");
+            let w = Window::new(wall(start), wall(end), &days).expect("valid");
+            let after = Timestamp::from_second(second).expect("in range");
+            let just_before = |t: Timestamp| t - SignedDuration::from_nanos(1);
+            match w.next_opening(after, &tz) {
+                Some(open) => {
+                    proptest::prop_assert!(open > after);
+                    proptest::prop_assert!(w.contains(open, &tz));
+                    proptest::prop_assert!(!w.contains(just_before(open), &tz));
+                    if let Some(b) = w.next_boundary(after, &tz) {
+                        proptest::prop_assert!(b <= open);
+                    }
+                }
+                None => proptest::prop_assert!(w.contains(after, &tz)),
+            }
+        }
+    }
+
+    #[test]
     fn bad_hours_are_explained() {
         let err = |h: &str| Window::parse(Some(h), &[]).expect_err(h);
         assert!(err("22:00").contains("HH:MM-HH:MM"));
