@@ -19,6 +19,7 @@
 //! - [`metrics`]: the metrics registry and its Prometheus exposition (`/metrics`).
 //! - [`readiness`]: per-adapter and per-sink readiness (`/readyz`).
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
+//! - [`rota`]: people, teams and shifts (who is on shift now) and policies' time windows; pure.
 //! - [`supervision`]: `device_offline` when a supervised device misses its check-in.
 //! - [`runtime`]: starts and stops the whole daemon in the right order.
 //! - [`daemon`]: the service's life: reload on SIGHUP, drain on SIGTERM.
@@ -50,6 +51,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod readiness;
 pub mod registry;
+pub mod rota;
 pub mod rules;
 pub mod runtime;
 pub mod sinks;
