@@ -45,6 +45,13 @@ pub struct Config {
     /// The local HTTP API; absent means no API (and no default token).
     #[serde(default)]
     pub api: Option<crate::api::ApiConfig>,
+    /// Staff who are told of alerts: name, role and a contact per channel.
+    #[serde(default, rename = "person")]
+    pub people: Vec<crate::rota::PersonConfig>,
+    /// Teams and their shifts in the site's time zone: a route may name "whoever is on shift
+    /// in team X".
+    #[serde(default, rename = "team")]
+    pub teams: Vec<crate::rota::TeamConfig>,
 }
 
 /// `[gateway]`: who this gateway is and where it keeps things.

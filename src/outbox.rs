@@ -102,6 +102,27 @@ pub struct Dispatch {
     pub escalate_after_failed_attempts: u32,
     /// How long a row may wait undelivered before the gateway raises an alert about the sink.
     pub failing_alert_after: Duration,
+    /// Whose addresses a row's people have, and which of them this sink uses: its type
+    /// (`email`, `sms`), the key of a `[[person]]`'s `contact` table.
+    pub rota: Arc<crate::rota::Rota>,
+    pub channel: &'static str,
+}
+
+impl Dispatch {
+    /// The delivery as the sink gets it: the row's people (by name) turned into their
+    /// addresses for this sink's channel, now (a contact changed by a reload is used). A person
+    /// without one for this channel is left out; the sink's own recipients still are told.
+    fn addressed(&self, mut d: Delivery) -> Delivery {
+        if !d.recipients.is_empty() {
+            let addresses: Vec<String> = d
+                .recipients
+                .iter()
+                .filter_map(|name| self.rota.contact(name, self.channel).map(str::to_owned))
+                .collect();
+            d.recipients = Arc::from(addresses);
+        }
+        d
+    }
 }
 
 /// Whether the sink is keeping up, for the gateway's alert about it (DESIGN §6). What counts is
@@ -249,7 +270,7 @@ pub async fn run(mut d: Dispatch, drain: Duration) -> Result<(), rusqlite::Error
             };
             let Some(delivery) = next else { break };
             inflight.insert(delivery.outbox_id, delivery.clone());
-            if d.to_sink.send(delivery).await.is_err() {
+            if d.to_sink.send(d.addressed(delivery)).await.is_err() {
                 tracing::error!(sink = %d.sink, "sink task stopped; undelivered rows stay in the outbox");
                 return Ok(());
             }

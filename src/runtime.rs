@@ -191,6 +191,11 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         &sink_names,
     ));
     let commits = Arc::new(journal::commits::CommitHealth::default());
+    let rota = Arc::new(crate::rota::Rota::new(
+        &cfg.people,
+        &cfg.teams,
+        site.timezone.clone(),
+    ));
     let (writer, writer_thread) = journal::writer::spawn(
         opened.conn,
         crate::pipeline::Setup {
@@ -203,6 +208,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 &cfg.alerts,
                 &sink_names,
             )),
+            rota: rota.clone(),
             vitals: Arc::new(crate::rules::VitalRules {
                 config: cfg.vitals.clone(),
                 residents: cfg
@@ -328,6 +334,8 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             escalate_after_failed_attempts: cfg.alerts.escalate_after_failed_attempts,
             failing_alert_after: cfg.alerts.sink_failing_alert_after,
             metrics: metrics.clone(),
+            rota: rota.clone(),
+            channel: s.type_name(),
         };
         outputs.spawn(async move {
             if let Err(e) = outbox::run(dispatch, DRAIN).await {

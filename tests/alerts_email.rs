@@ -185,3 +185,133 @@ location = {{ area = "East wing", room = "12" }}
         "a recipient in the log:\n{log}"
     );
 }
+
+/// Local `HH:MM` in Europe/London of `t` shifted by `minutes`.
+fn london_hhmm(t: jiff::Timestamp, minutes: i64) -> String {
+    let tz = jiff::tz::TimeZone::get("Europe/London").unwrap();
+    let dt = tz.to_datetime(t + jiff::SignedDuration::from_mins(minutes));
+    format!("{:02}:{:02}", dt.hour(), dt.minute())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_route_emails_whoever_is_on_shift_when_each_alert_is_raised() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The shift change is the next whole minute (site time), at least 10 s away.
+    let mut change = jiff::Timestamp::now()
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Minute)
+                .mode(jiff::RoundMode::Ceil),
+        )
+        .unwrap();
+    if change.duration_since(jiff::Timestamp::now()).as_secs() < 10 {
+        change += jiff::SignedDuration::from_mins(1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let smtp = Smtp::start();
+    let extra = format!(
+        r#"
+[[sink]]
+name = "team-mail"
+type = "email"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "Oakview alerts <atgw@oakview.example>"
+timeout = "5s"
+
+[[person]]
+name = "Nina"
+role = "carer"
+contact = {{ email = "nina@oakview.example", sms = "+447700900001" }}
+
+[[person]]
+name = "Dev"
+role = "carer"
+contact = {{ email = "dev@oakview.example" }}
+
+[[person]]
+name = "Maria"
+role = "manager"
+contact = {{ email = "maria@oakview.example" }}
+
+[[team]]
+name = "east-carers"
+manager = "Maria"
+[[team.shift]]
+name = "ending"
+start = "{ending_start}"
+end = "{change_at}"
+people = ["Nina"]
+[[team.shift]]
+name = "starting"
+start = "{change_at}"
+end = "{starting_end}"
+people = ["Dev"]
+
+[[route]]
+name = "on-shift"
+sinks = ["team-mail"]
+team = "east-carers"
+
+[[policy]]
+name = "alarms"
+match = {{ priority = ["high"] }}
+notify = ["on-shift"]
+
+[[device]]
+id = "pendant-3"
+adapter = "zigbee"
+match = {{ device = "0xa4c1389960700003" }}
+location = {{ area = "East wing", room = "3" }}
+
+[[device]]
+id = "pendant-4"
+adapter = "zigbee"
+match = {{ device = "0xa4c1389960700004" }}
+location = {{ area = "East wing", room = "4" }}
+"#,
+        port = smtp.port,
+        ending_start = london_hhmm(change, -120),
+        change_at = london_hhmm(change, 0),
+        starting_end = london_hhmm(change, 120),
+    );
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, &extra));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "rota-devices").await;
+    devices
+        .send("zigbee2mqtt/0xa4c1389960700003", r#"{"action":"emergency"}"#)
+        .await;
+    wait_until_async(Duration::from_secs(10), || !smtp.messages().is_empty())
+        .await
+        .unwrap_or_else(|_| panic!("no email before the change:\n{}", gw.log_text()));
+    assert!(
+        jiff::Timestamp::now() < change,
+        "the first alert must be raised before the shift change"
+    );
+    assert_eq!(smtp.messages()[0]["rcpt_tos"], json!(["nina@oakview.example"]));
+
+    // After the change, the next alert goes to whoever is on shift then.
+    let wait = change.duration_since(jiff::Timestamp::now());
+    tokio::time::sleep(Duration::from_millis(wait.as_millis().max(0) as u64 + 1_000)).await;
+    devices
+        .send("zigbee2mqtt/0xa4c1389960700004", r#"{"action":"emergency"}"#)
+        .await;
+    wait_until_async(Duration::from_secs(10), || {
+        smtp.subjects().iter().any(|s| s.contains("Room 4"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no email after the change: {:?}", smtp.subjects()));
+    let second = smtp
+        .messages()
+        .into_iter()
+        .find(|m| header(m, "subject").contains("Room 4"))
+        .unwrap();
+    assert_eq!(second["rcpt_tos"], json!(["dev@oakview.example"]));
+    let log = gw.log_text();
+    assert!(
+        !log.contains("nina@") && !log.contains("dev@") && !log.contains("+447700900001"),
+        "a person's address in the log:\n{log}"
+    );
+}

@@ -588,6 +588,7 @@ fn apply(
                         sinks.push(s);
                     }
                 }
+                let people = on_shift(b, &policies, &row.told);
                 if matches!(reason, "device_restored" | "cancelled") {
                     b.tx.prepare_cached("UPDATE alerts SET restored_ms = ?2 WHERE id = ?1")?
                         .execute(params![row.id, b.now.as_millisecond()])?;
@@ -596,7 +597,7 @@ fn apply(
                     .by_name(&row.policy)
                     .map_or(policy::DEFAULT_MAX_REMINDERS, |p| p.max_reminders);
                 let event = lifecycle_event(b, row, phase, reason, cause, actor, max_reminders);
-                b.insert(&event, &sinks)?;
+                b.insert_for(&event, &sinks, &people)?;
             }
             Effect::Arm(timer, due_ms) => {
                 b.tx.prepare_cached(
@@ -616,6 +617,34 @@ fn apply(
             .execute(params![row.id, json(&row.told)?])?;
     }
     Ok(())
+}
+
+/// Per sink, the people a notification through `routes` is for: whoever is on shift now in
+/// the team of each route that names one (the team's manager when nobody is).
+fn on_shift(
+    b: &Batch<'_>,
+    policies: &Policies,
+    routes: &[String],
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut people: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in routes {
+        let Some(team) = policies.route_team(r) else {
+            continue;
+        };
+        let on = b.setup.rota.on_shift(team, b.now);
+        if on.people.is_empty() {
+            tracing::warn!(route = %r, team, "nobody is on shift in the team and it has no manager: only the sinks' own recipients are told");
+        }
+        for s in policies.sinks_of([r]) {
+            let names = people.entry(s).or_default();
+            for p in &on.people {
+                if !names.contains(p) {
+                    names.push(p.clone());
+                }
+            }
+        }
+    }
+    people
 }
 
 /// "2nd", "3rd", "11th".

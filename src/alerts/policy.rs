@@ -15,6 +15,11 @@ pub struct RouteConfig {
     pub name: String,
     /// Sink names; a sink used by any route receives only what routes send it.
     pub sinks: Vec<String>,
+    /// "Whoever is on shift in this `[[team]]`": each notification through the route also goes
+    /// to them, by the contact their `[[person]]` entry has for each sink's type (`email`,
+    /// `sms`), besides the sink's own recipients; nobody on shift means the team's manager.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// `[[policy]]`: events it matches become alerts, notified and escalated as it says.
@@ -211,6 +216,8 @@ fn default_sink_failing() -> Duration {
 pub struct Policies {
     pub policies: Vec<(String, PolicyConfig)>,
     routes: BTreeMap<String, Vec<String>>,
+    /// Routes that name a team: route → team.
+    route_teams: BTreeMap<String, String>,
     /// Sinks no route names: they receive every event (audit trails, upstream streams).
     pub stream_sinks: Vec<String>,
     pub test_route: Option<String>,
@@ -262,6 +269,10 @@ impl Policies {
             routes: routes
                 .iter()
                 .map(|r| (r.name.clone(), r.sinks.clone()))
+                .collect(),
+            route_teams: routes
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.team.clone()?)))
                 .collect(),
             stream_sinks: sinks
                 .iter()
@@ -424,6 +435,11 @@ impl Policies {
             }
         }
         out
+    }
+
+    /// The team a route tells whoever is on shift in.
+    pub fn route_team(&self, route: &str) -> Option<&str> {
+        self.route_teams.get(route).map(String::as_str)
     }
 
     /// Where a shelf's start and end are announced: the announcement routes' sinks and the
@@ -614,14 +630,17 @@ mod tests {
             RouteConfig {
                 name: "carers".into(),
                 sinks: vec!["carers-hook".into()],
+                team: None,
             },
             RouteConfig {
                 name: "senior".into(),
                 sinks: vec!["senior-hook".into()],
+                team: None,
             },
             RouteConfig {
                 name: "test".into(),
                 sinks: vec!["maintenance".into()],
+                team: None,
             },
         ];
         let sinks: Vec<String> = ["carers-hook", "senior-hook", "maintenance", "audit"]

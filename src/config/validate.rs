@@ -90,6 +90,17 @@ impl Config {
                 ));
             }
         }
+        crate::rota::validate(&self.people, &self.teams)?;
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(team) = &r.team
+                && !self.teams.iter().any(|t| &t.name == team)
+            {
+                return Err((
+                    format!("route[{i}].team"),
+                    format!("no [[team]] is named `{team}`"),
+                ));
+            }
+        }
         let sink_names: Vec<&str> = self.sinks.iter().map(|s| s.name()).collect();
         crate::alerts::policy::Policies::validate(
             &self.policies,

@@ -33,7 +33,7 @@ impl Reader {
     ) -> rusqlite::Result<Vec<Delivery>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, o.attempts, e.id, e.kind, e.priority, e.device_id, e.json,
-                    e.correlation_id, e.source
+                    e.correlation_id, e.source, o.people
              FROM outbox o JOIN events e ON e.seq = o.event_seq
              WHERE o.sink = ?1 AND o.lane = ?2 AND o.id > ?3
              ORDER BY o.id LIMIT ?4",
@@ -51,7 +51,12 @@ impl Reader {
                 json: Arc::from(r.get::<_, String>(6)?),
                 alert_id: r.get::<_, Option<String>>(7)?.map(Arc::from),
                 lifecycle: crate::envelope::is_alert_lifecycle(&r.get::<_, String>(8)?),
-                recipients: Default::default(),
+                // `[[person]]` names; the dispatcher turns them into addresses.
+                recipients: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok())
+                    .map(Arc::from)
+                    .unwrap_or_default(),
             })
         })?;
         rows.collect()

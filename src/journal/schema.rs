@@ -151,6 +151,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN shelved INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX alerts_shelved ON alerts(device_id) WHERE shelved = 1;
     "#,
+    // 8: the people a notification is for (whoever was on shift in a route's team when it
+    //    was sent), by `[[person]]` name; their addresses stay in the config.
+    r#"
+    ALTER TABLE outbox ADD COLUMN people TEXT;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -173,11 +178,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 7);
-        assert_eq!(migrate(&mut c).unwrap(), 7);
+        assert_eq!(migrate(&mut c).unwrap(), 8);
+        assert_eq!(migrate(&mut c).unwrap(), 8);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 7);
+        assert_eq!(v, 8);
     }
 }

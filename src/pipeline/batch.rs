@@ -24,6 +24,8 @@ pub struct Setup {
     pub sinks: Vec<(String, Arc<crate::outbox::SinkWake>)>,
     pub registry: Arc<Registry>,
     pub policies: Arc<Policies>,
+    /// People, teams and who is on shift when ([`crate::rota`]).
+    pub rota: Arc<crate::rota::Rota>,
     pub vitals: Arc<crate::rules::vitals::config::VitalRules>,
     pub dedupe_window: Duration,
     pub dead_letter_bytes: usize,
@@ -78,6 +80,17 @@ impl<'t> Batch<'t> {
 
     /// Journals an event and queues it for the given sinks.
     pub fn insert(&mut self, event: &Event, sinks: &[String]) -> rusqlite::Result<i64> {
+        self.insert_for(event, sinks, &HashMap::new())
+    }
+
+    /// Journals an event and queues it for the given sinks, each row for the people `people`
+    /// names for its sink (by `[[person]]` name: who was on shift in a route's team).
+    pub fn insert_for(
+        &mut self,
+        event: &Event,
+        sinks: &[String],
+        people: &HashMap<String, Vec<String>>,
+    ) -> rusqlite::Result<i64> {
         let json = serde_json::to_string(event)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let source_seq: i64 = event.sequence.parse().unwrap_or(0);
@@ -103,13 +116,18 @@ impl<'t> Batch<'t> {
             ])?;
         let seq = self.tx.last_insert_rowid();
         let lane = event.data.priority.lane();
-        let mut stmt = self
-            .tx
-            .prepare_cached("INSERT INTO outbox (sink, event_seq, lane) VALUES (?1, ?2, ?3)")?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO outbox (sink, event_seq, lane, people) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         // What the dispatcher would read back for this row (`Reader::outbox_after`).
         let mut delivery: Option<Delivery> = None;
         for sink in sinks {
-            stmt.execute(params![sink, seq, lane])?;
+            let names = people.get(sink).filter(|p| !p.is_empty());
+            let names_json = names
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            stmt.execute(params![sink, seq, lane, names_json])?;
             let outbox_id = self.tx.last_insert_rowid();
             if let Some(i) = self.setup.sinks.iter().position(|(n, _)| n == sink) {
                 let d = delivery.get_or_insert_with(|| Delivery {
@@ -125,6 +143,8 @@ impl<'t> Batch<'t> {
                     recipients: Default::default(),
                 });
                 d.outbox_id = outbox_id;
+                // Names here; the dispatcher turns them into the sink's kind of address.
+                d.recipients = names.map(|n| Arc::from(n.as_slice())).unwrap_or_default();
                 self.handed[i].push((lane as usize, d.clone()));
             }
         }

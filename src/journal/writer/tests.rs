@@ -16,6 +16,7 @@ fn test_setup() -> Setup {
         gateway_id: "gw-test".into(),
         sinks: Vec::new(),
         registry: Arc::new(Registry::new("oakview", &[])),
+        rota: std::sync::Arc::new(crate::rota::Rota::new(&[], &[], jiff::tz::TimeZone::UTC)),
         policies: Arc::new(Policies::default()),
         vitals: Arc::new(crate::rules::VitalRules::default()),
         dedupe_window: Duration::from_secs(3600),
