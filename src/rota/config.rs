@@ -26,7 +26,7 @@ pub struct PersonConfig {
     pub contact: BTreeMap<String, String>,
 }
 
-/// What a person is on site; policies may route by it.
+/// What a person does on site.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

@@ -59,7 +59,7 @@ impl Day {
 /// by the rota's config; the config keeps the strings so that a mistake is reported against its
 /// key rather than as a bare serde error.
 ///
-/// Instants follow [`super::wall`]: a wall time is the first instant the clock reads it or later,
+/// Instants follow the rota's one DST rule (`rota/wall.rs`): a wall time is the first instant the clock reads it or later,
 /// so a window's real length changes on the days the clocks do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
