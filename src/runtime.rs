@@ -202,12 +202,10 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             gateway_id: cfg.gateway.id.clone(),
             sinks: notifies.clone(),
             registry: registry.clone(),
-            policies: Arc::new(crate::alerts::Policies::new(
-                &cfg.policies,
-                &cfg.routes,
-                &cfg.alerts,
-                &sink_names,
-            )),
+            policies: Arc::new(
+                crate::alerts::Policies::new(&cfg.policies, &cfg.routes, &cfg.alerts, &sink_names)
+                    .in_time_zone(site.timezone.clone()),
+            ),
             rota: rota.clone(),
             vitals: Arc::new(crate::rules::VitalRules {
                 config: cfg.vitals.clone(),

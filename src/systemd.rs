@@ -451,7 +451,11 @@ mod tests {
                 gateway_id: "gw-test".into(),
                 sinks: Vec::new(),
                 registry: Arc::new(crate::registry::Registry::new("site", &[])),
-                rota: std::sync::Arc::new(crate::rota::Rota::new(&[], &[], jiff::tz::TimeZone::UTC)),
+                rota: std::sync::Arc::new(crate::rota::Rota::new(
+                    &[],
+                    &[],
+                    jiff::tz::TimeZone::UTC,
+                )),
                 policies: Arc::new(crate::alerts::Policies::new(
                     &[],
                     &[],

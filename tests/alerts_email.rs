@@ -281,7 +281,10 @@ location = {{ area = "East wing", room = "4" }}
     gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "rota-devices").await;
     devices
-        .send("zigbee2mqtt/0xa4c1389960700003", r#"{"action":"emergency"}"#)
+        .send(
+            "zigbee2mqtt/0xa4c1389960700003",
+            r#"{"action":"emergency"}"#,
+        )
         .await;
     wait_until_async(Duration::from_secs(10), || !smtp.messages().is_empty())
         .await
@@ -290,13 +293,22 @@ location = {{ area = "East wing", room = "4" }}
         jiff::Timestamp::now() < change,
         "the first alert must be raised before the shift change"
     );
-    assert_eq!(smtp.messages()[0]["rcpt_tos"], json!(["nina@oakview.example"]));
+    assert_eq!(
+        smtp.messages()[0]["rcpt_tos"],
+        json!(["nina@oakview.example"])
+    );
 
     // After the change, the next alert goes to whoever is on shift then.
     let wait = change.duration_since(jiff::Timestamp::now());
-    tokio::time::sleep(Duration::from_millis(wait.as_millis().max(0) as u64 + 1_000)).await;
+    tokio::time::sleep(Duration::from_millis(
+        wait.as_millis().max(0) as u64 + 1_000,
+    ))
+    .await;
     devices
-        .send("zigbee2mqtt/0xa4c1389960700004", r#"{"action":"emergency"}"#)
+        .send(
+            "zigbee2mqtt/0xa4c1389960700004",
+            r#"{"action":"emergency"}"#,
+        )
         .await;
     wait_until_async(Duration::from_secs(10), || {
         smtp.subjects().iter().any(|s| s.contains("Room 4"))

@@ -180,7 +180,6 @@ const FAILSAFE_WARN_EVERY_MS: i64 = 10 * 60 * 1000;
 pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::Result<()> {
     let policies = b.setup.policies.clone();
     let sinks = policies.device_event_sinks(&event.data);
-    let now_ms = b.now.as_millisecond();
     let d = &event.data;
     let component = d.device.component.clone();
 
@@ -204,6 +203,17 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
             event.correlationid = Some(first.id.clone());
         }
         b.insert(&event, &sinks)?;
+        if input == Input::DeviceCleared {
+            // A condition waiting for a policy's hours is over before they began.
+            b.tx.prepare_cached(
+                "DELETE FROM held_conditions WHERE device_id = ?1 AND component = ?2 AND kind = ?3",
+            )?
+            .execute(params![
+                d.device.id,
+                component.as_deref().unwrap_or(""),
+                d.kind.as_str()
+            ])?;
+        }
         // What the device says was restored ("Door closed - Room 9, West wing").
         let said = Actor {
             said: event.data.message.clone(),
@@ -214,8 +224,25 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
         }
         return Ok(());
     }
-    let Some(chosen) = policies.choose(d) else {
-        b.insert(&event, &sinks)?;
+    let Some(chosen) = policies.choose(d, b.now) else {
+        let held = policies.held_until(d, b.now);
+        let seq = b.insert(&event, &sinks)?;
+        if let Some(due) = held {
+            // Raised outside a policy's hours: alerted when they begin if still raised then.
+            b.tx.prepare_cached(
+                "INSERT INTO held_conditions (device_id, component, kind, event_seq, due_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(device_id, component, kind)
+                 DO UPDATE SET event_seq = excluded.event_seq, due_ms = excluded.due_ms",
+            )?
+            .execute(params![
+                event.data.device.id,
+                component.as_deref().unwrap_or(""),
+                event.data.kind.as_str(),
+                seq,
+                due.as_millisecond()
+            ])?;
+        }
         return Ok(());
     };
     if let Some(mut row) = live_alerts(b, &d.device.id, component.as_deref(), Some(d.kind))?
@@ -244,6 +271,18 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
     let id = uuid::Uuid::now_v7().to_string();
     event.correlationid = Some(id.clone());
     b.insert(&event, &sinks)?;
+    open_alert(b, id, &event, &chosen, component)
+}
+
+/// A new alert for `event` (journaled already) under the chosen policy.
+fn open_alert(
+    b: &mut Batch<'_>,
+    id: String,
+    event: &Event,
+    chosen: &policy::Chosen<'_>,
+    component: Option<String>,
+) -> rusqlite::Result<()> {
+    let now_ms = b.now.as_millisecond();
     if chosen.failsafe {
         warn_failsafe(b, &event.data, now_ms)?;
     }
@@ -406,8 +445,64 @@ fn check_text(by: &str, note: &Option<String>) -> Result<(), AlertError> {
     Ok(())
 }
 
+/// Conditions raised outside their policy's hours whose hours have begun: each still raised
+/// (its device has not cleared it) is alerted now, caused by the event that raised it.
+fn open_held(b: &mut Batch<'_>) -> rusqlite::Result<()> {
+    let now_ms = b.now.as_millisecond();
+    let due: Vec<(String, String, String, i64)> =
+        b.tx.prepare_cached(
+            "SELECT device_id, component, kind, event_seq FROM held_conditions WHERE due_ms <= ?1",
+        )?
+        .query_map([now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (device, component, kind, seq) in due {
+        b.tx.prepare_cached(
+            "DELETE FROM held_conditions WHERE device_id = ?1 AND component = ?2 AND kind = ?3",
+        )?
+        .execute(params![device, component, kind])?;
+        let json: Option<String> =
+            b.tx.prepare_cached("SELECT json FROM events WHERE seq = ?1")?
+                .query_row([seq], |r| r.get(0))
+                .optional()?;
+        let Some(event) = json.and_then(|j| serde_json::from_str::<Event>(&j).ok()) else {
+            continue;
+        };
+        let component = (!component.is_empty()).then_some(component);
+        if !live_alerts(b, &device, component.as_deref(), Some(event.data.kind))?.is_empty() {
+            continue;
+        }
+        let policies = b.setup.policies.clone();
+        match policies.choose(&event.data, b.now) {
+            Some(chosen) => {
+                let id = uuid::Uuid::now_v7().to_string();
+                open_alert(b, id, &event, &chosen, component)?;
+            }
+            // Not yet after all (a reload changed the hours): wait for the next opening.
+            None => {
+                if let Some(next) = policies.held_until(&event.data, b.now) {
+                    b.tx.prepare_cached(
+                        "INSERT INTO held_conditions (device_id, component, kind, event_seq, due_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        device,
+                        component.as_deref().unwrap_or(""),
+                        kind,
+                        seq,
+                        next.as_millisecond()
+                    ])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fires every timer that is due, each exactly once (its row goes in the same transaction).
 pub(crate) fn fire_due(b: &mut Batch<'_>) -> rusqlite::Result<()> {
+    open_held(b)?;
     let now_ms = b.now.as_millisecond();
     let due: Vec<(String, String)> =
         b.tx.prepare_cached(
@@ -478,7 +573,9 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     let timer: Option<i64> =
         conn.query_row("SELECT min(due_ms) FROM alert_timers", [], |r| r.get(0))?;
     let shelf = shelf::next_due(conn)?;
-    Ok(timer.into_iter().chain(shelf).min())
+    let held: Option<i64> =
+        conn.query_row("SELECT min(due_ms) FROM held_conditions", [], |r| r.get(0))?;
+    Ok(timer.into_iter().chain(shelf).chain(held).min())
 }
 
 /// A shelf of `device` ended: each of its held alerts is back. One still open is raised to

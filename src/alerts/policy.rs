@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use atgw_sdk::event::{EventData, Kind, Phase, Priority};
+use jiff::Timestamp;
 use serde::Deserialize;
 
 /// `[[route]]`: a named list of sinks (a team, a pager group, the ARC).
@@ -131,6 +132,14 @@ pub struct PolicyMatch {
     /// Pseudonymous resident ids.
     #[serde(default)]
     pub resident: Vec<String>,
+    /// Only within these hours, site time: `"22:00-07:00"` (crossing midnight) or
+    /// `"09:00-17:00"`. Absent: all day. A condition raised outside them that is still
+    /// raised when they begin is alerted then.
+    #[serde(default)]
+    pub hours: Option<String>,
+    /// Only on these days (`mon` … `sun`; the day the `hours` begin on). Empty: every day.
+    #[serde(default)]
+    pub days: Vec<crate::rota::Day>,
 }
 
 /// One escalation step.
@@ -231,6 +240,10 @@ pub struct Policies {
     announcement_routes: Vec<String>,
     /// `[alerts] max_shelve`.
     pub max_shelve: Duration,
+    /// Per policy (same order), its `match.hours`/`match.days`; `None`: always.
+    windows: Vec<Option<crate::rota::Window>>,
+    /// The site's time zone, for the windows (`None`: UTC).
+    tz: Option<jiff::tz::TimeZone>,
 }
 
 /// The policy an event is alerted under.
@@ -294,6 +307,8 @@ impl Policies {
                 None => routes.iter().map(|r| r.name.clone()).collect(),
             },
             max_shelve: settings.max_shelve,
+            windows: policies.iter().map(|p| p.matches.window()).collect(),
+            tz: None,
             failsafe: (!routes.is_empty()).then(|| PolicyConfig {
                 name: Some(FAILSAFE.into()),
                 matches: PolicyMatch::default(),
@@ -313,17 +328,50 @@ impl Policies {
 
     /// The first policy that turns this event into an alert. Only conditions that begin
     /// (`raised`) or happen (`point`) open alerts, and never test events.
-    pub fn matching(&self, d: &EventData) -> Option<&(String, PolicyConfig)> {
+    pub fn matching(&self, d: &EventData, at: Timestamp) -> Option<&(String, PolicyConfig)> {
         if d.test || !matches!(d.phase, Phase::Raised | Phase::Point) {
             return None;
         }
-        self.policies.iter().find(|(_, p)| p.matches.accepts(d))
+        self.policies
+            .iter()
+            .zip(&self.windows)
+            .find(|((_, p), w)| p.matches.accepts(d) && self.open(w.as_ref(), at))
+            .map(|(p, _)| p)
+    }
+
+    /// The site's time zone: the windows' hours are its wall-clock time.
+    pub fn in_time_zone(mut self, tz: jiff::tz::TimeZone) -> Policies {
+        self.tz = Some(tz);
+        self
+    }
+
+    fn tz(&self) -> jiff::tz::TimeZone {
+        self.tz.clone().unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    fn open(&self, w: Option<&crate::rota::Window>, at: Timestamp) -> bool {
+        w.is_none_or(|w| w.contains(at, &self.tz()))
+    }
+
+    /// For a condition that begins (`raised`) and that no policy takes now only because their
+    /// hours have not begun: when the first of them begins. The condition, if still raised
+    /// then, is alerted then (someone up at 21:55 and still up at 22:05 under a 22:00 policy).
+    pub fn held_until(&self, d: &EventData, at: Timestamp) -> Option<Timestamp> {
+        if d.test || d.phase != Phase::Raised || self.matching(d, at).is_some() {
+            return None;
+        }
+        self.policies
+            .iter()
+            .zip(&self.windows)
+            .filter(|((_, p), _)| p.matches.accepts(d))
+            .filter_map(|(_, w)| w.as_ref()?.next_opening(at, &self.tz()))
+            .min()
     }
 
     /// The policy this event is alerted under: the first matching `[[policy]]`, else, for a
     /// life-safety kind or a high-priority event, the fail-safe. `None`: no alert.
-    pub fn choose(&self, d: &EventData) -> Option<Chosen<'_>> {
-        if let Some((name, policy)) = self.matching(d) {
+    pub fn choose(&self, d: &EventData, at: Timestamp) -> Option<Chosen<'_>> {
+        if let Some((name, policy)) = self.matching(d, at) {
             return Some(Chosen {
                 name,
                 policy,
@@ -553,6 +601,12 @@ impl Policies {
                     "must be at least 1s".into(),
                 ));
             }
+            if (p.matches.hours.is_some() || !p.matches.days.is_empty())
+                && let Err(e) =
+                    crate::rota::Window::parse(p.matches.hours.as_deref(), &p.matches.days)
+            {
+                return Err((format!("policy[{i}].match.hours"), e));
+            }
             if p.max_reminders == 0 {
                 return Err((
                     format!("policy[{i}].max_reminders"),
@@ -591,6 +645,15 @@ impl Policies {
 }
 
 impl PolicyMatch {
+    /// The compiled `hours`/`days` (validated at load: a bad one is `None`, i.e. always, but
+    /// [`Policies::validate`] refused it first).
+    fn window(&self) -> Option<crate::rota::Window> {
+        if self.hours.is_none() && self.days.is_empty() {
+            return None;
+        }
+        crate::rota::Window::parse(self.hours.as_deref(), &self.days).ok()
+    }
+
     fn accepts(&self, d: &EventData) -> bool {
         fn any<T: PartialEq>(list: &[T], v: Option<&T>) -> bool {
             list.is_empty() || v.is_some_and(|v| list.contains(v))
@@ -661,11 +724,94 @@ mod tests {
     fn only_raises_and_points_that_match_open_alerts() {
         let p = policies();
         let mut d = EventDraft::new(Kind::Fall, Phase::Raised, "x", "a").data;
-        assert!(p.matching(&d).is_some());
+        assert!(p.matching(&d, Timestamp::UNIX_EPOCH).is_some());
         d.phase = Phase::Cleared;
-        assert!(p.matching(&d).is_none());
+        assert!(p.matching(&d, Timestamp::UNIX_EPOCH).is_none());
         let d = EventDraft::new(Kind::LowBattery, Phase::Raised, "x", "a").data;
-        assert!(p.matching(&d).is_none(), "low priority matches no policy");
+        assert!(
+            p.matching(&d, Timestamp::UNIX_EPOCH).is_none(),
+            "low priority matches no policy"
+        );
+    }
+
+    #[test]
+    fn a_policy_with_hours_matches_inside_them_and_holds_a_condition_raised_before() {
+        let night = PolicyConfig {
+            name: Some("bed-at-night".into()),
+            matches: PolicyMatch {
+                kind: vec![Kind::BedExit],
+                hours: Some("22:00-07:00".into()),
+                ..Default::default()
+            },
+            notify: vec!["carers".into()],
+            escalate: Vec::new(),
+            repeat: None,
+            remind: None,
+            max_reminders: DEFAULT_MAX_REMINDERS,
+            attend_within: None,
+            clear_on_restore: Vec::new(),
+        };
+        let routes = [RouteConfig {
+            name: "carers".into(),
+            sinks: vec!["hook".into()],
+            team: None,
+        }];
+        let london = jiff::tz::TimeZone::get("Europe/London").unwrap();
+        let p = Policies::new(
+            &[night],
+            &routes,
+            &AlertSettings::default(),
+            &["hook".into()],
+        )
+        .in_time_zone(london);
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let mut d = EventDraft::new(Kind::BedExit, Phase::Raised, "bed-9", "a").data;
+        // 21:55 and 22:05 in BST (UTC+1) on a summer day.
+        assert!(p.matching(&d, at("2026-07-01T20:55:00Z")).is_none());
+        assert!(p.matching(&d, at("2026-07-01T21:05:00Z")).is_some());
+        assert_eq!(
+            p.held_until(&d, at("2026-07-01T20:55:00Z")),
+            Some(at("2026-07-01T21:00:00Z")),
+            "held until 22:00 local"
+        );
+        assert_eq!(
+            p.held_until(&d, at("2026-07-01T21:05:00Z")),
+            None,
+            "matched, not held"
+        );
+        // GMT in winter: 22:00 local is 22:00 UTC.
+        assert_eq!(
+            p.held_until(&d, at("2026-12-01T21:55:00Z")),
+            Some(at("2026-12-01T22:00:00Z"))
+        );
+        d.phase = Phase::Point;
+        assert_eq!(
+            p.held_until(&d, at("2026-07-01T20:55:00Z")),
+            None,
+            "a momentary event is not held"
+        );
+        let other = EventDraft::new(Kind::DoorExit, Phase::Raised, "door", "a").data;
+        assert_eq!(p.held_until(&other, at("2026-07-01T20:55:00Z")), None);
+    }
+
+    #[test]
+    fn bad_hours_are_refused_naming_the_key() {
+        let mut p = policies().policies[0].1.clone();
+        p.matches.hours = Some("10pm-7am".into());
+        let routes = [
+            RouteConfig {
+                name: "carers".into(),
+                sinks: vec!["s".into()],
+                team: None,
+            },
+            RouteConfig {
+                name: "senior".into(),
+                sinks: vec!["s".into()],
+                team: None,
+            },
+        ];
+        let err = Policies::validate(&[p], &routes, &AlertSettings::default(), &["s"]).unwrap_err();
+        assert_eq!(err.0, "policy[0].match.hours", "{err:?}");
     }
 
     #[test]
@@ -673,7 +819,7 @@ mod tests {
         let p = policies();
         let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "x", "a").data;
         d.test = true;
-        assert!(p.matching(&d).is_none());
+        assert!(p.matching(&d, Timestamp::UNIX_EPOCH).is_none());
         assert_eq!(
             p.device_event_sinks(&d),
             vec!["audit".to_string(), "maintenance".to_string()]

@@ -91,6 +91,21 @@ impl Config {
             }
         }
         crate::rota::validate(&self.people, &self.teams)?;
+        for (i, p) in self.people.iter().enumerate() {
+            if let Some(channel) = p
+                .contact
+                .keys()
+                .find(|k| !crate::components::SINK_TYPES.contains(&k.as_str()))
+            {
+                return Err((
+                    format!("person[{i}].contact.{channel}"),
+                    format!(
+                        "is no sink type; a contact is keyed by the type of sink that uses it: {}",
+                        crate::components::SINK_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             if let Some(team) = &r.team
                 && !self.teams.iter().any(|t| &t.name == team)

@@ -29,6 +29,7 @@ const TABLES: &[&str] = &[
     "outbox",
     "alerts",
     "alert_timers",
+    "held_conditions",
     "dedupe",
     "dead_letters",
     "adapter_state",

@@ -156,6 +156,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN people TEXT;
     "#,
+    // 9: conditions raised outside a policy's hours, alerted when the hours begin if still
+    //    raised then (component '' when the device has none).
+    r#"
+    CREATE TABLE held_conditions (
+        device_id TEXT NOT NULL,
+        component TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        event_seq INTEGER NOT NULL REFERENCES events(seq),
+        due_ms    INTEGER NOT NULL,
+        PRIMARY KEY (device_id, component, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX held_conditions_due ON held_conditions(due_ms);
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -178,11 +191,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 8);
-        assert_eq!(migrate(&mut c).unwrap(), 8);
+        assert_eq!(migrate(&mut c).unwrap(), 9);
+        assert_eq!(migrate(&mut c).unwrap(), 9);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 8);
+        assert_eq!(v, 9);
     }
 }

@@ -232,7 +232,9 @@ impl Target {
             match r.parse::<Mailbox>() {
                 Ok(m) if !to.contains(&m) => to.push(m),
                 Ok(_) => {}
-                Err(_) => tracing::warn!(sink = %self.name, "a [[person]] email address is not an address; that person is not told by email"),
+                Err(_) => {
+                    tracing::warn!(sink = %self.name, "a [[person]] email address is not an address; that person is not told by email")
+                }
             }
         }
         let ctx = Context {
@@ -242,7 +244,10 @@ impl Target {
         };
         let composed = compose(&notice, &self.domain, &ctx);
         let built = if to.is_empty() {
-            Err("nobody to tell: the sink has no `to` and nobody is on shift with an email address".to_owned())
+            Err(
+                "nobody to tell: the sink has no `to` and nobody is on shift with an email address"
+                    .to_owned(),
+            )
         } else {
             message(&composed, &self.from, &to)
         };

@@ -121,8 +121,9 @@ impl Ledger {
             return Some(Outcome::Retry {
                 outbox_id: id,
                 after: Some(self.permanent_after),
-                reason: "nobody to text: the sink has no `to` and nobody on shift has an sms number"
-                    .into(),
+                reason:
+                    "nobody to text: the sink has no `to` and nobody on shift has an sms number"
+                        .into(),
             });
         }
         if self.pending.contains_key(&id) {

@@ -92,7 +92,11 @@ impl Site {
                 gateway_id: "gw-test".into(),
                 sinks: Vec::new(),
                 registry: Arc::new(Registry::new("oakview", &devices.device)),
-                rota: std::sync::Arc::new(crate::rota::Rota::new(&[], &[], jiff::tz::TimeZone::UTC)),
+                rota: std::sync::Arc::new(crate::rota::Rota::new(
+                    &[],
+                    &[],
+                    jiff::tz::TimeZone::UTC,
+                )),
                 policies: Arc::new(Policies::new(
                     &policies,
                     &[],
