@@ -327,3 +327,78 @@ location = {{ area = "East wing", room = "4" }}
         "a person's address in the log:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_server_refusing_for_good_escalates_the_alert_to_the_next_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let senior = Upstream::start(broker.port, "atgw/senior/#").await;
+    let smtp = Smtp::start();
+    std::fs::write(smtp.dir.path().join("mode"), "permfail").unwrap();
+    let extra = format!(
+        r#"
+[[sink]]
+name = "carers-mail"
+type = "email"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "Oakview alerts <atgw@oakview.example>"
+to = ["carers@oakview.example"]
+timeout = "5s"
+
+[[sink]]
+name = "senior"
+type = "mqtt"
+host = "127.0.0.1"
+port = {broker}
+topic_prefix = "atgw/senior"
+accept_acks = false
+
+[[route]]
+name = "carers"
+sinks = ["carers-mail"]
+
+[[route]]
+name = "senior"
+sinks = ["senior"]
+
+[alerts]
+escalate_after_failed_attempts = 2
+
+[[policy]]
+name = "alarms"
+match = {{ priority = ["high"] }}
+notify = ["carers"]
+escalate = [{{ after = "1h", notify = ["senior"] }}]
+"#,
+        port = smtp.port,
+        broker = broker.port
+    );
+    let gw = Gateway::start(dir.path(), &config(dir.path(), broker.port, &extra));
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "email-5xx-devices").await;
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c1389960700021",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(30), || {
+        senior
+            .events()
+            .iter()
+            .any(|e| e["data"]["alert"]["reason"] == "delivery_failed")
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "a 554 did not escalate the alert to the senior:\n{}",
+            gw.log_text()
+        )
+    });
+    assert!(smtp.messages().is_empty(), "nothing was accepted");
+    let refused: Vec<i64> =
+        gw.column("SELECT attempts FROM outbox WHERE sink = 'carers-mail' AND attempts > 0");
+    assert!(!refused.is_empty() && refused[0] >= 2, "{refused:?}");
+}

@@ -29,10 +29,7 @@ impl Drop for Smsc {
 
 fn smsc(system_id: &str, password: &str) -> Smsc {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/sms/tests/peer");
-    assert!(
-        dir.join("node_modules/smpp").is_dir(),
-        "the SMPP test peer is not installed: run `npm ci --prefix adapters/sms/tests/peer` (.ci/run does)"
-    );
+    ensure_peer(&dir);
     let mut child = Command::new("node")
         .arg(dir.join("smsc.js"))
         .args([system_id, password])
@@ -176,4 +173,28 @@ location = {{ area = "East wing", room = "7" }}
         "a phone number in the log:\n{log}"
     );
     assert!(!log.contains("pw-8chr!"), "the password in the log");
+}
+
+/// Installs the peer's npm packages (as `package-lock.json` pins them) when they are missing,
+/// so that `cargo test` alone runs it; `.ci/run` installs them first.
+fn ensure_peer(dir: &Path) {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = ONCE.lock();
+    if dir.join("node_modules/smpp").is_dir() {
+        return;
+    }
+    let out = std::process::Command::new("npm")
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(dir)
+        .output();
+    assert!(
+        dir.join("node_modules/smpp").is_dir(),
+        "the SMPP test peer could not be installed: install Node.js and npm, then `npm ci --prefix adapters/sms/tests/peer` ({out:?})"
+    );
 }

@@ -61,7 +61,9 @@ pub enum AlertsCommand {
     },
     /// End a device's shelf early: its held alerts that are still open page again.
     Unshelve {
+        /// The registered device id.
         device: String,
+        /// Who takes it off the shelf (recorded and announced).
         #[arg(long)]
         by: String,
     },

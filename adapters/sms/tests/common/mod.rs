@@ -41,10 +41,7 @@ impl Smsc {
     /// Starts the peer with extra arguments (a TLS certificate and key file).
     pub async fn start_with(extra: &[&Path]) -> Smsc {
         let dir = peer_dir();
-        assert!(
-            dir.join("node_modules/smpp").is_dir(),
-            "the SMPP test peer is not installed: run `npm ci --prefix adapters/sms/tests/peer` (.ci/run does)"
-        );
+        ensure_peer(&dir);
         let mut child = Command::new("node")
             .arg(dir.join("smsc.js"))
             .arg(SYSTEM_ID)
@@ -269,4 +266,28 @@ pub fn alert_delivery(n: i64, attempt: u32, message: &str) -> Delivery {
         lifecycle: true,
         recipients: Default::default(),
     }
+}
+
+/// Installs the peer's npm packages (as `package-lock.json` pins them) when they are missing,
+/// so that `cargo test` alone runs it; `.ci/run` installs them first.
+fn ensure_peer(dir: &Path) {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = ONCE.lock();
+    if dir.join("node_modules/smpp").is_dir() {
+        return;
+    }
+    let out = std::process::Command::new("npm")
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(dir)
+        .output();
+    assert!(
+        dir.join("node_modules/smpp").is_dir(),
+        "the SMPP test peer could not be installed: install Node.js and npm, then `npm ci --prefix adapters/sms/tests/peer` ({out:?})"
+    );
 }
