@@ -118,9 +118,11 @@ impl Ledger {
     ) -> Option<Outcome> {
         let id = delivery.outbox_id;
         if recipients == 0 {
+            // The outbox's own quick back-off: after a few attempts the alert's next tier is
+            // told, rather than after several `permanent_retry_after` waits.
             return Some(Outcome::Retry {
                 outbox_id: id,
-                after: Some(self.permanent_after),
+                after: None,
                 reason:
                     "nobody to text: the sink has no `to` and nobody on shift has an sms number"
                         .into(),
@@ -317,6 +319,22 @@ mod tests {
             out.push((*seq, job));
         }
         out
+    }
+
+    #[test]
+    fn nobody_to_text_is_never_delivered_and_retries_on_the_quick_schedule() {
+        let mut l = Ledger::new(Duration::from_secs(300));
+        match l.offer(delivery(1), msg(), 0) {
+            Some(Outcome::Retry {
+                outbox_id: 1,
+                after: None,
+                reason,
+            }) => {
+                assert!(reason.contains("nobody to text"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.deliveries(), 0);
     }
 
     #[test]
