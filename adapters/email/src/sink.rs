@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atgw_sdk::component::Site;
-use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
+use atgw_sdk::sink::{Attempts, Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::task::{JoinError, JoinSet};
 
 use crate::compose::{Context, compose, message};
 use crate::config::{EmailConfig, TlsMode};
@@ -92,7 +91,7 @@ pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
         mut deliveries,
         outcomes,
     } = io;
-    let mut inflight = InFlight::default();
+    let mut inflight = Attempts::default();
     let mut open = true;
     loop {
         if !open && inflight.tasks.is_empty() {
@@ -107,7 +106,10 @@ pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
                 }
             }
             d = deliveries.recv(), if open && inflight.tasks.len() < window => match d {
-                Some(d) => inflight.start(target.clone(), d),
+                Some(d) => {
+                    let t = target.clone();
+                    inflight.start(d.outbox_id, async move { t.attempt(d).await })
+                }
                 None => open = false,
             },
         }
@@ -127,44 +129,6 @@ pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
     while let Some(done) = inflight.tasks.join_next_with_id().await {
         if let Some(o) = inflight.finished(done) {
             let _ = outcomes.send(o);
-        }
-    }
-}
-
-/// Attempt tasks, and which outbox row each belongs to (so even a task that panicked or was
-/// cancelled gets its row answered).
-#[derive(Default)]
-struct InFlight {
-    tasks: JoinSet<Outcome>,
-    rows: std::collections::HashMap<tokio::task::Id, i64>,
-}
-
-impl InFlight {
-    fn start(&mut self, target: Arc<Target>, d: Delivery) {
-        let row = d.outbox_id;
-        let handle = self.tasks.spawn(async move { target.attempt(d).await });
-        self.rows.insert(handle.id(), row);
-    }
-
-    fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), JoinError>) -> Option<Outcome> {
-        match done {
-            Ok((id, o)) => {
-                self.rows.remove(&id);
-                Some(o)
-            }
-            Err(e) => {
-                let outbox_id = self.rows.remove(&e.id())?;
-                let reason = if e.is_cancelled() {
-                    "attempt cancelled: atgw is shutting down".to_owned()
-                } else {
-                    "attempt failed inside atgw (task panicked)".to_owned()
-                };
-                Some(Outcome::Retry {
-                    outbox_id,
-                    after: None,
-                    reason,
-                })
-            }
         }
     }
 }

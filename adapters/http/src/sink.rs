@@ -11,11 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
+use atgw_sdk::sink::{Attempts, Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Certificate, Client, Url};
-use tokio::task::{JoinError, JoinSet};
 
 use crate::config::{WebhookConfig, redact};
 use crate::error::{WebhookError, chain};
@@ -69,7 +68,7 @@ pub async fn run(
         mut deliveries,
         outcomes,
     } = io;
-    let mut inflight = InFlight::default();
+    let mut inflight = Attempts::default();
     let mut open = true;
     loop {
         if !open && inflight.tasks.is_empty() {
@@ -84,7 +83,10 @@ pub async fn run(
                 }
             }
             d = deliveries.recv(), if open && inflight.tasks.len() < cfg.window => match d {
-                Some(d) => inflight.start(target.clone(), d),
+                Some(d) => {
+                    let t = target.clone();
+                    inflight.start(d.outbox_id, async move { t.attempt(d).await })
+                }
                 None => open = false,
             },
         }
@@ -107,44 +109,6 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// Attempt tasks, and which outbox row each belongs to (so even a task that panicked or was
-/// cancelled gets its row answered).
-#[derive(Default)]
-struct InFlight {
-    tasks: JoinSet<Outcome>,
-    rows: std::collections::HashMap<tokio::task::Id, i64>,
-}
-
-impl InFlight {
-    fn start(&mut self, target: Arc<Target>, d: Delivery) {
-        let row = d.outbox_id;
-        let handle = self.tasks.spawn(async move { target.attempt(d).await });
-        self.rows.insert(handle.id(), row);
-    }
-
-    fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), JoinError>) -> Option<Outcome> {
-        match done {
-            Ok((id, o)) => {
-                self.rows.remove(&id);
-                Some(o)
-            }
-            Err(e) => {
-                let outbox_id = self.rows.remove(&e.id())?;
-                let reason = if e.is_cancelled() {
-                    "attempt cancelled: atgw is shutting down".to_owned()
-                } else {
-                    "attempt failed inside atgw (task panicked)".to_owned()
-                };
-                Some(Outcome::Retry {
-                    outbox_id,
-                    after: None,
-                    reason,
-                })
-            }
-        }
-    }
 }
 
 impl Target {

@@ -62,3 +62,50 @@ pub struct SinkIo {
     pub deliveries: mpsc::Receiver<Delivery>,
     pub outcomes: mpsc::UnboundedSender<Outcome>,
 }
+
+/// Attempt tasks of a sink that delivers per request (HTTP, SMTP), and which outbox row each
+/// belongs to, so even a task that panicked or was cancelled gets its row answered.
+#[derive(Default)]
+pub struct Attempts {
+    pub tasks: tokio::task::JoinSet<Outcome>,
+    rows: std::collections::HashMap<tokio::task::Id, i64>,
+}
+
+impl Attempts {
+    /// Runs one attempt at row `outbox_id`.
+    pub fn start(
+        &mut self,
+        outbox_id: i64,
+        attempt: impl std::future::Future<Output = Outcome> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(attempt);
+        self.rows.insert(handle.id(), outbox_id);
+    }
+
+    /// The outcome of a finished task (`JoinSet::join_next_with_id`): its own, or a retry
+    /// when it was cancelled or panicked.
+    pub fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+    ) -> Option<Outcome> {
+        match done {
+            Ok((id, o)) => {
+                self.rows.remove(&id);
+                Some(o)
+            }
+            Err(e) => {
+                let outbox_id = self.rows.remove(&e.id())?;
+                let reason = if e.is_cancelled() {
+                    "attempt cancelled: atgw is shutting down".to_owned()
+                } else {
+                    "attempt failed inside atgw (task panicked)".to_owned()
+                };
+                Some(Outcome::Retry {
+                    outbox_id,
+                    after: None,
+                    reason,
+                })
+            }
+        }
+    }
+}
