@@ -97,6 +97,27 @@ pub struct JournalSettings {
     /// invented device ids cannot grow the journal. Their events are always journaled.
     #[serde(default = "default_max_unregistered_devices")]
     pub max_unregistered_devices: usize,
+    /// Delivered telemetry (info readings and heartbeats nobody was alerted about) is kept
+    /// this long; its per-device daily figures are kept with the alert history.
+    #[serde(default = "default_telemetry_retention", with = "humantime_serde")]
+    pub telemetry_retention: Duration,
+    /// Everything else (alarms, alert history, test calls, offline episodes, the daily
+    /// figures) is kept this long: a year's pilot and its evaluation.
+    #[serde(default = "default_alert_retention", with = "humantime_serde")]
+    pub alert_retention: Duration,
+    /// Dead letters older than this are deleted.
+    #[serde(default = "default_dead_letter_retention", with = "humantime_serde")]
+    pub dead_letter_retention: Duration,
+    /// Dead letters' stored bytes at most: beyond it the oldest are deleted.
+    #[serde(default = "default_max_dead_letter_bytes")]
+    pub max_dead_letter_bytes: u64,
+    /// How often a pruning cycle starts (it runs in small steps between batches).
+    #[serde(default = "default_prune_every", with = "humantime_serde")]
+    pub prune_every: Duration,
+    /// The journal's disk budget in bytes; unset: half the filesystem the journal is on.
+    /// Approaching it raises a gateway alert; at it, telemetry is shed (never alarms).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for JournalSettings {
@@ -106,6 +127,12 @@ impl Default for JournalSettings {
             dead_letter_bytes: default_dead_letter_bytes(),
             max_dead_letters: default_max_dead_letters(),
             max_unregistered_devices: default_max_unregistered_devices(),
+            telemetry_retention: default_telemetry_retention(),
+            alert_retention: default_alert_retention(),
+            dead_letter_retention: default_dead_letter_retention(),
+            max_dead_letter_bytes: default_max_dead_letter_bytes(),
+            prune_every: default_prune_every(),
+            max_bytes: None,
         }
     }
 }
@@ -136,6 +163,22 @@ fn default_max_dead_letters() -> usize {
 }
 fn default_max_unregistered_devices() -> usize {
     1000
+}
+const DAY: u64 = 24 * 3600;
+fn default_telemetry_retention() -> Duration {
+    Duration::from_secs(7 * DAY)
+}
+fn default_alert_retention() -> Duration {
+    Duration::from_secs(400 * DAY)
+}
+fn default_dead_letter_retention() -> Duration {
+    Duration::from_secs(30 * DAY)
+}
+fn default_max_dead_letter_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_prune_every() -> Duration {
+    Duration::from_secs(600)
 }
 #[cfg(test)]
 mod tests {

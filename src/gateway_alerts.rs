@@ -39,3 +39,34 @@ pub fn link(gateway_id: &str, adapter: &str, phase: Phase, message: String) -> E
     d.data.codes.vendor = Some("link_down".to_owned());
     d
 }
+
+/// A `device_fault` (medium, high once telemetry is being shed) raised or cleared about the
+/// journal's disk budget (`gateway:<id>:journal_space`).
+pub fn journal_space(
+    gateway_id: &str,
+    phase: Phase,
+    shedding: bool,
+    message: String,
+) -> EventDraft {
+    let mut d = EventDraft::new(
+        Kind::DeviceFault,
+        phase,
+        format!("gateway:{gateway_id}:journal_space"),
+        crate::GATEWAY_ADAPTER,
+    );
+    d.data.priority = if shedding {
+        Priority::High
+    } else {
+        Priority::Medium
+    };
+    d.data.message = Some(message);
+    d.data.codes.vendor = Some(
+        if shedding {
+            "journal_full"
+        } else {
+            "journal_space_low"
+        }
+        .to_owned(),
+    );
+    d
+}

@@ -63,6 +63,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PriorityLabel {
     priority: String,
 }
@@ -89,6 +94,11 @@ pub struct Metrics {
     api_connections_capped: Counter,
     unregistered_evicted: Counter,
     unregistered_devices: Gauge,
+    events_shed: Counter,
+    journal_bytes: Gauge,
+    journal_max_bytes: Gauge,
+    pruned: Family<WhatLabel, Counter>,
+    prune_step: Histogram,
     sinks: Vec<String>,
     /// Dead-letter reasons in use as labels (at most [`MAX_REASONS`]).
     reasons: Mutex<BTreeSet<String>>,
@@ -104,6 +114,8 @@ pub struct BatchTally {
     acks: Vec<(String, f64)>,
     /// Unregistered devices forgotten by the cap.
     unregistered_evicted: u64,
+    /// Telemetry shed at the disk budget.
+    shed: u64,
 }
 
 impl BatchTally {
@@ -116,6 +128,13 @@ impl BatchTally {
     /// One input dead-lettered with `reason`.
     pub fn dead_letter(&mut self, reason: &str) {
         self.dead_letters.push(reason.to_owned());
+    }
+    /// `n` telemetry events shed at `[journal] max_bytes` (dead-lettered as `shed`).
+    pub fn shed(&mut self, n: u64) {
+        self.shed += n;
+        for _ in 0..n {
+            self.dead_letters.push("shed".to_owned());
+        }
     }
     /// `n` unregistered devices forgotten by `[journal] max_unregistered_devices`.
     pub fn unregistered_evicted(&mut self, n: u64) {
@@ -247,6 +266,37 @@ impl Metrics {
             "Unregistered devices the journal keeps a row for (at most [journal] max_unregistered_devices)",
             unregistered_devices.clone(),
         );
+        let events_shed = Counter::default();
+        registry.register(
+            "atgw_events_shed",
+            "Telemetry events not journaled because the journal was at [journal] max_bytes (dead-lettered as shed; alarms are never shed)",
+            events_shed.clone(),
+        );
+        let journal_bytes = Gauge::default();
+        registry.register(
+            "atgw_journal_bytes",
+            "Bytes of the journal file in use (pages minus free pages), as the writer last measured",
+            journal_bytes.clone(),
+        );
+        let journal_max_bytes = Gauge::default();
+        registry.register(
+            "atgw_journal_max_bytes",
+            "The journal's disk budget ([journal] max_bytes, or half the filesystem)",
+            journal_max_bytes.clone(),
+        );
+        let pruned = Family::<WhatLabel, Counter>::default();
+        registry.register(
+            "atgw_journal_pruned",
+            "Rows retention deleted (telemetry, events, alerts, dead_letters) and free pages returned (pages)",
+            pruned.clone(),
+        );
+        // 0.1 ms … ~0.4 s: one retention step is one small transaction.
+        let prune_step = Histogram::new(exponential_buckets(0.0001, 2.0, 12));
+        registry.register(
+            "atgw_journal_prune_step_seconds",
+            "One retention step (a transaction run between batches)",
+            prune_step.clone(),
+        );
         let components = Arc::new(RwLock::new(BTreeMap::new()));
         registry.register_collector(Box::new(HealthCollector {
             components: components.clone(),
@@ -281,6 +331,11 @@ impl Metrics {
             api_connections_capped,
             unregistered_evicted,
             unregistered_devices,
+            events_shed,
+            journal_bytes,
+            journal_max_bytes,
+            pruned,
+            prune_step,
             sinks: sinks.to_vec(),
             reasons: Mutex::new(BTreeSet::new()),
             components,
@@ -312,6 +367,9 @@ impl Metrics {
         if tally.unregistered_evicted > 0 {
             self.unregistered_evicted.inc_by(tally.unregistered_evicted);
         }
+        if tally.shed > 0 {
+            self.events_shed.inc_by(tally.shed);
+        }
         for (priority, secs) in tally.acks {
             self.time_to_ack
                 .get_or_create(&PriorityLabel { priority })
@@ -327,6 +385,36 @@ impl Metrics {
     /// A local API client has to wait: `max_connections` connections are open.
     pub fn api_connections_capped(&self) {
         self.api_connections_capped.inc();
+    }
+
+    /// The journal's size in use and its budget, as the writer measured them.
+    pub fn journal_bytes(&self, used: u64, max: u64) {
+        self.journal_bytes
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+        self.journal_max_bytes
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    /// One retention step took `took`.
+    pub fn prune_step(&self, took: Duration) {
+        self.prune_step.observe(took.as_secs_f64());
+    }
+
+    /// What a finished retention cycle deleted.
+    pub fn pruned(&self, p: &crate::journal::retention::Pruned) {
+        for (what, n) in [
+            ("telemetry", p.telemetry),
+            ("events", p.events),
+            ("alerts", p.alerts),
+            ("dead_letters", p.dead_letters),
+            ("pages", p.pages),
+        ] {
+            if n > 0 {
+                self.pruned
+                    .get_or_create(&WhatLabel { what: what.into() })
+                    .inc_by(n);
+            }
+        }
     }
 
     /// How many unregistered devices the journal keeps a row for now.

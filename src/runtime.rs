@@ -226,6 +226,14 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             max_dead_letters: cfg.journal.max_dead_letters,
             max_unregistered_devices: cfg.journal.max_unregistered_devices,
             link_down_alert_after: cfg.alerts.link_down_alert_after,
+            retention: journal::retention::Retention::from_config(
+                &cfg.journal,
+                site.timezone.clone(),
+            ),
+            max_bytes: cfg
+                .journal
+                .max_bytes
+                .or_else(|| journal::budget::default_for(&cfg.gateway.data_dir)),
             clock: clock.clone(),
             metrics: metrics.clone(),
             commits: commits.clone(),
@@ -234,6 +242,11 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     )
     .map_err(StartError::Writer)?;
 
+    if !opened.reclaims {
+        tracing::warn!(
+            "the journal predates incremental vacuum and is too large to convert at start: space freed by retention is reused but not returned to the filesystem; to convert it, stop atgw and run `sqlite3 <data_dir>/atgw.db 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'` (needs free space the size of the file)"
+        );
+    }
     if let Some((aside, reason)) = &opened.moved_aside {
         tracing::error!(
             "the journal was corrupt ({reason}); it was moved to {} and a new one started",

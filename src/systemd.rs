@@ -473,6 +473,8 @@ mod tests {
                 max_dead_letters: 10_000,
                 max_unregistered_devices: 1000,
                 link_down_alert_after: std::time::Duration::from_secs(60),
+                retention: Default::default(),
+                max_bytes: None,
                 clock: Arc::new(atgw_sdk::clock::SystemClock),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),

@@ -226,6 +226,9 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
     }
     let Some(chosen) = policies.choose(d, b.now) else {
         let held = policies.held_until(d, b.now);
+        if b.shedding && held.is_none() && is_telemetry(&event) {
+            return b.shed(&event);
+        }
         let seq = b.insert(&event, &sinks)?;
         if let Some(due) = held {
             // Raised outside a policy's hours: alerted when they begin if still raised then.
@@ -272,6 +275,18 @@ pub(crate) fn on_device_event(b: &mut Batch<'_>, mut event: Event) -> rusqlite::
     event.correlationid = Some(id.clone());
     b.insert(&event, &sinks)?;
     open_alert(b, id, &event, &chosen, component)
+}
+
+/// Telemetry: what the journal keeps for days, not months, and sheds at its disk budget
+/// (the same test [`crate::journal::retention`] makes in SQL): an info reading or heartbeat
+/// with no alert, not a test call, not a cancel, not the gateway's shelf announcement.
+pub(crate) fn is_telemetry(event: &Event) -> bool {
+    let d = &event.data;
+    d.priority == atgw_sdk::Priority::Info
+        && !d.test
+        && event.correlationid.is_none()
+        && !matches!(d.kind, Kind::Cancel | Kind::Shelved)
+        && !crate::envelope::is_alert_lifecycle(&event.source)
 }
 
 /// A new alert for `event` (journaled already) under the chosen policy.

@@ -36,6 +36,32 @@ impl Config {
                 "must be above zero, e.g. \"2m\"".into(),
             ));
         }
+        let j = &self.journal;
+        if j.telemetry_retention > j.alert_retention {
+            return Err((
+                "journal.telemetry_retention".into(),
+                "must not be longer than journal.alert_retention (the daily figures kept in place of telemetry go with the alert history)".into(),
+            ));
+        }
+        if j.telemetry_retention < std::time::Duration::from_secs(1)
+            || j.prune_every < std::time::Duration::from_secs(1)
+        {
+            return Err((
+                "journal.telemetry_retention".into(),
+                "retention windows and prune_every must be at least 1s".into(),
+            ));
+        }
+        if j.max_bytes
+            .is_some_and(|b| b < crate::journal::budget::MIN_BYTES)
+        {
+            return Err((
+                "journal.max_bytes".into(),
+                format!(
+                    "must be at least {} bytes (4 MiB): below that the journal's own tables do not fit",
+                    crate::journal::budget::MIN_BYTES
+                ),
+            ));
+        }
         let mut adapters = HashSet::new();
         for (i, a) in self.adapters.iter().enumerate() {
             let key = |k: &str| format!("adapter[{i}].{k}");

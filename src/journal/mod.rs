@@ -9,8 +9,10 @@
 //! inspection, and a fresh journal is started so alarms keep flowing; the caller raises a
 //! gateway alert from [`Opened::moved_aside`].
 
+pub mod budget;
 pub mod commits;
 pub mod reader;
+pub mod retention;
 pub mod salvage;
 pub mod schema;
 pub mod unregistered;
@@ -46,6 +48,9 @@ pub struct Opened {
     /// Where a corrupt journal was moved, and why (the `quick_check` verdict, capped), when that
     /// happened. The reason is for the log; events name only the file.
     pub moved_aside: Option<(PathBuf, String)>,
+    /// Whether pages freed by pruning go back to the filesystem (`auto_vacuum =
+    /// INCREMENTAL`); `false` for a large journal from before, until `atgw journal vacuum`.
+    pub reclaims: bool,
 }
 
 /// Opens (creating or migrating) the journal at `path` for writing.
@@ -86,9 +91,18 @@ pub fn open(path: &Path) -> Result<Opened, JournalError> {
         Connection::open_with_flags(path, OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW)
             .map_err(sql)?;
     make_private(path)?;
+    // Before WAL mode: on a new file, auto_vacuum only takes if set before anything is
+    // written (an existing file just records the wish; see `retention::ensure_incremental`).
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        .map_err(sql)?;
     configure(&conn, path)?;
+    let reclaims = retention::ensure_incremental(&conn, path).map_err(sql)?;
     schema::migrate(&mut conn).map_err(sql)?;
-    Ok(Opened { conn, moved_aside })
+    Ok(Opened {
+        conn,
+        moved_aside,
+        reclaims,
+    })
 }
 
 /// The journal holds residents' events: mode 600 whatever the umask. Done before WAL mode is

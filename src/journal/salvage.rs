@@ -35,6 +35,7 @@ const TABLES: &[&str] = &[
     "adapter_state",
     "devices",
     "shelves",
+    "device_days",
 ];
 
 /// Where the lower bound of a lost outbox range is unknown (the damage is before the first

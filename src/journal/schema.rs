@@ -169,6 +169,25 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX held_conditions_due ON held_conditions(due_ms);
     "#,
+    // 10: retention. What pruned telemetry said, per device and local day (the report adds
+    //     these to the events still held), and the outbox by event, so pruning can tell an
+    //     owed row without a scan.
+    r#"
+    CREATE TABLE device_days (
+        device_id    TEXT NOT NULL,
+        day          TEXT NOT NULL,
+        events       INTEGER NOT NULL,
+        first_ms     INTEGER,
+        last_ms      INTEGER,
+        low_readings INTEGER NOT NULL,
+        min_percent  REAL,
+        adapter      TEXT,
+        registered   INTEGER,
+        PRIMARY KEY (device_id, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX device_days_day ON device_days(day);
+    CREATE INDEX outbox_event ON outbox(event_seq);
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -191,11 +210,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 9);
-        assert_eq!(migrate(&mut c).unwrap(), 9);
+        assert_eq!(migrate(&mut c).unwrap(), 10);
+        assert_eq!(migrate(&mut c).unwrap(), 10);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 9);
+        assert_eq!(v, 10);
     }
 }

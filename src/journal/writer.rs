@@ -41,6 +41,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// After a failed commit, due timers are retried this much later, not in a tight loop (a timer
 /// whose firing rolled back is still due).
 const TIMER_RETRY: Duration = Duration::from_secs(1);
+/// The first pruning cycle starts this long after the writer (or `prune_every`, if shorter).
+const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
 /// `adapter_state` key (under the reserved `gateway` adapter) of the watchdog's heartbeat:
 /// the wall-clock time (ms) of the last heartbeat commit.
 pub const HEARTBEAT_KEY: &str = "watchdog.heartbeat_ms";
@@ -215,6 +217,15 @@ struct Writer {
     dead_letters_capped: bool,
     /// The unregistered devices that have a `devices` row, and their cap.
     unregistered: super::unregistered::Unregistered,
+    /// The disk budget and where the journal stands against it (`None`: no budget).
+    budget: Option<super::budget::Budget>,
+    /// The pruning cycle under way, and when the next one starts (ms).
+    cycle: Option<super::retention::Cycle>,
+    next_cycle_ms: i64,
+    /// Where the last cycle left its event phases.
+    resume: super::retention::Resume,
+    /// Rate limit for pruning's failure log line.
+    prune_log: atgw_sdk::ratelimit::LogLimiter,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -246,6 +257,10 @@ impl Writer {
         setup
             .metrics
             .unregistered_devices(unregistered.len() as i64);
+        let budget = setup.max_bytes.map(super::budget::Budget::new);
+        // The first cycle a minute after start: start-up is not the moment to prune.
+        let next_cycle_ms = setup.clock.now().as_millisecond()
+            + FIRST_PRUNE_AFTER.min(setup.retention.every).as_millis() as i64;
         let supervisor = crate::supervision::Supervisor::load(
             &conn,
             &setup.registry,
@@ -265,6 +280,11 @@ impl Writer {
             outages: Default::default(),
             dead_letters_capped: false,
             unregistered,
+            budget,
+            cycle: None,
+            next_cycle_ms,
+            resume: Default::default(),
+            prune_log: atgw_sdk::ratelimit::LogLimiter::new(Duration::from_secs(300)),
         })
     }
 
@@ -278,6 +298,7 @@ impl Writer {
         let mut batch: Vec<Item> = Vec::with_capacity(256);
         while ingest_open || cmds_open {
             let timer = self.timer_sleep();
+            let prune = self.prune_sleep();
             tokio::select! {
                 biased;
                 c = cmds.recv(), if cmds_open => match c {
@@ -290,6 +311,11 @@ impl Writer {
                 },
                 // An alert timer fell due: an empty batch fires it.
                 _ = timer => {}
+                // Nothing waiting: one pruning step, then look again.
+                _ = prune => {
+                    self.prune_step();
+                    continue;
+                }
             };
             while batch.len() < MAX_BATCH {
                 if let Ok(c) = cmds.try_recv() {
@@ -331,6 +357,120 @@ impl Writer {
         }
     }
 
+    /// Sleeps until pruning has work: now while a cycle is under way, else when the next
+    /// one starts.
+    fn prune_sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let now = self.setup.clock.now().as_millisecond();
+        let due = if self.cycle.is_some() {
+            now
+        } else {
+            self.next_cycle_ms
+        };
+        let due = due.max(self.timers_held_until.unwrap_or(due));
+        let wait = Duration::from_millis(due.saturating_sub(now).max(0) as u64);
+        tokio::time::sleep(wait)
+    }
+
+    /// One retention step in its own transaction ([`super::retention`]).
+    fn prune_step(&mut self) {
+        let now = self.setup.clock.now();
+        let (retention, resume) = (&self.setup.retention, self.resume);
+        let cycle = self
+            .cycle
+            .get_or_insert_with(|| super::retention::Cycle::start(retention, now, resume));
+        let started = std::time::Instant::now();
+        let outcome = (|| -> rusqlite::Result<bool> {
+            let tx = self.conn.transaction()?;
+            let more = super::retention::step(&tx, retention, cycle)?;
+            tx.commit()?;
+            Ok(more)
+        })();
+        self.setup.metrics.prune_step(started.elapsed());
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                let p = cycle.pruned;
+                self.resume = cycle.resume();
+                self.cycle = None;
+                self.next_cycle_ms = now.as_millisecond() + retention.every.as_millis() as i64;
+                self.setup.metrics.pruned(&p);
+                if p != Default::default() {
+                    tracing::info!(
+                        telemetry = p.telemetry,
+                        events = p.events,
+                        alerts = p.alerts,
+                        dead_letters = p.dead_letters,
+                        pages = p.pages,
+                        "journal retention: pruned {} telemetry events past telemetry_retention, {} events and {} resolved alerts past alert_retention, {} dead letters; returned {} free pages",
+                        p.telemetry,
+                        p.events,
+                        p.alerts,
+                        p.dead_letters,
+                        p.pages
+                    );
+                }
+            }
+            Err(e) => {
+                self.cycle = None;
+                self.next_cycle_ms = now.as_millisecond() + FIRST_PRUNE_AFTER.as_millis() as i64;
+                if let Some(skipped) = self.prune_log.allow("prune") {
+                    tracing::warn!(
+                        "journal retention step failed (tried again in a minute; {skipped} such lines skipped): {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Measures the journal against its budget; the gateway alert to journal in this batch
+    /// if the level changed.
+    fn measure_budget(&mut self) -> Option<EventDraft> {
+        let budget = self.budget.as_mut()?;
+        match super::budget::used_bytes(&self.conn) {
+            Ok(used) => budget.used = used,
+            Err(e) => {
+                tracing::debug!("journal size unreadable: {e}");
+                return None;
+            }
+        }
+        self.setup
+            .metrics
+            .journal_bytes(budget.used, budget.max_bytes);
+        let level = budget.level();
+        let what = format!(
+            "{} of its {} budget ([journal] max_bytes)",
+            super::budget::human(budget.used),
+            super::budget::human(budget.max_bytes)
+        );
+        use super::budget::Level;
+        let gw = &self.setup.gateway_id;
+        match (level, budget.warned, budget.shed_announced) {
+            (Level::Fine, true, _) => Some(crate::gateway_alerts::journal_space(
+                gw,
+                atgw_sdk::Phase::Cleared,
+                false,
+                format!("Gateway journal is back within its disk budget: {what}"),
+            )),
+            (Level::Warn, false, _) => Some(crate::gateway_alerts::journal_space(
+                gw,
+                atgw_sdk::Phase::Raised,
+                false,
+                format!(
+                    "Gateway journal is filling its disk: {what}; at the budget readings will be dropped (alarms never are). Shorten [journal] telemetry_retention, raise max_bytes, or free disk"
+                ),
+            )),
+            (Level::Full, _, false) => Some(crate::gateway_alerts::journal_space(
+                gw,
+                atgw_sdk::Phase::Raised,
+                true,
+                format!(
+                    "Gateway journal is at its disk budget: {what}; readings (telemetry) are being dropped and counted; alarms are still journaled. Shorten [journal] telemetry_retention, raise max_bytes, or free disk"
+                ),
+            )),
+            _ => None,
+        }
+    }
+
     fn commit_batch(&mut self, mut items: Vec<Item>) {
         if let Some(ended) = self.outages.settled(self.setup.clock.now()) {
             tracing::warn!(
@@ -355,6 +495,8 @@ impl Writer {
             let held: Vec<Item> = self.held.drain(..).map(Item::Cmd).collect();
             items.splice(0..0, held);
         }
+        let space_alert = self.measure_budget();
+        let shedding = self.budget.as_ref().is_some_and(|b| b.shedding());
         let now = self.setup.clock.now();
         let changes_before = self.conn.total_changes();
         let started = std::time::Instant::now();
@@ -377,11 +519,25 @@ impl Writer {
                 touched: HashMap::new(),
                 seen: HashMap::new(),
                 handed: vec![Vec::new(); self.setup.sinks.len()],
+                shedding,
+                shed: 0,
             };
+            if let Some(d) = space_alert {
+                let ids = b.device_events(crate::GATEWAY_ADAPTER, vec![d])?;
+                applied
+                    .tally
+                    .events_in(crate::GATEWAY_ADAPTER, ids.len() as u64);
+            }
             while let Some(item) = queue.pop_front() {
                 apply::apply(&mut b, item, now, &mut applied)?;
             }
-            if applied.lettered && housekeeping::cap_dead_letters(&b)? && !self.dead_letters_capped
+            if b.shed > 0 {
+                housekeeping::count_shed(b.tx, b.shed)?;
+                applied.tally.shed(b.shed);
+            }
+            if (applied.lettered || b.shed > 0)
+                && housekeeping::cap_dead_letters(&b)?
+                && !self.dead_letters_capped
             {
                 capped_now = true;
                 housekeeping::dead_letters_capped(&mut b, &mut applied.tally)?;
@@ -443,6 +599,9 @@ impl Writer {
                     .metrics
                     .record_batch(applied.tally, started.elapsed());
                 self.dead_letters_capped |= capped_now;
+                if let Some(budget) = self.budget.as_mut() {
+                    budget.committed();
+                }
                 self.unregistered.committed(std::mem::take(&mut bounded));
                 self.setup
                     .metrics

@@ -39,12 +39,19 @@ pub struct Setup {
     /// `[alerts] link_down_alert_after`: how long an adapter's link may be down before the
     /// gateway alert about it ([`crate::supervision`]).
     pub link_down_alert_after: Duration,
+    /// `[journal]` retention windows ([`crate::journal::retention`]).
+    pub retention: crate::journal::retention::Retention,
+    /// `[journal] max_bytes`, resolved (`None`: no budget could be set).
+    pub max_bytes: Option<u64>,
     pub clock: SharedClock,
     /// Counts what each batch committed (events in, dead letters, acks, commit latency).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether commits succeed, for `/readyz` ([`crate::journal::commits`]).
     pub commits: Arc<crate::journal::commits::CommitHealth>,
 }
+
+/// Bytes of a shed event kept in its dead letter: enough to see what it was.
+pub const SHED_RAW_BYTES: usize = 256;
 
 /// A device heard in this batch: (adapter, registered, last seen ms).
 pub(crate) type Heard = HashMap<String, (String, bool, i64)>;
@@ -62,6 +69,10 @@ pub struct Batch<'t> {
     /// Per sink, the outbox rows this batch added (lane, delivery): handed to its dispatcher
     /// after the commit; only sinks that got rows are woken.
     pub(crate) handed: Vec<Vec<(usize, Delivery)>>,
+    /// The journal is at its disk budget: telemetry is shed ([`crate::journal::budget`]).
+    pub(crate) shedding: bool,
+    /// Telemetry events shed in this batch.
+    pub(crate) shed: u64,
 }
 
 impl<'t> Batch<'t> {
@@ -149,6 +160,36 @@ impl<'t> Batch<'t> {
             }
         }
         Ok(seq)
+    }
+
+    /// Sheds a telemetry event at the disk budget: a dead letter (`shed`, the first
+    /// [`SHED_RAW_BYTES`] of the event) instead of an event row; the device is still answered
+    /// and still counts as heard.
+    pub(crate) fn shed(&mut self, event: &Event) -> rusqlite::Result<()> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let keep = json
+            .len()
+            .min(SHED_RAW_BYTES.min(self.setup.dead_letter_bytes));
+        self.tx
+            .prepare_cached(
+                "INSERT INTO dead_letters (adapter, reason, detail, origin, raw, raw_len, recorded_ms)
+                 VALUES (?1, 'shed', ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                event.data.device.adapter,
+                format!(
+                    "journal at [journal] max_bytes: {} from {} not journaled (telemetry is shed, alarms never)",
+                    event.data.kind.as_str(),
+                    event.data.device.id
+                ),
+                event.source,
+                &json.as_bytes()[..keep],
+                json.len() as i64,
+                self.now.as_millisecond()
+            ])?;
+        self.shed += 1;
+        Ok(())
     }
 
     pub(crate) fn write_seen(&self) -> rusqlite::Result<()> {

@@ -89,6 +89,19 @@ pub(super) fn prune_if_due(
     Ok(())
 }
 
+/// `adapter_state` key (gateway adapter) counting telemetry shed at the disk budget.
+pub const SHED_KEY: &str = "journal.shed";
+
+/// Adds `n` to the persistent count of telemetry shed at `[journal] max_bytes`.
+pub(super) fn count_shed(tx: &Transaction<'_>, n: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(adapter, key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ?3 AS TEXT)",
+    )?
+    .execute(params![crate::GATEWAY_ADAPTER, SHED_KEY, n as i64])?;
+    Ok(())
+}
+
 /// `adapter_state` key (gateway adapter) counting dead letters deleted by the cap.
 pub const DEAD_LETTERS_PRUNED_KEY: &str = "dead_letters.pruned";
 

@@ -24,6 +24,8 @@ fn test_setup() -> Setup {
         max_clock_skew: Duration::from_secs(120),
         max_unregistered_devices: 1000,
         link_down_alert_after: std::time::Duration::from_secs(60),
+        retention: Default::default(),
+        max_bytes: None,
         max_dead_letters: 10_000,
         clock: Arc::new(atgw_sdk::clock::SystemClock),
         metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),

@@ -80,6 +80,14 @@ pub fn build(conn: &mut Connection, path: &Path, opts: &Options) -> Result<Repor
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(sql)?;
+    // Pruned telemetry may have been the first thing heard.
+    let pruned_first: Option<i64> = if has_device_days(&tx).map_err(sql)? {
+        tx.query_row("SELECT min(first_ms) FROM device_days", [], |r| r.get(0))
+            .map_err(sql)?
+    } else {
+        None
+    };
+    let first_ms = first_ms.into_iter().chain(pruned_first).min();
     let generated_ms = Timestamp::now().as_millisecond();
     let today = local_day(generated_ms, tz);
     let first_day = first_ms.map(|ms| local_day(ms, tz)).unwrap_or(today);
@@ -109,6 +117,7 @@ pub fn build(conn: &mut Connection, path: &Path, opts: &Options) -> Result<Repor
         start_ms,
         end_ms.min(as_of_ms.unwrap_or(start_ms)),
         end_ms,
+        (&from.to_string(), &to.to_string()),
     )
     .map_err(sql)?;
     let site = match &opts.site {
@@ -267,14 +276,27 @@ fn read_test_calls(
     rows.collect()
 }
 
-/// Devices over `[start_ms, end_ms)`; uptime is measured up to `watch_end_ms` (the journal's
-/// last event when that is earlier than the period's end: the gateway cannot vouch for later).
+/// Whether the journal has daily figures (migration 10; a report may read an older file).
+fn has_device_days(tx: &Connection) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'device_days'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// Devices over `[start_ms, end_ms)` (the local days `days`, inclusive); uptime is measured up
+/// to `watch_end_ms` (the journal's last event when that is earlier than the period's end: the
+/// gateway cannot vouch for later). Telemetry that retention pruned is counted from its daily
+/// figures (`device_days`), which hold exactly what the pruned rows would have given.
 fn read_devices(
     tx: &Connection,
     alerts_source: &str,
     start_ms: i64,
     watch_end_ms: i64,
     end_ms: i64,
+    days: (&str, &str),
 ) -> rusqlite::Result<Vec<DeviceRecord>> {
     let mut devices: BTreeMap<String, DeviceRecord> = BTreeMap::new();
     // What the gateway knows of each device it has heard.
@@ -315,6 +337,20 @@ fn read_devices(
         for row in rows {
             let (id, ms) = row?;
             first_ever.insert(id, ms);
+        }
+        if has_device_days(tx)? {
+            let mut stmt = tx.prepare(
+                "SELECT device_id, min(first_ms) FROM device_days
+                 WHERE day <= ?1 AND first_ms IS NOT NULL GROUP BY device_id",
+            )?;
+            let rows = stmt.query_map([days.1], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (id, ms) = row?;
+                let e = first_ever.entry(id).or_insert(ms);
+                *e = (*e).min(ms);
+            }
         }
     }
     {
@@ -365,6 +401,47 @@ fn read_devices(
             d.low_battery_raised = low_raised.clamp(0, u32::MAX as i64) as u32;
             d.low_battery_readings = low_readings.clamp(0, u32::MAX as i64) as u32;
             d.min_battery_percent = min_pct;
+        }
+    }
+    // What pruned telemetry said, day by day.
+    if has_device_days(tx)? {
+        let mut stmt = tx.prepare(
+            "SELECT device_id, min(first_ms), max(last_ms), sum(events), sum(low_readings),
+                    min(min_percent), max(adapter), max(registered)
+             FROM device_days WHERE day >= ?1 AND day <= ?2 GROUP BY device_id",
+        )?;
+        let rows = stmt.query_map([days.0, days.1], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<f64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<bool>>(7)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, first, last, events, low_readings, min_pct, adapter, reg) = row?;
+            let d = devices.entry(id.clone()).or_insert_with(|| DeviceRecord {
+                id,
+                adapter: adapter.unwrap_or_default(),
+                registered: reg.unwrap_or(false),
+                ..DeviceRecord::default()
+            });
+            let earlier = |a: Option<i64>, b: Option<i64>| a.into_iter().chain(b).min();
+            let later = |a: Option<i64>, b: Option<i64>| a.into_iter().chain(b).max();
+            d.first_seen_ms = earlier(d.first_seen_ms, first);
+            d.last_seen_ms = later(d.last_seen_ms, last);
+            d.events += events.max(0) as u64;
+            d.low_battery_readings = d
+                .low_battery_readings
+                .saturating_add(low_readings.clamp(0, u32::MAX as i64) as u32);
+            d.min_battery_percent = match (d.min_battery_percent, min_pct) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
     }
     // Offline episodes, from every transition up to the period's end (one raised before the

@@ -77,7 +77,35 @@ struct Devices {
 
 impl Site {
     fn start(at: Timestamp) -> Site {
-        let dir = tempfile::tempdir().unwrap();
+        Site::start_with(at, &[], Default::default())
+    }
+
+    /// A site whose every event is queued for the stream sinks `sinks` (nothing delivers
+    /// them but [`Site::deliver`]), under these retention windows.
+    fn start_with(
+        at: Timestamp,
+        sinks: &[&str],
+        retention: crate::journal::retention::Retention,
+    ) -> Site {
+        Site::open_in(tempfile::tempdir().unwrap(), at, sinks, retention)
+    }
+
+    /// The writer started again on the journal in `dir` (queued for `upstream` and `archive`).
+    fn reopen(
+        dir: tempfile::TempDir,
+        at: Timestamp,
+        retention: crate::journal::retention::Retention,
+    ) -> Site {
+        Site::open_in(dir, at, &["upstream", "archive"], retention)
+    }
+
+    fn open_in(
+        dir: tempfile::TempDir,
+        at: Timestamp,
+        sinks: &[&str],
+        retention: crate::journal::retention::Retention,
+    ) -> Site {
+        let sinks: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();
         let opened = crate::journal::open(&dir.path().join(crate::journal::FILE_NAME)).unwrap();
         let devices: Devices = toml::from_str(DEVICES).unwrap();
         let policies: Vec<PolicyConfig> = POLICIES
@@ -101,7 +129,7 @@ impl Site {
                     &policies,
                     &[],
                     &AlertSettings::default(),
-                    &[],
+                    &sinks,
                 )),
                 vitals: Arc::new(crate::rules::VitalRules::default()),
                 dedupe_window: Duration::from_secs(3600),
@@ -110,6 +138,8 @@ impl Site {
                 max_dead_letters: 10_000,
                 max_unregistered_devices: 1000,
                 link_down_alert_after: std::time::Duration::from_secs(60),
+                retention,
+                max_bytes: None,
                 clock: Arc::new(clock.clone()),
                 metrics: Arc::new(crate::metrics::Metrics::new(&[], &[])),
                 commits: Default::default(),
@@ -160,6 +190,25 @@ impl Site {
             })
             .await
             .unwrap();
+    }
+
+    /// `sink` delivered everything queued for it so far (as its dispatcher reports it).
+    async fn deliver(&self, sink: &str) {
+        self.flush().await;
+        let ids: Vec<i64> = {
+            let c = read::open(&self.path()).unwrap();
+            let mut stmt = c.prepare("SELECT id FROM outbox WHERE sink = ?1").unwrap();
+            stmt.query_map([sink], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for chunk in ids.chunks(2000) {
+            self.writer.send(crate::journal::WriterCmd::Delivered {
+                ids: chunk.to_vec(),
+            });
+        }
+        self.flush().await;
     }
 
     /// Lets due timers (escalation, repeats, supervision) fire at the clock's time.
@@ -474,4 +523,193 @@ fn a_local_time_the_clocks_going_back_repeat_says_which_one_it_is() {
         super::for_people(ts("2026-10-25T01:30:00Z"), &utc),
         "2026-10-25 01:30"
     );
+}
+
+/// Thirty days of a small home: three devices reporting every 30 minutes (readings, battery
+/// with some low ones, heartbeats), a pendant press every third day (acknowledged and
+/// resolved), a test call a week, and a leak left open; every event queued for `upstream`
+/// and `archive`, neither delivered yet.
+async fn thirty_days(retention: crate::journal::retention::Retention) -> Site {
+    let start = ts("2026-03-01T00:00:00Z");
+    let site = Site::start_with(start, &["upstream", "archive"], retention);
+    let step = 1800;
+    for tick in 0..(30 * 48) {
+        let at = start + SignedDuration::from_secs(tick * step);
+        site.clock.set(at);
+        let mut drafts = Vec::new();
+        for (native, kind) in [
+            ("0xa4c1", Kind::Heartbeat),
+            ("0xdc8e", Kind::VitalSign),
+            ("0x0050", Kind::Heartbeat),
+        ] {
+            let mut d = EventDraft::new(kind, Phase::Point, format!("zigbee:{native}"), "zigbee");
+            d.registry_keys = BTreeMap::from([("device".to_owned(), native.to_owned())]);
+            d.data.battery = Some(Battery {
+                percent: Some(100.0 - (tick % 97) as f64),
+                low: Some(tick % 97 > 90),
+                voltage_mv: None,
+            });
+            drafts.push(d);
+        }
+        let seen = drafts
+            .iter()
+            .map(|d| Seen {
+                device_id: d.data.device.id.clone(),
+                registry_keys: d.registry_keys.clone(),
+            })
+            .collect();
+        site.zigbee
+            .submit(Submission {
+                events: drafts,
+                first_delivery: true,
+                seen,
+                ..Submission::default()
+            })
+            .await
+            .unwrap();
+        if tick % (3 * 48) == 20 {
+            site.send("0xa4c1", Kind::PendantPress, Phase::Point, |_| {})
+                .await;
+            let a = site.alert_of("pendant-12");
+            site.advance(30);
+            site.ack(&a, "carer-1").await;
+            site.resolve(&a, "assisted").await;
+        }
+        if tick % (7 * 48) == 30 {
+            site.send("0xa4c1", Kind::PendantPress, Phase::Point, |d| {
+                d.data.test = true
+            })
+            .await;
+        }
+        if tick == 100 {
+            site.send("0x0050", Kind::WaterLeak, Phase::Raised, |_| {})
+                .await;
+        }
+    }
+    site.flush().await;
+    site
+}
+
+/// Runs retention cycles on the closed journal at `now` until one finishes.
+fn prune(
+    path: &std::path::Path,
+    r: &crate::journal::retention::Retention,
+    now: Timestamp,
+) -> crate::journal::retention::Pruned {
+    use crate::journal::retention::{Cycle, step};
+    let mut opened = crate::journal::open(path).unwrap();
+    let mut cycle = Cycle::start(r, now, Default::default());
+    loop {
+        let tx = opened.conn.transaction().unwrap();
+        let more = step(&tx, r, &mut cycle).unwrap();
+        tx.commit().unwrap();
+        if !more {
+            break;
+        }
+    }
+    opened
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    cycle.pruned
+}
+
+fn count(path: &std::path::Path, sql: &str) -> i64 {
+    read::open(path)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+/// What a report says, without when it was generated.
+fn totals(r: &Report) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}",
+        r.alerts,
+        r.test_calls,
+        r.devices,
+        (r.from, r.to)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_what_a_sink_owes_prunes_delivered_telemetry_and_the_report_adds_up() {
+    use crate::journal::retention::Retention;
+    // The writer's own cycles kept out of the way: this test runs them by hand.
+    let mut r = Retention {
+        every: Duration::from_secs(400 * 24 * 3600),
+        ..Retention::default()
+    };
+    let site = thirty_days(r.clone()).await;
+    let end = atgw_sdk::clock::Clock::now(&site.clock);
+    site.deliver("upstream").await;
+    let (dir, path) = site.finish();
+    let telemetry = "SELECT count(*) FROM events WHERE priority = 'info' AND test = 0
+                     AND correlation_id IS NULL AND source NOT LIKE '%:alerts'";
+    let all_events = count(&path, "SELECT count(*) FROM events");
+    let all_telemetry = count(&path, telemetry);
+    assert_eq!(all_telemetry, 30 * 48 * 3);
+    let week = |o: &mut Options| {
+        o.from = Some(date(2026, 3, 8));
+        o.to = Some(date(2026, 3, 14));
+    };
+    let before = report(&path, "Europe/London", |_| {});
+    let before_week = report(&path, "Europe/London", week);
+    let size_before = std::fs::metadata(&path).unwrap().len();
+    let used_before = crate::journal::budget::used_bytes(&read::open(&path).unwrap()).unwrap();
+
+    // `archive` was down the whole month: every row it is owed stays.
+    r.every = Duration::from_secs(600);
+    let p = prune(&path, &r, end);
+    assert_eq!(p.telemetry, 0, "{p:?}");
+    assert_eq!(count(&path, "SELECT count(*) FROM events"), all_events);
+
+    // It comes back and delivers; the next cycle prunes everything past the 7-day window.
+    let site = Site::reopen(dir, end, r.clone());
+    site.deliver("archive").await;
+    let (_dir, path) = site.finish();
+    let p = prune(&path, &r, end);
+    let window_ms = 7 * 24 * 3600 * 1000;
+    let old_telemetry = count(
+        &path,
+        &format!(
+            "{telemetry} AND recorded_ms < {}",
+            end.as_millisecond() - window_ms
+        ),
+    );
+    assert_eq!(old_telemetry, 0, "telemetry past the window is gone");
+    let kept = count(&path, telemetry);
+    assert!(
+        (7 * 48 * 3..=7 * 48 * 3 + 3).contains(&kept),
+        "the last 7 days' telemetry stays: {kept}"
+    );
+    assert_eq!(p.telemetry as i64, all_telemetry - kept);
+    // Alarms, their alert history and the test calls are all still there.
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM events") + p.telemetry as i64,
+        all_events
+    );
+    assert_eq!(count(&path, "SELECT count(*) FROM alerts"), 11);
+    // The pages in use shrank with the rows; the file keeps at most the slack of free pages
+    // for reuse and gave the rest back.
+    let used = |path: &std::path::Path| {
+        crate::journal::budget::used_bytes(&read::open(path).unwrap()).unwrap()
+    };
+    let used_after = used(&path);
+    let size_after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        used_after * 2 < used_before,
+        "in use: {used_before} → {used_after} bytes"
+    );
+    assert!(
+        size_after <= used_after + crate::journal::retention::SLACK_BYTES as u64 + 8192,
+        "file {size_before} → {size_after} bytes, {used_after} in use"
+    );
+
+    let after = report(&path, "Europe/London", |_| {});
+    assert_eq!(totals(&before), totals(&after));
+    // And a period that lies wholly in the pruned days.
+    let after_week = report(&path, "Europe/London", week);
+    assert!(before_week.devices.iter().all(|d| d.events > 300));
+    assert_eq!(totals(&before_week), totals(&after_week));
 }
