@@ -383,6 +383,23 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         clock.clone(),
         intake.clone(),
     ));
+    // The check a clean stop let the start skip runs beside the writer, and again daily;
+    // stopped with the adapters (it holds a writer handle, which would keep the writer up).
+    {
+        let check = check_journal_daily(
+            journal_path.clone(),
+            opened.checked,
+            writer.clone(),
+            gateway_device(cfg),
+        );
+        let stop = intake.clone();
+        adapters.spawn(async move {
+            tokio::select! {
+                _ = check => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
     metrics.watch(&health);
     if let Some(api) = &cfg.api {
         // No token, no API: refuse to start rather than serve alerts to anyone on the box.
@@ -505,4 +522,51 @@ async fn commit_alert_requests(mut rx: mpsc::Receiver<AlertRequest>, writer: Wri
 /// The gateway's own device id, for events it raises about itself.
 pub fn gateway_device(cfg: &Config) -> String {
     format!("gateway:{}", cfg.gateway.id)
+}
+
+/// Exit status after the background check found damage (not 2, which systemd is told never
+/// to restart).
+const JOURNAL_DAMAGED_EXIT: i32 = 75;
+
+/// How often the journal is checked in the background.
+const JOURNAL_CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// `PRAGMA quick_check` on a read-only connection: now (unless the start just ran it), then
+/// every [`JOURNAL_CHECK_EVERY`]. Damage raises a high gateway alert and ends the process with
+/// a failure, without the writer's clean-stop mark: the restart (systemd `Restart=on-failure`)
+/// runs the full check before accepting anything, moves the file aside and salvages it, as
+/// after a crash. Like a crash, the exit loses nothing: devices were acknowledged only for
+/// what was committed.
+async fn check_journal_daily(
+    path: std::path::PathBuf,
+    checked_at_start: bool,
+    writer: journal::WriterHandle,
+    device: String,
+) {
+    if checked_at_start {
+        tokio::time::sleep(JOURNAL_CHECK_EVERY).await;
+    }
+    loop {
+        let p = path.clone();
+        let verdict = tokio::task::spawn_blocking(move || journal::check_in_background(&p)).await;
+        if let Ok(Err(reason)) = verdict {
+            tracing::error!("the journal check found damage ({reason})");
+            let mut d = EventDraft::new(
+                Kind::DeviceFault,
+                Phase::Raised,
+                device.clone(),
+                crate::GATEWAY_ADAPTER,
+            );
+            d.data.priority = Priority::High;
+            d.data.message = Some(
+                "Gateway journal check found damage; the gateway restarts to recover the journal"
+                    .into(),
+            );
+            d.data.codes.vendor = Some("journal_check_failed".into());
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer.gateway_event(d)).await;
+            tracing::error!("exiting so that the restart checks and salvages the journal");
+            std::process::exit(JOURNAL_DAMAGED_EXIT);
+        }
+        tokio::time::sleep(JOURNAL_CHECK_EVERY).await;
+    }
 }

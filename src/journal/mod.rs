@@ -51,7 +51,18 @@ pub struct Opened {
     /// Whether pages freed by pruning go back to the filesystem (`auto_vacuum =
     /// INCREMENTAL`); `false` for a large journal from before, until `atgw journal vacuum`.
     pub reclaims: bool,
+    /// Whether `quick_check` ran before opening (an unclean stop); after a clean one it is
+    /// left to [`check_in_background`].
+    pub checked: bool,
 }
+
+/// A journal smaller than this is always checked before start (tens of ms at most); a larger
+/// one only after an unclean stop, else in the background ([`check_in_background`]).
+pub const CHECK_AT_START_BELOW_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `adapter_state` key (gateway adapter) the writer sets as the last thing it commits on an
+/// orderly stop, and `open` clears.
+pub const CLEAN_STOP_KEY: &str = "journal.clean_stop_ms";
 
 /// Opens (creating or migrating) the journal at `path` for writing.
 pub fn open(path: &Path) -> Result<Opened, JournalError> {
@@ -66,7 +77,14 @@ pub fn open(path: &Path) -> Result<Opened, JournalError> {
             what: "is a symlink; atgw never writes through one: remove it and restart".into(),
         });
     }
+    // After a clean stop the file is as the writer left it; only an unclean one (kill -9,
+    // power loss) runs the full check before start (see `stopped_cleanly`).
+    let clean = existing
+        .as_ref()
+        .is_some_and(|m| m.len() >= CHECK_AT_START_BELOW_BYTES)
+        && stopped_cleanly(path);
     if existing.is_some()
+        && !clean
         && let Err(reason) = check(path)
     {
         let aside = aside_name(path);
@@ -98,10 +116,17 @@ pub fn open(path: &Path) -> Result<Opened, JournalError> {
     configure(&conn, path)?;
     let reclaims = retention::ensure_incremental(&conn, path).map_err(sql)?;
     schema::migrate(&mut conn).map_err(sql)?;
+    // Running from now on: a stop that does not reach the writer's end leaves no mark.
+    conn.execute(
+        "DELETE FROM adapter_state WHERE adapter = ?1 AND key = ?2",
+        [crate::GATEWAY_ADAPTER, CLEAN_STOP_KEY],
+    )
+    .map_err(sql)?;
     Ok(Opened {
         conn,
         moved_aside,
         reclaims,
+        checked: existing.is_some() && !clean,
     })
 }
 
@@ -164,6 +189,54 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Whether the last run stopped cleanly: the writer's stop mark is there and nothing was
+/// written after it (no WAL left: its final checkpoint truncated it).
+///
+/// Why the full check can wait then: SQLite's WAL recovery makes every committed transaction
+/// survive a crash and discards a torn one by its frame checksums, as long as the disk
+/// honoured fsync. Damage shows where it did not (an SD card losing power mid-write), so
+/// after an unclean stop the file is checked before anything is accepted. Damage at rest
+/// (bit rot, a bug) cannot be ruled out by a clean stop either: [`check_in_background`]
+/// runs at once beside the writer, and on damage the daemon raises its alert and exits
+/// without the stop mark, so the restart (systemd's `Restart=on-failure`) runs the full check
+/// and salvage; until then nothing is acknowledged that was not committed. A small journal is checked at every start anyway: it costs next to nothing.
+fn stopped_cleanly(path: &Path) -> bool {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    if std::fs::symlink_metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return false;
+    }
+    let Ok(conn) = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    ) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM adapter_state WHERE adapter = ?1 AND key = ?2",
+        [crate::GATEWAY_ADAPTER, CLEAN_STOP_KEY],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n == 1)
+}
+
+/// Runs `quick_check` on a read-only connection beside the writer (WAL lets it read a
+/// snapshot without blocking anyone); `Err(verdict)` when the file is damaged.
+pub fn check_in_background(path: &Path) -> Result<(), String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| format!("cannot open: {e}"))?;
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| format!("quick_check failed: {e}"))?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(format!("quick_check: {}", cap(&verdict)))
+    }
+}
+
 /// `Ok` when the file opens as a database and passes `quick_check`.
 fn check(path: &Path) -> Result<(), String> {
     let conn = Connection::open_with_flags(
@@ -221,6 +294,105 @@ fn aside_name(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A journal of `CHECK_AT_START_BELOW_BYTES` or more, written and closed as a writer
+    /// would leave it, with or without its clean-stop mark.
+    fn large_journal(dir: &Path, clean: bool) -> PathBuf {
+        let path = dir.join(FILE_NAME);
+        let opened = open(&path).unwrap();
+        opened
+            .conn
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 66)
+                 INSERT INTO dead_letters (adapter, reason, detail, origin, raw, raw_len, recorded_ms)
+                 SELECT 'a', 'r', 'd', 'o', zeroblob(1048576), 1048576, 0 FROM n;",
+            )
+            .unwrap();
+        if clean {
+            opened
+                .conn
+                .execute(
+                    "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, '1')",
+                    [crate::GATEWAY_ADAPTER, CLEAN_STOP_KEY],
+                )
+                .unwrap();
+        }
+        opened
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        drop(opened);
+        assert!(std::fs::metadata(&path).unwrap().len() >= CHECK_AT_START_BELOW_BYTES);
+        path
+    }
+
+    #[test]
+    fn a_large_journal_is_checked_at_start_only_after_an_unclean_stop() {
+        let d = tempfile::tempdir().unwrap();
+        let path = large_journal(d.path(), true);
+        let opened = open(&path).unwrap();
+        assert!(
+            !opened.checked,
+            "a clean stop: the check runs in the background"
+        );
+        // Running clears the mark: a kill -9 from here on leaves none.
+        drop(opened);
+        let opened = open(&path).unwrap();
+        assert!(
+            opened.checked,
+            "no mark (the last run never stopped cleanly): checked"
+        );
+
+        let d = tempfile::tempdir().unwrap();
+        let path = large_journal(d.path(), false);
+        assert!(open(&path).unwrap().checked);
+    }
+
+    #[test]
+    fn damage_at_rest_after_a_clean_stop_is_found_by_the_background_check() {
+        let d = tempfile::tempdir().unwrap();
+        let path = large_journal(d.path(), true);
+        // Overwrite the root page of every index; the file still opens.
+        let roots: Vec<i64> = {
+            let c = Connection::open(&path).unwrap();
+            let mut s = c
+                .prepare("SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND rootpage > 0")
+                .unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        for &p in &roots {
+            let at = (p as usize - 1) * 4096;
+            bytes[at..at + 4096].fill(0xA5);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = open(&path).unwrap();
+        assert!(!opened.checked && opened.moved_aside.is_none());
+        let verdict = check_in_background(&path);
+        assert!(verdict.is_err(), "{verdict:?}");
+        // The process exits without the mark, so the restart checks and moves it aside.
+        drop(opened);
+        let opened = open(&path).unwrap();
+        assert!(opened.checked && opened.moved_aside.is_some());
+    }
+
+    #[test]
+    fn a_small_journal_is_checked_at_every_start() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(FILE_NAME);
+        drop(open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, '1')",
+            [crate::GATEWAY_ADAPTER, CLEAN_STOP_KEY],
+        )
+        .unwrap();
+        drop(c);
+        assert!(open(&path).unwrap().checked);
+    }
 
     #[test]
     fn a_fresh_journal_is_wal_and_migrated() {

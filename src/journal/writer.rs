@@ -184,6 +184,7 @@ pub fn spawn(
                 }
             };
             rt.block_on(w.run(ingest, rx));
+            w.mark_clean_stop();
             w.checkpoint();
         })?;
     Ok((WriterHandle { tx }, handle))
@@ -681,6 +682,25 @@ impl Writer {
                 | WriterCmd::DeliveryFailing { .. }
                 | WriterCmd::Link { .. }),
             ) => self.held.push(cmd),
+        }
+    }
+
+    /// Everything was committed and nobody is left to send more: the next start may skip the
+    /// full check ([`super::CLEAN_STOP_KEY`]). Not set when the last batch failed.
+    fn mark_clean_stop(&self) {
+        if !self.unjournaled.is_empty() || !self.held.is_empty() {
+            return;
+        }
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO adapter_state (adapter, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(adapter, key) DO UPDATE SET value = excluded.value",
+            params![
+                crate::GATEWAY_ADAPTER,
+                super::CLEAN_STOP_KEY,
+                self.setup.clock.now().as_millisecond().to_string()
+            ],
+        ) {
+            tracing::warn!("journal stop mark not written (the next start checks the file): {e}");
         }
     }
 
