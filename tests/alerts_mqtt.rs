@@ -212,3 +212,80 @@ async fn test_calls_reach_the_test_route_and_never_the_carers() {
     assert_eq!(alerts, 1, "the test call opened no alert");
     broker.stop();
 }
+
+/// The upstream broker keeps only live alerts (issue 20): an alert's state is retained at
+/// `<prefix>/alerts/<id>` while it is open or acknowledged, and its resolution clears it, so a
+/// console connecting later sees the open alert and not the resolved one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_alert_leaves_no_retained_state_and_an_open_one_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let carers = Upstream::start(broker.port, "atgw/carers/#").await;
+    let gw = Gateway::start(
+        dir.path(),
+        &alert_config(dir.path(), broker.port, "1h", "1h"),
+    );
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "retained-devices").await;
+    let alert_of = |device: &str| {
+        gw.column::<String>(&format!(
+            "SELECT id FROM alerts WHERE device_id = '{device}' ORDER BY raised_ms DESC LIMIT 1"
+        ))
+        .pop()
+    };
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    devices
+        .send("zigbee2mqtt/0xa4c1aaaa", r#"{"action":"emergency"}"#)
+        .await;
+    wait_until_async(Duration::from_secs(20), || {
+        lifecycle(&carers)
+            .iter()
+            .filter(|(t, _, _)| t == "atgw.alert.raised")
+            .count()
+            == 2
+    })
+    .await
+    .unwrap_or_else(|_| panic!("carers were not told:\n{}", gw.log_text()));
+    let resolved = alert_of("zigbee:0xa4c13899607febd1").unwrap();
+    let open = alert_of("zigbee:0xa4c1aaaa").unwrap();
+    devices
+        .send(
+            &format!("atgw/oakview/alerts/{resolved}/resolve"),
+            r#"{"by":"carer-7","outcome":"assisted"}"#,
+        )
+        .await;
+    // The resolution itself reaches the subscribers that are listening.
+    wait_until_async(Duration::from_secs(20), || {
+        carers
+            .events()
+            .iter()
+            .any(|e| e["type"] == "atgw.alert.resolved" && e["correlationid"] == resolved.as_str())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("resolution not published:\n{}", gw.log_text()));
+    // Its row is released only once the clear is acknowledged too.
+    wait_until_async(Duration::from_secs(20), || {
+        gw.column::<i64>("SELECT count(*) FROM outbox WHERE sink = 'carers'") == [0]
+    })
+    .await
+    .unwrap_or_else(|_| panic!("carers' outbox not drained:\n{}", gw.log_text()));
+
+    // A console connecting now gets the retained states: the open alert's, not the other's.
+    let console = Upstream::start(broker.port, "atgw/carers/alerts/#").await;
+    wait_until_async(Duration::from_secs(10), || !console.events().is_empty())
+        .await
+        .expect("the open alert's retained state");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<String> = console
+        .events()
+        .iter()
+        .map(|e| e["correlationid"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, [open.clone()], "retained: only the open alert");
+    broker.stop();
+}

@@ -7,6 +7,12 @@
 //! `window`, which is the application window that keeps rumqttc's replay path from dropping
 //! publishes (protocols/rumqttc-acks.md §2). Rows the broker may have lost when it forgot our
 //! session are published again, so upstream receivers must deduplicate on the event `id`.
+//!
+//! An alert's lifecycle is kept retained at `<topic_prefix>/alerts/<id>` while it is live, so
+//! a console that connects sees every open alert at once; its resolution is published there
+//! and then the retained state is cleared (an empty retained message), so the broker keeps
+//! only live alerts, not every alert the site ever had. The row is released once both
+//! publishes are acknowledged (the clear is tracked as `-outbox_id`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +30,9 @@ use crate::tracker::Tracker;
 /// Largest event we publish (the journal never holds larger ones: raw payloads are capped).
 const MAX_PACKET: usize = 1024 * 1024;
 
-/// Publishes not yet acknowledged, by outbox id, so they can be published again.
-type Outstanding = Arc<Mutex<HashMap<i64, Delivery>>>;
+/// Rows not yet acknowledged, by outbox id, so they can be published again: the delivery and
+/// how many of its publishes still await their PUBACK.
+type Outstanding = Arc<Mutex<HashMap<i64, (Delivery, u8)>>>;
 
 /// Runs until shutdown (after a bounded drain of unacknowledged publishes).
 pub async fn run(
@@ -37,9 +44,11 @@ pub async fn run(
 ) -> Result<(), SetupError> {
     let broker = cfg.broker();
     let mut opts = connection::options(&broker, &format!("{gateway_id}-{}", cfg.name), MAX_PACKET)?;
-    opts.set_inflight(cfg.window);
+    // Up to two publishes a row (a resolution and its clear): rumqttc's window is twice the
+    // rows', so the app-level window still bounds what it holds.
+    opts.set_inflight(cfg.window.saturating_mul(2));
     let client_id = opts.client_id();
-    let (client, mut eventloop) = AsyncClient::new(opts, cfg.window as usize + 4);
+    let (client, mut eventloop) = AsyncClient::new(opts, 2 * cfg.window as usize + 4);
     eventloop.set_network_options(connection::network_options());
 
     let tracker: Arc<Mutex<Tracker<i64>>> = Arc::new(Mutex::new(Tracker::default()));
@@ -149,7 +158,7 @@ pub async fn run(
 struct Link<'a> {
     name: &'a str,
     tracker: &'a Mutex<Tracker<i64>>,
-    outstanding: &'a Mutex<HashMap<i64, Delivery>>,
+    outstanding: &'a Mutex<HashMap<i64, (Delivery, u8)>>,
     outcomes: &'a mpsc::UnboundedSender<Outcome>,
     requeue: &'a mpsc::UnboundedSender<Vec<i64>>,
     health: &'a Health,
@@ -189,11 +198,24 @@ impl Link<'_> {
             Event::Incoming(Incoming::PubAck(ack)) => {
                 let id = tracker.lock().ok().and_then(|mut t| t.acked(ack.pkid));
                 if let Some(id) = id {
-                    if let Ok(mut o) = outstanding.lock() {
-                        o.remove(&id);
+                    // `-row`: the clear that follows a resolution.
+                    let row = id.abs();
+                    let done = outstanding
+                        .lock()
+                        .map_or(true, |mut o| match o.get_mut(&row) {
+                            Some((_, left)) if *left > 1 => {
+                                *left -= 1;
+                                false
+                            }
+                            _ => {
+                                o.remove(&row);
+                                true
+                            }
+                        });
+                    if done {
+                        health.delivered(1);
+                        let _ = outcomes.send(Outcome::Delivered(row));
                     }
-                    health.delivered(1);
-                    let _ = outcomes.send(Outcome::Delivered(id));
                 }
             }
             _ => {}
@@ -217,14 +239,25 @@ async fn feed(
             _ = shutdown.cancelled() => return,
             ids = requeue.recv() => match ids {
                 Some(ids) => {
-                    outstanding.lock().map(|o| ids.iter().filter_map(|id| o.get(id).cloned()).collect()).unwrap_or_default()
+                    // A row once, whichever of its publishes were lost; all of them again.
+                    let mut rows: Vec<i64> = Vec::with_capacity(ids.len());
+                    for id in ids.iter().map(|id| id.abs()) {
+                        if !rows.contains(&id) {
+                            rows.push(id);
+                        }
+                    }
+                    outstanding.lock().map(|mut o| rows.iter().filter_map(|id| {
+                        let (d, left) = o.get_mut(id)?;
+                        *left = publishes(d);
+                        Some(d.clone())
+                    }).collect()).unwrap_or_default()
                 }
                 None => return,
             },
             d = deliveries.recv() => match d {
                 Some(d) => {
                     if let Ok(mut o) = outstanding.lock() {
-                        o.insert(d.outbox_id, d.clone());
+                        o.insert(d.outbox_id, (d.clone(), publishes(&d)));
                     }
                     vec![d]
                 }
@@ -242,12 +275,51 @@ async fn feed(
                 _ => (format!("{prefix}/events/{}", d.kind), false),
             };
             if client
-                .publish(topic, QoS::AtLeastOnce, retain, d.json.as_bytes().to_vec())
+                .publish(
+                    topic.clone(),
+                    QoS::AtLeastOnce,
+                    retain,
+                    d.json.as_bytes().to_vec(),
+                )
                 .await
                 .is_err()
             {
                 return;
             }
+            if publishes(&d) == 2 {
+                // Resolved: the broker forgets it (an empty retained message clears the topic).
+                if let Ok(mut t) = tracker.lock() {
+                    t.handed(-d.outbox_id);
+                }
+                if client
+                    .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
         }
+    }
+}
+
+/// How many publishes a row takes: two for an alert's resolution (the state, then clearing
+/// its retained copy), one for everything else.
+fn publishes(d: &Delivery) -> u8 {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        phase: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        data: Data,
+    }
+    if d.lifecycle
+        && d.alert_id.is_some()
+        && serde_json::from_str::<Envelope>(&d.json).is_ok_and(|e| e.data.phase == "resolved")
+    {
+        2
+    } else {
+        1
     }
 }
