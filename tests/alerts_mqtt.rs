@@ -286,6 +286,6 @@ async fn a_resolved_alert_leaves_no_retained_state_and_an_open_one_keeps_it() {
         .iter()
         .map(|e| e["correlationid"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(ids, [open.clone()], "retained: only the open alert");
+    assert_eq!(ids, [open], "retained: only the open alert");
     broker.stop();
 }
