@@ -88,8 +88,12 @@ pub enum Command {
         #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the report as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// Print the report as a self-contained HTML document to file with the deployment
+        /// record: host, configuration digest, every provision, evidence and fix.
+        #[arg(long)]
+        html: bool,
     },
     /// A self-contained tour: simulated devices on every protocol, alerts escalating to the
     /// care team's phones until someone acknowledges them, and a summary.
@@ -195,7 +199,16 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::tools::simulate::mqtt(a)),
-        Command::Audit { config, json } => crate::tools::audit::main(&config, json),
+        Command::Audit { config, json, html } => {
+            let format = if json {
+                crate::tools::audit::Format::Json
+            } else if html {
+                crate::tools::audit::Format::Html
+            } else {
+                crate::tools::audit::Format::Text
+            };
+            crate::tools::audit::main(&config, format)
+        }
         Command::Report(args) => crate::tools::report::run(args),
         Command::Demo {
             duration,

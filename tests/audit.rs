@@ -401,3 +401,53 @@ async fn after_a_run_the_journal_and_the_event_file_are_private_and_the_audit_ag
     assert_eq!(findings(&r, "data-dir")[0]["status"], "pass", "{r:#}");
     assert_eq!(findings(&r, "file-sink")[0]["status"], "pass", "{r:#}");
 }
+
+/// `--html`, the document for the deployment record: on the insecure example it names each
+/// planted problem (its check and status, under its provision), and says where it ran and on
+/// which configuration (its SHA-256).
+#[test]
+fn the_html_document_names_every_planted_problem_and_where_it_was_run() {
+    let path = insecure_example();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let planted = plants(&text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["audit", "--html", "--config"])
+        .arg(&path)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("ATGW_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "any fail exits non-zero");
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    // Self-contained: nothing to fetch (findings may quote an http:// URL as evidence).
+    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains(" src="));
+    for ((provision, check, status), n) in &planted {
+        let rows = html
+            .split("<h2 id=\"p-")
+            .filter(|section| section.starts_with(&format!("{provision}\"")))
+            .map(|section| {
+                section
+                    .matches(&format!(
+                        "class=\"finding\" data-check=\"{check}\" data-status=\"{status}\""
+                    ))
+                    .count()
+            })
+            .sum::<usize>();
+        assert!(
+            rows >= *n,
+            "planted {n} × {provision} {check} ({status}), {rows} in the document"
+        );
+    }
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert!(html.contains(&digest), "the configuration's SHA-256");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(html.contains(host.trim()), "the host it ran on");
+    assert!(html.contains("id=\"verdict\" class=\"fail\""));
+}

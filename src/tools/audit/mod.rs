@@ -22,9 +22,11 @@
 //! - this file: the finding types, running every check, the text and JSON reports.
 //! - [`config_checks`]: what the configuration says (links, listeners, inputs, resident ids).
 //! - [`host`]: what the file system says (secret files, modes, free space, user, binary).
+//! - [`html`]: the report as a document for the deployment record (`--html`).
 
 mod config_checks;
 mod host;
+pub mod html;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -169,13 +171,21 @@ pub fn audit(path: &Path) -> Report {
     }
 }
 
+/// How `atgw audit` prints its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Html,
+}
+
 /// `atgw audit`: prints the report; exit 1 when anything failed.
-pub fn main(config: &Path, json: bool) -> ExitCode {
+pub fn main(config: &Path, format: Format) -> ExitCode {
     let report = audit(config);
-    if json {
-        println!("{:#}", report.json());
-    } else {
-        print!("{}", report.text());
+    match format {
+        Format::Json => println!("{:#}", report.json()),
+        Format::Html => print!("{}", html::document(&report, &html::RunOn::here(config))),
+        Format::Text => print!("{}", report.text()),
     }
     if report.failed() {
         ExitCode::FAILURE
