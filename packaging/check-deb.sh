@@ -31,6 +31,8 @@ command -v dpkg-deb >/dev/null 2>&1 || apt_install dpkg || fail "dpkg-deb is mis
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || true
 
 # --- build --------------------------------------------------------------------------------
+# The SBOM first: the .deb ships it (Cargo.toml's assets).
+bash packaging/sbom.sh
 say "cargo deb"
 # cargo deb prints the packages it wrote: the .deb, and the -dbgsym .ddeb with debug symbols.
 built=$(cargo deb --locked)
@@ -61,6 +63,8 @@ expected=(
   usr/share/man/man1/atgw.1.gz
   usr/share/man/man1/atgw-run.1.gz
   usr/share/doc/atgw/README.md
+  usr/share/doc/atgw/SECURITY.md
+  usr/share/doc/atgw/sbom.cdx.json
 )
 for f in "${expected[@]}"; do
   [ -e "$root/$f" ] || fail "missing /$f"
@@ -83,6 +87,9 @@ sysusers_line=$(grep -nE '^[[:space:]]*systemd-sysusers ' "$ctrl/postinst" | hea
 sh -n "$ctrl/postinst" && sh -n "$ctrl/postrm" && sh -n "$ctrl/prerm" || fail "a maintainer script does not parse"
 zcat "$root/usr/share/man/man1/atgw.1.gz" | grep -q '^\.SH FILES' || fail "atgw.1 has no FILES section"
 say "all ${#expected[@]} expected files present; conffiles: $(tr '\n' ' ' < "$ctrl/conffiles")"
+# The packaged SBOM lists every crate of Cargo.lock the package links, with version and licence.
+python3 packaging/check_sbom.py "$root/usr/share/doc/atgw/sbom.cdx.json" | cut -c1-400 \
+  || fail "the packaged SBOM does not match Cargo.lock"
 
 # --- the packaged binary, configuration and profiles work together -------------------------
 version=$("$root/usr/bin/atgw" --version)
