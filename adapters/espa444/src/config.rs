@@ -93,7 +93,10 @@ impl Transport {
                 return Err(Invalid::new("serial.stop_bits", "must be 1 or 2"));
             }
             if s.device.as_os_str().is_empty() {
-                return Err(Invalid::new("serial.device", "must name the port, e.g. /dev/ttyUSB0"));
+                return Err(Invalid::new(
+                    "serial.device",
+                    "must name the port, e.g. /dev/ttyUSB0",
+                ));
             }
         }
         Ok(())
@@ -139,7 +142,11 @@ impl KindRule {
         let by_address = match &self.addresses {
             None => true,
             Some(spec) => match spec.split_once('-') {
-                Some((lo, hi)) => match (lo.trim().parse::<u64>(), hi.trim().parse::<u64>(), address.parse::<u64>()) {
+                Some((lo, hi)) => match (
+                    lo.trim().parse::<u64>(),
+                    hi.trim().parse::<u64>(),
+                    address.parse::<u64>(),
+                ) {
                     (Ok(lo), Ok(hi), Ok(a)) => (lo..=hi).contains(&a),
                     _ => false,
                 },
@@ -155,11 +162,16 @@ impl KindRule {
 
     fn validate(&self, i: usize) -> Result<(), Invalid> {
         if self.addresses.is_none() && self.text.is_none() {
-            return Err(Invalid::new(format!("kinds[{i}]"), "needs `addresses` or `text` (or both)"));
+            return Err(Invalid::new(
+                format!("kinds[{i}]"),
+                "needs `addresses` or `text` (or both)",
+            ));
         }
         if let Some(spec) = &self.addresses {
             let ok = match spec.split_once('-') {
-                Some((lo, hi)) => matches!((lo.trim().parse::<u64>(), hi.trim().parse::<u64>()), (Ok(l), Ok(h)) if l <= h),
+                Some((lo, hi)) => {
+                    matches!((lo.trim().parse::<u64>(), hi.trim().parse::<u64>()), (Ok(l), Ok(h)) if l <= h)
+                }
                 None => !spec.trim().is_empty(),
             };
             if !ok {
@@ -233,7 +245,10 @@ fn station(key: &str, c: char) -> Result<u8, Invalid> {
     if c.is_ascii_digit() {
         Ok(c as u8)
     } else {
-        Err(Invalid::new(key, format!("`{c}` is not a station address `0`–`9`")))
+        Err(Invalid::new(
+            key,
+            format!("`{c}` is not a station address `0`–`9`"),
+        ))
     }
 }
 
@@ -396,11 +411,17 @@ impl SinkConfig {
         }
         for (i, a) in self.to.iter().enumerate() {
             if !is_call_address(a) {
-                return Err(Invalid::new(format!("to[{i}]"), format!("`{a}` is not a call address (1–16 digits)")));
+                return Err(Invalid::new(
+                    format!("to[{i}]"),
+                    format!("`{a}` is not a call address (1–16 digits)"),
+                ));
             }
         }
         if self.select_timeout.is_zero() || self.block_timeout.is_zero() {
-            return Err(Invalid::new("block_timeout", "timeouts must be more than 0"));
+            return Err(Invalid::new(
+                "block_timeout",
+                "timeouts must be more than 0",
+            ));
         }
         Ok(())
     }
@@ -426,9 +447,21 @@ mod tests {
     fn kinds_map_by_range_then_text_then_default() {
         let mut c = AdapterConfig::new("nc", tcp());
         c.kinds = vec![
-            KindRule { addresses: Some("100-199".into()), text: None, kind: Kind::BedExit },
-            KindRule { addresses: None, text: Some("FALL".into()), kind: Kind::Fall },
-            KindRule { addresses: Some("42".into()), text: Some("door".into()), kind: Kind::DoorExit },
+            KindRule {
+                addresses: Some("100-199".into()),
+                text: None,
+                kind: Kind::BedExit,
+            },
+            KindRule {
+                addresses: None,
+                text: Some("FALL".into()),
+                kind: Kind::Fall,
+            },
+            KindRule {
+                addresses: Some("42".into()),
+                text: Some("door".into()),
+                kind: Kind::DoorExit,
+            },
         ];
         c.validate().unwrap();
         assert_eq!(c.kind_of("150", "Fall Room 12"), Kind::BedExit);
@@ -445,7 +478,11 @@ mod tests {
         c.address = 'x';
         assert_eq!(c.validate().unwrap_err().key, "address");
         c.address = '2';
-        c.kinds = vec![KindRule { addresses: Some("9-1".into()), text: None, kind: Kind::Fall }];
+        c.kinds = vec![KindRule {
+            addresses: Some("9-1".into()),
+            text: None,
+            kind: Kind::Fall,
+        }];
         assert_eq!(c.validate().unwrap_err().key, "kinds[0].addresses");
         let mut s = SinkConfig::new("p", tcp());
         s.to = vec!["12a".into()];
@@ -454,7 +491,13 @@ mod tests {
         s.paging_address = '1';
         assert_eq!(s.validate().unwrap_err().key, "paging_address");
         let mut t = tcp();
-        t.serial = Some(Serial { device: "/dev/ttyS0".into(), baud: 9600, data_bits: 6, parity: Parity::Even, stop_bits: 1 });
+        t.serial = Some(Serial {
+            device: "/dev/ttyS0".into(),
+            baud: 9600,
+            data_bits: 6,
+            parity: Parity::Even,
+            stop_bits: 1,
+        });
         assert_eq!(t.validate().unwrap_err().key, "listen");
         t.listen = None;
         assert_eq!(t.validate().unwrap_err().key, "serial.data_bits");

@@ -9,9 +9,27 @@
 //! - [`wire`]: stream reassembly, bytes as they arrive → link tokens (bounded, noise-proof).
 //! - [`receive`]: the paging-system side of the link as a pure state machine.
 //! - [`send`]: the control-station side sending one block, as a pure state machine.
+//! - [`mapping`]: a call block → the submission to commit (kind, phase, priority, registry
+//!   key, dedupe key) and the adapter's memory across blocks and restarts.
+//! - [`config`]: the adapter's and the sink's serde configs, documented field by field.
+//! - [`serial`]: a local serial port (termios) as a tokio byte stream.
+//! - [`transport`]: TCP listener, TCP client to a serial server, or serial port.
+//! - [`adapter`]: the nurse-call adapter (atgw as the paging system): commit, then ACK.
+//! - [`page`]: a delivery → the blocks paging its handsets (text cut for the display).
+//! - [`sink`]: the paging sink (atgw as the control station): delivered only on ACK.
 #![forbid(unsafe_code)]
 
+pub mod adapter;
 pub mod block;
+pub mod config;
+pub mod mapping;
+pub mod page;
 pub mod receive;
 pub mod send;
+pub mod serial;
+pub mod sink;
+pub mod transport;
 pub mod wire;
+
+pub use adapter::EspaAdapter;
+pub use sink::EspaSink;

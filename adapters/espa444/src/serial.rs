@@ -30,9 +30,18 @@ impl SerialPort {
         let mut t = termios::tcgetattr(&fd)?;
         t.make_raw();
         let mut c = t.control_modes;
-        c.remove(ControlModes::CSIZE | ControlModes::PARENB | ControlModes::PARODD | ControlModes::CSTOPB);
+        c.remove(
+            ControlModes::CSIZE
+                | ControlModes::PARENB
+                | ControlModes::PARODD
+                | ControlModes::CSTOPB,
+        );
         c.insert(ControlModes::CREAD | ControlModes::CLOCAL);
-        c.insert(if cfg.data_bits == 7 { ControlModes::CS7 } else { ControlModes::CS8 });
+        c.insert(if cfg.data_bits == 7 {
+            ControlModes::CS7
+        } else {
+            ControlModes::CS8
+        });
         match cfg.parity {
             Parity::None => {}
             Parity::Even => c.insert(ControlModes::PARENB),
@@ -48,9 +57,12 @@ impl SerialPort {
         }
         t.set_speed(cfg.baud)?;
         termios::tcsetattr(&fd, OptionalActions::Now, &t)?;
-        Ok(SerialPort {
-            fd: AsyncFd::new(std::fs::File::from(fd))?,
-        })
+        // `AsyncFd::new` is deprecated because a type's `as_raw_fd` could change or close
+        // under it; a `File` owns its descriptor until it is dropped with the `AsyncFd`, which
+        // is the whole of the condition the unsafe `register` asks its caller to uphold.
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(std::fs::File::from(fd))?;
+        Ok(SerialPort { fd })
     }
 }
 
