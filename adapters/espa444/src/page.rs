@@ -61,8 +61,10 @@ pub fn page(cfg: &SinkConfig, d: &Delivery) -> Page {
     if phase == "escalated" || matches!(reason, Some("ack_timeout" | "delivery_failed")) {
         words.push("ESCALATED".into());
     }
-    if let Some(said) = str_at(&data["message"]) {
-        words.push(said.to_owned());
+    if let Some(said) = str_at(&data["message"]).map(|m| own_words(m, &data["location"])) {
+        if !said.is_empty() {
+            words.push(said.to_owned());
+        }
     }
     Page::Call {
         text: cut(&words.join(" "), cfg.text_length),
@@ -129,6 +131,25 @@ pub fn cut(text: &str, max: usize) -> String {
     }
 }
 
+/// The device's words in a message: the core writes lifecycle messages as `WHAT: words` and
+/// ends them with the place (`- Room 12, West wing`), which the page already leads with.
+fn own_words<'a>(m: &'a str, location: &Value) -> &'a str {
+    let words = match m.split_once(": ") {
+        Some((head, rest)) if head.chars().count() < 60 => rest.trim(),
+        _ => m.trim(),
+    };
+    let place = match (str_at(&location["room"]), str_at(&location["area"])) {
+        (Some(r), Some(a)) => Some(format!(" - Room {r}, {a}")),
+        (Some(r), None) => Some(format!(" - Room {r}")),
+        (None, Some(a)) => Some(format!(" - Area {a}")),
+        (None, None) => None,
+    };
+    place
+        .and_then(|p| words.strip_suffix(p.as_str()))
+        .unwrap_or(words)
+        .trim()
+}
+
 fn str_at(v: &Value) -> Option<&str> {
     v.as_str().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -172,7 +193,8 @@ mod tests {
     }
 
     const ESCALATED: &str = r#"{"data":{"kind":"fall","phase":"escalated","priority":"high",
-        "location":{"room":"12","area":"West wing"},"message":"Fall detected by the radar over the bed",
+        "location":{"room":"12","area":"West wing"},
+        "message":"ESCALATED (not acknowledged): Fall detected by the radar - Room 12, West wing",
         "alert":{"reason":"ack_timeout"}}}"#;
 
     #[test]
@@ -182,6 +204,12 @@ mod tests {
             panic!("{p:?}")
         };
         assert_eq!(text, "Room 12 Fall ESCALATED Fall");
+        let short = r#"{"data":{"kind":"fall","phase":"escalated","location":{"room":"12","area":"West wing"},
+            "message":"ESCALATED (not acknowledged): Bed 1 - Room 12, West wing"}}"#;
+        let Page::Call { text, .. } = page(&cfg(), &delivery(short, true, &[])) else {
+            panic!()
+        };
+        assert_eq!(text, "Room 12 Fall ESCALATED Bed 1");
         assert!(text.chars().count() <= 32);
         assert_eq!(priority, Priority::High);
     }
