@@ -82,11 +82,14 @@ impl Station {
     }
 }
 
+/// One page's records, (id, data), in order.
+type Page = Vec<(char, String)>;
+
 /// A paging system (address 2) atgw's sink connects to: ACKs selects and good blocks, keeps
 /// the blocks' records.
 #[derive(Clone, Default)]
 struct Pager {
-    pages: Arc<Mutex<Vec<Vec<(char, String)>>>>,
+    pages: Arc<Mutex<Vec<Page>>>,
 }
 
 impl Pager {
@@ -149,7 +152,7 @@ impl Pager {
         (p, port)
     }
 
-    fn pages(&self) -> Vec<Vec<(char, String)>> {
+    fn pages(&self) -> Vec<Page> {
         self.pages.lock().unwrap().clone()
     }
 }
@@ -378,4 +381,55 @@ fn a_silent_control_station_raises_the_link_down_alert_and_clears_it_when_it_spe
             gw.log_text()
         )
     });
+}
+
+#[test]
+fn the_simulators_send_calls_to_the_gateway_and_print_its_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pager_port = free_tcp_udp_port();
+    let mut pager = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args([
+            "simulate", "espa", "--role", "pager", "--count", "1", "--listen",
+        ])
+        .arg(format!("127.0.0.1:{pager_port}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = free_tcp_udp_port();
+    let gw = Gateway::start(tmp.path(), &gateway_config(tmp.path(), port, pager_port));
+    wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap_or_else(|_| panic!("the adapter never listened:\n{}", gw.log_text()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["simulate", "espa", "--connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--address",
+            "1234",
+            "--text",
+            "Fall Bed 1",
+            "--priority",
+            "1",
+            "--count",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", gw.log_text());
+    assert!(
+        said.starts_with("sent 3 acked 3 nak 0 timeouts 0"),
+        "{said}"
+    );
+    // Escalation after 2 s pages the senior; the pager prints it and exits.
+    let mut printed = String::new();
+    std::io::BufReader::new(pager.stdout.take().unwrap())
+        .read_to_string(&mut printed)
+        .unwrap();
+    assert!(pager.wait().unwrap().success());
+    assert_eq!(
+        printed.trim(),
+        "page 4711 priority 1: Room 12 Fall ESCALATED Fall Bed"
+    );
 }

@@ -58,6 +58,9 @@ impl Adapter for EspaAdapter {
         }
         Ok(v.to_owned())
     }
+    fn audit(config: &AdapterConfig, subject: &str, _site: &Site) -> Vec<atgw_sdk::audit::Finding> {
+        crate::audit::link(subject, &config.transport(), "raise or reset a nurse call")
+    }
     fn check(config: &AdapterConfig, _site: &Site) -> Result<Self, ComponentError> {
         config.validate().map_err(ComponentError::new)?;
         Ok(EspaAdapter {

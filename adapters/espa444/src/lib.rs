@@ -17,9 +17,13 @@
 //! - [`adapter`]: the nurse-call adapter (atgw as the paging system): commit, then ACK.
 //! - [`page`]: a delivery → the blocks paging its handsets (text cut for the display).
 //! - [`sink`]: the paging sink (atgw as the control station): delivered only on ACK.
+//! - [`audit`]: `atgw audit`'s checks of the link (ESPA has no authentication).
+//! - [`simulator`]: `atgw simulate espa`: a control station sending calls, a paging system
+//!   printing pages.
 #![forbid(unsafe_code)]
 
 pub mod adapter;
+pub mod audit;
 pub mod block;
 pub mod config;
 pub mod mapping;
@@ -27,6 +31,7 @@ pub mod page;
 pub mod receive;
 pub mod send;
 pub mod serial;
+pub mod simulator;
 pub mod sink;
 pub mod transport;
 pub mod wire;

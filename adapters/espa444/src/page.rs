@@ -61,10 +61,10 @@ pub fn page(cfg: &SinkConfig, d: &Delivery) -> Page {
     if phase == "escalated" || matches!(reason, Some("ack_timeout" | "delivery_failed")) {
         words.push("ESCALATED".into());
     }
-    if let Some(said) = str_at(&data["message"]).map(|m| own_words(m, &data["location"])) {
-        if !said.is_empty() {
-            words.push(said.to_owned());
-        }
+    if let Some(said) = str_at(&data["message"]).map(|m| own_words(m, &data["location"]))
+        && !said.is_empty()
+    {
+        words.push(said.to_owned());
     }
     Page::Call {
         text: cut(&words.join(" "), cfg.text_length),

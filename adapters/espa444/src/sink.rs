@@ -52,6 +52,13 @@ impl Sink for EspaSink {
     fn link(_: &SinkConfig) -> Link {
         Link::Held
     }
+    fn audit(config: &SinkConfig, subject: &str, _site: &Site) -> Vec<atgw_sdk::audit::Finding> {
+        crate::audit::link(
+            subject,
+            &config.transport(),
+            "read every page or stand in for the paging system",
+        )
+    }
     fn check(config: &SinkConfig, _site: &Site) -> Result<Self, ComponentError> {
         config.validate().map_err(ComponentError::new)?;
         Ok(EspaSink {

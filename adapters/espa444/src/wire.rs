@@ -82,10 +82,10 @@ impl Reader {
             block.push(b);
             if b == ETX {
                 self.want_bcc = true;
-            } else if block.len() >= MAX_BLOCK {
-                if let Some(done) = self.block.take() {
-                    out.push(Token::Broken(done));
-                }
+            } else if block.len() >= MAX_BLOCK
+                && let Some(done) = self.block.take()
+            {
+                out.push(Token::Broken(done));
             }
             return;
         }
