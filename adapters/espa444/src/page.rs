@@ -43,6 +43,10 @@ pub fn page(cfg: &SinkConfig, d: &Delivery) -> Page {
     let priority = str_at(&data["priority"])
         .and_then(|p| p.parse::<Priority>().ok())
         .unwrap_or(d.priority);
+    // A sink no route names gets every event: telemetry and heartbeats must not page anyone.
+    if !d.lifecycle && priority == Priority::Info {
+        return Page::Nothing;
+    }
     let kind = str_at(&data["kind"])
         .and_then(|k| k.parse::<atgw_sdk::Kind>().ok())
         .unwrap_or(d.kind);
@@ -233,6 +237,12 @@ mod tests {
         assert_eq!(b.get(Field::Priority), Some("1"));
         assert_eq!(b.get(Field::CallType), Some("3"));
         assert_eq!(b.get(Field::BeepCoding), None);
+    }
+
+    #[test]
+    fn telemetry_pages_nobody() {
+        let reading = r#"{"data":{"kind":"vital_sign","phase":"point","priority":"info"}}"#;
+        assert_eq!(page(&cfg(), &delivery(reading, false, &[])), Page::Nothing);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use atgw_espa444::block::{Block, Field, Header, Record};
-use atgw_espa444::receive::{Action, Receiver};
+use atgw_espa444::receive::{Action, Receiver, State};
+use atgw_espa444::send::{Sender, Timing};
 use atgw_espa444::wire::{Reader, Token};
 use proptest::prelude::*;
 
@@ -76,5 +77,39 @@ proptest! {
         let n = tokens.len();
         prop_assert!(n >= 2);
         prop_assert_eq!(&tokens[n - 2..], &[Token::Enq(b'2'), Token::Block(bytes)][..]);
+    }
+
+    /// The fuzz target `espa_link` as a property: arbitrary streams in arbitrary chunks through
+    /// the reassembler and both state machines, with time passing.
+    #[test]
+    fn arbitrary_streams_never_break_the_link_machines(
+        chunks in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..40), 0u64..200), 0..40),
+        commits in any::<u64>(),
+    ) {
+        let mut reader = Reader::new();
+        let mut rx = Receiver::new(b'2', Duration::from_millis(100));
+        let block = Block::new(Header::CallToPager, [(Field::CallAddress, "1".to_owned())]).encode();
+        let (mut tx, _) = Sender::start(b'1', b'2', Timing::default(), block, Duration::ZERO);
+        let mut now = Duration::ZERO;
+        for (i, (bytes, ms)) in chunks.into_iter().enumerate() {
+            now += Duration::from_millis(ms);
+            rx.tick(now);
+            let _ = tx.tick(now);
+            for t in reader.feed(&bytes) {
+                let selected = matches!(rx.state(), State::Selected { .. });
+                let _ = tx.on(t.clone(), now);
+                for a in rx.on(t, now) {
+                    match a {
+                        Action::Deliver { .. } => {
+                            prop_assert!(selected);
+                            let ok = (commits >> (i % 64)) & 1 == 1;
+                            prop_assert_eq!(rx.answered(ok, now).len(), 1);
+                        }
+                        Action::Reject { .. } => prop_assert!(selected),
+                        Action::Send(_) => {}
+                    }
+                }
+            }
+        }
     }
 }
