@@ -124,6 +124,9 @@ pub enum SimulateCommand {
     /// MQTT devices (BLE oximeters, zigbee2mqtt buttons, fall radars) publishing to the broker
     /// the gateway subscribes to; optionally follows the upstream sink end to end.
     Mqtt(crate::tools::simulate::MqttArgs),
+    /// ESPA 4.4.4 over serial or TCP: a nurse-call control station sending calls (and resets)
+    /// to the gateway's adapter, or a paging system printing what the gateway's sink pages.
+    Espa(crate::tools::simulate::EspaArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +202,9 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::tools::simulate::mqtt(a)),
+        Command::Simulate {
+            protocol: SimulateCommand::Espa(a),
+        } => runtime_block_on(crate::tools::simulate::espa(a)),
         Command::Audit { config, json, html } => {
             let format = if json {
                 crate::tools::audit::Format::Json

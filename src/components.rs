@@ -186,6 +186,7 @@ component_types! {
         Mqtt("mqtt") => atgw_mqtt::component::MqttAdapter,
         SiaDc09("sia-dc09") => atgw_sia_dc09::Dc09Component,
         ExampleLine("example-line") => atgw_example_line::LineAdapter,
+        Espa444("espa444") => atgw_espa444::EspaAdapter,
     }
     sinks {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,
@@ -193,6 +194,7 @@ component_types! {
         Webhook("webhook") => atgw_http::WebhookSink,
         Email("email") => atgw_email::EmailSink,
         Sms("sms") => atgw_sms::SmsSink,
+        Espa444("espa444") => atgw_espa444::EspaSink,
     }
 }
 

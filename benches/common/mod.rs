@@ -351,6 +351,11 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/results/0/ack_p99_ms/median"),
             med("/results/0/connections")
         ),
+        Some("espa_throughput") => format!(
+            "{} calls/s, ACK p99 {} ms (one TCP link, select+block+EOT per call)",
+            med("/calls_per_sec/median"),
+            med("/ack_p99_ms/median")
+        ),
         Some("idle_rss") => format!(
             "idle {} MB; {} devices under load {} MB",
             med("/idle_rss_mb/median"),

@@ -106,6 +106,136 @@ pub async fn dc09(a: Dc09Args) -> ExitCode {
     }
 }
 
+/// Which end of an ESPA 4.4.4 link `atgw simulate espa` plays.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EspaRole {
+    /// A nurse-call control station (address 1) sending calls to the gateway's adapter.
+    Control,
+    /// A paging system (address 2) taking the gateway's pages and printing them.
+    Pager,
+}
+
+/// `atgw simulate espa` options.
+#[derive(clap::Args, Debug)]
+pub struct EspaArgs {
+    /// Which end to play.
+    #[arg(long, value_enum, default_value = "control")]
+    pub role: EspaRole,
+    /// Connect to this `host:port` (the adapter's `listen`, or a serial server).
+    #[arg(long, conflicts_with_all = ["listen", "serial"])]
+    pub connect: Option<String>,
+    /// Listen on this `host:port` for the gateway (the sink's `connect`).
+    #[arg(long, conflicts_with = "serial")]
+    pub listen: Option<String>,
+    /// Use this serial port (9600 8N1) instead of TCP.
+    #[arg(long)]
+    pub serial: Option<PathBuf>,
+    /// Call address of the first call (control station).
+    #[arg(long, default_value_t = 1234)]
+    pub address: u64,
+    /// Calls cycle through this many consecutive addresses.
+    #[arg(long, default_value_t = 1)]
+    pub addresses: u64,
+    /// Display text of each call.
+    #[arg(long, default_value = "Call Room 12")]
+    pub text: String,
+    /// Priority record: 1 alarm, 2 high, 3 normal.
+    #[arg(long, default_value = "2", value_parser = ["1", "2", "3"])]
+    pub priority: String,
+    /// Send a reset (call type 1) after each call.
+    #[arg(long)]
+    pub reset: bool,
+    /// Calls to send (control), or pages to take before exiting (pager; 0: until stopped).
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Calls per second (0: as fast as they are answered).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// How long to wait for each answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub async fn espa(a: EspaArgs) -> ExitCode {
+    use atgw_espa444::simulator;
+    let transport = atgw_espa444::config::Transport {
+        listen: a.listen.clone(),
+        connect: match (&a.connect, &a.listen, &a.serial, a.role) {
+            (None, None, None, EspaRole::Control) => Some("127.0.0.1:2023".into()),
+            (c, ..) => c.clone(),
+        },
+        serial: a.serial.clone().map(|device| atgw_espa444::config::Serial {
+            device,
+            baud: 9600,
+            data_bits: 8,
+            parity: atgw_espa444::config::Parity::None,
+            stop_bits: 1,
+        }),
+    };
+    if let Err(e) = transport.validate() {
+        eprintln!("atgw simulate espa: give one of --connect, --listen, --serial ({e})");
+        return ExitCode::from(2);
+    }
+    match a.role {
+        EspaRole::Control => {
+            let plan = simulator::CallPlan {
+                transport,
+                address: a.address,
+                addresses: a.addresses,
+                text: a.text,
+                priority: a.priority.chars().next().unwrap_or('2'),
+                reset: a.reset,
+                count: a.count,
+                rate: a.rate,
+                timeout: a.timeout,
+            };
+            match simulator::control_station(plan).await {
+                Ok(r) => {
+                    let ms = |d: Option<Duration>| {
+                        d.map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
+                            .unwrap_or("-".into())
+                    };
+                    let rate = r.acked as f64 / r.elapsed.as_secs_f64().max(1e-9);
+                    println!(
+                        "sent {} acked {} nak {} timeouts {}; {rate:.0} blocks/s; ack latency p50 {} p99 {}",
+                        r.sent,
+                        r.acked,
+                        r.refused,
+                        r.timeouts,
+                        ms(r.latency_p50),
+                        ms(r.latency_p99)
+                    );
+                    if r.acked == r.sent && r.sent > 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("atgw simulate espa: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        EspaRole::Pager => {
+            let r = simulator::pager(transport, a.count, |p| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{p}");
+                let _ = out.flush();
+            })
+            .await;
+            match r {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("atgw simulate espa: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
 /// What `atgw simulate mqtt` devices send.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MqttDeviceKind {

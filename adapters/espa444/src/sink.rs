@@ -1,0 +1,273 @@
+//! The paging sink (atgw as the control station) under the component contract, and its I/O:
+//! one held link; each delivery becomes one header 1 block per call address, sent through the
+//! [`Sender`] state machine one at a time.
+//!
+//! The one rule: a delivery is `Delivered` only when the paging system ACKed the block for
+//! every address. A NAK or silence is retried on the link (`block_retries`), then the delivery
+//! is a `Retry` after `retry_after`, which the outbox counts like any other sink's failures, so
+//! a paging system that keeps refusing makes the alert escalate past it. Addresses already
+//! paged for an event are remembered, so a retry pages only the handsets that missed it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atgw_sdk::Health;
+use atgw_sdk::component::{ComponentError, Invalid, Link, Sink, SinkContext, SinkTasks, Site};
+use atgw_sdk::sink::{Delivery, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::SinkConfig;
+use crate::page::{self, Page};
+use crate::send::{Sender, Timing};
+use crate::transport::{MAX_BACKOFF, MIN_BACKOFF, Opener, Stream};
+use crate::wire::Reader;
+
+/// Events whose paged addresses are remembered, at most.
+const REMEMBERED: usize = 1024;
+/// How long connecting to the paging system may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The paging sink, past its preflight.
+pub struct EspaSink {
+    config: SinkConfig,
+}
+
+impl Sink for EspaSink {
+    const TYPE: &'static str = "espa444";
+    type Config = SinkConfig;
+
+    fn name(config: &SinkConfig) -> &str {
+        &config.name
+    }
+    fn validate(config: &SinkConfig) -> Result<(), Invalid> {
+        config.validate()
+    }
+    /// One block at a time: ESPA 4.4.4 is a half-duplex link.
+    fn window(_: &SinkConfig) -> usize {
+        1
+    }
+    fn link(_: &SinkConfig) -> Link {
+        Link::Held
+    }
+    fn audit(config: &SinkConfig, subject: &str, _site: &Site) -> Vec<atgw_sdk::audit::Finding> {
+        crate::audit::link(
+            subject,
+            &config.transport(),
+            "read every page or stand in for the paging system",
+        )
+    }
+    fn check(config: &SinkConfig, _site: &Site) -> Result<Self, ComponentError> {
+        config.validate().map_err(ComponentError::new)?;
+        Ok(EspaSink {
+            config: config.clone(),
+        })
+    }
+    async fn start(self, ctx: SinkContext) -> Result<SinkTasks, ComponentError> {
+        let transport = self.config.transport();
+        let opener = Opener::bind(&transport).await.map_err(|e| {
+            ComponentError::new(format!(
+                "cannot open the ESPA paging link ({}): {e}; is another program using it?",
+                transport.describe()
+            ))
+        })?;
+        tracing::info!(sink = %self.config.name, link = %transport.describe(), "espa444 sink starting");
+        let pager = Pager {
+            config: self.config,
+            health: ctx.health,
+            paged: HashMap::new(),
+        };
+        Ok(SinkTasks {
+            output: Box::pin(pager.run(opener, ctx.io.deliveries, ctx.io.outcomes, ctx.shutdown)),
+            intake: Vec::new(),
+        })
+    }
+}
+
+struct Pager {
+    config: SinkConfig,
+    health: Arc<Health>,
+    /// Event id → addresses whose page the paging system ACKed.
+    paged: HashMap<Arc<str>, BTreeSet<String>>,
+}
+
+/// Why a delivery did not get through this time.
+enum Failed {
+    /// The link broke: reopen it.
+    Link(String),
+    /// The paging system refused or did not answer.
+    Refused(String),
+}
+
+impl Pager {
+    async fn run(
+        mut self,
+        opener: Opener,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+        shutdown: atgw_sdk::Shutdown,
+    ) {
+        let mut stream: Option<Stream> = None;
+        let mut backoff = MIN_BACKOFF;
+        let base = Instant::now();
+        let mut drain = [0u8; 256];
+        loop {
+            if stream.is_none() {
+                match tokio::time::timeout(CONNECT_TIMEOUT, opener.open()).await {
+                    Ok(Ok((s, origin))) => {
+                        tracing::info!(sink = %self.config.name, %origin, "espa444 paging link open");
+                        stream = Some(s);
+                        backoff = MIN_BACKOFF;
+                        self.health.set_connected(true);
+                    }
+                    failed => {
+                        self.health.set_connected(false);
+                        let why = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        };
+                        tracing::warn!(sink = %self.config.name, link = %self.config.transport().describe(),
+                            "espa444: cannot open the paging link: {why}; retrying in {backoff:?}");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            let Some(s) = stream.as_mut() else { continue };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                // Between pages the paging system has nothing to say (digimat-espa sends EOT
+                // after each exchange); reading it keeps a stale byte from answering the next
+                // select, and notices a closed link.
+                r = s.read(&mut drain) => {
+                    if !matches!(r, Ok(n) if n > 0) {
+                        tracing::info!(sink = %self.config.name, "espa444 paging link closed");
+                        stream = None;
+                        self.health.set_connected(false);
+                    }
+                }
+                d = deliveries.recv() => {
+                    let Some(d) = d else { break };
+                    let outcome = match self.deliver(s, &d, base).await {
+                        Ok(()) => {
+                            self.health.delivered(1);
+                            Outcome::Delivered(d.outbox_id)
+                        }
+                        Err(Failed::Link(why)) => {
+                            stream = None;
+                            self.health.set_connected(false);
+                            self.retry(&d, format!("the paging link broke: {why}"))
+                        }
+                        Err(Failed::Refused(why)) => self.retry(&d, why),
+                    };
+                    let _ = outcomes.send(outcome);
+                }
+            }
+        }
+    }
+
+    fn retry(&self, d: &Delivery, reason: String) -> Outcome {
+        self.health.error(reason.clone());
+        tracing::warn!(sink = %self.config.name, event_id = %d.event_id, attempt = d.attempt, "espa444: page not delivered: {reason}");
+        Outcome::Retry {
+            outbox_id: d.outbox_id,
+            after: Some(self.config.retry_after),
+            reason,
+        }
+    }
+
+    /// Pages every address of `d` not yet paged for its event.
+    async fn deliver(&mut self, s: &mut Stream, d: &Delivery, base: Instant) -> Result<(), Failed> {
+        let page = page::page(&self.config, d);
+        if page == Page::Nothing {
+            return Ok(());
+        }
+        let addresses: Vec<String> = page::addresses(&self.config, d)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if addresses.is_empty() {
+            return Err(Failed::Refused(
+                "nobody to page: no `to` in the sink and no espa444 contact on shift in the route's team".into(),
+            ));
+        }
+        if self.paged.len() >= REMEMBERED && !self.paged.contains_key(&d.event_id) {
+            self.paged.clear();
+        }
+        for address in addresses {
+            if self
+                .paged
+                .get(&d.event_id)
+                .is_some_and(|done| done.contains(&address))
+            {
+                continue;
+            }
+            let Some(block) = page::block(&self.config, &page, &address) else {
+                continue;
+            };
+            self.send(s, block.encode(), base)
+                .await
+                .map_err(|f| match f {
+                    Failed::Refused(why) => {
+                        Failed::Refused(format!("call address {address}: {why}"))
+                    }
+                    other => other,
+                })?;
+            tracing::info!(sink = %self.config.name, event_id = %d.event_id, %address, "espa444: paged");
+            self.paged
+                .entry(d.event_id.clone())
+                .or_default()
+                .insert(address);
+        }
+        self.paged.remove(&d.event_id);
+        Ok(())
+    }
+
+    /// One block through select, send, ACK, EOT.
+    async fn send(&self, s: &mut Stream, block: Vec<u8>, base: Instant) -> Result<(), Failed> {
+        let (own, peer) = self.config.stations();
+        let timing = Timing {
+            select_timeout: self.config.select_timeout,
+            select_retries: self.config.select_retries,
+            block_timeout: self.config.block_timeout,
+            block_retries: self.config.block_retries,
+        };
+        let link = |e: std::io::Error| Failed::Link(e.to_string());
+        let (mut sender, first) = Sender::start(own, peer, timing, block, base.elapsed());
+        s.write_all(&first).await.map_err(link)?;
+        let mut reader = Reader::new();
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some(r) = sender.outcome() {
+                return r.clone().map_err(|e| Failed::Refused(e.to_string()));
+            }
+            let wake = sender
+                .deadline()
+                .map_or_else(|| Instant::now() + Duration::from_secs(1), |d| base + d);
+            let out = tokio::select! {
+                r = s.read(&mut buf) => match r {
+                    Ok(n) if n > 0 => {
+                        let mut out = Vec::new();
+                        for t in reader.feed(&buf[..n]) {
+                            out.extend(sender.on(t, base.elapsed()));
+                        }
+                        out
+                    }
+                    Ok(_) => return Err(Failed::Link("closed by the paging system".into())),
+                    Err(e) => return Err(link(e)),
+                },
+                _ = tokio::time::sleep_until(wake) => sender.tick(base.elapsed()),
+            };
+            if !out.is_empty() {
+                s.write_all(&out).await.map_err(link)?;
+                s.flush().await.map_err(link)?;
+            }
+        }
+    }
+}
