@@ -56,6 +56,9 @@ pub struct ApiConfig {
     /// connections free their slot.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: std::time::Duration,
+    /// The care-team console (`[api.console]`, [`crate::console`]); absent: no console.
+    #[serde(default)]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 fn default_listen() -> String {
@@ -80,6 +83,8 @@ pub struct ApiState {
     pub readiness: Arc<crate::readiness::Readiness>,
     /// Limits the failed-authentication warning to one line per [`AUTH_LOG_EVERY`].
     pub auth_log: Arc<atgw_sdk::ratelimit::LogLimiter>,
+    /// The console's sessions and registry view, when `[api.console]` is enabled.
+    pub console: Option<Arc<crate::console::ConsoleState>>,
 }
 
 /// At most one "authentication failed" line per this interval; the line says how many more.
@@ -116,7 +121,9 @@ pub async fn serve(
             tracing::debug!("API: TCP_NODELAY not set: {e}");
         }
     });
-    axum::serve(listener, router(state))
+    // The client's address: the console's login rate limit is per client.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -135,10 +142,16 @@ pub fn router(state: ApiState) -> Router {
     let monitoring = Router::new()
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let console = if state.console.is_some() {
+        crate::console::handlers::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(monitoring)
+        .merge(console)
         .nest("/api/v1", api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn(json_errors))
@@ -205,7 +218,7 @@ async fn json_body(resp: Response) -> Response {
     out
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
@@ -236,7 +249,7 @@ async fn require_token(
 }
 
 /// Runs a read on its own read-only connection, off the async workers.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     s: &ApiState,
     f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, Response> {

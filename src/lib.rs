@@ -16,6 +16,7 @@
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
 //! - [`api`]: the local HTTP API (token required except `/healthz` and `/readyz`).
 //! - [`api_listener`]: the API's listener: its connection cap and idle timeout.
+//! - [`console`]: the care-team console (a live page on the API's listener, per-user logins).
 //! - [`metrics`]: the metrics registry and its Prometheus exposition (`/metrics`).
 //! - [`readiness`]: per-adapter and per-sink readiness (`/readyz`).
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
@@ -40,6 +41,7 @@ pub mod api_listener;
 pub mod cli;
 pub mod components;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod envelope;
 pub mod gateway_alerts;

@@ -134,6 +134,9 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
     if let Some(api) = &cfg.api {
         atgw_sdk::secret::read_secret_file(&api.token_file)
             .map_err(|e| StartError::Api(format!("token_file: {e}")))?;
+        if api.console.as_ref().is_some_and(|c| c.enabled) {
+            crate::console::check_listen(&api.listen).map_err(StartError::Api)?;
+        }
     }
     Ok(Checked { adapters, sinks })
 }
@@ -392,7 +395,23 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             auth_log: Arc::new(atgw_sdk::ratelimit::LogLimiter::new(
                 crate::api::AUTH_LOG_EVERY,
             )),
+            console: match api.console.clone().filter(|c| c.enabled) {
+                Some(c) => {
+                    crate::console::check_listen(&api.listen).map_err(StartError::Api)?;
+                    Some(Arc::new(
+                        crate::console::ConsoleState::new(
+                            c,
+                            &cfg.devices,
+                            &journal_path,
+                            crate::console::now_ms(),
+                        )
+                        .map_err(|e| StartError::Api(format!("console: journal: {e}")))?,
+                    ))
+                }
+                None => None,
+            },
         };
+        let state_has_console = state.console.is_some();
         let (stop, limits, gateway_id) = (intake.clone(), api.clone(), cfg.gateway.id.clone());
         adapters.spawn(async move {
             if let Err(e) = crate::api::serve(listener, state, &limits, &gateway_id, stop).await {
@@ -400,6 +419,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             }
         });
         tracing::info!("local API on http://{addr}");
+        if state_has_console {
+            tracing::info!("care-team console on http://{addr}/console");
+        }
     }
     drop(ingest);
     tracing::info!(
