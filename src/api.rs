@@ -56,6 +56,10 @@ pub struct ApiConfig {
     /// connections free their slot.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: std::time::Duration,
+    /// TLS on this listener (`[api.tls]`, [`crate::api_tls`]); required for the console on a
+    /// non-loopback address.
+    #[serde(default)]
+    pub tls: Option<crate::api_tls::TlsConfig>,
     /// The care-team console (`[api.console]`, [`crate::console`]); absent: no console.
     #[serde(default)]
     pub console: Option<crate::console::ConsoleConfig>,
@@ -97,11 +101,13 @@ pub async fn bind(cfg: &ApiConfig) -> std::io::Result<(tokio::net::TcpListener, 
     Ok((l, a))
 }
 
-/// Serves until shutdown, at most `max_connections` connections at once.
+/// Serves until shutdown, at most `max_connections` connections at once; over TLS when `tls`
+/// is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     limits: &ApiConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     gateway_id: &str,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
@@ -114,18 +120,31 @@ pub async fn serve(
     let listener =
         crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout)
             .with_alarm(alarm);
-    // axum leaves Nagle on: an answer written in two segments would then wait for the client's
-    // delayed ACK (DESIGN §11).
-    let listener = listener.tap_io(|io| {
-        if let Err(e) = io.tcp().set_nodelay(true) {
-            tracing::debug!("API: TCP_NODELAY not set: {e}");
-        }
-    });
     // The client's address: the console's login rate limit is per client.
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let stop = async move { shutdown.cancelled().await };
+    // axum leaves Nagle on: an answer written in two segments would then wait for the client's
+    // delayed ACK (DESIGN §11).
+    let nodelay = |tcp: &tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("API: TCP_NODELAY not set: {e}");
+        }
+    };
+    match tls {
+        None => {
+            let listener = listener.tap_io(move |io| nodelay(io.tcp()));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => {
+            let listener = crate::api_tls::TlsListener::new(listener, config)?
+                .tap_io(move |io| nodelay(io.get_ref().0.tcp()));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -349,6 +349,7 @@ async fn a_carer_sees_a_press_live_acknowledges_and_resolves_it_across_a_gateway
     // the second press and no longer the resolved first one.
     b.ok(&["wait_no_lost", "20000"]);
     b.ok(&["wait_alert", "Room 14", "20000"]);
+    b.ok(&["wait_gone", "Room 12", "5000"]);
     let now = b.ok(&["alerts"]);
     assert_eq!(now["count"], 1, "only the second press is open: {now}");
     assert!(!now["text"].as_str().unwrap().contains("Room 12"), "{now}");
@@ -414,4 +415,95 @@ async fn repeated_wrong_passwords_lock_the_account_even_for_the_right_one() {
     // No cookie was ever set for a refused login.
     let unknown = login("guess").await.unwrap();
     assert!(unknown.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_on_the_lan_needs_tls_and_gets_a_self_signed_certificate_with_its_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let (config, base, _token) = console_config(dir.path(), broker.port, "60s");
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let lan = config.replace(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("listen = \"0.0.0.0:{port}\""),
+    );
+    assert_ne!(lan, config);
+
+    // Without TLS the configuration is refused, saying why.
+    let file = dir.path().join("lan.toml");
+    std::fs::write(&file, &lan).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("in clear") && err.contains("[api.tls]"),
+        "{err}"
+    );
+
+    // With a self-signed certificate made at first start, its fingerprint logged.
+    let gw = Gateway::start(
+        dir.path(),
+        &format!("{lan}\n[api.tls]\nself_signed = true\n"),
+    );
+    let pem = std::fs::read(dir.path().join("state/tls/cert.pem")).unwrap();
+    let der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap()
+    };
+    let fp = atgw::api_tls::fingerprint(der.as_ref());
+    assert!(
+        gw.log_text().contains(&fp),
+        "fingerprint {fp} not logged:\n{}",
+        gw.log_text()
+    );
+    assert!(
+        gw.log_text()
+            .contains(&format!("https://0.0.0.0:{port}/console"))
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("https://localhost:{port}/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    // Plain HTTP on the TLS port gets no page.
+    let plain = http()
+        .get(format!("http://127.0.0.1:{port}/console"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status() != 200),
+        "plain HTTP served"
+    );
+    assert!(
+        add_user(&gw.config, "amy.k", "carer", PASSWORD)
+            .status
+            .success()
+    );
+    let login = client
+        .post(format!("https://localhost:{port}/console/login"))
+        .json(&serde_json::json!({"name": "amy.k", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
 }

@@ -15,8 +15,8 @@
 //! - [`assets`]: the embedded page.
 //!
 //! Security (the page carries residents' alarms and acts on them): no default account; a
-//! console on a non-loopback address is refused at start ([`check_listen`]) until TLS is
-//! configured in front of it; every state change needs the session's CSRF token; the cookie is
+//! console on a non-loopback address is refused at start ([`check_listen`]) unless the
+//! listener has TLS (`[api.tls]`, [`crate::api_tls`]); every state change needs the session's CSRF token; the cookie is
 //! `HttpOnly; Secure; SameSite=Strict`; the page sends a strict Content-Security-Policy.
 
 pub mod accounts;
@@ -104,22 +104,21 @@ impl ConsoleState {
     }
 }
 
-/// Refuses a console on an address other hosts can reach: passwords and session cookies would
-/// cross the LAN in clear. (TLS on the listener itself is not built yet; a TLS reverse proxy on
-/// the same host, with `[api] listen` on loopback, is the way to serve the LAN.)
-pub fn check_listen(listen: &str) -> Result<(), String> {
+/// Refuses a console on an address other hosts can reach without TLS: passwords and session
+/// cookies would cross the LAN in clear.
+pub fn check_listen(listen: &str, tls: bool) -> Result<(), String> {
     let ip = listen
         .parse::<std::net::SocketAddr>()
         .map(|a| a.ip())
         .map_err(|e| format!("[api] listen `{listen}`: {e}"))?;
-    if ip.is_loopback() {
+    if ip.is_loopback() || tls {
         Ok(())
     } else {
         Err(format!(
-            "[api.console] is enabled but [api] listen `{listen}` is not a loopback address: the \
-             console would send passwords and session cookies over the network in clear. Keep \
-             listen on 127.0.0.1 and put a TLS reverse proxy in front for the LAN (see \
-             docs/CONSOLE.md)"
+            "[api.console] is enabled but [api] listen `{listen}` is not a loopback address and \
+             [api.tls] is not set: the console would send passwords and session cookies over the \
+             network in clear. Add [api.tls] (cert_file and key_file, or self_signed = true), or \
+             keep listen on 127.0.0.1 (see docs/CONSOLE.md)"
         ))
     }
 }
@@ -135,10 +134,11 @@ mod tests {
 
     #[test]
     fn a_console_on_a_lan_address_without_tls_is_refused() {
-        assert!(check_listen("127.0.0.1:8780").is_ok());
-        assert!(check_listen("[::1]:8780").is_ok());
-        let e = check_listen("0.0.0.0:8780").unwrap_err();
+        assert!(check_listen("127.0.0.1:8780", false).is_ok());
+        assert!(check_listen("[::1]:8780", false).is_ok());
+        let e = check_listen("0.0.0.0:8780", false).unwrap_err();
         assert!(e.contains("in clear"), "{e}");
-        assert!(check_listen("192.168.1.5:8780").is_err());
+        assert!(check_listen("192.168.1.5:8780", false).is_err());
+        assert!(check_listen("192.168.1.5:8780", true).is_ok());
     }
 }

@@ -61,6 +61,10 @@ const commands = {
     await page.locator('#alerts', { hasText: text }).waitFor({ timeout: Number(timeout) || 10000 });
     return { text: await page.innerText('#alerts') };
   },
+  async wait_gone(text, timeout) {
+    await card(text).first().waitFor({ state: 'detached', timeout: Number(timeout) || 10000 });
+    return {};
+  },
   async alerts() { return { count: await cards().count(), text: await page.innerText('#alerts') }; },
   async ack(text) {
     await card(text).first().locator('button[data-act=ack]').click();
