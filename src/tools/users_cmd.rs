@@ -30,13 +30,17 @@ pub enum UsersCommand {
     },
     /// Set a new password (this also lifts a lockout and re-enables a disabled account).
     Passwd {
+        /// The account's name.
         name: String,
         /// Read the password from this file (its first line) instead of standard input.
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
     /// Disable an account: no more logins, and its open sessions end at their next action.
-    Disable { name: String },
+    Disable {
+        /// The account's name.
+        name: String,
+    },
     /// List the accounts (names, roles, state; never a hash).
     List {
         /// JSON (one object per line) instead of text.
@@ -46,7 +50,7 @@ pub enum UsersCommand {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum UsersError {
+pub enum UsersError {
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error("cannot read the password from {from}: {error}")]
@@ -70,7 +74,8 @@ pub fn run(journal: &Path, cmd: UsersCommand) -> ExitCode {
     }
 }
 
-fn open(path: &Path) -> Result<rusqlite::Connection, UsersError> {
+/// The journal for a short account transaction (created as the daemon would when missing).
+pub fn open(path: &Path) -> Result<rusqlite::Connection, UsersError> {
     let err = |error: String| UsersError::Journal {
         path: path.to_path_buf(),
         error,
