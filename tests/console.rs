@@ -373,7 +373,7 @@ async fn a_carer_sees_a_press_live_acknowledges_and_resolves_it_across_a_gateway
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_wrong_passwords_lock_the_account_even_for_the_right_one() {
+async fn repeated_wrong_passwords_lock_the_account_and_roles_limit_what_each_person_sees() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
     let (config, base, token) = console_config(dir.path(), broker.port, "60s");
@@ -415,6 +415,86 @@ async fn repeated_wrong_passwords_lock_the_account_even_for_the_right_one() {
     // No cookie was ever set for a refused login.
     let unknown = login("guess").await.unwrap();
     assert!(unknown.headers().get("set-cookie").is_none());
+
+    // Roles: a carer sees alerts, not devices; an integrator devices, not residents' alerts.
+    assert!(
+        add_user(&gw.config, "cara", "carer", PASSWORD)
+            .status
+            .success()
+    );
+    assert!(
+        add_user(&gw.config, "ian", "integrator", PASSWORD)
+            .status
+            .success()
+    );
+    let session = |name: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .post(format!("{base}/console/login"))
+                .json(&serde_json::json!({"name": name, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{name} logs in");
+            let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+            set.split(';').next().unwrap().to_owned()
+        }
+    };
+    let status = |cookie: String, path: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (carer, integrator) = (session("cara").await, session("ian").await);
+    assert_eq!(status(carer.clone(), "/console/api/alerts").await, 200);
+    assert_eq!(status(carer.clone(), "/console/api/devices").await, 403);
+    assert_eq!(status(integrator.clone(), "/console/api/alerts").await, 403);
+    assert_eq!(status(integrator.clone(), "/console/api/stream").await, 403);
+    assert_eq!(
+        status(integrator.clone(), "/console/api/devices").await,
+        200
+    );
+    assert_eq!(status(integrator, "/console/api/health").await, 200);
+    assert_eq!(status(String::new(), "/console/api/alerts").await, 401);
+
+    // Disabled while logged in: the next state change ends the session.
+    let out = Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["users", "--config"])
+        .arg(&gw.config)
+        .args(["disable", "cara"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let me = client
+        .get(format!("{base}/console/api/me"))
+        .header("cookie", carer.clone())
+        .send()
+        .await
+        .unwrap();
+    let csrf = me.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logout = client
+        .post(format!("{base}/console/logout"))
+        .header("cookie", carer.clone())
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 401, "a disabled account's session ends");
+    assert_eq!(status(carer, "/console/api/alerts").await, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
