@@ -20,6 +20,7 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
   '--autoplay-policy=no-user-gesture-required'];
 
 let context; let page;
+let fanoutBrowser = null; const fanoutPages = [];
 
 async function open() {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'atgw-console-chromium-'));
@@ -114,9 +115,48 @@ const commands = {
       .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
     return { serious: bad, all: r.violations.map((v) => `${v.id}:${v.impact}`), passes: r.passes.length };
   },
+  // N more consoles, each its own browser context (its own connection pool: one profile would
+  // hold at most 6 HTTP/1.1 connections to the gateway) logged in with this page's cookie; each
+  // notes when every alert card is first painted (performance clock, ms since the epoch).
+  async fanout(n) {
+    const cookies = await context.cookies();
+    fanoutBrowser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    for (let i = 0; i < Number(n); i++) {
+      const ctx = await fanoutBrowser.newContext({ viewport: { width: 1280, height: 800 } });
+      await ctx.addCookies(cookies);
+      const p = await ctx.newPage();
+      await p.addInitScript(() => {
+        window.__painted = {};
+        new MutationObserver(() => {
+          const fresh = [...document.querySelectorAll('#alerts li.alert')]
+            .map((li) => li.dataset.id).filter((id) => !(id in window.__painted));
+          if (fresh.length) {
+            requestAnimationFrame(() => {
+              const t = performance.timeOrigin + performance.now();
+              for (const id of fresh) if (!(id in window.__painted)) window.__painted[id] = t;
+            });
+          }
+        }).observe(document, { subtree: true, childList: true });
+      });
+      await p.goto(`${base}/console`);
+      await p.waitForSelector('#alerts-view:not([hidden])', { timeout: 20000 });
+      fanoutPages.push(p);
+    }
+    // Each page's stream is open before the caller starts pressing.
+    await Promise.all(fanoutPages.map((p) => p.waitForFunction(() => !document.getElementById('banner').classList.contains('lost'))));
+    await page.waitForTimeout(500);
+    return { pages: fanoutPages.length };
+  },
+  async painted() {
+    return { pages: await Promise.all(fanoutPages.map((p) => p.evaluate(() => window.__painted))) };
+  },
   async reload() { await page.reload(); return {}; },
   async eval(js) { return { value: await page.evaluate(js) }; },
-  async quit() { await context.close(); process.exit(0); },
+  async quit() {
+    if (fanoutBrowser) await fanoutBrowser.close();
+    await context.close();
+    process.exit(0);
+  },
 };
 
 const rl = readline.createInterface({ input: process.stdin });

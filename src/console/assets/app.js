@@ -209,7 +209,40 @@ function apply(t) {
   }
   const isNew = !before && t.alert.status === 'open';
   if (isNew || (t.item.phase === 'raised' && t.item.reason === 'repeat')) cue(t.alert);
-  render(isNew ? t.alert.id : null);
+  place(t.alert, isNew);
+}
+
+// One transition redraws one card, in its place (a wall tablet with many open alerts must not
+// rebuild them all for each).
+function place(a, flash) {
+  const list = $('alerts');
+  const old = list.querySelector(`li[data-id="${CSS.escape(a.id)}"]`);
+  const focus = document.activeElement;
+  const act = old && focus && old.contains(focus) && focus.dataset ? focus.dataset.act : null;
+  if (!state.alerts.has(a.id)) {
+    if (old) old.remove();
+    counts();
+    return;
+  }
+  const card = alertCard(a, flash);
+  if (old && old.querySelector('details').open) card.querySelector('details').open = true;
+  if (old) old.remove();
+  const order = sorted();
+  const next = order[order.findIndex((x) => x.id === a.id) + 1];
+  const at = next ? list.querySelector(`li[data-id="${CSS.escape(next.id)}"]`) : null;
+  list.insertBefore(card, at);
+  if (act) {
+    const again = card.querySelector(`[data-act="${act}"]`);
+    if (again) again.focus();
+  }
+  counts();
+}
+
+function counts() {
+  const n = state.alerts.size;
+  $('empty').hidden = n > 0;
+  $('count').textContent = n ? `(${n})` : '';
+  document.title = n ? `(${n}) Care alerts` : 'Care alerts';
 }
 
 function where(a) {
@@ -282,10 +315,7 @@ function render(flashId) {
     if (open.has(a.id)) card.querySelector('details').open = true;
     return card;
   }));
-  const n = state.alerts.size;
-  $('empty').hidden = n > 0;
-  $('count').textContent = n ? `(${n})` : '';
-  document.title = n ? `(${n}) Care alerts` : 'Care alerts';
+  counts();
   if (refocus) {
     const again = list.querySelector(`[data-id="${CSS.escape(refocus[0])}"][data-act="${refocus[1]}"]`);
     if (again) again.focus();
