@@ -80,10 +80,13 @@ pub struct ConsoleState {
     pub decoy: String,
     /// The registry by device id (area, room, check-in interval).
     pub devices: HashMap<String, crate::registry::DeviceConfig>,
+    /// The journal reader behind every live stream.
+    pub hub: stream::Hub,
 }
 
 impl ConsoleState {
-    /// Restores the journal's live sessions.
+    /// Restores the journal's live sessions and starts the live streams' reader (in a tokio
+    /// runtime).
     pub fn new(
         cfg: ConsoleConfig,
         devices: &[crate::registry::DeviceConfig],
@@ -94,12 +97,17 @@ impl ConsoleState {
         let since = now_ms.saturating_sub(cfg.session_max.as_millis() as i64);
         let reader = crate::journal::Reader::open(journal)?;
         sessions.restore(accounts::stored_sessions(reader.conn(), since)?, now_ms);
+        let newest: i64 =
+            reader
+                .conn()
+                .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
         Ok(ConsoleState {
             cfg,
             sessions,
             limit: login_guard::RateLimit::default(),
             decoy: accounts::decoy_hash(),
             devices: devices.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+            hub: stream::Hub::start(journal.to_path_buf(), newest),
         })
     }
 }

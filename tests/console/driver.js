@@ -150,6 +150,9 @@ const commands = {
   async painted() {
     return { pages: await Promise.all(fanoutPages.map((p) => p.evaluate(() => window.__painted))) };
   },
+  // The page's network goes away (Wi-Fi lost) and comes back; the gateway stays up.
+  async offline() { await context.setOffline(true); return {}; },
+  async online() { await context.setOffline(false); return {}; },
   async reload() { await page.reload(); return {}; },
   async eval(js) { return { value: await page.evaluate(js) }; },
   async quit() {

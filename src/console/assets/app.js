@@ -25,6 +25,7 @@ const state = {
   seq: 0,
   source: null,
   connected: false,
+  heard: 0,
   lostSince: null,
   health: null,
   healthError: null,
@@ -163,14 +164,22 @@ async function loadAlerts() {
   connect();
 }
 
+// A page that hears nothing (the gateway pings every 5 s) for this long counts its connection
+// as dead, says so, and reconnects: never a silently frozen page.
+const SILENCE_MS = 15000;
+
 function connect() {
   if (state.source) state.source.close();
   // On its own reconnects the browser sends Last-Event-ID (the last transition it saw), which
   // the gateway prefers to `since`; a new EventSource starts from what this page has.
   const es = new EventSource(`/console/api/stream?since=${state.seq}`);
   state.source = es;
-  es.addEventListener('open', () => { state.connected = true; state.lostSince = null; banner(); });
+  const heard = () => { state.heard = Date.now(); };
+  es.addEventListener('open', () => { heard(); state.connected = true; state.lostSince = null; banner(); });
+  es.addEventListener('hello', heard);
+  es.addEventListener('ping', heard);
   es.addEventListener('transition', (ev) => {
+    heard();
     let t;
     try { t = JSON.parse(ev.data); } catch (_) { return; }
     apply(t);
@@ -179,16 +188,29 @@ function connect() {
   es.addEventListener('problem', (ev) => { state.healthError = ev.data; banner(); });
   es.addEventListener('error', () => {
     lost();
-    if (es.readyState === EventSource.CLOSED) {
-      // Refused (e.g. the session ended): check who we are before trying again.
-      setTimeout(async () => {
-        if (state.source !== es) return;
-        const r = await api('GET', '/console/api/me');
-        if (r.ok) connect();
-      }, 2000);
-    }
+    if (es.readyState === EventSource.CLOSED) retryLater(es);
   });
 }
+
+// The browser gave up (the gateway refused, or is gone): check who we are, then try again.
+function retryLater(es) {
+  setTimeout(async () => {
+    if (state.source !== es) return;
+    try {
+      const r = await api('GET', '/console/api/me');
+      if (r.ok) { connect(); return; }
+      if (r.status === 401) return;
+    } catch (_) { /* unreachable: try again */ }
+    retryLater(es);
+  }, 2000);
+}
+
+setInterval(() => {
+  if (state.source && state.connected && Date.now() - state.heard > SILENCE_MS) {
+    lost();
+    connect();
+  }
+}, 2000);
 
 function lost() {
   if (state.connected || state.lostSince === null) {
