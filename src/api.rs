@@ -56,6 +56,13 @@ pub struct ApiConfig {
     /// connections free their slot.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: std::time::Duration,
+    /// TLS on this listener (`[api.tls]`, [`crate::api_tls`]); required for the console on a
+    /// non-loopback address.
+    #[serde(default)]
+    pub tls: Option<crate::api_tls::TlsConfig>,
+    /// The care-team console (`[api.console]`, [`crate::console`]); absent: no console.
+    #[serde(default)]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 fn default_listen() -> String {
@@ -80,6 +87,8 @@ pub struct ApiState {
     pub readiness: Arc<crate::readiness::Readiness>,
     /// Limits the failed-authentication warning to one line per [`AUTH_LOG_EVERY`].
     pub auth_log: Arc<atgw_sdk::ratelimit::LogLimiter>,
+    /// The console's sessions and registry view, when `[api.console]` is enabled.
+    pub console: Option<Arc<crate::console::ConsoleState>>,
 }
 
 /// At most one "authentication failed" line per this interval; the line says how many more.
@@ -92,11 +101,13 @@ pub async fn bind(cfg: &ApiConfig) -> std::io::Result<(tokio::net::TcpListener, 
     Ok((l, a))
 }
 
-/// Serves until shutdown, at most `max_connections` connections at once.
+/// Serves until shutdown, at most `max_connections` connections at once; over TLS when `tls`
+/// is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     limits: &ApiConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     gateway_id: &str,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
@@ -109,16 +120,31 @@ pub async fn serve(
     let listener =
         crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout)
             .with_alarm(alarm);
+    // The client's address: the console's login rate limit is per client.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = async move { shutdown.cancelled().await };
     // axum leaves Nagle on: an answer written in two segments would then wait for the client's
     // delayed ACK (DESIGN §11).
-    let listener = listener.tap_io(|io| {
-        if let Err(e) = io.tcp().set_nodelay(true) {
+    let nodelay = |tcp: &tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("API: TCP_NODELAY not set: {e}");
         }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    };
+    match tls {
+        None => {
+            let listener = listener.tap_io(move |io| nodelay(io.tcp()));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => {
+            let listener = crate::api_tls::TlsListener::new(listener, config)?
+                .tap_io(move |io| nodelay(io.get_ref().0.tcp()));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -135,10 +161,16 @@ pub fn router(state: ApiState) -> Router {
     let monitoring = Router::new()
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let console = if state.console.is_some() {
+        crate::console::handlers::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(monitoring)
+        .merge(console)
         .nest("/api/v1", api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn(json_errors))
@@ -205,7 +237,7 @@ async fn json_body(resp: Response) -> Response {
     out
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({ "error": msg.into() }))).into_response()
 }
 
@@ -236,7 +268,7 @@ async fn require_token(
 }
 
 /// Runs a read on its own read-only connection, off the async workers.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     s: &ApiState,
     f: impl FnOnce(&Reader) -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, Response> {

@@ -75,6 +75,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// The care-team console's accounts: add, passwd, disable, list (in the journal).
+    Users {
+        /// The configuration file (its data_dir holds the journal).
+        #[arg(long, short, env = "ATGW_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: crate::tools::users_cmd::UsersCommand,
+    },
     /// Speak a real device protocol to a running gateway (commissioning, load).
     Simulate {
         #[command(subcommand)]
@@ -196,6 +204,13 @@ pub fn main() -> ExitCode {
         Command::Alerts { config, command } => {
             runtime_block_on(crate::tools::alerts_cmd::run(config, command))
         }
+        Command::Users { config, command } => match load_or_exit(&config) {
+            Ok(cfg) => crate::tools::users_cmd::run(
+                &cfg.gateway.data_dir.join(crate::journal::FILE_NAME),
+                command,
+            ),
+            Err(code) => code,
+        },
         Command::Simulate {
             protocol: SimulateCommand::Dc09(a),
         } => runtime_block_on(crate::tools::simulate::dc09(a)),

@@ -16,6 +16,8 @@
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
 //! - [`api`]: the local HTTP API (token required except `/healthz` and `/readyz`).
 //! - [`api_listener`]: the API's listener: its connection cap and idle timeout.
+//! - [`api_tls`]: TLS on that listener (configured or self-signed certificate).
+//! - [`console`]: the care-team console (a live page on the API's listener, per-user logins).
 //! - [`metrics`]: the metrics registry and its Prometheus exposition (`/metrics`).
 //! - [`readiness`]: per-adapter and per-sink readiness (`/readyz`).
 //! - [`rules`]: vital-sign thresholds that derive alerts from measurements.
@@ -37,9 +39,11 @@
 pub mod alerts;
 pub mod api;
 pub mod api_listener;
+pub mod api_tls;
 pub mod cli;
 pub mod components;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod envelope;
 pub mod gateway_alerts;

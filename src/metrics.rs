@@ -48,6 +48,11 @@ const TTA_BUCKETS: &[f64] = &[
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdapterLabel {
     adapter: String,
 }
@@ -92,6 +97,8 @@ pub struct Metrics {
     time_to_ack: Family<PriorityLabel, Histogram, fn() -> Histogram>,
     api_auth_failures: Counter,
     api_connections_capped: Counter,
+    console_logins: Family<OutcomeLabel, Counter>,
+    console_csrf_refused: Counter,
     unregistered_evicted: Counter,
     unregistered_devices: Gauge,
     events_shed: Counter,
@@ -254,6 +261,30 @@ impl Metrics {
             "Times the local API went to accept a client with all max_connections slots taken (the client waits for one to free)",
             api_connections_capped.clone(),
         );
+        let console_logins = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "atgw_console_logins",
+            "Console login attempts by outcome (ok, wrong_password, unknown_user, locked_out, disabled, rate_limited)",
+            console_logins.clone(),
+        );
+        for o in [
+            "ok",
+            "wrong_password",
+            "unknown_user",
+            "locked_out",
+            "disabled",
+            "rate_limited",
+        ] {
+            console_logins.get_or_create_owned(&OutcomeLabel {
+                outcome: o.to_owned(),
+            });
+        }
+        let console_csrf_refused = Counter::default();
+        registry.register(
+            "atgw_console_csrf_refused",
+            "Console state changes refused for a missing or wrong CSRF token",
+            console_csrf_refused.clone(),
+        );
         let unregistered_evicted = Counter::default();
         registry.register(
             "atgw_unregistered_devices_evicted",
@@ -329,6 +360,8 @@ impl Metrics {
             time_to_ack,
             api_auth_failures,
             api_connections_capped,
+            console_logins,
+            console_csrf_refused,
             unregistered_evicted,
             unregistered_devices,
             events_shed,
@@ -380,6 +413,20 @@ impl Metrics {
     /// One local API request refused for its bearer token.
     pub fn api_auth_failure(&self) {
         self.api_auth_failures.inc();
+    }
+
+    /// A console login attempt ended with `outcome`.
+    pub fn console_login(&self, outcome: &str) {
+        self.console_logins
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A console state change came without its session's CSRF token.
+    pub fn console_csrf_refused(&self) {
+        self.console_csrf_refused.inc();
     }
 
     /// A local API client has to wait: `max_connections` connections are open.

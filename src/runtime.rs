@@ -134,6 +134,15 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
     if let Some(api) = &cfg.api {
         atgw_sdk::secret::read_secret_file(&api.token_file)
             .map_err(|e| StartError::Api(format!("token_file: {e}")))?;
+        if api.console.as_ref().is_some_and(|c| c.enabled) {
+            crate::console::check_listen(&api.listen, api.tls.is_some())
+                .map_err(StartError::Api)?;
+        }
+        // A configured certificate is checked here; a self-signed one is made at the start.
+        if let Some(t) = api.tls.as_ref().filter(|t| !t.self_signed) {
+            crate::api_tls::load(t, &cfg.gateway.data_dir)
+                .map_err(|e| StartError::Api(e.to_string()))?;
+        }
     }
     Ok(Checked { adapters, sinks })
 }
@@ -422,14 +431,56 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             auth_log: Arc::new(atgw_sdk::ratelimit::LogLimiter::new(
                 crate::api::AUTH_LOG_EVERY,
             )),
+            console: match api.console.clone().filter(|c| c.enabled) {
+                Some(c) => {
+                    crate::console::check_listen(&api.listen, api.tls.is_some())
+                        .map_err(StartError::Api)?;
+                    Some(Arc::new(
+                        crate::console::ConsoleState::new(
+                            c,
+                            &cfg.devices,
+                            &journal_path,
+                            crate::console::now_ms(),
+                        )
+                        .map_err(|e| StartError::Api(format!("console: journal: {e}")))?,
+                    ))
+                }
+                None => None,
+            },
         };
+        let state_has_console = state.console.is_some();
+        let tls = match &api.tls {
+            Some(t) => {
+                let loaded = crate::api_tls::load(t, &cfg.gateway.data_dir)
+                    .map_err(|e| StartError::Api(e.to_string()))?;
+                if let Some(p) = &loaded.generated {
+                    tracing::info!(
+                        "local API: generated a self-signed certificate {}",
+                        p.display()
+                    );
+                }
+                tracing::info!(
+                    fingerprint = %loaded.fingerprint,
+                    "local API: TLS certificate SHA-256 fingerprint {} (check it in the browser the first time)",
+                    loaded.fingerprint
+                );
+                Some(loaded.config)
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (stop, limits, gateway_id) = (intake.clone(), api.clone(), cfg.gateway.id.clone());
         adapters.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, &limits, &gateway_id, stop).await {
+            if let Err(e) =
+                crate::api::serve(listener, state, &limits, tls, &gateway_id, stop).await
+            {
                 tracing::error!("local API stopped: {e}");
             }
         });
-        tracing::info!("local API on http://{addr}");
+        tracing::info!("local API on {scheme}://{addr}");
+        if state_has_console {
+            tracing::info!("care-team console on {scheme}://{addr}/console");
+        }
     }
     drop(ingest);
     tracing::info!(

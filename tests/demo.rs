@@ -158,6 +158,20 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
         assert!(out.contains("`mosquitto` is not installed"), "{all}");
     }
     assert_signatures_all_good(&out, &all);
+    // The console's address and a login made for this run (no fixed demo password).
+    let console = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("console ") && l.contains("/console"))
+        .unwrap_or_else(|| panic!("no console line\n{all}"));
+    let password = console
+        .split("password ")
+        .nth(1)
+        .and_then(|p| p.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password in {console:?}"));
+    assert!(
+        password.len() >= 16 && password.chars().all(|c| c.is_ascii_hexdigit()),
+        "{console}"
+    );
     for step in [
         "ALERT raised",
         "notified",

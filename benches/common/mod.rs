@@ -376,6 +376,13 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/webhook/p99_ms"),
             med("/telemetry_per_sec/median")
         ),
+        Some("console_fanout") => format!(
+            "commit → render on {} consoles p50 {} / p99 {} ms ({} transitions)",
+            med("/consoles"),
+            med("/p50_ms"),
+            med("/p99_ms"),
+            med("/transitions")
+        ),
         _ => "see the JSON".into(),
     }
 }

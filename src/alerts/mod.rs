@@ -998,7 +998,7 @@ fn view_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertView> {
     })
 }
 
-fn load_view(conn: &Connection, id: &str) -> rusqlite::Result<Option<AlertView>> {
+pub(crate) fn load_view(conn: &Connection, id: &str) -> rusqlite::Result<Option<AlertView>> {
     let sql = format!("SELECT {VIEW_COLUMNS} FROM alerts WHERE id = ?1");
     conn.query_row(&sql, [id], view_from).optional()
 }

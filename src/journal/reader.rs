@@ -23,6 +23,11 @@ impl Reader {
         Ok(Reader { conn })
     }
 
+    /// The connection, for a module's own read queries (the console's views).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Outbox rows of one sink and lane after `after_id`, oldest first.
     pub fn outbox_after(
         &self,

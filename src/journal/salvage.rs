@@ -36,6 +36,9 @@ const TABLES: &[&str] = &[
     "devices",
     "shelves",
     "device_days",
+    "users",
+    "user_audit",
+    "console_sessions",
 ];
 
 /// Where the lower bound of a lost outbox range is unknown (the damage is before the first

@@ -188,6 +188,41 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX device_days_day ON device_days(day);
     CREATE INDEX outbox_event ON outbox(event_seq);
     "#,
+    // 11: console accounts (Argon2id PHC hashes; failures counted for the lockout), what each
+    //     user did (logins, refusals, acknowledgements, resolutions), their sessions (a restart
+    //     logs nobody out; the secret's SHA-256 only), and an alert's lifecycle
+    //     events found without a scan (the console shows each open alert's history).
+    r#"
+    CREATE TABLE users (
+        name            TEXT PRIMARY KEY,
+        role            TEXT NOT NULL,
+        hash            TEXT NOT NULL,
+        disabled        INTEGER NOT NULL DEFAULT 0,
+        failed_logins   INTEGER NOT NULL DEFAULT 0,
+        last_failed_ms  INTEGER,
+        last_login_ms   INTEGER,
+        created_ms      INTEGER NOT NULL,
+        changed_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE user_audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms   INTEGER NOT NULL,
+        user    TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX user_audit_user ON user_audit(user, at_ms);
+    CREATE TABLE console_sessions (
+        id          TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        user        TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        csrf        TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX events_correlation ON events(correlation_id, seq)
+        WHERE correlation_id IS NOT NULL;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -210,11 +245,11 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 10);
-        assert_eq!(migrate(&mut c).unwrap(), 10);
+        assert_eq!(migrate(&mut c).unwrap(), 11);
+        assert_eq!(migrate(&mut c).unwrap(), 11);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 10);
+        assert_eq!(v, 11);
     }
 }

@@ -78,6 +78,8 @@ pub enum WriterCmd {
         up: bool,
         at_ms: i64,
     },
+    /// A console login, refusal, logout or action, for the user's audit trail and lockout count.
+    Account(Box<crate::console::accounts::AccountEvent>),
     /// Answers once everything sent before it is committed.
     Flush { reply: oneshot::Sender<()> },
     /// The systemd watchdog's liveness probe: writes a heartbeat row and answers `Ok` only
@@ -680,7 +682,8 @@ impl Writer {
             Item::Cmd(
                 cmd @ (WriterCmd::Delivered { .. }
                 | WriterCmd::DeliveryFailing { .. }
-                | WriterCmd::Link { .. }),
+                | WriterCmd::Link { .. }
+                | WriterCmd::Account(_)),
             ) => self.held.push(cmd),
         }
     }

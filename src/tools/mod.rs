@@ -8,6 +8,7 @@
 //! - [`audit`]: `atgw audit`, the security self-check against ETSI EN 303 645.
 //! - [`alerts_cmd`]: `atgw alerts`, listing and acting on alerts from the shell.
 //! - [`dead_letters`]: `atgw dead-letters`, what the adapters could not read.
+//! - [`users_cmd`]: `atgw users`, the console's accounts.
 //! - [`profile_test`]: `atgw profile test`, a profile run against sample messages.
 //! - [`manpage`]: the manual pages.
 //! - [`mosquitto`]: a private broker child process for the demo, tests and benchmarks.
@@ -21,3 +22,4 @@ pub mod mosquitto;
 pub mod profile_test;
 pub mod report;
 pub mod simulate;
+pub mod users_cmd;

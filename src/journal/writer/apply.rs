@@ -151,6 +151,7 @@ pub(super) fn apply(
             });
             out.links.push((adapter, up, at_ms));
         }
+        Item::Cmd(WriterCmd::Account(ev)) => crate::console::accounts::record(b.tx, &ev)?,
         Item::Cmd(WriterCmd::Flush { reply }) => out.replies.push(Reply::Flush(reply)),
         Item::Cmd(WriterCmd::Heartbeat { reply }) => {
             out.replies.push(Reply::Heartbeat(reply));

@@ -124,30 +124,59 @@ fn api(cfg: &Config) -> Vec<Finding> {
             "no local API configured: nothing listens for operators",
         )];
     };
-    let f = match scope(&api.listen) {
-        Scope::Loopback => Finding::pass(
+    let console = api.console.as_ref().is_some_and(|c| c.enabled);
+    let f = match (scope(&api.listen), &api.tls) {
+        (Scope::Loopback, _) => Finding::pass(
             AttackSurface,
             "api-listen",
             "api.listen",
             format!("{} is loopback only", api.listen),
         ),
-        other => Finding::fail(
+        (_, Some(t)) => Finding::pass(
             AttackSurface,
             "api-listen",
             "api.listen",
             format!(
-                "{} is {}: the API speaks plain HTTP, so its bearer token and the alerts cross the network in clear",
+                "{} is reachable from the network, over TLS ({})",
+                api.listen,
+                if t.self_signed && t.cert_file.is_none() {
+                    "self-signed certificate: check its fingerprint (logged at start) in each browser once"
+                } else {
+                    "configured certificate"
+                }
+            ),
+        ),
+        (other, None) => Finding::fail(
+            AttackSurface,
+            "api-listen",
+            "api.listen",
+            format!(
+                "{} is {}: the API speaks plain HTTP, so its bearer token{} and the alerts cross the network in clear",
                 api.listen,
                 if other == Scope::Everywhere {
                     "every interface"
                 } else {
                     "not loopback"
+                },
+                if console {
+                    ", the console's passwords"
+                } else {
+                    ""
                 }
             ),
-            "set listen = \"127.0.0.1:8780\"; consoles on other machines go through a TLS reverse proxy on this one",
+            "add [api.tls] (cert_file and key_file, or self_signed = true), or set listen = \"127.0.0.1:8780\"",
         ),
     };
-    vec![f]
+    let mut out = vec![f];
+    if console {
+        out.push(Finding::pass(
+            NoDefaultPasswords,
+            "console-accounts",
+            "api.console",
+            "the console has no default account: each person gets their own (`atgw users add`), Argon2id-hashed, locked after repeated wrong passwords",
+        ));
+    }
+    out
 }
 
 /// Why a resident id is not pseudonymous, if it looks like it is not. The id itself is never

@@ -164,6 +164,38 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         generated.api_port,
         root.join("api-token").display()
     );
+    // A console account made for this run, with a password of its own: never a fixed one.
+    let demo_password = random_hex(10);
+    let journal = cfg.gateway.data_dir.join(crate::journal::FILE_NAME);
+    crate::tools::users_cmd::open(&journal)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            crate::console::accounts::add(
+                &c,
+                "demo",
+                crate::console::accounts::Role::Manager,
+                &demo_password,
+                crate::console::now_ms(),
+            )
+            .or_else(|e| match e {
+                // A kept --data-dir from an earlier run: give it this run's password.
+                crate::console::accounts::AccountError::Exists(_) => {
+                    crate::console::accounts::set_password(
+                        &c,
+                        "demo",
+                        &demo_password,
+                        crate::console::now_ms(),
+                    )
+                }
+                e => Err(e),
+            })
+            .map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("cannot make the demo's console account: {e}"))?;
+    println!(
+        "  console http://127.0.0.1:{}/console in a browser: log in as `demo`, password {demo_password} (new each run)",
+        generated.api_port
+    );
     println!(
         "  phones  webhooks to {phones_addr}/carers and /senior, Standard Webhooks signed, one secret each"
     );
@@ -416,6 +448,9 @@ timezone = "Europe/London"
 [api]
 listen = "127.0.0.1:{api_port}"
 token_file = {token_file}
+
+[api.console]
+enabled = true
 
 [[adapter]]
 name = "alarms"
