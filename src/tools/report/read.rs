@@ -146,6 +146,7 @@ pub fn build(conn: &mut Connection, path: &Path, opts: &Options) -> Result<Repor
         test_calls,
         devices,
         tz: tz.clone(),
+        baseline: None,
     })
 }
 
@@ -366,7 +367,8 @@ fn read_devices(
                     min(CASE WHEN instr(json, '\"percent\"') > 0
                              THEN json_extract(json, '$.data.battery.percent') END),
                     max(json_extract(json, '$.data.device.adapter')),
-                    max(json_extract(json, '$.data.device.registered'))
+                    max(json_extract(json, '$.data.device.registered')),
+                    max(json_extract(json, '$.data.location.area'))
              FROM events
              WHERE recorded_ms >= ?1 AND recorded_ms < ?2 AND source NOT LIKE ?3
              GROUP BY device_id",
@@ -383,17 +385,30 @@ fn read_devices(
                 r.get::<_, Option<f64>>(7)?,
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, Option<bool>>(9)?,
+                r.get::<_, Option<String>>(10)?,
             ))
         })?;
         for row in rows {
-            let (id, first, last, events, tests, low_raised, low_readings, min_pct, adapter, reg) =
-                row?;
+            let (
+                id,
+                first,
+                last,
+                events,
+                tests,
+                low_raised,
+                low_readings,
+                min_pct,
+                adapter,
+                reg,
+                area,
+            ) = row?;
             let d = devices.entry(id.clone()).or_insert_with(|| DeviceRecord {
                 id,
                 adapter: adapter.unwrap_or_default(),
                 registered: reg.unwrap_or(false),
                 ..DeviceRecord::default()
             });
+            d.area = area;
             d.first_seen_ms = first;
             d.last_seen_ms = last;
             d.events = events.max(0) as u64;
@@ -442,6 +457,37 @@ fn read_devices(
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+        }
+    }
+    // Areas the period's messages did not give (pruned telemetry keeps none, so a period in
+    // pruned days would otherwise lose them): the device's latest message that names one, else
+    // its latest alert's. Later rows overwrite earlier ones, so the newest wins.
+    if devices.values().any(|d| d.area.is_none()) {
+        let mut latest: HashMap<String, String> = HashMap::new();
+        let mut stmt = tx.prepare(
+            "SELECT device_id, area FROM alerts WHERE area IS NOT NULL ORDER BY raised_ms, id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, area) = row?;
+            latest.insert(id, area);
+        }
+        let mut stmt = tx.prepare(
+            "SELECT device_id, json_extract(json, '$.data.location.area') AS area FROM events
+             WHERE source NOT LIKE ?1 AND instr(json, '\"area\"') > 0 AND area IS NOT NULL
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([alerts_source], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, area) = row?;
+            latest.insert(id, area);
+        }
+        for d in devices.values_mut() {
+            if d.area.is_none() {
+                d.area = latest.remove(&d.id);
+            }
         }
     }
     // Offline episodes, from every transition up to the period's end (one raised before the
