@@ -428,9 +428,9 @@ fn comparison(h: &mut String, r: &Report, b: &Report, c: &Comparison) {
         (c.pilot_has_data, "period", r),
     ] {
         if !has {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<p id=\"no-data-{name}\"><strong>The {name} ({f} to {t}) has no data in the journal</strong> (no alerts and no monitored devices), so no changes are shown.</p>\n",
+                "<p id=\"no-data-{name}\"><strong>The {name} ({f} to {t}) has no data in the journal</strong> (no alerts and no monitored devices), so no changes are shown.</p>",
                 f = p.from,
                 t = p.to
             );

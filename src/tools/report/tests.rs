@@ -473,6 +473,19 @@ async fn the_page_escapes_journal_text_and_leaves_residents_and_notes_out_unless
     assert!(!csv[0].contains(&"resident".to_owned()));
     assert!(csv.iter().flatten().all(|c| !c.contains("res-0042")));
 
+    // The comparison and the standard escape the areas, kinds and priorities they name.
+    let mut hostile = r.clone();
+    for a in &mut hostile.alerts {
+        a.area = Some("<b>wing</b>".into());
+        a.kind = "<img src=x>".into();
+        a.priority = "\"><script>".into();
+    }
+    hostile.baseline = Some(Box::new(hostile.clone()));
+    let page = html::render(&hostile);
+    assert!(page.contains(r#"id="comparison""#) && page.contains(r#"id="ack-standard""#));
+    assert!(!page.contains("<script") && !page.contains("<b>wing") && !page.contains("<img"));
+    assert!(page.contains("&lt;b&gt;wing&lt;/b&gt;") && page.contains("&lt;img src=x&gt;"));
+
     let with = report(&path, "Europe/London", |o| o.include_residents = true);
     assert!(html::render(&with).contains("res-0042"));
     let csv = super::csv::alerts(&with);

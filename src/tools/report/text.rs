@@ -155,7 +155,7 @@ pub fn summary(r: &Report) -> String {
 fn standard_lines(t: &mut String, r: &Report) {
     let _ = writeln!(
         t,
-        "  acknowledged within 60 s / 180 s (the {}; the benchmark an evaluation compares against; gateway time runs from the alert being raised to its first acknowledgement, unacknowledged alerts count as not within, test alerts left out):",
+        "  acknowledged within 60 s / 180 s, beside the benchmark an evaluation compares against:\n    the {}.\n    Gateway time runs from the alert being raised to its first acknowledgement; unacknowledged\n    alerts count as not within; test alerts are left out.",
         standard::SOURCE
     );
     let mut periods = vec![("period", r)];
