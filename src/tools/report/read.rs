@@ -11,7 +11,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{AlertRecord, DeviceRecord, Options, Report, ReportError, TestCall, stats};
 use crate::envelope::ALERTS_SOURCE;
@@ -460,34 +460,29 @@ fn read_devices(
         }
     }
     // Areas the period's messages did not give (pruned telemetry keeps none, so a period in
-    // pruned days would otherwise lose them): the device's latest message that names one, else
-    // its latest alert's. Later rows overwrite earlier ones, so the newest wins.
-    if devices.values().any(|d| d.area.is_none()) {
-        let mut latest: HashMap<String, String> = HashMap::new();
-        let mut stmt = tx.prepare(
-            "SELECT device_id, area FROM alerts WHERE area IS NOT NULL ORDER BY raised_ms, id",
+    // pruned days would otherwise lose them): the device's newest message that names one, else
+    // its newest alert's. Both walk an index (`events_device`, `alerts_live`) from one device's
+    // newest row, so this costs little even on a large journal.
+    {
+        let mut from_events = tx.prepare(
+            "SELECT json_extract(json, '$.data.location.area') AS area FROM events
+             WHERE device_id = ?1 AND source NOT LIKE ?2 AND area IS NOT NULL
+             ORDER BY seq DESC LIMIT 1",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (id, area) = row?;
-            latest.insert(id, area);
-        }
-        let mut stmt = tx.prepare(
-            "SELECT device_id, json_extract(json, '$.data.location.area') AS area FROM events
-             WHERE source NOT LIKE ?1 AND instr(json, '\"area\"') > 0 AND area IS NOT NULL
-             ORDER BY seq",
+        let mut from_alerts = tx.prepare(
+            "SELECT area FROM alerts WHERE device_id = ?1 AND area IS NOT NULL
+             ORDER BY raised_ms DESC LIMIT 1",
         )?;
-        let rows = stmt.query_map([alerts_source], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (id, area) = row?;
-            latest.insert(id, area);
-        }
-        for d in devices.values_mut() {
-            if d.area.is_none() {
-                d.area = latest.remove(&d.id);
-            }
+        for d in devices.values_mut().filter(|d| d.area.is_none()) {
+            let newest = |stmt: &mut rusqlite::Statement, p: &[&dyn rusqlite::ToSql]| {
+                stmt.query_row(p, |r| r.get::<_, Option<String>>(0))
+                    .optional()
+                    .map(Option::flatten)
+            };
+            d.area = match newest(&mut from_events, &[&d.id, &alerts_source])? {
+                Some(a) => Some(a),
+                None => newest(&mut from_alerts, &[&d.id])?,
+            };
         }
     }
     // Offline episodes, from every transition up to the period's end (one raised before the
