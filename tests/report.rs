@@ -483,4 +483,96 @@ async fn the_report_of_a_real_run_shows_its_alerts_waits_escalations_and_outcome
         "2026-05-01",
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // --baseline: the run's own days as the baseline beside an empty period (tomorrow).
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    let baseline = format!("{}..{}", today.yesterday().unwrap(), today);
+    let cmp_dir = dir.path().join("compare");
+    let out = report(&[
+        "--journal",
+        copy.to_str().unwrap(),
+        "--from",
+        &tomorrow,
+        "--baseline",
+        &baseline,
+        "--out",
+        cmp_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let within_60 = waits.values().filter(|w| **w <= 60_000).count();
+    let within_180 = waits.values().filter(|w| **w <= 180_000).count();
+    let pct = |n: usize| format!("{:.1}", 100.0 * n as f64 / 3.0);
+    assert!(
+        stdout.contains(&format!(
+            "baseline high        3 alerts: {within_60} within 60 s ({} %), {within_180} within 180 s",
+            pct(within_60)
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("97.5 % of calls within 60 s, 99 % within 180 s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "the period ({tomorrow} to {tomorrow}) has no data"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("comparison.csv") && stdout.contains("ack_standard.csv"));
+    let html = std::fs::read_to_string(cmp_dir.join("report.html")).unwrap();
+    assert!(html.contains(&format!(
+        r#"id="baseline-std-60s" data-within="{within_60}" data-alerts="3" data-percent="{}""#,
+        pct(within_60)
+    )));
+    assert!(html.contains(r#"id="no-data-period""#));
+    assert!(html.contains(r#"id="comparison""#));
+    for private in ["res-0042", "res-0057", "Mrs Example", "carer-7"] {
+        assert!(!html.contains(private), "{private} is in the HTML");
+    }
+    let rows = read_csv(&cmp_dir.join("comparison.csv"));
+    let site = rows.iter().find(|r| r["scope"] == "site").unwrap();
+    assert_eq!(
+        (
+            site["baseline_alerts"].as_str(),
+            site["baseline_acknowledged"].as_str(),
+            site["period_alerts"].as_str(),
+            site["change_rate_percent"].as_str(),
+            site["note"].as_str()
+        ),
+        ("3", "3", "0", "", "no data in the report period"),
+        "{site:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["scope"] == "area" && r["group"] == "west")
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["scope"] == "kind" && r["group"] == "fall")
+    );
+    let standard = read_csv(&cmp_dir.join("ack_standard.csv"));
+    let base_high = standard
+        .iter()
+        .find(|r| r["period"] == "baseline" && r["priority"] == "high")
+        .unwrap();
+    assert_eq!(base_high["within_60s"], within_60.to_string());
+    assert_eq!(base_high["target_60s_percent"], "97.5");
+    assert_eq!(base_high["target_180s_percent"], "99.0");
+    // A baseline that ends before it starts is a usage error.
+    let out = report(&[
+        "--journal",
+        copy.to_str().unwrap(),
+        "--baseline",
+        "2026-05-02..2026-05-01",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the baseline starts (2026-05-02) after it ends (2026-05-01)"),
+        "{out:?}"
+    );
 }

@@ -1,14 +1,18 @@
 //! The report as CSV for spreadsheets: `alerts.csv` (one row per alert), `alerts_by_day.csv`,
-//! `time_to_ack.csv`, `devices.csv` and `summary.csv` (headline figures, one per row). Times are
-//! RFC 3339 in the site's zone with their offset; durations are decimal seconds.
+//! `time_to_ack.csv`, `devices.csv`, `summary.csv` (headline figures, one per row),
+//! `ack_standard.csv` (shares acknowledged within 60 s and 180 s beside the TSA target) and, with
+//! `--baseline`, `comparison.csv` (the baseline beside the period). Times are RFC 3339 in the
+//! site's zone with their offset; durations are decimal seconds; a figure that cannot be given
+//! (no alerts, no baseline data) is an empty cell, never 0.
 //!
 //! Text from the journal that a spreadsheet would read as a formula (`=`, `+`, `-`, `@` first)
 //! is prefixed with `'`, so opening the file cannot run anything (CWE-1236).
 
 use std::path::{Path, PathBuf};
 
+use super::compare::{self, Figures};
 use super::stats::{self, AckStats};
-use super::{Report, ReportError};
+use super::{Report, ReportError, standard};
 
 /// Journal text made safe for spreadsheets.
 pub fn cell(s: &str) -> String {
@@ -27,13 +31,17 @@ type Rows = fn(&Report) -> Vec<Vec<String>>;
 
 /// Writes every CSV file into `dir`; returns their paths.
 pub fn write_all(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let files: [(&str, Rows); 5] = [
+    let mut files: Vec<(&str, Rows)> = vec![
         ("alerts.csv", alerts),
         ("alerts_by_day.csv", alerts_by_day),
         ("time_to_ack.csv", time_to_ack),
         ("devices.csv", devices),
         ("summary.csv", summary),
+        ("ack_standard.csv", ack_standard),
     ];
+    if r.baseline.is_some() {
+        files.push(("comparison.csv", comparison));
+    }
     let mut written = Vec::new();
     for (name, rows) in files {
         let path = dir.join(name);
@@ -257,6 +265,150 @@ pub fn summary(r: &Report) -> Vec<Vec<String>> {
     let mut out = vec![vec!["metric".into(), "value".into()]];
     out.extend(rows.into_iter().map(|(k, v)| vec![cell(&k), v]));
     out
+}
+
+/// A number with one decimal, or an empty cell.
+fn decimal(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_default()
+}
+
+/// `ack_standard.csv`: per period (`period`, and `baseline` with `--baseline`) and priority,
+/// then `(all)`, the alerts acknowledged within 60 s and 180 s, their share and the target.
+pub fn ack_standard(r: &Report) -> Vec<Vec<String>> {
+    let mut head: Vec<String> = ["period", "from", "to", "priority", "alerts"]
+        .map(str::to_owned)
+        .to_vec();
+    for t in standard::TARGETS {
+        let k = t.key;
+        head.extend([
+            format!("within_{k}"),
+            format!("within_{k}_percent"),
+            format!("target_{k}_percent"),
+            format!("meets_{k}"),
+        ]);
+    }
+    let mut rows = vec![head];
+    let mut periods = vec![("period", r)];
+    if let Some(b) = &r.baseline {
+        periods.push(("baseline", b));
+    }
+    for (name, p) in periods {
+        let mut shares = standard::by_priority(&p.alerts);
+        shares.push(standard::share("(all)", &p.alerts));
+        for s in shares {
+            let mut row = vec![
+                name.to_owned(),
+                p.from.to_string(),
+                p.to.to_string(),
+                cell(&s.group),
+                s.alerts.to_string(),
+            ];
+            for (i, t) in standard::TARGETS.iter().enumerate() {
+                row.extend([
+                    s.within[i].to_string(),
+                    decimal(s.percent(i)),
+                    format!("{:.1}", t.percent),
+                    s.meets(i).map(|m| m.to_string()).unwrap_or_default(),
+                ]);
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// `comparison.csv`: per site, area and kind, the baseline's figures, the period's and the
+/// change (empty when either period has no data or the baseline figure is nothing).
+pub fn comparison(r: &Report) -> Vec<Vec<String>> {
+    let Some(b) = &r.baseline else {
+        return Vec::new();
+    };
+    let c = compare::compare(r, b);
+    let mut head: Vec<String> = [
+        "scope",
+        "group",
+        "baseline_from",
+        "baseline_to",
+        "period_from",
+        "period_to",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for side in ["baseline", "period"] {
+        for f in [
+            "alerts",
+            "device_days",
+            "alerts_per_1000_device_days",
+            "acknowledged",
+            "acknowledged_percent",
+            "ack_p50_s",
+            "ack_p90_s",
+            "escalated",
+            "escalated_percent",
+        ] {
+            head.push(format!("{side}_{f}"));
+        }
+    }
+    head.extend(
+        [
+            "change_rate_percent",
+            "change_acknowledged_pp",
+            "change_p50_percent",
+            "change_p90_percent",
+            "change_escalated_pp",
+            "note",
+        ]
+        .map(str::to_owned),
+    );
+    let s = |ms: Option<i64>| ms.map(stats::seconds).unwrap_or_default();
+    let side = |f: &Figures| {
+        vec![
+            f.alerts.to_string(),
+            format!("{:.3}", f.device_days),
+            decimal(f.per_1000_device_days()),
+            f.acknowledged.to_string(),
+            decimal(f.acknowledged_percent()),
+            s(f.p50_ms),
+            s(f.p90_ms),
+            f.escalated.to_string(),
+            decimal(f.escalated_percent()),
+        ]
+    };
+    let note = match (c.baseline_has_data, c.pilot_has_data) {
+        (false, _) => "no data in the baseline period",
+        (_, false) => "no data in the report period",
+        _ => "",
+    };
+    let mut rows = vec![head];
+    for row in &c.rows {
+        let mut v = vec![
+            row.scope.as_str().to_owned(),
+            cell(&row.group),
+            b.from.to_string(),
+            b.to.to_string(),
+            r.from.to_string(),
+            r.to.to_string(),
+        ];
+        v.extend(side(&row.baseline));
+        v.extend(side(&row.pilot));
+        let change = |x: Option<f64>| {
+            if c.comparable() {
+                decimal(x)
+            } else {
+                String::new()
+            }
+        };
+        v.extend([
+            change(row.rate_change()),
+            change(row.acknowledged_change_pp()),
+            change(row.p50_change()),
+            change(row.p90_change()),
+            change(row.escalated_change_pp()),
+            note.to_owned(),
+        ]);
+        rows.push(v);
+    }
+    rows
 }
 
 #[cfg(test)]

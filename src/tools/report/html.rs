@@ -8,9 +8,10 @@
 
 use std::fmt::Write;
 
+use super::compare::{self, Comparison, Figures};
 use super::stats::{self, ACK_BUCKETS, AckStats};
 use super::svg::{self, PALETTE, Series, esc};
-use super::{AlertRecord, Report};
+use super::{AlertRecord, Report, standard};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; line-height: 1.4; }
@@ -64,6 +65,10 @@ pub fn render(r: &Report) -> String {
     figures(&mut h, r);
     alerts_by_day(&mut h, r);
     time_to_ack(&mut h, r);
+    ack_standard(&mut h, r);
+    if let Some(b) = &r.baseline {
+        comparison(&mut h, r, b, &compare::compare(r, b));
+    }
     escalations(&mut h, r);
     outcomes(&mut h, r);
     test_calls(&mut h, r);
@@ -324,6 +329,190 @@ fn time_to_ack(h: &mut String, r: &Report) {
         &series,
     ));
     legend(h, &series);
+}
+
+fn ack_standard(h: &mut String, r: &Report) {
+    let _ = write!(
+        h,
+        "<h2>Acknowledged within 60 s and 180 s</h2>\n<p class=\"note\">Beside the call-handling standard UK telecare services are held to, the benchmark an evaluation compares against: the {src}. The gateway's time to acknowledge is measured from the alert being raised at the gateway to its first acknowledgement by a person, so it includes the time to reach a handset; an alert nobody acknowledged counts as not within. Test alerts are left out. Detail in <code>ack_standard.csv</code>.</p>\n",
+        src = esc(standard::SOURCE)
+    );
+    let mut periods = vec![("period", r)];
+    if let Some(b) = &r.baseline {
+        periods.push(("baseline", b));
+    }
+    h.push_str("<table id=\"ack-standard\"><thead><tr><th>Period</th><th>Priority</th><th class=\"n\">Alerts</th>");
+    for t in standard::TARGETS {
+        let _ = write!(
+            h,
+            "<th class=\"n\">Within {l}</th><th class=\"n\">Share within {l}</th><th class=\"n\">Target</th>",
+            l = esc(t.label)
+        );
+    }
+    h.push_str("</tr></thead><tbody>");
+    for (name, p) in periods {
+        let mut shares = standard::by_priority(&p.alerts);
+        let all = standard::share("All", &p.alerts);
+        if shares.is_empty() {
+            let _ = write!(
+                h,
+                "<tr data-period=\"{name}\" data-priority=\"all\"><td>{name} {f} to {to}</td><td colspan=\"{c}\">No alerts in this period.</td></tr>",
+                f = p.from,
+                to = p.to,
+                c = 2 + 3 * standard::TARGETS.len()
+            );
+            continue;
+        }
+        shares.push(all);
+        let last = shares.len() - 1;
+        for (row, s) in shares.iter().enumerate() {
+            let key = if row == last {
+                "all".to_owned()
+            } else {
+                s.group.clone()
+            };
+            let _ = write!(
+                h,
+                "<tr data-period=\"{name}\" data-priority=\"{k}\"><td>{name} {f} to {to}</td><td>{g}</td><td class=\"n\">{n}</td>",
+                k = esc(&key),
+                f = p.from,
+                to = p.to,
+                g = esc(&s.group),
+                n = s.alerts
+            );
+            for (i, t) in standard::TARGETS.iter().enumerate() {
+                let id = if row == last {
+                    let prefix = if name == "baseline" { "baseline-" } else { "" };
+                    format!(" id=\"{prefix}std-{}\"", t.key)
+                } else {
+                    String::new()
+                };
+                let pct = s.percent(i);
+                let _ = write!(
+                    h,
+                    "<td class=\"n\">{w}</td><td class=\"n\"{id} data-within=\"{w}\" data-alerts=\"{n}\"{data}>{txt}</td><td class=\"n\" data-target=\"{tp:.1}\">{tp:.1} %{meets}</td>",
+                    w = s.within[i],
+                    n = s.alerts,
+                    data = pct
+                        .map(|p| format!(
+                            " data-percent=\"{p:.1}\" data-meets=\"{}\"",
+                            p >= t.percent
+                        ))
+                        .unwrap_or_default(),
+                    txt = esc(&standard::percent_text(pct)),
+                    tp = t.percent,
+                    meets = match s.meets(i) {
+                        Some(true) => " (met)",
+                        Some(false) => " (not met)",
+                        None => "",
+                    },
+                );
+            }
+            h.push_str("</tr>");
+        }
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+fn comparison(h: &mut String, r: &Report, b: &Report, c: &Comparison) {
+    let _ = write!(
+        h,
+        "<h2>Baseline and period</h2>\n<p>Baseline <strong id=\"baseline\" data-from=\"{bf}\" data-to=\"{bt}\">{bf} to {bt}</strong> beside this period ({pf} to {pt}).</p>\n<p class=\"note\">Both periods are read the same way. Alerts are also given per 1,000 monitored device-days (each device's watched time, summed), not per calendar day, so that a fleet that grew or shrank between the periods does not read as more or fewer alerts; an area's rate uses its own devices, a kind's the whole site's. Changes in rates and waits are relative (%), in shares of alerts percentage points (pp); a change from nothing is not given. Test alerts are left out. Detail in <code>comparison.csv</code>.</p>\n",
+        bf = b.from,
+        bt = b.to,
+        pf = r.from,
+        pt = r.to,
+    );
+    for (has, name, p) in [
+        (c.baseline_has_data, "baseline", b),
+        (c.pilot_has_data, "period", r),
+    ] {
+        if !has {
+            let _ = writeln!(
+                h,
+                "<p id=\"no-data-{name}\"><strong>The {name} ({f} to {t}) has no data in the journal</strong> (no alerts and no monitored devices), so no changes are shown.</p>",
+                f = p.from,
+                t = p.to
+            );
+        }
+    }
+    h.push_str("<div class=\"scroll\"><table id=\"comparison\"><thead><tr><th>By</th><th>Group</th><th></th><th class=\"n\">Alerts</th><th class=\"n\">per 1,000 device-days</th><th class=\"n\">Acknowledged</th><th class=\"n\">p50</th><th class=\"n\">p90</th><th class=\"n\">Escalated</th></tr></thead><tbody>");
+    let side = |h: &mut String, label: &str, f: &Figures| {
+        let rate = f.per_1000_device_days();
+        let _ = write!(
+            h,
+            "<td>{label}</td><td class=\"n\" data-{label}-alerts=\"{a}\">{a}</td><td class=\"n\" data-device-days=\"{dd:.3}\"{rd}>{rt}</td><td class=\"n\" data-{label}-acknowledged=\"{k}\">{k}</td>{p50}{p90}<td class=\"n\" data-{label}-escalated=\"{e}\">{e}</td>",
+            a = f.alerts,
+            dd = f.device_days,
+            rd = rate
+                .map(|v| format!(" data-rate=\"{v:.1}\""))
+                .unwrap_or_default(),
+            rt = esc(&compare::rate_text(rate)),
+            k = f.acknowledged,
+            p50 = wait_cell(f.p50_ms),
+            p90 = wait_cell(f.p90_ms),
+            e = f.escalated,
+        );
+    };
+    for row in &c.rows {
+        let g = esc(&row.group);
+        let sc = row.scope.as_str();
+        let _ = write!(
+            h,
+            "<tr data-scope=\"{sc}\" data-group=\"{g}\" data-side=\"baseline\"><td rowspan=\"3\">{sc}</td><td rowspan=\"3\">{g}</td>"
+        );
+        side(h, "baseline", &row.baseline);
+        let _ = write!(
+            h,
+            "</tr><tr data-scope=\"{sc}\" data-group=\"{g}\" data-side=\"period\">"
+        );
+        side(h, "period", &row.pilot);
+        let _ = write!(
+            h,
+            "</tr><tr data-scope=\"{sc}\" data-group=\"{g}\" data-side=\"change\"><td>change</td>"
+        );
+        if c.comparable() {
+            let cell = |v: Option<f64>, text: String, key: &str| {
+                let data = v
+                    .map(|v| format!(" data-{key}=\"{v:.1}\""))
+                    .unwrap_or_default();
+                format!("<td class=\"n\"{data}>{}</td>", esc(&text))
+            };
+            let _ = write!(
+                h,
+                "<td class=\"n\"></td>{}{}{}{}{}",
+                cell(
+                    row.rate_change(),
+                    compare::change_text(row.rate_change()),
+                    "change-rate"
+                ),
+                cell(
+                    row.acknowledged_change_pp(),
+                    compare::points_text(row.acknowledged_change_pp()),
+                    "change-acknowledged-pp"
+                ),
+                cell(
+                    row.p50_change(),
+                    compare::change_text(row.p50_change()),
+                    "change-p50"
+                ),
+                cell(
+                    row.p90_change(),
+                    compare::change_text(row.p90_change()),
+                    "change-p90"
+                ),
+                cell(
+                    row.escalated_change_pp(),
+                    compare::points_text(row.escalated_change_pp()),
+                    "change-escalated-pp"
+                ),
+            );
+        } else {
+            h.push_str("<td colspan=\"6\">no data to compare</td>");
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table></div>\n");
 }
 
 fn escalations(h: &mut String, r: &Report) {

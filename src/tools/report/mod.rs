@@ -18,12 +18,16 @@
 //! - [`read`]: the journal → a typed [`Report`] (the only module that speaks SQL).
 //! - [`stats`]: pure figures: nearest-rank percentiles, grouping, offline time.
 //! - [`html`] with [`svg`]: the self-contained page and its charts.
+//! - [`compare`]: the pilot period beside a baseline period (`--baseline`), per area and kind.
+//! - [`standard`]: shares acknowledged within 60 s and 180 s beside the TSA call-handling target.
 //! - [`csv`]: the CSV files.
 //! - [`text`]: the terminal summary.
 
+pub mod compare;
 pub mod csv;
 pub mod html;
 pub mod read;
+pub mod standard;
 pub mod stats;
 pub mod svg;
 pub mod text;
@@ -62,6 +66,38 @@ pub struct ReportArgs {
     /// Put pseudonymous resident ids in the HTML (per-resident table) and in alerts.csv.
     #[arg(long)]
     pub include_residents: bool,
+    /// A baseline period FROM..TO (YYYY-MM-DD..YYYY-MM-DD, inclusive, site time zone) shown
+    /// beside the report's own period, with the change between them (comparison.csv).
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_baseline)]
+    pub baseline: Option<Baseline>,
+}
+
+/// A baseline period: first and last day, inclusive, `from <= to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Baseline {
+    pub from: Date,
+    pub to: Date,
+}
+
+/// `--baseline FROM..TO`: two dates, the first not after the second.
+pub fn parse_baseline(s: &str) -> Result<Baseline, String> {
+    let Some((from, to)) = s.split_once("..") else {
+        return Err(format!(
+            "`{s}` is not a period: give two days as FROM..TO, e.g. 2026-03-01..2026-03-31"
+        ));
+    };
+    let day = |d: &str| {
+        d.trim()
+            .parse::<Date>()
+            .map_err(|e| format!("`{d}` is not a day (YYYY-MM-DD): {e}"))
+    };
+    let (from, to) = (day(from)?, day(to)?);
+    if from > to {
+        return Err(format!(
+            "the baseline starts ({from}) after it ends ({to}): give FROM..TO with FROM on or before TO"
+        ));
+    }
+    Ok(Baseline { from, to })
 }
 
 /// What to report on.
@@ -75,6 +111,8 @@ pub struct Options {
     /// Site name for the title; the journal's own when absent.
     pub site: Option<String>,
     pub include_residents: bool,
+    /// A baseline period to read beside this one.
+    pub baseline: Option<Baseline>,
 }
 
 impl Options {
@@ -90,6 +128,7 @@ impl Options {
             timezone_name: timezone_name.to_owned(),
             site: None,
             include_residents: false,
+            baseline: None,
         })
     }
 }
@@ -173,6 +212,9 @@ pub struct DeviceRecord {
     pub id: String,
     pub adapter: String,
     pub registered: bool,
+    /// The device's area: from its messages in the period, else from its latest alert (a
+    /// baseline whose telemetry retention pruned keeps its alerts); `None` when neither says.
+    pub area: Option<String>,
     /// First and last message from the device within the period (its own messages only: a
     /// gateway-raised `device_offline` is not the device being heard).
     pub first_seen_ms: Option<i64>,
@@ -232,6 +274,8 @@ pub struct Report {
     pub devices: Vec<DeviceRecord>,
     /// The site's zone, for rendering instants as local times.
     pub tz: TimeZone,
+    /// The baseline period read the same way (`--baseline`), with no baseline of its own.
+    pub baseline: Option<Box<Report>>,
 }
 
 impl Report {
@@ -289,6 +333,27 @@ pub fn for_people(t: jiff::Timestamp, tz: &TimeZone) -> String {
     }
 }
 
+/// The report of `opts`' period and, with `opts.baseline`, of the baseline period beside it:
+/// both through [`read::build`], so the two periods are measured by the same code. Each is read
+/// in its own snapshot; a baseline in the past is not changed by what the daemon writes now.
+pub fn build_with_baseline(
+    conn: &mut rusqlite::Connection,
+    journal: &Path,
+    opts: &Options,
+) -> Result<Report, ReportError> {
+    let mut report = read::build(conn, journal, opts)?;
+    if let Some(b) = opts.baseline {
+        let base_opts = Options {
+            from: Some(b.from),
+            to: Some(b.to),
+            baseline: None,
+            ..opts.clone()
+        };
+        report.baseline = Some(Box::new(read::build(conn, journal, &base_opts)?));
+    }
+    Ok(report)
+}
+
 /// Reads the journal and writes `report.html` and the CSV files into `out`; returns the report
 /// and the files written.
 pub fn generate(
@@ -297,7 +362,7 @@ pub fn generate(
     out: &Path,
 ) -> Result<(Report, Vec<PathBuf>), ReportError> {
     let mut conn = read::open(journal)?;
-    let report = read::build(&mut conn, journal, opts)?;
+    let report = build_with_baseline(&mut conn, journal, opts)?;
     drop(conn);
     std::fs::create_dir_all(out).map_err(|e| ReportError::Write {
         path: out.to_path_buf(),
@@ -356,6 +421,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
     opts.to = args.to;
     opts.site = cfg.as_ref().map(|c| c.gateway.site.clone());
     opts.include_residents = args.include_residents;
+    opts.baseline = args.baseline;
     match generate(&journal, &opts, &args.out) {
         Ok((report, written)) => {
             print!("{}", text::summary(&report));

@@ -11,7 +11,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{AlertRecord, DeviceRecord, Options, Report, ReportError, TestCall, stats};
 use crate::envelope::ALERTS_SOURCE;
@@ -146,6 +146,7 @@ pub fn build(conn: &mut Connection, path: &Path, opts: &Options) -> Result<Repor
         test_calls,
         devices,
         tz: tz.clone(),
+        baseline: None,
     })
 }
 
@@ -366,7 +367,8 @@ fn read_devices(
                     min(CASE WHEN instr(json, '\"percent\"') > 0
                              THEN json_extract(json, '$.data.battery.percent') END),
                     max(json_extract(json, '$.data.device.adapter')),
-                    max(json_extract(json, '$.data.device.registered'))
+                    max(json_extract(json, '$.data.device.registered')),
+                    max(json_extract(json, '$.data.location.area'))
              FROM events
              WHERE recorded_ms >= ?1 AND recorded_ms < ?2 AND source NOT LIKE ?3
              GROUP BY device_id",
@@ -383,17 +385,30 @@ fn read_devices(
                 r.get::<_, Option<f64>>(7)?,
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, Option<bool>>(9)?,
+                r.get::<_, Option<String>>(10)?,
             ))
         })?;
         for row in rows {
-            let (id, first, last, events, tests, low_raised, low_readings, min_pct, adapter, reg) =
-                row?;
+            let (
+                id,
+                first,
+                last,
+                events,
+                tests,
+                low_raised,
+                low_readings,
+                min_pct,
+                adapter,
+                reg,
+                area,
+            ) = row?;
             let d = devices.entry(id.clone()).or_insert_with(|| DeviceRecord {
                 id,
                 adapter: adapter.unwrap_or_default(),
                 registered: reg.unwrap_or(false),
                 ..DeviceRecord::default()
             });
+            d.area = area;
             d.first_seen_ms = first;
             d.last_seen_ms = last;
             d.events = events.max(0) as u64;
@@ -441,6 +456,32 @@ fn read_devices(
             d.min_battery_percent = match (d.min_battery_percent, min_pct) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
+            };
+        }
+    }
+    // Areas the period's messages did not give (pruned telemetry keeps none, so a period in
+    // pruned days would otherwise lose them): the device's newest message that names one, else
+    // its newest alert's. Both walk an index (`events_device`, `alerts_live`) from one device's
+    // newest row, so this costs little even on a large journal.
+    {
+        let mut from_events = tx.prepare(
+            "SELECT json_extract(json, '$.data.location.area') AS area FROM events
+             WHERE device_id = ?1 AND source NOT LIKE ?2 AND area IS NOT NULL
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        let mut from_alerts = tx.prepare(
+            "SELECT area FROM alerts WHERE device_id = ?1 AND area IS NOT NULL
+             ORDER BY raised_ms DESC LIMIT 1",
+        )?;
+        for d in devices.values_mut().filter(|d| d.area.is_none()) {
+            let newest = |stmt: &mut rusqlite::Statement, p: &[&dyn rusqlite::ToSql]| {
+                stmt.query_row(p, |r| r.get::<_, Option<String>>(0))
+                    .optional()
+                    .map(Option::flatten)
+            };
+            d.area = match newest(&mut from_events, &[&d.id, &alerts_source])? {
+                Some(a) => Some(a),
+                None => newest(&mut from_alerts, &[&d.id])?,
             };
         }
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use atgw_sdk::clock::ManualClock;
 use atgw_sdk::event::{Battery, EventDraft, Kind, Phase};
 use atgw_sdk::ingest::{Ingest, IngestSender, Seen, Submission};
-use jiff::civil::date;
+use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Options, Report, html, read, stats};
+use super::{Options, Report, compare, html, read, standard, stats};
 use crate::alerts::{AlertCommand, AlertSettings, Policies, PolicyConfig};
 use crate::config::DeviceConfig;
 use crate::journal::WriterHandle;
@@ -473,6 +473,19 @@ async fn the_page_escapes_journal_text_and_leaves_residents_and_notes_out_unless
     assert!(!csv[0].contains(&"resident".to_owned()));
     assert!(csv.iter().flatten().all(|c| !c.contains("res-0042")));
 
+    // The comparison and the standard escape the areas, kinds and priorities they name.
+    let mut hostile = r.clone();
+    for a in &mut hostile.alerts {
+        a.area = Some("<b>wing</b>".into());
+        a.kind = "<img src=x>".into();
+        a.priority = "\"><script>".into();
+    }
+    hostile.baseline = Some(Box::new(hostile.clone()));
+    let page = html::render(&hostile);
+    assert!(page.contains(r#"id="comparison""#) && page.contains(r#"id="ack-standard""#));
+    assert!(!page.contains("<script") && !page.contains("<b>wing") && !page.contains("<img"));
+    assert!(page.contains("&lt;b&gt;wing&lt;/b&gt;") && page.contains("&lt;img src=x&gt;"));
+
     let with = report(&path, "Europe/London", |o| o.include_residents = true);
     assert!(html::render(&with).contains("res-0042"));
     let csv = super::csv::alerts(&with);
@@ -491,7 +504,7 @@ async fn reading_a_journal_changes_nothing_and_a_missing_one_is_not_created() {
     let (r, written) =
         super::generate(&path, &Options::new("Europe/London").unwrap(), &out).unwrap();
     assert_eq!(r.alerts.len(), 4);
-    assert_eq!(written.len(), 6, "{written:?}");
+    assert_eq!(written.len(), 7, "{written:?}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
         before,
@@ -712,4 +725,280 @@ async fn retention_keeps_what_a_sink_owes_prunes_delivered_telemetry_and_the_rep
     let after_week = report(&path, "Europe/London", week);
     assert!(before_week.devices.iter().all(|d| d.events > 300));
     assert_eq!(totals(&before_week), totals(&after_week));
+}
+
+/// One pendant press at `at`, acknowledged after `wait_s` (timers let fire first, so a wait
+/// past the 60 s tier escalates) and resolved.
+async fn press(site: &Site, at: &str, wait_s: i64) {
+    site.clock.set(ts(at));
+    site.send("0xa4c1", Kind::PendantPress, Phase::Point, |_| {})
+        .await;
+    let a = site.alert_of("pendant-12");
+    site.advance(wait_s);
+    site.flush().await;
+    site.ack(&a, "carer-1").await;
+    site.resolve(&a, "assisted").await;
+}
+
+/// A baseline week (2–8 March) of slow acknowledgements, 50, 90 and 200 s, and a fall in the
+/// west wing nobody acknowledges; then a pilot week (9–15 March) of fast ones, 10, 20, 30 and
+/// 70 s, all in the east wing. Days in UTC.
+async fn two_weeks() -> (tempfile::TempDir, PathBuf) {
+    let site = Site::start(ts("2026-03-02T08:00:00Z"));
+    press(&site, "2026-03-02T09:00:00Z", 50).await;
+    press(&site, "2026-03-03T09:00:00Z", 90).await;
+    press(&site, "2026-03-04T09:00:00Z", 200).await;
+    site.clock.set(ts("2026-03-05T09:00:00Z"));
+    site.send("0xdc8e", Kind::Fall, Phase::Raised, |d| {
+        d.data.priority = atgw_sdk::Priority::High;
+    })
+    .await;
+    site.advance(61);
+    site.flush().await;
+    // The radar is heard in the pilot week too (it raises nothing), so the west wing has
+    // monitored device-days there.
+    site.clock.set(ts("2026-03-09T08:00:00Z"));
+    site.send("0xdc8e", Kind::Heartbeat, Phase::Point, |_| {})
+        .await;
+    press(&site, "2026-03-09T09:00:00Z", 10).await;
+    press(&site, "2026-03-10T09:00:00Z", 20).await;
+    press(&site, "2026-03-11T09:00:00Z", 30).await;
+    press(&site, "2026-03-12T09:00:00Z", 70).await;
+    site.finish()
+}
+
+fn with_baseline(path: &std::path::Path, baseline: &str, from: Date, to: Date) -> Report {
+    let mut opts = Options::new("UTC").unwrap();
+    opts.from = Some(from);
+    opts.to = Some(to);
+    opts.baseline = Some(super::parse_baseline(baseline).unwrap());
+    let mut c = read::open(path).unwrap();
+    super::build_with_baseline(&mut c, path, &opts).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_baseline_beside_a_fast_pilot_gives_exact_shares_within_the_standard_and_changes() {
+    let (_dir, path) = two_weeks().await;
+    let r = with_baseline(
+        &path,
+        "2026-03-02..2026-03-08",
+        date(2026, 3, 9),
+        date(2026, 3, 15),
+    );
+    let b = r.baseline.as_deref().unwrap();
+    assert_eq!((b.from, b.to), (date(2026, 3, 2), date(2026, 3, 8)));
+    assert_eq!((r.alerts.len(), b.alerts.len()), (4, 4));
+
+    // Pilot: 10, 20, 30 s within 60 s, 70 s only within 180 s: 3 of 4 = 75.0 %, 4 of 4.
+    let pilot = standard::by_priority(&r.alerts);
+    assert_eq!(pilot.len(), 1);
+    assert_eq!(
+        (pilot[0].group.as_str(), pilot[0].alerts, pilot[0].within),
+        ("high", 4, [3, 4])
+    );
+    assert_eq!(pilot[0].percent(0), Some(75.0));
+    assert_eq!(pilot[0].percent(1), Some(100.0));
+    assert_eq!(
+        (pilot[0].meets(0), pilot[0].meets(1)),
+        (Some(false), Some(true))
+    );
+    // Baseline: 50 s within both, 90 s within 180 s, 200 s within neither, and the fall nobody
+    // acknowledged within neither: 1 of 4 = 25.0 %, 2 of 4 = 50.0 %.
+    let base = standard::by_priority(&b.alerts);
+    assert_eq!((base[0].alerts, base[0].within), (4, [1, 2]));
+    assert_eq!(
+        (base[0].percent(0), base[0].percent(1)),
+        (Some(25.0), Some(50.0))
+    );
+
+    let c = compare::compare(&r, b);
+    assert!(c.comparable());
+    let row = |scope, g: &str| {
+        c.rows
+            .iter()
+            .find(|x| x.scope == scope && x.group == g)
+            .unwrap_or_else(|| panic!("{g}"))
+    };
+    let site = row(compare::Scope::Site, "all");
+    assert_eq!(
+        (
+            site.baseline.alerts,
+            site.baseline.acknowledged,
+            site.baseline.escalated
+        ),
+        (4, 3, 3)
+    );
+    assert_eq!(
+        (
+            site.pilot.alerts,
+            site.pilot.acknowledged,
+            site.pilot.escalated
+        ),
+        (4, 4, 1)
+    );
+    // Nearest rank: baseline waits 50, 90, 200 s → p50 90 s, p90 200 s; pilot 10, 20, 30, 70 s
+    // → p50 20 s, p90 70 s.
+    assert_eq!(
+        (site.baseline.p50_ms, site.baseline.p90_ms),
+        (Some(90_000), Some(200_000))
+    );
+    assert_eq!(
+        (site.pilot.p50_ms, site.pilot.p90_ms),
+        (Some(20_000), Some(70_000))
+    );
+    assert_eq!(site.acknowledged_change_pp(), Some(25.0));
+    assert_eq!(site.p90_change(), Some(-65.0));
+    assert_eq!(site.escalated_change_pp(), Some(25.0 - 75.0));
+    // Rates are per 1,000 of the period's own monitored device-days.
+    let dd =
+        |r: &Report| r.devices.iter().map(|d| d.monitored_ms).sum::<i64>() as f64 / 86_400_000.0;
+    assert!(dd(b) > 0.0 && dd(&r) > 0.0);
+    assert_eq!(site.baseline.per_1000_device_days(), Some(4000.0 / dd(b)));
+    assert_eq!(site.pilot.per_1000_device_days(), Some(4000.0 / dd(&r)));
+
+    // Per area: the west wing had the fall in the baseline and nothing in the pilot.
+    let west = row(compare::Scope::Area, "west");
+    assert_eq!((west.baseline.alerts, west.pilot.alerts), (1, 0));
+    assert_eq!(west.rate_change(), Some(-100.0));
+    assert_eq!(west.pilot.p50_ms, None);
+    assert_eq!(west.p50_change(), None, "no wait in the pilot: no change");
+    let east = row(compare::Scope::Area, "east");
+    assert_eq!((east.baseline.alerts, east.pilot.alerts), (3, 4));
+    // Per kind: falls only in the baseline, presses in both.
+    assert_eq!(row(compare::Scope::Kind, "fall").baseline.alerts, 1);
+    assert_eq!(row(compare::Scope::Kind, "pendant_press").pilot.alerts, 4);
+
+    // The same figures in every output.
+    let text = super::text::summary(&r);
+    assert!(
+        text.contains(
+            "period   high        4 alerts: 3 within 60 s (75.0 %), 4 within 180 s (100.0 %)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "baseline high        4 alerts: 1 within 60 s (25.0 %), 2 within 180 s (50.0 %)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("baseline 2026-03-02 to 2026-03-08 beside this period"));
+    assert!(
+        text.contains("acknowledged +25.0 pp, p50 −77.8 %, p90 −65.0 %"),
+        "{text}"
+    );
+    let page = html::render(&r);
+    assert!(
+        page.contains(
+            r#"id="std-60s" data-within="3" data-alerts="4" data-percent="75.0" data-meets="false""#
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            r#"id="baseline-std-180s" data-within="2" data-alerts="4" data-percent="50.0""#
+        )
+    );
+    assert!(page.contains(r#"<strong id="baseline" data-from="2026-03-02" data-to="2026-03-08">"#));
+    assert!(page.contains(r#"data-change-p90="-65.0""#));
+    assert!(page.contains("97.5 %") && page.contains("benchmark an evaluation compares against"));
+    let std_csv = super::csv::ack_standard(&r);
+    let head = &std_csv[0];
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let high = std_csv
+        .iter()
+        .find(|row| row[col("period")] == "period" && row[col("priority")] == "high")
+        .unwrap();
+    assert_eq!(
+        (
+            &*high[col("within_60s")],
+            &*high[col("within_60s_percent")],
+            &*high[col("target_60s_percent")],
+            &*high[col("meets_60s")]
+        ),
+        ("3", "75.0", "97.5", "false")
+    );
+    let cmp = super::csv::comparison(&r);
+    let col = |name: &str| cmp[0].iter().position(|h| h == name).unwrap();
+    let all = cmp.iter().find(|row| row[col("scope")] == "site").unwrap();
+    assert_eq!(
+        (
+            &*all[col("baseline_ack_p50_s")],
+            &*all[col("period_ack_p50_s")],
+            &*all[col("change_p90_percent")],
+            &*all[col("note")]
+        ),
+        ("90.000", "20.000", "-65.0", "")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_with_no_data_says_so_instead_of_showing_changes() {
+    let (_dir, path) = two_weeks().await;
+    let r = with_baseline(
+        &path,
+        "2026-02-01..2026-02-07",
+        date(2026, 3, 9),
+        date(2026, 3, 15),
+    );
+    let b = r.baseline.as_deref().unwrap();
+    assert!(b.alerts.is_empty() && b.devices.is_empty());
+    let c = compare::compare(&r, b);
+    assert!(!c.baseline_has_data && c.pilot_has_data && !c.comparable());
+    let site = &c.rows[0];
+    assert_eq!(site.baseline.per_1000_device_days(), None, "not 0");
+    assert_eq!(site.rate_change(), None);
+    assert!(standard::by_priority(&b.alerts).is_empty());
+    assert_eq!(standard::share("all", &b.alerts).percent(0), None);
+
+    let text = super::text::summary(&r);
+    assert!(
+        text.contains("the baseline (2026-02-01 to 2026-02-07) has no data in the journal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("baseline 2026-02-01 to 2026-02-07: no alerts"),
+        "{text}"
+    );
+    assert!(!text.contains("change:"), "no changes from nothing: {text}");
+    assert!(!text.contains("0.0 %,"), "{text}");
+    let page = html::render(&r);
+    assert!(page.contains(r#"id="no-data-baseline""#));
+    assert!(!page.contains("data-change-"), "no change figures");
+    let cmp = super::csv::comparison(&r);
+    let col = |name: &str| cmp[0].iter().position(|h| h == name).unwrap();
+    for row in &cmp[1..] {
+        assert_eq!(row[col("change_rate_percent")], "");
+        assert_eq!(row[col("note")], "no data in the baseline period");
+    }
+}
+
+#[test]
+fn a_baseline_must_be_two_days_in_order() {
+    assert_eq!(
+        super::parse_baseline("2026-03-02..2026-03-08"),
+        Ok(super::Baseline {
+            from: date(2026, 3, 2),
+            to: date(2026, 3, 8)
+        })
+    );
+    assert!(
+        super::parse_baseline("2026-03-08..2026-03-08").is_ok(),
+        "one day"
+    );
+    let e = super::parse_baseline("2026-03-09..2026-03-08").unwrap_err();
+    assert!(
+        e.contains("starts (2026-03-09) after it ends (2026-03-08)"),
+        "{e}"
+    );
+    assert!(
+        super::parse_baseline("2026-03-02")
+            .unwrap_err()
+            .contains("FROM..TO")
+    );
+    assert!(
+        super::parse_baseline("2026-03-02..March")
+            .unwrap_err()
+            .contains("`March` is not a day")
+    );
 }

@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::compare::{self, Comparison};
 use super::stats::{self, AckStats};
+use super::{Report, standard};
 
 /// Journal text with control characters (a terminal's escape sequences) replaced.
 fn plain(s: &str) -> String {
@@ -134,6 +135,10 @@ pub fn summary(r: &Report) -> String {
             format!(" ({})", battery.join(", "))
         }
     );
+    standard_lines(&mut t, r);
+    if let Some(b) = &r.baseline {
+        comparison_lines(&mut t, r, b, &compare::compare(r, b));
+    }
     let _ = writeln!(
         t,
         "  residents:           {} with alerts{}",
@@ -145,4 +150,88 @@ pub fn summary(r: &Report) -> String {
         }
     );
     t
+}
+
+fn standard_lines(t: &mut String, r: &Report) {
+    let _ = writeln!(
+        t,
+        "  acknowledged within 60 s / 180 s, beside the benchmark an evaluation compares against:\n    the {}.\n    Gateway time runs from the alert being raised to its first acknowledgement; unacknowledged\n    alerts count as not within; test alerts are left out.",
+        standard::SOURCE
+    );
+    let mut periods = vec![("period", r)];
+    if let Some(b) = &r.baseline {
+        periods.push(("baseline", b));
+    }
+    for (name, p) in periods {
+        let shares = standard::by_priority(&p.alerts);
+        if shares.is_empty() {
+            let _ = writeln!(t, "    {name:<8} {} to {}: no alerts", p.from, p.to);
+            continue;
+        }
+        for s in shares {
+            let _ = writeln!(
+                t,
+                "    {name:<8} {:<8} {:>4} alerts: {} within 60 s ({}), {} within 180 s ({})",
+                plain(&s.group),
+                s.alerts,
+                s.within[0],
+                standard::percent_text(s.percent(0)),
+                s.within[1],
+                standard::percent_text(s.percent(1)),
+            );
+        }
+    }
+}
+
+fn comparison_lines(t: &mut String, r: &Report, b: &Report, c: &Comparison) {
+    let _ = writeln!(
+        t,
+        "  baseline {} to {} beside this period (alerts per 1,000 monitored device-days; test alerts left out):",
+        b.from, b.to
+    );
+    for (has, name, p) in [
+        (c.baseline_has_data, "baseline", b),
+        (c.pilot_has_data, "period", r),
+    ] {
+        if !has {
+            let _ = writeln!(
+                t,
+                "    the {name} ({} to {}) has no data in the journal (no alerts, no monitored devices): no changes shown",
+                p.from, p.to
+            );
+        }
+    }
+    let wait = |ms: Option<i64>| ms.map(stats::human_duration).unwrap_or_else(|| "–".into());
+    for row in &c.rows {
+        let side = |f: &compare::Figures| {
+            format!(
+                "{} alerts ({} /1000 dd), {} acked, p50 {}, p90 {}, {} escalated",
+                f.alerts,
+                compare::rate_text(f.per_1000_device_days()),
+                f.acknowledged,
+                wait(f.p50_ms),
+                wait(f.p90_ms),
+                f.escalated
+            )
+        };
+        let _ = writeln!(
+            t,
+            "    {} {}: baseline {}; period {}",
+            row.scope.as_str(),
+            plain(&row.group),
+            side(&row.baseline),
+            side(&row.pilot)
+        );
+        if c.comparable() {
+            let _ = writeln!(
+                t,
+                "      change: rate {}, acknowledged {}, p50 {}, p90 {}, escalated {}",
+                compare::change_text(row.rate_change()),
+                compare::points_text(row.acknowledged_change_pp()),
+                compare::change_text(row.p50_change()),
+                compare::change_text(row.p90_change()),
+                compare::points_text(row.escalated_change_pp()),
+            );
+        }
+    }
 }
