@@ -120,6 +120,9 @@ pub enum SimulateCommand {
     /// MQTT devices (BLE oximeters, zigbee2mqtt buttons, fall radars) publishing to the broker
     /// the gateway subscribes to; optionally follows the upstream sink end to end.
     Mqtt(crate::tools::simulate::MqttArgs),
+    /// A SCAIP (SS 91100) home unit over SIP: alarms, updates, resets and heartbeats, digest
+    /// challenges answered, every `<mrs>` checked (`ref` echo, `snu`).
+    Scaip(crate::tools::simulate::ScaipArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,6 +198,9 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Mqtt(a),
         } => runtime_block_on(crate::tools::simulate::mqtt(a)),
+        Command::Simulate {
+            protocol: SimulateCommand::Scaip(a),
+        } => runtime_block_on(crate::tools::simulate::scaip(a)),
         Command::Audit { config, json } => crate::tools::audit::main(&config, json),
         Command::Report(args) => crate::tools::report::run(args),
         Command::Demo {

@@ -186,6 +186,7 @@ component_types! {
         Mqtt("mqtt") => atgw_mqtt::component::MqttAdapter,
         SiaDc09("sia-dc09") => atgw_sia_dc09::Dc09Component,
         ExampleLine("example-line") => atgw_example_line::LineAdapter,
+        Scaip("scaip") => atgw_scaip::ScaipComponent,
     }
     sinks {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,

@@ -35,6 +35,10 @@ impl Framer {
             .unwrap_or(self.buf.len());
         if lead > 0 {
             let ping = self.buf[..lead].windows(4).any(|w| w == b"\r\n\r\n");
+            if !ping && lead == self.buf.len() && lead < 4 {
+                // The start of a ping split across reads: wait for the rest.
+                return Ok(None);
+            }
             self.buf.drain(..lead);
             if ping {
                 return Ok(Some(Frame::Ping));
