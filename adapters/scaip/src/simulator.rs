@@ -109,7 +109,10 @@ pub struct SimReport {
 
 impl SimReport {
     pub fn good(&self) -> usize {
-        self.exchanges.iter().filter(|e| e.problem.is_none()).count()
+        self.exchanges
+            .iter()
+            .filter(|e| e.problem.is_none())
+            .count()
     }
 
     pub fn all_good(&self) -> bool {
@@ -141,7 +144,11 @@ enum Link {
 
 impl Link {
     async fn open(cfg: &SimulatorConfig) -> std::io::Result<Link> {
-        let any = if cfg.target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let any = if cfg.target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         match cfg.transport {
             SimTransport::Udp => {
                 let s = UdpSocket::bind(any).await?;
@@ -330,7 +337,10 @@ async fn exchange(
         *cseq += 1;
         let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
         let mut m = Message::request("MESSAGE", &uri);
-        m.push("Via", format!("SIP/2.0/{} {local};branch={branch};rport", link.transport()));
+        m.push(
+            "Via",
+            format!("SIP/2.0/{} {local};branch={branch};rport", link.transport()),
+        );
         m.push("Max-Forwards", "70");
         m.push("From", format!("<sip:{}@{local}>;tag={from_tag}", cfg.cid));
         m.push("To", format!("<{uri}>"));
@@ -383,7 +393,10 @@ async fn exchange(
                         continue;
                     }
                     final_status = Some(*code);
-                    challenge = msg.headers_named("WWW-Authenticate").map(str::to_owned).collect();
+                    challenge = msg
+                        .headers_named("WWW-Authenticate")
+                        .map(str::to_owned)
+                        .collect();
                 }
                 StartLine::Request { method, .. } => {
                     let ok = msg.response(200, "OK", &from_tag).encode();
@@ -426,7 +439,10 @@ async fn exchange(
     out.latency = start.elapsed();
     out.problem = match (out.status, &out.mrs) {
         (Some(200..=299), Some(r)) if r.reference.as_deref() != Some(req.reference.as_str()) => {
-            Some(format!("<mrs> ref {:?} does not echo ours ({})", r.reference, req.reference))
+            Some(format!(
+                "<mrs> ref {:?} does not echo ours ({})",
+                r.reference, req.reference
+            ))
         }
         (Some(200..=299), Some(r)) if r.snu != cfg.expect_snu => {
             Some(format!("<mrs> snu {} (expected {})", r.snu, cfg.expect_snu))
