@@ -175,13 +175,15 @@ fn key_of(req: &Message, peer: SocketAddr) -> Key {
     }
 }
 
+/// Dead-letters bytes that are not SIP we take, with any credentials line blanked (see
+/// [`crate::sip::message::redact`]).
 async fn dead_letter(ingest: &Ingest, reason: &str, detail: String, origin: String, raw: &[u8]) {
     let _ = ingest
         .reject(DeadLetter {
             reason: reason.into(),
             detail,
             origin,
-            raw: raw.to_vec(),
+            raw: crate::sip::message::redact(raw),
         })
         .await;
 }
