@@ -177,20 +177,20 @@ impl Dispatcher {
         req: &Message,
         method: &str,
         origin: Origin,
-    ) -> Result<Option<String>, Outcome> {
+    ) -> Result<Option<String>, Box<Outcome>> {
         let Some(auth) = req.header("Authorization") else {
             if self.allow_unauthenticated {
                 return Ok(None);
             }
             self.health.rejected("unauthenticated");
-            return Err(self.challenge(req, false));
+            return Err(Box::new(self.challenge(req, false)));
         };
         match self
             .digest
             .verify(auth, method, self.now_ms(), |u| self.accounts.get(u))
         {
             Ok(user) => Ok(Some(user)),
-            Err(AuthError::Stale) => Err(self.challenge(req, true)),
+            Err(AuthError::Stale) => Err(Box::new(self.challenge(req, true))),
             Err(e) if e.is_refusal() => {
                 self.health.rejected("auth_failed");
                 if let Some(skipped) = self.warnings.allow(&format!("auth:{}", origin.peer.ip())) {
@@ -201,11 +201,11 @@ impl Dispatcher {
                         "SCAIP unit refused: {e}; check the unit's SIP account and its password file"
                     );
                 }
-                Err(self.plain(req, 403, "Forbidden"))
+                Err(Box::new(self.plain(req, 403, "Forbidden")))
             }
             Err(_) => {
                 self.health.rejected("auth_failed");
-                Err(self.challenge(req, false))
+                Err(Box::new(self.challenge(req, false)))
             }
         }
     }
@@ -224,7 +224,7 @@ impl Dispatcher {
     fn register(&self, req: &Message, origin: Origin) -> Outcome {
         let user = match self.authenticate(req, "REGISTER", origin) {
             Ok(u) => u,
-            Err(out) => return out,
+            Err(out) => return *out,
         };
         let to_user = req.header("To").and_then(Uri::parse).and_then(|u| u.user);
         let Some(aor) = to_user.or(user) else {
@@ -268,7 +268,7 @@ impl Dispatcher {
 
     async fn message(&self, req: &Message, origin: Origin) -> Option<Outcome> {
         if let Err(out) = self.authenticate(req, "MESSAGE", origin) {
-            return Some(out);
+            return Some(*out);
         }
         let ctype = req
             .header("Content-Type")
