@@ -135,6 +135,9 @@ pub enum SimulateCommand {
     /// ESPA 4.4.4 over serial or TCP: a nurse-call control station sending calls (and resets)
     /// to the gateway's adapter, or a paging system printing what the gateway's sink pages.
     Espa(crate::tools::simulate::EspaArgs),
+    /// A SCAIP (SS 91100) home unit over SIP: alarms, updates, resets and heartbeats, digest
+    /// challenges answered, every `<mrs>` checked (`ref` echo, `snu`).
+    Scaip(crate::tools::simulate::ScaipArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,6 +233,9 @@ pub fn main() -> ExitCode {
             };
             crate::tools::audit::main(&config, format)
         }
+        Command::Simulate {
+            protocol: SimulateCommand::Scaip(a),
+        } => runtime_block_on(crate::tools::simulate::scaip(a)),
         Command::Report(args) => crate::tools::report::run(args),
         Command::Demo {
             duration,

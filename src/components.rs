@@ -187,6 +187,7 @@ component_types! {
         SiaDc09("sia-dc09") => atgw_sia_dc09::Dc09Component,
         ExampleLine("example-line") => atgw_example_line::LineAdapter,
         Espa444("espa444") => atgw_espa444::EspaAdapter,
+        Scaip("scaip") => atgw_scaip::ScaipComponent,
     }
     sinks {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,

@@ -44,6 +44,10 @@ pub fn seal(
     // An impossible vital sign (a watch's SpO2 0 when not worn) is no measurement.
     crate::rules::vitals::mark_implausible(&mut data.observations);
     let entry = registry.resolve(adapter, &registry_keys);
+    // The one part of "where" a device may report: the zone within its room (a SCAIP unit's
+    // location code, "bathroom"). The registry's own zone wins; site, area and room are only
+    // ever the registry's.
+    let reported_zone = data.location.zone.take();
     // A component the registry entry does not itself place (a panel registered by its account
     // alone, an unregistered device) is part of "where": two residents' zones must not read
     // the same.
@@ -58,11 +62,15 @@ pub fn seal(
             data.device.registered = true;
             data.location = entry.location.clone();
             data.resident = entry.resident();
+            if data.location.zone.is_none() {
+                data.location.zone = reported_zone;
+            }
         }
         None => {
             data.device.registered = false;
             data.location = atgw_sdk::event::Location {
                 site: registry.site().to_owned(),
+                zone: reported_zone,
                 ..Default::default()
             };
             data.resident = None;
@@ -271,6 +279,40 @@ mod tests {
             e.data.message.as_deref(),
             Some("Emergency button pressed - Room 12, east")
         );
+    }
+
+    #[test]
+    fn a_reported_zone_fills_a_blank_registry_zone_and_never_the_room() {
+        let reg = Registry::new(
+            "oakview",
+            &[DeviceConfig {
+                id: "unit-678".into(),
+                adapter: "units".into(),
+                match_keys: [("cid".to_string(), "678".to_string())].into(),
+                resident: None,
+                location: DeviceLocation {
+                    area: None,
+                    room: Some("12".into()),
+                    zone: None,
+                },
+                check_in: None,
+                not_reading_after: None,
+            }],
+        );
+        let now: Timestamp = "2026-04-17T15:33:22Z".parse().unwrap();
+        let draft = |cid: &str| {
+            let mut d = EventDraft::new(Kind::Fall, Phase::Raised, "scaip:x", "units");
+            d.registry_keys.insert("cid".into(), cid.into());
+            d.data.location.zone = Some("bathroom".into());
+            d.data.location.room = Some("device-claimed".into());
+            d
+        };
+        let e = seal(&reg, "gw-1", "units", draft("678"), now, 1);
+        assert_eq!(e.data.location.room.as_deref(), Some("12"));
+        assert_eq!(e.data.location.zone.as_deref(), Some("bathroom"));
+        let e = seal(&reg, "gw-1", "units", draft("999"), now, 2);
+        assert_eq!(e.data.location.room, None);
+        assert_eq!(e.data.location.zone.as_deref(), Some("bathroom"));
     }
 
     #[test]

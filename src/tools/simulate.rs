@@ -232,6 +232,129 @@ pub async fn espa(a: EspaArgs) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+/// `atgw simulate scaip` options.
+#[derive(clap::Args, Debug)]
+pub struct ScaipArgs {
+    /// Receiver address (the gateway's SCAIP `listen_udp` / `listen_tcp`).
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    pub target: SocketAddr,
+    /// Send over TCP instead of UDP.
+    #[arg(long)]
+    pub tcp: bool,
+    /// The unit's controller id (`cid`), also its SIP user unless --user is given.
+    #[arg(long, default_value = "678")]
+    pub cid: String,
+    /// Device type (SS 91100 Annex A), e.g. 3 pendant, 5 fall detector, 23 smoke.
+    #[arg(long, default_value_t = 3)]
+    pub dty: u16,
+    /// Status code (Annex C); omitted means "alarm".
+    #[arg(long)]
+    pub stc: Option<u16>,
+    /// Location code (Annex D), e.g. 11 bathroom, 12 bedroom.
+    #[arg(long)]
+    pub lco: Option<u16>,
+    /// Device id (`did`) within the unit.
+    #[arg(long)]
+    pub did: Option<String>,
+    /// SIP digest user (default: the cid).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// File holding the SIP digest password (never on the command line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Alarms to send (each with a new `ref`).
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// After each alarm, send an information update (`mty IN`) for its `ref`.
+    #[arg(long)]
+    pub update: bool,
+    /// After each alarm (and update), reset it (`mty RE`).
+    #[arg(long)]
+    pub reset: bool,
+    /// Heartbeats (`mty PI`) to send after the alarms.
+    #[arg(long, default_value_t = 0)]
+    pub heartbeats: u64,
+    /// Offer `hbo` on heartbeats and require the receiver's `hbi` in the answer.
+    #[arg(long)]
+    pub hbo: bool,
+    /// Pause between requests (e.g. "1s", "500ms").
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// How long one request may take to be answered (final response and `<mrs>`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub async fn scaip(a: ScaipArgs) -> ExitCode {
+    use atgw_scaip::simulator::{SimTransport, SimulatorConfig, Step, simulate};
+    let mut cfg = SimulatorConfig::new(a.target, &a.cid);
+    cfg.transport = if a.tcp {
+        SimTransport::Tcp
+    } else {
+        SimTransport::Udp
+    };
+    cfg.dty = a.dty;
+    cfg.stc = a.stc;
+    cfg.lco = a.lco;
+    cfg.did = a.did.clone();
+    cfg.user = a.user.clone();
+    cfg.hbo = a.hbo;
+    cfg.interval = a.interval;
+    cfg.timeout = a.timeout;
+    if let Some(path) = &a.password_file {
+        match atgw_sdk::secret::read_secret_file(path) {
+            Ok(s) => cfg.password = Some(s.expose().to_owned()),
+            Err(e) => {
+                eprintln!("atgw simulate scaip: --password-file: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    for _ in 0..a.count {
+        steps.push(Step::Alarm);
+        if a.update {
+            steps.push(Step::Update);
+        }
+        if a.reset {
+            steps.push(Step::Reset);
+        }
+    }
+    steps.extend((0..a.heartbeats).map(|_| Step::Heartbeat));
+    cfg.steps = steps;
+    match simulate(cfg).await {
+        Ok(r) => {
+            for x in r.exchanges.iter().filter(|x| x.problem.is_some()) {
+                println!(
+                    "{:?} ref {}: {}",
+                    x.step,
+                    x.reference,
+                    x.problem.as_deref().unwrap_or_default()
+                );
+            }
+            let ms = |d: Option<Duration>| {
+                d.map(|d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
+                    .unwrap_or("-".into())
+            };
+            let challenged = r.exchanges.iter().filter(|x| x.challenges > 0).count();
+            println!(
+                "sent {} answered {} (200 + <mrs> snu 0, ref echoed) challenged {} problems {}; reply latency p50 {} p99 {}",
+                r.exchanges.len(),
+                r.good(),
+                challenged,
+                r.exchanges.len() - r.good(),
+                ms(r.latency(50.0)),
+                ms(r.latency(99.0))
+            );
+            if r.all_good() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("atgw simulate scaip: {e}");
+            ExitCode::FAILURE
         }
     }
 }
