@@ -1,6 +1,8 @@
 //! `cargo bench --bench start_ready`: time from process launch to the `atgw ready` log line with a
 //! journal holding 1,000,000 events (DESIGN §11: ≤ 250 ms), and the same with an empty journal.
 //! The journal's `PRAGMA quick_check` at open is also timed on its own (same bundled SQLite).
+//! A start after a clean stop leaves that check to run beside the writer; a start after
+//! `kill -9` runs it first: both are timed.
 //!
 //! The 1M-event journal is built once and cached at `<target>/bench/journal-1m/` (atgw creates
 //! and migrates it, then 1M synthetic rows are inserted with rusqlite; delete the directory to
@@ -46,6 +48,14 @@ fn main() {
         println!("  {events} events run {}: ready after {ms:.1} ms", r + 1);
         full.push(ms);
     }
+    // After kill -9: the next start finds no clean-stop mark and checks the file first.
+    let mut after_kill = Vec::new();
+    for r in 0..runs {
+        launch_to_ready_then(&state, scratch_dir.path(), broker.port, "-KILL");
+        let ms = launch_to_ready(&state, scratch_dir.path(), broker.port);
+        println!("  {events} events after kill -9, run {}: ready after {ms:.1} ms", r + 1);
+        after_kill.push(ms);
+    }
     let empty_state = scratch_dir.path().join("empty");
     launch_to_ready(&empty_state, scratch_dir.path(), broker.port);
     let mut empty = Vec::new();
@@ -64,12 +74,14 @@ fn main() {
         "the cached journal still holds every event (it was not moved aside)"
     );
     let (f, e, q) = (summary(&full), summary(&empty), summary(&qc));
+    let k = summary(&after_kill);
     emit(serde_json::json!({
         "bench": "start_ready",
         "events": events,
         "journal_mb": round(db_bytes as f64 / 1e6),
         "runs": runs,
         "ready_ms": f.json(),
+        "ready_after_kill_ms": k.json(),
         "empty_journal_ready_ms": e.json(),
         "quick_check_ms": q.json(),
         "targets": { "ready_ms": 250 },
@@ -79,6 +91,10 @@ fn main() {
     println!(
         "  {events} events: {:.1} ms [{:.1}-{:.1}]  (target ≤ 250 ms)",
         f.median, f.min, f.max
+    );
+    println!(
+        "  {events} events after kill -9: {:.1} ms [{:.1}-{:.1}]  (quick_check first)",
+        k.median, k.min, k.max
     );
     println!(
         "  empty journal:   {:.1} ms [{:.1}-{:.1}]",
@@ -99,6 +115,11 @@ fn config(state: &Path, dir: &Path, port: u16) -> String {
 
 /// Launch → `atgw ready` on stderr, in ms; then a clean stop.
 fn launch_to_ready(state: &Path, dir: &Path, port: u16) -> f64 {
+    launch_to_ready_then(state, dir, port, "-TERM")
+}
+
+/// Launch → `atgw ready` on stderr, in ms; then `kill <signal>`.
+fn launch_to_ready_then(state: &Path, dir: &Path, port: u16, signal: &str) -> f64 {
     let config = dir.join("atgw.toml");
     std::fs::write(&config, config_text_for(state, dir, port)).unwrap();
     let start = Instant::now();
@@ -127,7 +148,10 @@ fn launch_to_ready(state: &Path, dir: &Path, port: u16) -> f64 {
     // Keep reading so the child never blocks on a full pipe, and stop it.
     let drain = std::thread::spawn(move || for _ in lines {});
     std::thread::sleep(Duration::from_millis(200));
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     let _ = drain.join();
     ready.as_secs_f64() * 1e3
