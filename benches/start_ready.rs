@@ -53,7 +53,10 @@ fn main() {
     for r in 0..runs {
         launch_to_ready_then(&state, scratch_dir.path(), broker.port, "-KILL");
         let ms = launch_to_ready(&state, scratch_dir.path(), broker.port);
-        println!("  {events} events after kill -9, run {}: ready after {ms:.1} ms", r + 1);
+        println!(
+            "  {events} events after kill -9, run {}: ready after {ms:.1} ms",
+            r + 1
+        );
         after_kill.push(ms);
     }
     let empty_state = scratch_dir.path().join("empty");

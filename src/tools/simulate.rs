@@ -232,6 +232,10 @@ pub async fn espa(a: EspaArgs) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
 /// `atgw simulate scaip` options.
 #[derive(clap::Args, Debug)]
 pub struct ScaipArgs {
