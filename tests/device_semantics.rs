@@ -86,17 +86,6 @@ fn epoch_s() -> i64 {
         .as_secs() as i64
 }
 
-/// One BLE-hub oximeter reading (`config/profiles/ble-hub-oximeter.toml`), taken at `scan_time`.
-fn oximeter(scan_time: i64, spo2: i64, pulse: i64) -> String {
-    serde_json::json!({
-        "type": "reportAttribute", "mac": "DC:DA:0C:5A:80:44",
-        "data": {"attribute": "Oximeter JUMPER", "mac": "DC:DA:0C:5A:80:44",
-                 "value": {"device_list": [{"scan_time": scan_time, "ble_addr": "ff23041920b4",
-                                            "pulse": pulse, "spo2": spo2, "pi": 40}]}}
-    })
-    .to_string()
-}
-
 async fn wait_for_vital_signs(gw: &Gateway, n: i64) {
     wait_until_async(Duration::from_secs(20), || {
         gw.column::<i64>("SELECT count(*) FROM events WHERE kind = 'vital_sign'") == [n]

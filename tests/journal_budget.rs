@@ -13,15 +13,9 @@ use common::*;
 const BUDGET: u64 = 4 * 1024 * 1024;
 const READINGS: u64 = 6000;
 
-/// One BLE-hub oximeter reading (`config/profiles/ble-hub-oximeter.toml`).
-fn oximeter(n: u64) -> String {
-    serde_json::json!({
-        "type": "reportAttribute", "mac": "DC:DA:0C:5A:80:44",
-        "data": {"attribute": "Oximeter JUMPER", "mac": "DC:DA:0C:5A:80:44",
-                 "value": {"device_list": [{"scan_time": 1_780_000_000 + n, "ble_addr": "ff23041920b4",
-                                            "pulse": 70 + n % 5, "spo2": 97, "pi": 40}]}}
-    })
-    .to_string()
+/// The `n`th reading of one oximeter (its own scan time, so each is a new message).
+fn reading(n: u64) -> String {
+    oximeter(1_780_000_000 + n as i64, 97, 70 + (n % 5) as i64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +44,7 @@ notify = ["carers"]
 
     let devices = Publisher::connect(broker.port, "oximeters").await;
     for n in 0..READINGS {
-        devices.send("dusun_pub", oximeter(n)).await;
+        devices.send("dusun_pub", reading(n)).await;
         // Small batches, as a home's readings arrive: the budget is measured per batch.
         if n % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,7 +192,7 @@ notify = ["carers"]
     gw.wait_subscribed().await;
     let devices = Publisher::connect(broker.port, "oximeters").await;
     for n in 0..200 {
-        devices.send("dusun_pub", oximeter(n)).await;
+        devices.send("dusun_pub", reading(n)).await;
     }
     devices
         .send("zigbee2mqtt/0xa4c1", r#"{"action":"emergency"}"#)

@@ -150,10 +150,6 @@ impl Cycle {
             telemetry_from: at(self.first_blocked[1], self.done_hi[1]),
         }
     }
-
-    pub fn done(&self) -> bool {
-        self.phase == Phase::Vacuum && self.pos < 0
-    }
 }
 
 /// Runs one step of `cycle`; `Ok(true)` while there is more to do.
@@ -193,7 +189,6 @@ pub fn step(tx: &Transaction<'_>, r: &Retention, cycle: &mut Cycle) -> rusqlite:
             let freed = vacuum_step(tx)?;
             cycle.pruned.pages += freed;
             if freed == 0 {
-                cycle.pos = -1;
                 return Ok(false);
             }
         }

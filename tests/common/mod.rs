@@ -747,3 +747,14 @@ pub fn python_path_with(module: &str, requirement: &str) -> PathBuf {
     }
     private
 }
+
+/// One BLE-hub oximeter reading (`config/profiles/ble-hub-oximeter.toml`), taken at `scan_time`.
+pub fn oximeter(scan_time: i64, spo2: i64, pulse: i64) -> String {
+    serde_json::json!({
+        "type": "reportAttribute", "mac": "DC:DA:0C:5A:80:44",
+        "data": {"attribute": "Oximeter JUMPER", "mac": "DC:DA:0C:5A:80:44",
+                 "value": {"device_list": [{"scan_time": scan_time, "ble_addr": "ff23041920b4",
+                                            "pulse": pulse, "spo2": spo2, "pi": 40}]}}
+    })
+    .to_string()
+}

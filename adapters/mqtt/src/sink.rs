@@ -234,7 +234,7 @@ async fn feed(
     shutdown: Shutdown,
 ) {
     loop {
-        let batch: Vec<Delivery> = tokio::select! {
+        let batch: Vec<(Delivery, u8)> = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
             ids = requeue.recv() => match ids {
@@ -249,22 +249,23 @@ async fn feed(
                     outstanding.lock().map(|mut o| rows.iter().filter_map(|id| {
                         let (d, left) = o.get_mut(id)?;
                         *left = publishes(d);
-                        Some(d.clone())
+                        Some((d.clone(), *left))
                     }).collect()).unwrap_or_default()
                 }
                 None => return,
             },
             d = deliveries.recv() => match d {
                 Some(d) => {
+                    let n = publishes(&d);
                     if let Ok(mut o) = outstanding.lock() {
-                        o.insert(d.outbox_id, (d.clone(), publishes(&d)));
+                        o.insert(d.outbox_id, (d.clone(), n));
                     }
-                    vec![d]
+                    vec![(d, n)]
                 }
                 None => return,
             },
         };
-        for d in batch {
+        for (d, publishes) in batch {
             if let Ok(mut t) = tracker.lock() {
                 t.handed(d.outbox_id);
             }
@@ -286,7 +287,7 @@ async fn feed(
             {
                 return;
             }
-            if publishes(&d) == 2 {
+            if publishes == 2 {
                 // Resolved: the broker forgets it (an empty retained message clears the topic).
                 if let Ok(mut t) = tracker.lock() {
                     t.handed(-d.outbox_id);

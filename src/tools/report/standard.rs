@@ -9,10 +9,7 @@
 //! what a borough's evaluation sets beside the standard. An alert nobody acknowledged counts as
 //! not within either limit (leaving it out would flatter the share). Test alerts are left out.
 
-use std::collections::BTreeSet;
-
 use super::AlertRecord;
-use super::stats::priority_rank;
 
 /// One limit of the standard: acknowledged within `within_ms` (inclusive) for `percent` % of
 /// alerts.
@@ -95,15 +92,7 @@ pub fn share<'a>(group: &str, alerts: impl IntoIterator<Item = &'a AlertRecord>)
 
 /// Shares per priority, high first, each priority that has a counted alert.
 pub fn by_priority(alerts: &[AlertRecord]) -> Vec<Share> {
-    let mut groups: Vec<&str> = alerts
-        .iter()
-        .filter(|a| counted(a))
-        .map(|a| a.priority.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    groups.sort_by_key(|p| (priority_rank(p), p.to_string()));
-    groups
+    super::stats::priorities(alerts.iter().filter(|a| counted(a)))
         .into_iter()
         .map(|p| share(p, alerts.iter().filter(|a| a.priority == p)))
         .collect()

@@ -68,16 +68,20 @@ pub fn area_label(a: &AlertRecord) -> String {
     a.area.clone().unwrap_or_else(|| "(no area)".into())
 }
 
-/// Time to acknowledge per priority, high first.
-pub fn ack_by_priority(alerts: &[AlertRecord]) -> Vec<AckStats> {
+/// The distinct priorities of `alerts`, high first.
+pub fn priorities<'a>(alerts: impl Iterator<Item = &'a AlertRecord>) -> Vec<&'a str> {
     let mut groups: Vec<&str> = alerts
-        .iter()
         .map(|a| a.priority.as_str())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     groups.sort_by_key(|p| (priority_rank(p), p.to_string()));
     groups
+}
+
+/// Time to acknowledge per priority, high first.
+pub fn ack_by_priority(alerts: &[AlertRecord]) -> Vec<AckStats> {
+    priorities(alerts.iter())
         .into_iter()
         .map(|p| ack_stats(p, alerts.iter().filter(|a| a.priority == p)))
         .collect()
