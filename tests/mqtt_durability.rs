@@ -342,3 +342,58 @@ async fn a_corrupt_journal_is_kept_aside_and_a_gateway_alert_raised() {
     .unwrap();
     broker.stop();
 }
+
+/// The adapter holds at most `max_held_bytes` of messages between read and commit and stops
+/// reading when it is full (the broker keeps the rest). A backlog many times that size, queued
+/// while the gateway was down, must still drain completely and exactly once: the window returns
+/// its room after each commit, and nothing waits on the poll task that would need to poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_many_times_the_memory_window_drains_exactly_once() {
+    const N: i64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    // 64 KiB: room for about 260 of these messages (payload, topic and 192 bytes each).
+    let cfg = config(dir.path(), broker.port, "").replacen(
+        "reconnect_max = \"1s\"\n",
+        "reconnect_max = \"1s\"\nmax_held_bytes = 65536\n",
+        1,
+    );
+    assert!(
+        cfg.contains("max_held_bytes = 65536\n\n[[sink]]"),
+        "in the adapter's table"
+    );
+    let mut gw = Gateway::start(dir.path(), &cfg);
+    gw.wait_subscribed().await;
+    gw.kill9();
+    let devices = Publisher::connect(broker.port, "backlog-devices").await;
+    for i in 0..N {
+        devices
+            .client
+            .publish(
+                format!("zigbee2mqtt/pendant-{}", i % 25),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!(r#"{{"action":"emergency","seq":{i}}}"#),
+            )
+            .await
+            .unwrap();
+    }
+    wait_until_async(Duration::from_secs(60), || devices.acked() >= N as u64)
+        .await
+        .expect("broker queued the backlog");
+    gw.restart();
+    wait_until_async(Duration::from_secs(120), || gw.event_count() >= N)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "journaled {} of {N} through a 64 KiB window\n{}",
+                gw.event_count(),
+                gw.log_text()
+            )
+        });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (payload_seqs, mut source_seqs) = journal_seqs(&gw);
+    assert_exactly_once("through the window", &payload_seqs, N);
+    assert_sequence_gapless(&mut source_seqs);
+    broker.stop();
+}

@@ -140,6 +140,10 @@ with_broker_keys! {
         /// Messages committed per journal transaction at most.
         #[serde(default = "default_batch")]
         pub batch: usize,
+        /// Bytes of messages (topic + payload + 192 per message) held in memory between read
+        /// and commit; past it the adapter stops reading and the broker keeps the backlog.
+        #[serde(default = "default_max_held_bytes")]
+        pub max_held_bytes: usize,
     }
 }
 
@@ -160,6 +164,9 @@ with_broker_keys! {
     }
 }
 
+/// Below this a batch of ordinary device messages would not fit the window.
+const MIN_HELD_BYTES: usize = 64 * 1024;
+
 fn default_keep_alive() -> Duration {
     Duration::from_secs(30)
 }
@@ -174,6 +181,9 @@ fn default_max_payload() -> usize {
 }
 fn default_batch() -> usize {
     512
+}
+fn default_max_held_bytes() -> usize {
+    crate::window::HELD_BYTES
 }
 fn default_true() -> bool {
     true
@@ -222,6 +232,12 @@ impl AdapterConfig {
         }
         if self.batch == 0 {
             return Err(Invalid::new("batch", "must be at least 1"));
+        }
+        if self.max_held_bytes < MIN_HELD_BYTES {
+            return Err(Invalid::new(
+                "max_held_bytes",
+                format!("must be at least {MIN_HELD_BYTES} (64 KiB)"),
+            ));
         }
         Ok(())
     }

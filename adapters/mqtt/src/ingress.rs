@@ -2,9 +2,11 @@
 //! commit, and only then PUBACK.
 //!
 //! Shape (protocols/rumqttc-acks.md §5): the poll task never awaits anything that depends on
-//! itself; it forwards each PUBLISH over an unbounded channel to the committer. The committer
-//! takes whatever is waiting (never waits to fill a batch), maps it, commits it in one journal
-//! transaction, then acknowledges in receive order. The session is persistent
+//! itself. It takes room in a byte [`Window`] for each PUBLISH and forwards it to the committer;
+//! with the window full it stops polling and the broker keeps the backlog. The committer takes
+//! whatever is waiting (never waits to fill a batch), maps it, commits it in one journal
+//! transaction, returns the room, and queues the PUBACKs in receive order to the [`acker`] task,
+//! which hands them to rumqttc. The session is persistent
 //! (`clean_session = false`, stable client id) so anything not yet acknowledged when we crash or
 //! the connection drops is redelivered (with DUP set) and deduplicated by the journal.
 //!
@@ -30,12 +32,13 @@ use atgw_sdk::clock::SharedClock;
 use atgw_sdk::ingest::{DeadLetter, Submission};
 use atgw_sdk::ratelimit::LogLimiter;
 use atgw_sdk::{Health, Ingest, Shutdown};
-use rumqttc::{AsyncClient, Event, Incoming, Outgoing, Publish, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS, SubscribeFilter};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::AdapterConfig;
 use crate::connection::{self, Backoff, SetupError};
+use crate::window::{Ack, Held, Window, acker};
 
 /// rumqttc refuses (and drops the connection on) packets above its limit; a message it refuses
 /// can never be acknowledged, so the transport limit is far above `max_payload`, which is where
@@ -74,11 +77,15 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(connection::network_options());
 
-    let (tx, rx) = mpsc::unbounded_channel::<Publish>();
+    // Unbounded in count, bounded in bytes by `held` (see window.rs).
+    let (tx, rx) = mpsc::unbounded_channel::<Held>();
+    let held = Window::new(cfg.max_held_bytes);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Ack>();
+    tokio::spawn(acker(client.clone(), ack_rx));
     let acks_sent = Arc::new(AtomicU64::new(0));
     let committer = tokio::spawn(commit_loop(
         cfg.clone(),
-        client.clone(),
+        ack_tx,
         rx,
         ctx.ingest.clone(),
         ctx.profiles.clone(),
@@ -146,7 +153,13 @@ pub async fn run(cfg: AdapterConfig, ctx: Context) -> Result<(), SetupError> {
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 ctx.health.received(1);
-                let _ = tx.send(p);
+                // Waits only on the committer. A message dropped here at shutdown was never
+                // acknowledged, so the session redelivers it.
+                let admitted = tokio::select! {
+                    h = held.admit(p) => h,
+                    _ = ctx.shutdown.cancelled() => continue,
+                };
+                let _ = tx.send(admitted);
             }
             Ok(Event::Incoming(Incoming::SubAck(s))) => {
                 unconfirmed_since = None;
@@ -205,8 +218,8 @@ fn subscribe(client: &AsyncClient, filters: &[SubscribeFilter]) {
 #[allow(clippy::too_many_arguments)]
 async fn commit_loop(
     cfg: AdapterConfig,
-    client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
+    acks: mpsc::UnboundedSender<Ack>,
+    mut rx: mpsc::UnboundedReceiver<Held>,
     ingest: Ingest,
     profiles: Arc<ProfileSet>,
     tz: jiff::tz::TimeZone,
@@ -221,7 +234,7 @@ async fn commit_loop(
     // `STATE_RELOAD_GROWTH`, it is read again, so memory follows what the journal keeps (which
     // forgets the least recently heard unregistered devices) rather than every device ever heard.
     let mut loaded_keys = state.len();
-    let mut batch: Vec<Publish> = Vec::with_capacity(cfg.batch);
+    let mut batch: Vec<Held> = Vec::with_capacity(cfg.batch);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let first = tokio::select! {
@@ -266,8 +279,9 @@ async fn commit_loop(
                 }
             }
         }
-        for p in batch.drain(..) {
-            if client.ack(&p).await.is_ok() {
+        // Dropping each `Held` returns its room in the window.
+        for h in batch.drain(..) {
+            if acks.send(Ack::of(&h.publish)).is_ok() {
                 acks_sent.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -295,7 +309,7 @@ async fn load_state(ingest: &Ingest, shutdown: &Shutdown) -> HashMap<String, Str
 #[allow(clippy::too_many_arguments)]
 fn map_batch(
     cfg: &AdapterConfig,
-    batch: &[Publish],
+    batch: &[Held],
     profiles: &ProfileSet,
     tz: &jiff::tz::TimeZone,
     health: &Health,
@@ -306,7 +320,7 @@ fn map_batch(
     let mut subs = Vec::with_capacity(batch.len());
     let mut letters = Vec::new();
     let now = clock.now();
-    for p in batch {
+    for p in batch.iter().map(|h| &h.publish) {
         let (reason, detail) = if p.payload.len() > cfg.max_payload {
             (
                 "oversize",

@@ -7,6 +7,7 @@
 //! - [`connection`]: rumqttc options (persistent session, credentials, rustls TLS, NODELAY) and
 //!   the reconnect backoff rumqttc lacks.
 //! - [`ingress`]: the device-facing adapter: profiles, commit, then PUBACK.
+//! - [`window`]: the bound on messages held between read and commit, and the PUBACK queue.
 //! - [`tracker`]: ties rumqttc's packet ids back to outbox rows, replay-aware.
 //! - [`sink`]: the upstream sink that releases an outbox row only on its PUBACK.
 //! - [`control`]: alert acknowledgements and resolutions from care teams over MQTT.
@@ -20,3 +21,4 @@ pub mod control;
 pub mod ingress;
 pub mod sink;
 pub mod tracker;
+pub mod window;
