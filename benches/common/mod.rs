@@ -341,9 +341,23 @@ pub fn headline(r: &serde_json::Value) -> String {
     };
     match r["bench"].as_str() {
         Some("mqtt_drain") => format!(
-            "{} events/s; {}× the plain subscriber",
+            "{} events/s; {}× the C relay's time; peak RSS {} MB (idle after {} MB)",
             med("/variants/atgw/events_per_sec/median"),
-            med("/ratio_atgw_to_plain")
+            med("/ratio_atgw_to_relay"),
+            med("/variants/atgw/peak_rss_mb/median"),
+            med("/variants/atgw/idle_rss_after_mb/median")
+        ),
+        Some("drain_instructions") => format!(
+            "{} instructions/event (the C relay: {} per message)",
+            med("/atgw_instructions_per_event"),
+            med("/relay_instructions_per_message")
+        ),
+        Some("scaip_throughput") => format!(
+            "UDP {} alarms/s, reply p99 {} ms; TCP {} alarms/s, reply p99 {} ms",
+            med("/results/0/alarms_per_sec/median"),
+            med("/results/0/reply_p99_ms/median"),
+            med("/results/1/alarms_per_sec/median"),
+            med("/results/1/reply_p99_ms/median")
         ),
         Some("dc09_throughput") => format!(
             "{} frames/s, ACK p99 {} ms ({} connections)",
@@ -369,12 +383,14 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/quick_check_ms/median")
         ),
         Some("alarm_latency") => format!(
-            "upstream p50 {} / p99 {} ms, webhook p50 {} / p99 {} ms at {} telemetry/s",
+            "upstream p50 {} / p99 {} ms, webhook p50 {} / p99 {} ms at {} telemetry/s; excess over relay + fsync p50 {} / p99 {} ms",
             med("/upstream/p50_ms"),
             med("/upstream/p99_ms"),
             med("/webhook/p50_ms"),
             med("/webhook/p99_ms"),
-            med("/telemetry_per_sec/median")
+            med("/telemetry_per_sec/median"),
+            med("/excess_over_relay_and_fsync_ms/p50"),
+            med("/excess_over_relay_and_fsync_ms/p99")
         ),
         Some("console_fanout") => format!(
             "commit → render on {} consoles p50 {} / p99 {} ms ({} transitions)",
