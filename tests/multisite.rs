@@ -229,11 +229,14 @@ impl Drop for WanLink {
     }
 }
 
+/// Messages a client received, as (topic, payload), in arrival order.
+type Inbox = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// An MQTT client of the central broker over mutual TLS, as `who` (a certificate CN): keeps
 /// every message it receives on `filters` as (topic, payload).
 struct CentralClient {
     client: AsyncClient,
-    received: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    received: Inbox,
     acked: Arc<Mutex<u64>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -270,7 +273,7 @@ impl CentralClient {
             Arc::new(tls),
         )));
         let (client, mut el) = AsyncClient::new(o, 1000);
-        let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let received: Inbox = Arc::default();
         let acked = Arc::new(Mutex::new(0u64));
         let (r, a) = (received.clone(), acked.clone());
         let filters: Vec<rumqttc::SubscribeFilter> = filters
