@@ -760,6 +760,8 @@ async fn a_senior_shelves_a_device_from_the_devices_view_with_its_offline_histor
         announced.len() == 1 && announced[0].contains("by sam"),
         "{announced:?}"
     );
+    let shot = repo().join("docs/console-devices.png");
+    b.ok(&["screenshot", shot.to_str().unwrap(), "1280", "800"]);
     // Off the shelf early, by the same senior.
     b.ok(&["unshelve", "door-20"]);
     let ended: Vec<String> =

@@ -246,3 +246,37 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hub_reads_when_the_writer_commits_not_at_its_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atgw.db");
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        crate::journal::schema::migrate(&mut c).unwrap();
+        let (bump, commits) = watch::channel(0u64);
+        let hub = Hub::start(path.clone(), commits, 0);
+        let mut live = hub.tx.subscribe();
+        // The hub is waiting now (its first fallback read is 2 s away).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.execute_batch(
+            "INSERT INTO alerts (id, policy, device_id, kind, status, priority, level, raised_ms,
+                                 updated_ms, snapshot)
+             VALUES ('a1', 'alarms', 'pendant-12', 'sos', 'open', 'high', 0, 1, 1, '{}');
+             INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
+                                 time_ms, recorded_ms, correlation_id, json)
+             VALUES ('e1', 's', 1, 'sos', 'raised', 'high', 'pendant-12', 0, 1, 1, 'a1', '{}');",
+        )
+        .unwrap();
+        bump.send_modify(|n| *n += 1);
+        let got = tokio::time::timeout(FALLBACK / 4, live.recv())
+            .await
+            .expect("the commit woke the hub; it did not wait for its fallback read")
+            .unwrap();
+        assert_eq!(got.seq, 1);
+        assert!(got.json.contains("\"a1\""), "{}", got.json);
+    }
+}
