@@ -119,7 +119,13 @@ async fn main() {
     cmd(&["login", "bench", PASSWORD]);
     let n = consoles.to_string();
     cmd(&["fanout", &n]);
-    let raw = tokio::spawn(raw_client(base.clone(), presses));
+    let (ready, listening) = tokio::sync::oneshot::channel();
+    let raw = tokio::spawn(raw_client(base.clone(), presses, ready));
+    // Its stream open (its `hello` heard) before the first press, like the pages'.
+    tokio::time::timeout(Duration::from_secs(30), listening)
+        .await
+        .expect("the raw client's stream opened")
+        .expect("the raw client's stream opened");
     let load_before = loadavg();
 
     let (client, mut el) = AsyncClient::new(
@@ -265,7 +271,12 @@ fn wall_ms() -> f64 {
 /// The floor: the live stream read by a plain HTTP client as the same carer; when each alert's
 /// first transition arrived (wall clock, ms), until `presses` alerts were heard or the stream
 /// ends.
-async fn raw_client(base: String, presses: usize) -> HashMap<String, f64> {
+async fn raw_client(
+    base: String,
+    presses: usize,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> HashMap<String, f64> {
+    let mut ready = Some(ready);
     let client = reqwest::Client::new();
     let login = client
         .post(format!("{base}/console/login"))
@@ -295,6 +306,11 @@ async fn raw_client(base: String, presses: usize) -> HashMap<String, f64> {
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let ev: String = buf.drain(..end + 2).collect();
+            if ev.lines().any(|l| l.trim() == "event: hello")
+                && let Some(r) = ready.take()
+            {
+                let _ = r.send(());
+            }
             if !ev.lines().any(|l| l.trim() == "event: transition") {
                 continue;
             }
