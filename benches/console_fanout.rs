@@ -10,8 +10,11 @@
 //! `recorded_ms` (the gateway's clock in the committing batch). Both clocks are this machine's
 //! wall clock.
 //!
-//! The floor is the stream's poll interval (`atgw::console::stream::POLL`): a transition waits
-//! up to one interval for the stream to read it.
+//! The floor, measured in the same run: the same transitions arriving as Server-Sent Events at a
+//! raw HTTP client (no browser: no parse, layout or paint), logged in as the same carer, taken
+//! as the arrival of each alert's first `transition` event minus the same `recorded_ms`. The
+//! stream wakes on the writer's commit ([`atgw::journal::WriterHandle::commits`]), so neither
+//! includes a poll interval. The load average before and after is recorded beside the figures.
 
 mod common;
 
@@ -116,6 +119,14 @@ async fn main() {
     cmd(&["login", "bench", PASSWORD]);
     let n = consoles.to_string();
     cmd(&["fanout", &n]);
+    let (ready, listening) = tokio::sync::oneshot::channel();
+    let raw = tokio::spawn(raw_client(base.clone(), presses, ready));
+    // Its stream open (its `hello` heard) before the first press, like the pages'.
+    tokio::time::timeout(Duration::from_secs(30), listening)
+        .await
+        .expect("the raw client's stream opened")
+        .expect("the raw client's stream opened");
+    let load_before = loadavg();
 
     let (client, mut el) = AsyncClient::new(
         MqttOptions::new("console-fanout-devices", "127.0.0.1", broker.port),
@@ -182,6 +193,17 @@ async fn main() {
         }
     }
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let load_after = loadavg();
+    let arrived = tokio::time::timeout(Duration::from_secs(10), raw)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut floor: Vec<f64> = recorded
+        .iter()
+        .filter_map(|(id, at)| arrived.get(id).map(|t| t - at))
+        .collect();
+    floor.sort_by(|a, b| a.partial_cmp(b).unwrap());
     cmd(&["quit"]);
     let _ = node.wait();
     gw.stop();
@@ -196,20 +218,116 @@ async fn main() {
         "p99_ms": round(percentile(&lat, 99.0)),
         "max_ms": round(lat.last().copied().unwrap_or(f64::NAN)),
         "min_ms": round(lat.first().copied().unwrap_or(f64::NAN)),
-        "poll_ms": atgw::console::stream::POLL.as_millis() as u64,
+        "floor_raw_sse": {
+            "samples": floor.len(),
+            "p50_ms": round(percentile(&floor, 50.0)),
+            "p99_ms": round(percentile(&floor, 99.0)),
+            "min_ms": round(floor.first().copied().unwrap_or(f64::NAN)),
+            "max_ms": round(floor.last().copied().unwrap_or(f64::NAN)),
+        },
+        "fallback_poll_ms": atgw::console::stream::FALLBACK.as_millis() as u64,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
         "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         "machine": machine(),
     });
     println!(
-        "console_fanout: {} transitions to {} consoles: commit → paint p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} missing); stream poll {} ms",
+        "console_fanout: {} transitions to {} consoles: commit → paint p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, min–max {:.1}–{:.1} ms ({} missing); floor (raw SSE client, same run, {} samples): p50 {:.1} ms, p99 {:.1} ms, min–max {:.1}–{:.1} ms; load {} → {}",
         presses,
         consoles,
         percentile(&lat, 50.0),
         percentile(&lat, 90.0),
         percentile(&lat, 99.0),
+        lat.first().copied().unwrap_or(f64::NAN),
         lat.last().copied().unwrap_or(f64::NAN),
         missing,
-        atgw::console::stream::POLL.as_millis()
+        floor.len(),
+        percentile(&floor, 50.0),
+        percentile(&floor, 99.0),
+        floor.first().copied().unwrap_or(f64::NAN),
+        floor.last().copied().unwrap_or(f64::NAN),
+        load_before,
+        load_after,
     );
     emit(result);
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The floor: the live stream read by a plain HTTP client as the same carer; when each alert's
+/// first transition arrived (wall clock, ms), until `presses` alerts were heard or the stream
+/// ends.
+async fn raw_client(
+    base: String,
+    presses: usize,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> HashMap<String, f64> {
+    let mut ready = Some(ready);
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{base}/console/login"))
+        .json(&serde_json::json!({"name": "bench", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the raw client logs in");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut r = client
+        .get(format!("{base}/console/api/stream?since=0"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the raw client's stream");
+    let mut seen = HashMap::new();
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = r.chunk().await {
+        let now = wall_ms();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let ev: String = buf.drain(..end + 2).collect();
+            if ev.lines().any(|l| l.trim() == "event: hello")
+                && let Some(r) = ready.take()
+            {
+                let _ = r.send(());
+            }
+            if !ev.lines().any(|l| l.trim() == "event: transition") {
+                continue;
+            }
+            let data: String = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
+                && let Some(id) = v["alert"]["id"].as_str()
+            {
+                seen.entry(id.to_owned()).or_insert(now);
+            }
+        }
+        if seen.len() >= presses {
+            break;
+        }
+    }
+    seen
 }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::alerts::{AlertCommand, AlertError};
+use crate::alerts::AlertCommand;
 use crate::journal::{Reader, WriterHandle};
 
 /// `[api]`.
@@ -362,15 +362,12 @@ async fn ack(
         Ok(b) => b,
         Err(e) => return error(e.status(), e.body_text()),
     };
-    act(
-        &s,
-        AlertCommand::Ack {
-            id,
-            by: b.by,
-            note: b.note,
-        },
-    )
-    .await
+    let cmd = AlertCommand::Ack {
+        id,
+        by: b.by,
+        note: b.note,
+    };
+    answer(crate::api_act::alert(&s, cmd).await)
 }
 
 async fn resolve(
@@ -382,34 +379,17 @@ async fn resolve(
         Ok(b) => b,
         Err(e) => return error(e.status(), e.body_text()),
     };
-    let Some(outcome) = b.outcome else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "`outcome` is required: one of {}",
-                crate::alerts::OUTCOMES.join(", ")
-            ),
-        );
-    };
-    act(
-        &s,
-        AlertCommand::Resolve {
-            id,
-            by: b.by,
-            outcome,
-            note: b.note,
-        },
-    )
-    .await
+    match crate::api_act::resolve_command(id, b.by, b.outcome, b.note) {
+        Ok(cmd) => answer(crate::api_act::alert(&s, cmd).await),
+        Err(r) => r,
+    }
 }
 
-async fn act(s: &ApiState, cmd: AlertCommand) -> Response {
-    match s.writer.alert(cmd).await {
-        Ok(view) => Json(view).into_response(),
-        Err(e @ AlertError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ AlertError::AlreadyResolved) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+/// The committed result as JSON, or the refusal.
+fn answer<T: serde::Serialize>(r: Result<T, Response>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
     }
 }
 
@@ -433,22 +413,10 @@ async fn shelve(
         Ok(b) => b,
         Err(e) => return error(e.status(), e.body_text()),
     };
-    let Some(Ok(duration)) = b.duration.as_deref().map(humantime::parse_duration) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`for` is required, e.g. \"4h\": a shelf always ends".to_owned(),
-        );
-    };
-    shelf_act(
-        &s,
-        crate::alerts::shelf::ShelfCommand::Shelve {
-            device,
-            by: b.by,
-            reason: b.reason,
-            duration,
-        },
-    )
-    .await
+    match crate::api_act::shelve_command(device, b.by, b.reason, b.duration.as_deref()) {
+        Ok(cmd) => answer(crate::api_act::shelf(&s, cmd).await),
+        Err(r) => r,
+    }
 }
 
 async fn unshelve(
@@ -460,23 +428,8 @@ async fn unshelve(
         Ok(b) => b,
         Err(e) => return error(e.status(), e.body_text()),
     };
-    shelf_act(
-        &s,
-        crate::alerts::shelf::ShelfCommand::Unshelve { device, by: b.by },
-    )
-    .await
-}
-
-async fn shelf_act(s: &ApiState, cmd: crate::alerts::shelf::ShelfCommand) -> Response {
-    match s.writer.shelf(cmd).await {
-        Ok(view) => Json(view).into_response(),
-        Err(e @ (AlertError::UnknownDevice(_) | AlertError::NotFound(_))) => {
-            error(StatusCode::NOT_FOUND, e.to_string())
-        }
-        Err(e @ AlertError::NotShelved(_)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
+    let cmd = crate::alerts::shelf::ShelfCommand::Unshelve { device, by: b.by };
+    answer(crate::api_act::shelf(&s, cmd).await)
 }
 
 async fn shelves(State(s): State<ApiState>) -> Response {

@@ -15,6 +15,7 @@
 //! - [`sinks`]: sinks implemented in the core (`file`).
 //! - [`alerts`]: policies, the alert lifecycle, escalation timers.
 //! - [`api`]: the local HTTP API (token required except `/healthz` and `/readyz`).
+//! - [`api_act`]: acting as a person on alerts and shelves, shared by the token API and the console.
 //! - [`api_listener`]: the API's listener: its connection cap and idle timeout.
 //! - [`api_tls`]: TLS on that listener (configured or self-signed certificate).
 //! - [`console`]: the care-team console (a live page on the API's listener, per-user logins).
@@ -38,6 +39,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod api_act;
 pub mod api_listener;
 pub mod api_tls;
 pub mod cli;

@@ -439,7 +439,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                         crate::console::ConsoleState::new(
                             c,
                             &cfg.devices,
+                            &cfg.gateway.timezone,
                             &journal_path,
+                            writer.commits(),
                             crate::console::now_ms(),
                         )
                         .map_err(|e| StartError::Api(format!("console: journal: {e}")))?,

@@ -615,3 +615,194 @@ async fn a_console_on_the_lan_needs_tls_and_gets_a_self_signed_certificate_with_
         assert!(cookie.contains(attr), "{cookie}");
     }
 }
+
+/// Logs in over HTTP: the session cookie and its CSRF token.
+async fn http_session(client: &reqwest::Client, base: &str, name: &str) -> (String, String) {
+    let r = client
+        .post(format!("{base}/console/login"))
+        .json(&serde_json::json!({"name": name, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name} logs in");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senior_shelves_a_device_from_the_devices_view_with_its_offline_history_a_carer_may_not_and_a_manager_opens_the_report()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let (config, base, _token) = console_config(dir.path(), broker.port, "60s");
+    // A supervised door sensor in another area: it goes silent and comes back.
+    let config = config.replace(
+        "[api.console]",
+        "[[device]]\nid = \"door-20\"\nadapter = \"zigbee\"\nmatch = { device = \"0x00158d0000000020\" }\nlocation = { area = \"West wing\", room = \"20\" }\ncheck_in = \"2s\"\n\n[api.console]",
+    );
+    let gw = Gateway::start(dir.path(), &config);
+    gw.wait_subscribed().await;
+    for (name, role) in [("sam", "senior"), ("cara", "carer"), ("meg", "manager")] {
+        let out = add_user(&gw.config, name, role, PASSWORD);
+        assert!(out.status.success(), "users add {name}: {out:?}");
+    }
+    let devices = Publisher::connect(broker.port, "console-shelf-devices").await;
+    devices
+        .send(PRESS_12, r#"{"battery":88,"linkquality":120}"#)
+        .await;
+    let door = "zigbee2mqtt/0x00158d0000000020";
+    devices.send(door, r#"{"contact":true,"battery":90}"#).await;
+    // Silent past its check-in, then heard again: one offline episode, closed.
+    let offline = |phase: &'static str| {
+        format!(
+            "SELECT seq FROM events WHERE device_id = 'door-20' AND kind = 'device_offline' \
+             AND phase = '{phase}' AND correlation_id IS NULL"
+        )
+    };
+    wait_until_async(Duration::from_secs(30), || {
+        !gw.column::<i64>(&offline("raised")).is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("door-20 never missed its check-in:\n{}", gw.log_text()));
+    devices.send(door, r#"{"contact":true}"#).await;
+    wait_until_async(Duration::from_secs(30), || {
+        !gw.column::<i64>(&offline("cleared")).is_empty()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("door-20 never came back:\n{}", gw.log_text()));
+
+    // A carer may neither shelve nor see the report, whatever the page shows.
+    let client = http();
+    let (carer, carer_csrf) = http_session(&client, &base, "cara").await;
+    let shelve_as_carer = client
+        .post(format!("{base}/console/api/devices/door-20/shelve"))
+        .header("cookie", &carer)
+        .header("x-csrf-token", &carer_csrf)
+        .json(&serde_json::json!({"reason": "waiting for a technician", "for": "4h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shelve_as_carer.status(), 403);
+    let report_as_carer = client
+        .get(format!("{base}/console/report"))
+        .header("cookie", &carer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report_as_carer.status(), 403);
+    // A senior's shelf without the CSRF token is refused too.
+    let (senior, _) = http_session(&client, &base, "sam").await;
+    let forged = client
+        .post(format!("{base}/console/api/devices/door-20/shelve"))
+        .header("cookie", &senior)
+        .json(&serde_json::json!({"reason": "forged", "for": "4h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(
+        gw.column::<String>("SELECT id FROM shelves").is_empty(),
+        "a refused request shelved a device"
+    );
+
+    // The senior's devices view: the offline episode, and the area filter.
+    let mut b = Browser::start(&base);
+    b.ok(&["login", "sam", PASSWORD]);
+    let listed = b.ok(&["devices", "door-20"]);
+    assert_eq!(listed["rows"], 2, "{listed}");
+    // A closed episode ("from – to"); it may be silent again by now (its check-in is 2 s),
+    // which shows as "Offline since" above it.
+    b.ok(&["wait_offline", "door-20", "–", "20000"]);
+    let never = b.ok(&["wait_offline", "pendant-12", "Never", "5000"]);
+    assert_eq!(never["text"], "Never");
+    let west = b.ok(&["area", "West wing"]);
+    assert_eq!(west["rows"], 1, "{west}");
+    assert!(west["text"].as_str().unwrap().contains("door-20"), "{west}");
+    let east = b.ok(&["area", "East wing"]);
+    assert!(
+        !east["text"].as_str().unwrap().contains("door-20"),
+        "{east}"
+    );
+    b.ok(&["area", "All areas"]);
+
+    // Shelve from the page: recorded as the logged-in senior, with the reason and an end.
+    let shelf = b.ok(&[
+        "shelve",
+        "door-20",
+        "4h",
+        "contact loose, technician Tuesday",
+    ]);
+    assert!(
+        shelf["text"]
+            .as_str()
+            .unwrap()
+            .contains("contact loose, technician Tuesday – by sam"),
+        "{shelf}"
+    );
+    let row: Vec<String> = gw.column(
+        "SELECT by || '|' || reason || '|' || ((until_ms - started_ms) / 60000) FROM shelves WHERE ended_ms IS NULL",
+    );
+    assert_eq!(row, ["sam|contact loose, technician Tuesday|240"]);
+    let announced: Vec<String> = gw.column(
+        "SELECT json_extract(json, '$.data.message') FROM events WHERE kind = 'shelved' AND phase = 'raised'",
+    );
+    assert!(
+        announced.len() == 1 && announced[0].contains("by sam"),
+        "{announced:?}"
+    );
+    let shot = repo().join("docs/console-devices.png");
+    b.ok(&["screenshot", shot.to_str().unwrap(), "1280", "800"]);
+    // Off the shelf early, by the same senior.
+    b.ok(&["unshelve", "door-20"]);
+    let ended: Vec<String> =
+        gw.column("SELECT coalesce(ended_by, '') FROM shelves WHERE ended_ms IS NOT NULL");
+    assert_eq!(ended, ["sam"]);
+    wait_until(Duration::from_secs(5), || {
+        let a = audit(&gw);
+        a.contains(&"sam shelved".to_owned()) && a.contains(&"sam unshelved".to_owned())
+    })
+    .unwrap_or_else(|_| panic!("shelving not journaled with the user: {:?}", audit(&gw)));
+    // A senior has no report tab.
+    assert_eq!(b.ok(&["visible", "#tab-report"])["visible"], false);
+    let axe = b.ok(&["axe"]);
+    assert_eq!(
+        axe["serious"],
+        Value::Array(vec![]),
+        "serious or critical accessibility violations in the devices view: {axe}"
+    );
+
+    // The manager's report for a chosen period: the same page `atgw report` writes.
+    b.ok(&["logout"]);
+    b.ok(&["login", "meg", PASSWORD]);
+    assert_eq!(b.ok(&["visible", "#tab-report"])["visible"], true);
+    // The config's zone is UTC: today is the timestamp's date.
+    let today = jiff::Timestamp::now().to_string()[..10].to_owned();
+    let report = b.ok(&["report", &today, &today]);
+    assert!(
+        report["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("atgw pilot report"),
+        "{report}"
+    );
+    assert_eq!(
+        report["period"],
+        format!("{today} to {today}"),
+        "{}",
+        report["text"]
+    );
+    assert!(
+        !report["text"].as_str().unwrap().contains("res-0042"),
+        "resident ids stay out of the report"
+    );
+}

@@ -21,11 +21,12 @@ pub const MAX_PASSWORD_LEN: usize = 256;
 pub enum Role {
     /// Sees and acts on alerts.
     Carer,
-    /// A senior carer: as a carer.
+    /// A senior carer: as a carer, and also sees devices and shelves their technical alerts.
     Senior,
-    /// As a senior, and also sees devices and the gateway's health.
+    /// As a senior, and also sees the pilot report.
     Manager,
-    /// Sees devices and the gateway's health; does not act on residents' alerts.
+    /// Sees devices and the gateway's health and shelves devices; does not act on residents'
+    /// alerts.
     Integrator,
 }
 
@@ -54,9 +55,21 @@ impl Role {
         !matches!(self, Role::Integrator)
     }
 
-    /// Sees devices (battery, signal, supervision, shelves).
+    /// Sees devices (battery, signal, supervision, offline episodes, shelves).
     pub fn sees_devices(self) -> bool {
-        matches!(self, Role::Manager | Role::Integrator)
+        matches!(self, Role::Senior | Role::Manager | Role::Integrator)
+    }
+
+    /// Shelves a device's technical alerts and takes them off early: the people who decide
+    /// a sensor is waiting for a technician (senior carers on shift, managers, integrators),
+    /// not every carer (a shelf quietens pages for the whole home).
+    pub fn shelves(self) -> bool {
+        matches!(self, Role::Senior | Role::Manager | Role::Integrator)
+    }
+
+    /// Sees the pilot report (`atgw report`'s figures): managers only.
+    pub fn sees_report(self) -> bool {
+        matches!(self, Role::Manager)
     }
 }
 
@@ -299,6 +312,15 @@ pub enum AccountAction {
         alert: String,
         outcome: String,
     },
+    /// Shelved a device's technical alerts (the shelf's own row says why and until when).
+    Shelved {
+        device: String,
+        until: String,
+    },
+    /// Took a device off the shelf early.
+    Unshelved {
+        device: String,
+    },
 }
 
 /// Applies `ev` inside the writer's transaction.
@@ -338,6 +360,8 @@ pub fn record(conn: &Connection, ev: &AccountEvent) -> rusqlite::Result<()> {
         }
         AccountAction::Acknowledged { alert } => ("acknowledged", alert.clone()),
         AccountAction::Resolved { alert, outcome } => ("resolved", format!("{alert} {outcome}")),
+        AccountAction::Shelved { device, until } => ("shelved", format!("{device} until {until}")),
+        AccountAction::Unshelved { device } => ("unshelved", device.clone()),
     };
     audit(conn, ev.at_ms, &ev.user, action, &detail)
 }

@@ -8,8 +8,10 @@
 //! | `GET /console/api/me` | session | `{user, role, csrf}` (the page's token for its POSTs) |
 //! | `GET /console/api/alerts` | carers, seniors, managers | open alerts and the sequence they are as of |
 //! | `POST /console/api/alerts/{id}/ack`, `/resolve` | carers, seniors, managers + CSRF | as the logged-in user |
-//! | `GET /console/api/devices` | managers, integrators | devices and shelves |
+//! | `GET /console/api/devices` | seniors, managers, integrators | devices, their offline episodes, shelves |
+//! | `POST /console/api/devices/{id}/shelve`, `/unshelve` | seniors, managers, integrators + CSRF | `{reason, for}`; as the logged-in user |
 //! | `GET /console/api/health` | session | `/readyz`'s report, for the page's banner |
+//! | `GET /console/report?from=&to=` | managers | the pilot report page ([`super::report`]) |
 //! | `GET /console/api/stream` | session | live transitions ([`super::stream`]) |
 //!
 //! A state change without the session's CSRF token is refused (403) and counted
@@ -32,7 +34,8 @@ use serde_json::json;
 use super::ConsoleState;
 use super::accounts::{self, AccountAction, AccountEvent, Role};
 use super::sessions::{self, SessionView};
-use crate::alerts::{AlertCommand, AlertError};
+use crate::alerts::AlertCommand;
+use crate::alerts::shelf::ShelfCommand;
 use crate::api::{ApiState, error, read};
 use crate::journal::WriterCmd;
 
@@ -50,7 +53,10 @@ pub fn router() -> axum::Router<ApiState> {
         .route("/console/api/alerts/{id}/ack", post(ack))
         .route("/console/api/alerts/{id}/resolve", post(resolve))
         .route("/console/api/devices", get(devices))
+        .route("/console/api/devices/{id}/shelve", post(shelve))
+        .route("/console/api/devices/{id}/unshelve", post(unshelve))
         .route("/console/api/health", get(health))
+        .route("/console/report", get(super::report::page))
         .route("/console/api/stream", get(super::stream::stream))
 }
 
@@ -270,6 +276,8 @@ async fn me(State(s): State<ApiState>, headers: HeaderMap) -> Response {
                 "csrf": v.csrf,
                 "acts_on_alerts": v.role.acts_on_alerts(),
                 "sees_devices": v.role.sees_devices(),
+                "shelves": v.role.shelves(),
+                "sees_report": v.role.sees_report(),
                 "outcomes": crate::alerts::OUTCOMES,
             }))
             .into_response(),
@@ -360,37 +368,103 @@ async fn resolve(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(outcome) = b.outcome else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "Choose what happened: one of {}",
-                crate::alerts::OUTCOMES.join(", ")
-            ),
-        );
-    };
-    let cmd = AlertCommand::Resolve {
-        id: id.clone(),
-        by: v.user.clone(),
-        outcome: outcome.clone(),
-        note: b.note,
+    let outcome = b.outcome.clone().unwrap_or_default();
+    let cmd = match crate::api_act::resolve_command(id.clone(), v.user.clone(), b.outcome, b.note) {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     act(&s, &v, cmd, AccountAction::Resolved { alert: id, outcome }).await
 }
 
+/// The shared path ([`crate::api_act`]) as the logged-in user; the user's audit trail records
+/// it once committed.
 async fn act(s: &ApiState, v: &SessionView, cmd: AlertCommand, done: AccountAction) -> Response {
-    match s.writer.alert(cmd).await {
+    match crate::api_act::alert(s, cmd).await {
         Ok(view) => {
             journal(s, &v.user, done);
             Json(view).into_response()
         }
-        Err(e @ AlertError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ AlertError::AlreadyResolved) => error(
-            StatusCode::CONFLICT,
-            format!("{e} (someone else resolved it)"),
-        ),
-        Err(e @ AlertError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShelveBody {
+    #[serde(default)]
+    reason: String,
+    /// `4h`, `30m`: required, and at most `[alerts] max_shelve`.
+    #[serde(rename = "for", default)]
+    duration: Option<String>,
+}
+
+/// A shelf request: a live session, its CSRF token, a role that shelves.
+async fn shelving(s: &ApiState, headers: &HeaderMap) -> Result<SessionView, Response> {
+    let (_, v) = changing(s, headers).await?;
+    if !v.role.shelves() {
+        return Err(forbidden("shelving devices"));
+    }
+    Ok(v)
+}
+
+async fn shelve(
+    State(s): State<ApiState>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let v = match shelving(&s, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let b: ShelveBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected JSON {{\"reason\", \"for\"}}: {e}"),
+            );
+        }
+    };
+    let reason = b.reason.trim().to_owned();
+    let cmd = match crate::api_act::shelve_command(
+        device.clone(),
+        v.user.clone(),
+        reason,
+        b.duration.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::api_act::shelf(&s, cmd).await {
+        Ok(shelf) => {
+            let until = shelf.until.clone();
+            journal(&s, &v.user, AccountAction::Shelved { device, until });
+            Json(shelf).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn unshelve(
+    State(s): State<ApiState>,
+    Path(device): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let v = match shelving(&s, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let cmd = ShelfCommand::Unshelve {
+        device: device.clone(),
+        by: v.user.clone(),
+    };
+    match crate::api_act::shelf(&s, cmd).await {
+        Ok(shelf) => {
+            journal(&s, &v.user, AccountAction::Unshelved { device });
+            Json(shelf).into_response()
+        }
+        Err(r) => r,
     }
 }
 

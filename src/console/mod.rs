@@ -10,7 +10,10 @@
 //! - [`sessions`]: login sessions (cookie, idle and absolute expiry, CSRF token).
 //! - [`login_guard`]: login rate limit per client and lockout per account.
 //! - [`views`]: what the page shows, read from the journal (alerts, history, devices).
-//! - [`handlers`]: the HTTP routes (login, alerts, acknowledge/resolve, devices, health).
+//! - [`offline`]: a device's offline episodes, from its journaled transitions.
+//! - [`report`]: the pilot report for managers, as `atgw report` renders it.
+//! - [`handlers`]: the HTTP routes (login, alerts, acknowledge/resolve, devices and shelving,
+//!   health).
 //! - [`stream`]: the live Server-Sent Events stream, resumable from the journal's sequence.
 //! - [`assets`]: the embedded page.
 //!
@@ -23,6 +26,8 @@ pub mod accounts;
 pub mod assets;
 pub mod handlers;
 pub mod login_guard;
+pub mod offline;
+pub mod report;
 pub mod sessions;
 pub mod stream;
 pub mod views;
@@ -82,15 +87,19 @@ pub struct ConsoleState {
     pub devices: HashMap<String, crate::registry::DeviceConfig>,
     /// The journal reader behind every live stream.
     pub hub: stream::Hub,
+    /// `gateway.timezone`: the report's days.
+    pub timezone: String,
 }
 
 impl ConsoleState {
     /// Restores the journal's live sessions and starts the live streams' reader (in a tokio
-    /// runtime).
+    /// runtime), woken by the writer's `commits`.
     pub fn new(
         cfg: ConsoleConfig,
         devices: &[crate::registry::DeviceConfig],
+        timezone: &str,
         journal: &std::path::Path,
+        commits: tokio::sync::watch::Receiver<u64>,
         now_ms: i64,
     ) -> Result<ConsoleState, rusqlite::Error> {
         let sessions = sessions::Sessions::new(cfg.idle_timeout, cfg.session_max);
@@ -107,7 +116,8 @@ impl ConsoleState {
             limit: login_guard::RateLimit::default(),
             decoy: accounts::decoy_hash(),
             devices: devices.iter().map(|d| (d.id.clone(), d.clone())).collect(),
-            hub: stream::Hub::start(journal.to_path_buf(), newest),
+            hub: stream::Hub::start(journal.to_path_buf(), commits, newest),
+            timezone: timezone.to_owned(),
         })
     }
 }

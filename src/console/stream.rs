@@ -6,8 +6,9 @@
 //! The first connection names its starting point as `?since=` (the `seq` of the snapshot the
 //! page loaded, [`super::views::snapshot`]).
 //!
-//! One [`Hub`] reads the journal every [`POLL`] for every open console and broadcasts each
-//! transition, serialised once; a stream first replays from its own starting point with a read
+//! One [`Hub`] reads the journal for every open console when the writer says it committed
+//! ([`crate::journal::WriterHandle::commits`]; at least every [`FALLBACK`], in case a wake is
+//! ever missed) and broadcasts each transition, serialised once; a stream first replays from its own starting point with a read
 //! of its own, then follows the hub, skipping what it already sent. Subscribing before the
 //! replay is what makes the hand-over gapless: whatever commits after the replay's read the
 //! hub broadcasts to it. A stream that falls behind the broadcast buffer replays again.
@@ -22,12 +23,13 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::ApiState;
 
-/// How often the journal is asked for new transitions.
-pub const POLL: Duration = Duration::from_millis(150);
+/// How often the journal is read when no commit woke the hub: a safety net only (the journal
+/// is the source of truth; the wake just says when to look).
+pub const FALLBACK: Duration = Duration::from_secs(2);
 /// Transitions read at once (a reconnect after a long gap catches up in pages of this).
 const PAGE: usize = 200;
 /// What the browser waits before it reconnects.
@@ -54,14 +56,29 @@ impl Hub {
     /// Starts broadcasting what commits after `from` (the journal's newest sequence now: a
     /// cursor fixed before any stream subscribes, so nothing falls between a stream's replay
     /// and the hub); the task ends with the hub.
-    pub fn start(journal: PathBuf, from: i64) -> Hub {
+    pub fn start(journal: PathBuf, mut commits: watch::Receiver<u64>, from: i64) -> Hub {
         let (tx, _) = broadcast::channel(BUFFER);
         let weak = tx.downgrade();
         tokio::spawn(async move {
             let mut after = from;
             let mut reader: Option<crate::journal::Reader> = None;
+            let mut more = false;
             loop {
-                tokio::time::sleep(POLL).await;
+                // A full page read means more is waiting: read on without waiting.
+                if !more {
+                    tokio::select! {
+                        changed = commits.changed() => {
+                            if changed.is_err() {
+                                // The writer is gone (shutting down): the fallback reads on.
+                                tokio::time::sleep(FALLBACK).await;
+                            }
+                        }
+                        _ = tokio::time::sleep(FALLBACK) => {}
+                    }
+                }
+                // Commits during the read below mark the receiver changed again, so none is
+                // missed between this read and the next wait.
+                commits.borrow_and_update();
                 let Some(tx) = weak.upgrade() else { return };
                 let (path, r) = (journal.clone(), reader.take());
                 let read = tokio::task::spawn_blocking(move || {
@@ -78,6 +95,7 @@ impl Hub {
                     continue;
                 };
                 reader = Some(r);
+                more = list.len() == PAGE;
                 after = list.last().map_or(after, |t| t.seq);
                 for t in list {
                     if let Ok(json) = serde_json::to_string(&t) {
@@ -226,5 +244,39 @@ async fn follow(
             }
             _ = tx.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hub_reads_when_the_writer_commits_not_at_its_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atgw.db");
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        crate::journal::schema::migrate(&mut c).unwrap();
+        let (bump, commits) = watch::channel(0u64);
+        let hub = Hub::start(path.clone(), commits, 0);
+        let mut live = hub.tx.subscribe();
+        // The hub is waiting now (its first fallback read is 2 s away).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.execute_batch(
+            "INSERT INTO alerts (id, policy, device_id, kind, status, priority, level, raised_ms,
+                                 updated_ms, snapshot)
+             VALUES ('a1', 'alarms', 'pendant-12', 'sos', 'open', 'high', 0, 1, 1, '{}');
+             INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
+                                 time_ms, recorded_ms, correlation_id, json)
+             VALUES ('e1', 's', 1, 'sos', 'raised', 'high', 'pendant-12', 0, 1, 1, 'a1', '{}');",
+        )
+        .unwrap();
+        bump.send_modify(|n| *n += 1);
+        let got = tokio::time::timeout(FALLBACK / 4, live.recv())
+            .await
+            .expect("the commit woke the hub; it did not wait for its fallback read")
+            .unwrap();
+        assert_eq!(got.seq, 1);
+        assert!(got.json.contains("\"a1\""), "{}", got.json);
     }
 }

@@ -1,5 +1,6 @@
 //! What the console shows, read from the journal: open alerts with who was told and their
-//! history, the alert transitions after a sequence (the live stream's replay), and devices.
+//! history, the alert transitions after a sequence (the live stream's replay), and devices
+//! (with their offline history, [`super::offline`]).
 //!
 //! Every transition is a journaled lifecycle event carrying its alert's id
 //! (`correlation_id`), so the journal's own sequence is the stream's: a page that saw up to
@@ -167,6 +168,8 @@ pub struct DeviceRow {
     pub room: Option<String>,
     pub battery: Option<Value>,
     pub signal: Option<Value>,
+    /// Its latest times offline, newest first ([`super::offline`]).
+    pub offline_episodes: Vec<super::offline::Episode>,
 }
 
 /// Devices heard from, with their last battery and signal readings and where they are.
@@ -225,6 +228,7 @@ pub fn devices(
                 .or_else(|| loc("room")),
             battery: find("battery"),
             signal: find("signal"),
+            offline_episodes: super::offline::recent(conn, &id)?,
             id,
             adapter,
             registered,

@@ -19,7 +19,7 @@ use atgw_sdk::ingest::{IngestError, IngestReceiver, IngestRequest};
 use atgw_sdk::sink::Delivery;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alerts::shelf::{ShelfCommand, ShelfView};
 use crate::alerts::{self, AlertCommand, AlertError, AlertView};
@@ -94,6 +94,9 @@ pub enum WriterCmd {
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<WriterCmd>,
+    /// Bumped after every committed batch: readers that follow the journal (the console's
+    /// live stream) wake on it instead of polling.
+    commits: watch::Receiver<u64>,
 }
 
 impl WriterHandle {
@@ -141,6 +144,12 @@ impl WriterHandle {
         rx.await.map_err(|_| IngestError::Closed)?
     }
 
+    /// Changes after every committed batch (its value counts them); the journal stays the
+    /// source of truth, this only says when to read it.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
     /// Waits until everything sent before this call is committed.
     pub async fn flush(&self) {
         let (reply, rx) = oneshot::channel();
@@ -155,7 +164,8 @@ impl WriterHandle {
 #[cfg(test)]
 pub(crate) fn test_handle() -> (WriterHandle, mpsc::UnboundedReceiver<WriterCmd>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (WriterHandle { tx }, rx)
+    let commits = watch::channel(0).1;
+    (WriterHandle { tx, commits }, rx)
 }
 
 /// Starts the writer thread. It stops when the ingest channel and every `WriterHandle` are gone.
@@ -165,6 +175,7 @@ pub fn spawn(
     ingest: IngestReceiver,
 ) -> std::io::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (committed, commits) = watch::channel(0);
     let handle = std::thread::Builder::new()
         .name("atgw-journal".into())
         .spawn(move || {
@@ -185,11 +196,12 @@ pub fn spawn(
                     return;
                 }
             };
+            w.committed = committed;
             rt.block_on(w.run(ingest, rx));
             w.mark_clean_stop();
             w.checkpoint();
         })?;
-    Ok((WriterHandle { tx }, handle))
+    Ok((WriterHandle { tx, commits }, handle))
 }
 
 enum Item {
@@ -229,6 +241,8 @@ struct Writer {
     resume: super::retention::Resume,
     /// Rate limit for pruning's failure log line.
     prune_log: atgw_sdk::ratelimit::LogLimiter,
+    /// Told after every commit ([`WriterHandle::commits`]).
+    committed: watch::Sender<u64>,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -288,6 +302,7 @@ impl Writer {
             next_cycle_ms,
             resume: Default::default(),
             prune_log: atgw_sdk::ratelimit::LogLimiter::new(Duration::from_secs(300)),
+            committed: watch::channel(0).0,
         })
     }
 
@@ -620,6 +635,7 @@ impl Writer {
                 for r in applied.replies {
                     r.committed();
                 }
+                self.committed.send_modify(|n| *n = n.wrapping_add(1));
                 for ((_, wake), rows) in self.setup.sinks.iter().zip(handed) {
                     if !rows.is_empty() {
                         wake.committed(rows);

@@ -20,8 +20,9 @@ pub enum UsersCommand {
     Add {
         /// The name the person logs in with, e.g. `amy.k`.
         name: String,
-        /// What they may do: carer and senior see and act on alerts; manager also devices
-        /// and health; integrator devices and health only.
+        /// What they may do: carer sees and acts on alerts; senior also sees devices and
+        /// shelves them; manager also sees the pilot report; integrator devices, health and
+        /// shelves only.
         #[arg(long, value_enum)]
         role: Role,
         /// Read the password from this file (its first line) instead of standard input.

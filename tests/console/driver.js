@@ -92,6 +92,62 @@ const commands = {
     await page.waitForFunction(() => !document.getElementById('banner').classList.contains('lost'), null, { timeout: Number(timeout) || 15000 });
     return {};
   },
+  async logout() {
+    await page.click('#logout');
+    await page.waitForSelector('#login:not([hidden])', { timeout: 10000 });
+    return {};
+  },
+  // The devices view: its rows' text once `text` shows in the table (e.g. a device's id).
+  async devices(text) {
+    await page.click('#tab-devices');
+    await page.locator('#devices tbody', { hasText: text }).waitFor({ timeout: 10000 });
+    return { text: await page.innerText('#devices tbody'), rows: await page.locator('#devices tbody tr').count() };
+  },
+  // Reloads the devices view until the device's "Times offline" cell contains `text`.
+  async wait_offline(device, text, timeout) {
+    const deadline = Date.now() + (Number(timeout) || 20000);
+    const cell = () => page.locator(`#devices tr[data-device="${device}"] td[data-col=offline]`);
+    for (;;) {
+      await page.click('#tab-devices');
+      await page.waitForTimeout(300);
+      const t = (await cell().count()) ? await cell().innerText() : '';
+      if (t.includes(text)) return { text: t };
+      if (Date.now() > deadline) throw new Error(`"${text}" not in ${device}'s offline history: ${t}`);
+      await page.waitForTimeout(700);
+    }
+  },
+  async area(name) {
+    await page.selectOption('#area', { label: name });
+    return { text: await page.innerText('#devices tbody'), rows: await page.locator('#devices tbody tr').count() };
+  },
+  async shelve(device, duration, reason) {
+    await page.click(`#devices button[data-act=shelve][data-device="${device}"]`);
+    await page.selectOption('#shelve-for', duration);
+    await page.fill('#shelve-reason', reason);
+    await page.click('#shelve-ok');
+    const item = page.locator(`#shelves li[data-device="${device}"]`);
+    await item.waitFor({ timeout: 10000 });
+    return { text: await item.innerText() };
+  },
+  async unshelve(device) {
+    await page.click(`#shelves li[data-device="${device}"] button[data-act=unshelve]`);
+    await page.locator(`#shelves li[data-device="${device}"]`).waitFor({ state: 'detached', timeout: 10000 });
+    return {};
+  },
+  // Whether the page offers a control (a selector) at all.
+  async count(selector) { return { count: await page.locator(selector).count() }; },
+  async visible(selector) { return { visible: await page.locator(selector).first().isVisible() }; },
+  // The report tab: the period chosen in its form, the report opened in a new tab.
+  async report(from, to) {
+    await page.click('#tab-report');
+    await page.fill('#report-from', from);
+    await page.fill('#report-to', to);
+    const [tab] = await Promise.all([context.waitForEvent('page'), page.click('#report-form button[type=submit]')]);
+    await tab.waitForLoadState('load');
+    const out = { title: await tab.title(), period: await tab.textContent('#period').catch(() => null), text: await tab.innerText('body') };
+    await tab.close();
+    return out;
+  },
   // A state change from the page without the CSRF token (as a forged request would be).
   async post_without_csrf(url) {
     return page.evaluate(async (u) => {

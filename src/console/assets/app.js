@@ -34,6 +34,7 @@ const state = {
   view: 'alerts',
   devices: null,
   resolving: null,
+  shelving: null,
 };
 
 function el(tag, attrs, ...children) {
@@ -96,7 +97,7 @@ function showLogin(message) {
   state.me = null;
   state.alerts.clear();
   $('nav').hidden = true; $('who').hidden = true;
-  $('alerts-view').hidden = true; $('devices-view').hidden = true;
+  $('alerts-view').hidden = true; $('devices-view').hidden = true; $('report-view').hidden = true;
   $('banner').hidden = true;
   $('login').hidden = false;
   $('login-error').textContent = message || '';
@@ -136,6 +137,8 @@ async function start() {
   $('nav').hidden = false;
   $('tab-devices').hidden = !state.me.sees_devices;
   $('tab-alerts').hidden = !state.me.acts_on_alerts;
+  $('tab-report').hidden = !state.me.sees_report;
+  $('shelve-col').hidden = !state.me.shelves;
   show(state.me.acts_on_alerts ? 'alerts' : 'devices');
   if (state.me.acts_on_alerts) await loadAlerts();
   pollHealth();
@@ -145,12 +148,15 @@ function show(view) {
   state.view = view;
   $('alerts-view').hidden = view !== 'alerts';
   $('devices-view').hidden = view !== 'devices';
+  $('report-view').hidden = view !== 'report';
   $('tab-alerts').setAttribute('aria-pressed', String(view === 'alerts'));
   $('tab-devices').setAttribute('aria-pressed', String(view === 'devices'));
+  $('tab-report').setAttribute('aria-pressed', String(view === 'report'));
   if (view === 'devices') loadDevices();
 }
 $('tab-alerts').addEventListener('click', () => show('alerts'));
 $('tab-devices').addEventListener('click', () => show('devices'));
+$('tab-report').addEventListener('click', () => show('report'));
 
 // ---- alerts and the live stream
 
@@ -487,29 +493,89 @@ async function loadDevices() {
 }
 $('area').addEventListener('change', renderDevices);
 
+function day(d) {
+  return d.toLocaleString([], { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+}
+
+function episodeLine(e) {
+  const from = new Date(e.from);
+  if (!e.to) return `Offline since ${day(from)}`;
+  const to = new Date(e.to);
+  const same = from.toDateString() === to.toDateString();
+  return `${day(from)} – ${same ? clock(to) : day(to)}`;
+}
+
 function renderDevices() {
   const d = state.devices;
   if (!d) return;
   const area = $('area').value;
   const shelved = new Set(d.shelves.map((s) => s.device_id));
+  const mayShelve = state.me && state.me.shelves;
   const rows = d.devices.filter((x) => !area || x.area === area).map((x) => {
     const b = x.battery || {};
     const battery = b.percent !== undefined ? `${Math.round(b.percent)}%` : (b.low ? 'Low' : '–');
     const s = x.signal || {};
     const signal = s.rssi_dbm !== undefined ? `${s.rssi_dbm} dBm` : (s.lqi !== undefined ? `link ${s.lqi}` : '–');
     const supervision = x.check_in ? (x.offline ? 'Missed check-in' : `Every ${x.check_in}`) : 'Not supervised';
-    return el('tr', {},
+    const episodes = x.offline_episodes || [];
+    const cells = [
       el('td', {}, x.id, shelved.has(x.id) ? ' (shelved)' : ''),
       el('td', {}, [x.room ? `Room ${x.room}` : '', x.area || ''].filter(Boolean).join(', ') || '–'),
       el('td', {}, ago(x.last_seen)),
       el('td', { class: b.low ? 'bad' : '' }, battery),
       el('td', {}, signal),
-      el('td', { class: x.offline ? 'bad' : '' }, supervision));
+      el('td', { class: x.offline ? 'bad' : '' }, supervision),
+      el('td', { 'data-col': 'offline' }, episodes.length
+        ? el('ul', { class: 'episodes' }, episodes.map((e) => el('li', {}, episodeLine(e))))
+        : 'Never'),
+    ];
+    if (mayShelve) {
+      cells.push(el('td', {}, shelved.has(x.id) ? 'Shelved'
+        : el('button', { type: 'button', 'data-act': 'shelve', 'data-device': x.id, 'aria-label': `Shelve ${x.id}`, onclick: () => openShelve(x) }, 'Shelve…')));
+    }
+    return el('tr', { 'data-device': x.id }, ...cells);
   });
   $('devices').tBodies[0].replaceChildren(...rows);
   $('no-shelves').hidden = d.shelves.length > 0;
   $('shelves').replaceChildren(...d.shelves.map((s) =>
-    el('li', {}, `${s.device_id}: ${s.reason || 'no reason given'} – by ${s.by}, until ${clock(new Date(s.until))}`)));
+    el('li', { 'data-device': s.device_id },
+      `${s.device_id}: ${s.reason || 'no reason given'} – by ${s.by}, until ${clock(new Date(s.until))}`,
+      mayShelve ? el('button', { type: 'button', 'data-act': 'unshelve', 'aria-label': `Take ${s.device_id} off the shelf`, onclick: () => unshelve(s.device_id) }, 'Take off shelf') : null)));
+}
+
+// ---- shelving
+
+function openShelve(x) {
+  state.shelving = x.id;
+  $('shelve-what').textContent = `${x.id}${x.room ? `, Room ${x.room}` : ''}${x.area ? `, ${x.area}` : ''}`;
+  $('shelve-error').textContent = '';
+  $('shelve-reason').value = '';
+  $('shelve-dialog').showModal();
+  $('shelve-reason').focus();
+}
+
+$('shelve-cancel').addEventListener('click', () => $('shelve-dialog').close());
+$('shelve-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const device = state.shelving;
+  const reason = $('shelve-reason').value.trim();
+  if (!device) return;
+  if (!reason) { $('shelve-error').textContent = 'Say why: everyone is told.'; return; }
+  const r = await api('POST', `/console/api/devices/${encodeURIComponent(device)}/shelve`,
+    { reason, for: $('shelve-for').value });
+  if (r.ok) {
+    $('shelve-dialog').close();
+    toast(`Shelved: ${device} until ${clock(new Date(r.data.until))}`);
+    loadDevices();
+  } else if (r.status !== 401) {
+    $('shelve-error').textContent = (r.data && r.data.error) || 'Could not shelve.';
+  }
+});
+
+async function unshelve(device) {
+  const r = await api('POST', `/console/api/devices/${encodeURIComponent(device)}/unshelve`, {});
+  if (r.ok) { toast(`Off the shelf: ${device}`); loadDevices(); }
+  else if (r.status !== 401) toast((r.data && r.data.error) || 'Could not take it off the shelf.');
 }
 
 start();

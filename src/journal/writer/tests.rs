@@ -480,3 +480,21 @@ async fn dead_letters_beyond_the_cap_delete_the_oldest_are_counted_and_alerted_o
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn every_commit_wakes_the_journal_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = atgw_sdk::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let (ingest, writer, thread) = writer_at(dir.path(), clock);
+    let mut commits = writer.commits();
+    commits.borrow_and_update();
+    ingest.submit(press("k", None)).await.unwrap();
+    assert!(
+        commits.has_changed().unwrap(),
+        "a committed event did not wake the console's live stream"
+    );
+    drop((ingest, writer));
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+}
