@@ -89,10 +89,16 @@ impl Sink for EspaSink {
             health: ctx.health,
             paged: HashMap::new(),
             last_alert: HashMap::new(),
-            requests: ctx.alert_requests,
+            requests: Some(ctx.alert_requests),
         };
         Ok(SinkTasks {
-            output: Box::pin(pager.run(opener, ctx.io.deliveries, ctx.io.outcomes, ctx.shutdown)),
+            output: Box::pin(pager.run(
+                opener,
+                ctx.io.deliveries,
+                ctx.io.outcomes,
+                ctx.shutdown,
+                ctx.intake_shutdown,
+            )),
             intake: Vec::new(),
         })
     }
@@ -105,8 +111,10 @@ struct Pager {
     paged: HashMap<Arc<str>, BTreeSet<String>>,
     /// Call address → the alert last paged to it, for the paging system's status reports.
     last_alert: HashMap<String, Arc<str>>,
-    /// Where status reports and handset acknowledgements go to be committed.
-    requests: mpsc::Sender<AlertRequest>,
+    /// Where status reports and handset acknowledgements go to be committed; dropped when
+    /// intake stops (the core's command task ends only when every sender is gone), after
+    /// which a status block gets NAK.
+    requests: Option<mpsc::Sender<AlertRequest>>,
 }
 
 /// Why a delivery did not get through this time.
@@ -124,6 +132,7 @@ impl Pager {
         mut deliveries: mpsc::Receiver<Delivery>,
         outcomes: mpsc::UnboundedSender<Outcome>,
         shutdown: atgw_sdk::Shutdown,
+        intake: atgw_sdk::Shutdown,
     ) {
         let mut stream: Option<Stream> = None;
         let mut backoff = MIN_BACKOFF;
@@ -173,6 +182,7 @@ impl Pager {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = intake.cancelled(), if self.requests.is_some() => self.requests = None,
                 // Between pages the link is the paging system's: its select and status blocks,
                 // an EOT after an exchange (digimat-espa), or a closed link.
                 r = s.read(&mut buf) => {
@@ -297,7 +307,10 @@ impl Pager {
             outcome: None,
             reply,
         };
-        if self.requests.send(req).await.is_err() {
+        let Some(requests) = &self.requests else {
+            return false;
+        };
+        if requests.send(req).await.is_err() {
             return false;
         }
         match tokio::time::timeout(self.config.block_timeout, answer).await {
