@@ -15,12 +15,13 @@ use tokio::task::JoinHandle;
 
 use super::timeline::Timeline;
 
-/// The pull cord's call address in the nurse-call system.
-pub const PULL_CORD: &str = "1401";
 /// The senior's DECT handset.
 pub const SENIOR_HANDSET: &str = "4711";
-/// When the cord is pulled, after the devices start.
-const PULL_AT: Duration = Duration::from_millis(2500);
+/// When each cord is pulled (after the devices start), its call address and display text.
+const PULLS: [(Duration, &str, &str); 2] = [
+    (Duration::from_millis(2500), "1401", "Pull cord Room 14"),
+    (Duration::from_millis(13_500), "1501", "Pull cord Room 15"),
+];
 
 /// The nurse-call path's ports and what the handset received.
 pub struct NurseCall {
@@ -63,8 +64,14 @@ listen = "127.0.0.1:{calls}"
 [[device]]
 id = "pull-cord-14"
 adapter = "nurse-call"
-match = {{ address = "{PULL_CORD}" }}
+match = {{ address = "1401" }}
 location = {{ area = "north", room = "14" }}
+
+[[device]]
+id = "pull-cord-15"
+adapter = "nurse-call"
+match = {{ address = "1501" }}
+location = {{ area = "north", room = "15" }}
 
 [[sink]]
 name = "dect"
@@ -80,7 +87,7 @@ reset_on_close = true
 
     pub fn line(&self) -> String {
         format!(
-            "  espa    nurse-call link on 127.0.0.1:{}: pull cord {PULL_CORD} (north/14); the senior's DECT handset {SENIOR_HANDSET} on a paging system at 127.0.0.1:{}",
+            "  espa    nurse-call link on 127.0.0.1:{}: pull cords 1401 and 1501 (north/14, north/15); the senior's DECT handset {SENIOR_HANDSET} on a paging system at 127.0.0.1:{}",
             self.calls_port, self.pager_port
         )
     }
@@ -114,40 +121,50 @@ reset_on_close = true
     }
 }
 
-/// The nurse-call system as the control station: one call from the pull cord, over the
-/// link procedure of legacy.md §4.3, every answer checked.
+/// The nurse-call system as the control station: a call from each pull cord in turn, over
+/// the link procedure of legacy.md §4.3, every answer checked; the link stays up.
 async fn pull_cord(port: u16, started: Instant, tl: Arc<Timeline>) {
-    tokio::time::sleep_until((started + PULL_AT).into()).await;
-    let result = async {
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("cannot reach the nurse-call adapter: {e}"))?;
-        let call = Block::new(
-            Header::CallToPager,
-            [
-                (Field::CallAddress, PULL_CORD.to_owned()),
-                (Field::Message, "Pull cord Room 14".to_owned()),
-                (Field::CallType, "3".to_owned()),
-                (Field::Priority, "1".to_owned()),
-            ],
-        );
-        s.write_all(&[b'1', ENQ, b'2', ENQ])
-            .await
-            .map_err(|e| e.to_string())?;
-        expect_ack(&mut s, "the select").await?;
-        s.write_all(&call.encode())
-            .await
-            .map_err(|e| e.to_string())?;
-        expect_ack(&mut s, "the call").await?;
-        s.write_all(&[EOT]).await.map_err(|e| e.to_string())?;
-        // The link stays up: the adapter's supervision would call a closed one down.
-        std::future::pending::<()>().await;
-        Ok::<(), String>(())
+    let mut link: Option<TcpStream> = None;
+    for (at, address, text) in PULLS {
+        tokio::time::sleep_until((started + at).into()).await;
+        let result = async {
+            if link.is_none() {
+                link = Some(
+                    TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .map_err(|e| format!("cannot reach the nurse-call adapter: {e}"))?,
+                );
+            }
+            let Some(s) = link.as_mut() else {
+                return Err("no link".to_owned());
+            };
+            let call = Block::new(
+                Header::CallToPager,
+                [
+                    (Field::CallAddress, address.to_owned()),
+                    (Field::Message, text.to_owned()),
+                    (Field::CallType, "3".to_owned()),
+                    (Field::Priority, "1".to_owned()),
+                ],
+            );
+            s.write_all(&[b'1', ENQ, b'2', ENQ])
+                .await
+                .map_err(|e| e.to_string())?;
+            expect_ack(s, "the select").await?;
+            s.write_all(&call.encode())
+                .await
+                .map_err(|e| e.to_string())?;
+            expect_ack(s, "the call").await?;
+            s.write_all(&[EOT]).await.map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            link = None;
+            tl.problem(format!("nurse-call pull cord {address}: {e}"));
+        }
     }
-    .await;
-    if let Err(e) = result {
-        tl.problem(format!("nurse-call pull cord {PULL_CORD}: {e}"));
-    }
+    // The link stays up: the adapter's supervision would call a closed one down.
+    std::future::pending::<()>().await;
 }
 
 async fn expect_ack(s: &mut TcpStream, what: &str) -> Result<(), String> {
