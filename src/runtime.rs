@@ -550,6 +550,11 @@ async fn commit_alert_requests(mut rx: mpsc::Receiver<AlertRequest>, writer: Wri
                 outcome: req.outcome.unwrap_or_else(|| "other".into()),
                 note: req.note,
             },
+            AlertAction::Note => crate::alerts::AlertCommand::Note {
+                id: req.alert_id,
+                by: req.by,
+                note: req.note.unwrap_or_default(),
+            },
         };
         let result = match writer.alert(cmd).await {
             Ok(view) => {

@@ -1,5 +1,6 @@
 //! `atgw demo`, the README's first command, run as a user runs it: the real binary, judged by
-//! what it prints. With mosquitto installed (CI installs it) both protocol paths tell the whole
+//! what it prints. With mosquitto installed (CI installs it) every protocol path (MQTT, DC-09,
+//! and the ESPA nurse-call path on loopback, which pages the senior's DECT handset) tells the whole
 //! story: an alert escalated to the senior and acknowledged, others acknowledged by the carers,
 //! every webhook signature good. `--no-mqtt` takes the path of a machine without mosquitto.
 //! Ctrl-C stops it cleanly, broker included, with the summary printed.
@@ -139,10 +140,11 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
     assert!(status.success(), "exit {status:?}\n{all}");
 
     let v = verdicts(&out);
+    // The nurse-call path (ESPA 4.4.4 on loopback) runs on every machine.
     let paths: &[&str] = if with_mqtt {
-        &["mqtt", "dc09"]
+        &["mqtt", "dc09", "espa"]
     } else {
-        &["dc09"]
+        &["dc09", "espa"]
     };
     for path in paths {
         let p = v
@@ -157,6 +159,19 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
     if !with_mqtt {
         assert!(out.contains("`mosquitto` is not installed"), "{all}");
     }
+    // The pull cord's escalation paged the senior's DECT handset, room first.
+    assert!(
+        out.lines().any(|l| l.contains(" espa ")
+            && l.contains("DECT 4711")
+            && l.contains("paged")
+            && l.contains("\"Room 14 Assistance call")),
+        "{all}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  nurse call: DECT handset 4711 paged ")),
+        "{all}"
+    );
     assert_signatures_all_good(&out, &all);
     // The console's address and a login made for this run (no fixed demo password).
     let console = out

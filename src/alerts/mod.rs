@@ -10,6 +10,7 @@
 //! - [`shelf`]: a device's technical alerts held by a person for a bounded time.
 
 pub mod lifecycle;
+pub mod note;
 pub mod policy;
 pub mod shelf;
 
@@ -48,6 +49,13 @@ pub enum AlertCommand {
         by: String,
         outcome: String,
         note: Option<String>,
+    },
+    /// What a receiver reported about the alert (a paging system's "paged" or "absent"):
+    /// journaled in its history ([`note`]), no state change.
+    Note {
+        id: String,
+        by: String,
+        note: String,
     },
 }
 
@@ -375,6 +383,7 @@ pub(crate) fn on_command(
     cmd: AlertCommand,
 ) -> rusqlite::Result<Result<AlertView, AlertError>> {
     let (id, input, actor) = match cmd {
+        AlertCommand::Note { id, by, note } => return note::on_note(b, id, by, note),
         AlertCommand::Ack { id, by, note } => {
             if let Err(e) = check_text(&by, &note) {
                 return Ok(Err(e));
@@ -838,6 +847,12 @@ fn alert_text(
             lower_first(crate::envelope::restored(a.kind))
         ),
         "cancelled" => "STILL OPEN - cancelled at the device, check the resident".into(),
+        // A receiver's report (`note`): its words, then the alert's.
+        note::REASON => {
+            let mut m = format!("{}: {base}", said.unwrap_or("Status"));
+            truncate(&mut m);
+            return m;
+        }
         _ => "Resolved".into(),
     };
     let who = by.map(|b| format!(" by {b}")).unwrap_or_default();

@@ -346,6 +346,15 @@ pub struct SinkConfig {
     /// How long the outbox waits before offering a failed page again.
     #[serde(default = "default_retry_after", with = "humantime_serde")]
     pub retry_after: Duration,
+    /// Poll the paging system (`<paging_address> ENQ`) this often between pages, for one
+    /// that reports status (header 2) only when polled; `0s` (the default) does not poll,
+    /// and a paging system that selects atgw on its own is still heard.
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// A status "acknowledged by called party" (record 7 = `6`) acknowledges the alert, by
+    /// the handset that reported it.
+    #[serde(default)]
+    pub ack_on_called_party: bool,
 }
 
 fn default_text_length() -> usize {
@@ -376,6 +385,8 @@ impl SinkConfig {
             block_timeout: default_block_timeout(),
             block_retries: default_retries(),
             retry_after: default_retry_after(),
+            poll_interval: Duration::ZERO,
+            ack_on_called_party: false,
         }
     }
 

@@ -16,6 +16,7 @@
 //! - [`transport`]: TCP listener, TCP client to a serial server, or serial port.
 //! - [`adapter`]: the nurse-call adapter (atgw as the paging system): commit, then ACK.
 //! - [`page`]: a delivery → the blocks paging its handsets (text cut for the display).
+//! - [`status`]: header 2 status reports from the paging system (paged, absent, acknowledged).
 //! - [`sink`]: the paging sink (atgw as the control station): delivered only on ACK.
 //! - [`audit`]: `atgw audit`'s checks of the link (ESPA has no authentication).
 //! - [`simulator`]: `atgw simulate espa`: a control station sending calls, a paging system
@@ -33,6 +34,7 @@ pub mod send;
 pub mod serial;
 pub mod simulator;
 pub mod sink;
+pub mod status;
 pub mod transport;
 pub mod wire;
 

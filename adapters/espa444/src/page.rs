@@ -33,6 +33,10 @@ pub fn page(cfg: &SinkConfig, d: &Delivery) -> Page {
     let reason = str_at(&data["alert"]["reason"]);
     let over = matches!(phase, "acknowledged" | "resolved" | "cleared")
         || matches!(reason, Some("device_cleared"));
+    // The paging system's own status reports, journaled on the alert: nothing to page.
+    if d.lifecycle && matches!(reason, Some("status")) {
+        return Page::Nothing;
+    }
     if d.lifecycle && over {
         return if cfg.reset_on_close {
             Page::Reset

@@ -7,21 +7,31 @@
 //! is a `Retry` after `retry_after`, which the outbox counts like any other sink's failures, so
 //! a paging system that keeps refusing makes the alert escalate past it. Addresses already
 //! paged for an event are remembered, so a retry pages only the handsets that missed it.
+//!
+//! Between pages the link is the paging system's to use: when it selects atgw (`<address>
+//! ENQ`, on its own or answering a poll every `poll_interval`), its header 2 status blocks
+//! ([`crate::status`]) are journaled against the alert last paged to that call address, each
+//! ACKed only once the core committed it (NAK otherwise, so the paging system sends it again).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use atgw_sdk::Health;
-use atgw_sdk::component::{ComponentError, Invalid, Link, Sink, SinkContext, SinkTasks, Site};
+use atgw_sdk::component::{
+    AlertAction, AlertRequest, ComponentError, Invalid, Link, Sink, SinkContext, SinkTasks, Site,
+};
 use atgw_sdk::sink::{Delivery, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::block::{ENQ, EOT};
 use crate::config::SinkConfig;
 use crate::page::{self, Page};
+use crate::receive::{Action, Receiver};
 use crate::send::{Sender, Timing};
+use crate::status::{self, CallStatus};
 use crate::transport::{MAX_BACKOFF, MIN_BACKOFF, Opener, Stream};
 use crate::wire::Reader;
 
@@ -78,9 +88,17 @@ impl Sink for EspaSink {
             config: self.config,
             health: ctx.health,
             paged: HashMap::new(),
+            last_alert: HashMap::new(),
+            requests: Some(ctx.alert_requests),
         };
         Ok(SinkTasks {
-            output: Box::pin(pager.run(opener, ctx.io.deliveries, ctx.io.outcomes, ctx.shutdown)),
+            output: Box::pin(pager.run(
+                opener,
+                ctx.io.deliveries,
+                ctx.io.outcomes,
+                ctx.shutdown,
+                ctx.intake_shutdown,
+            )),
             intake: Vec::new(),
         })
     }
@@ -91,6 +109,12 @@ struct Pager {
     health: Arc<Health>,
     /// Event id → addresses whose page the paging system ACKed.
     paged: HashMap<Arc<str>, BTreeSet<String>>,
+    /// Call address → the alert last paged to it, for the paging system's status reports.
+    last_alert: HashMap<String, Arc<str>>,
+    /// Where status reports and handset acknowledgements go to be committed; dropped when
+    /// intake stops (the core's command task ends only when every sender is gone), after
+    /// which a status block gets NAK.
+    requests: Option<mpsc::Sender<AlertRequest>>,
 }
 
 /// Why a delivery did not get through this time.
@@ -108,11 +132,16 @@ impl Pager {
         mut deliveries: mpsc::Receiver<Delivery>,
         outcomes: mpsc::UnboundedSender<Outcome>,
         shutdown: atgw_sdk::Shutdown,
+        intake: atgw_sdk::Shutdown,
     ) {
         let mut stream: Option<Stream> = None;
         let mut backoff = MIN_BACKOFF;
         let base = Instant::now();
-        let mut drain = [0u8; 256];
+        let mut buf = [0u8; 256];
+        let mut reader = Reader::new();
+        let (own, peer) = self.config.stations();
+        let mut receiver = Receiver::new(own, self.config.block_timeout);
+        let mut next_poll = Instant::now() + self.config.poll_interval;
         loop {
             if stream.is_none() {
                 match tokio::time::timeout(CONNECT_TIMEOUT, opener.open()).await {
@@ -121,6 +150,8 @@ impl Pager {
                         stream = Some(s);
                         backoff = MIN_BACKOFF;
                         self.health.set_connected(true);
+                        reader = Reader::new();
+                        receiver = Receiver::new(own, self.config.block_timeout);
                     }
                     failed => {
                         self.health.set_connected(false);
@@ -140,19 +171,72 @@ impl Pager {
                 }
             }
             let Some(s) = stream.as_mut() else { continue };
+            let polling = !self.config.poll_interval.is_zero();
+            let idle = *receiver.state() == crate::receive::State::Idle;
+            let wake = receiver
+                .deadline()
+                .map(|d| base + d)
+                .into_iter()
+                .chain(polling.then_some(next_poll))
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                // Between pages the paging system has nothing to say (digimat-espa sends EOT
-                // after each exchange); reading it keeps a stale byte from answering the next
-                // select, and notices a closed link.
-                r = s.read(&mut drain) => {
-                    if !matches!(r, Ok(n) if n > 0) {
-                        tracing::info!(sink = %self.config.name, "espa444 paging link closed");
+                _ = intake.cancelled(), if self.requests.is_some() => self.requests = None,
+                // Between pages the link is the paging system's: its select and status blocks,
+                // an EOT after an exchange (digimat-espa), or a closed link.
+                r = s.read(&mut buf) => {
+                    let n = match r {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            tracing::info!(sink = %self.config.name, "espa444 paging link closed");
+                            stream = None;
+                            self.health.set_connected(false);
+                            continue;
+                        }
+                    };
+                    let mut actions = Vec::new();
+                    for t in reader.feed(&buf[..n]) {
+                        actions.extend(receiver.on(t, base.elapsed()));
+                    }
+                    let mut out = Vec::new();
+                    for a in actions {
+                        match a {
+                            Action::Send(b) => out.extend(b),
+                            Action::Deliver { raw } => {
+                                let ack = self.on_status(&raw).await;
+                                for a in receiver.answered(ack, base.elapsed()) {
+                                    if let Action::Send(b) = a {
+                                        out.extend(b);
+                                    }
+                                }
+                            }
+                            Action::Reject { error, .. } => {
+                                self.health.error(format!("a status block from the paging system was refused: {error}"));
+                                tracing::warn!(sink = %self.config.name, "espa444: NAK to a block from the paging system: {error}");
+                            }
+                        }
+                    }
+                    if !out.is_empty() && (s.write_all(&out).await.is_err() || s.flush().await.is_err()) {
                         stream = None;
                         self.health.set_connected(false);
                     }
                 }
-                d = deliveries.recv() => {
+                _ = tokio::time::sleep_until(wake) => {
+                    receiver.tick(base.elapsed());
+                    if polling && Instant::now() >= next_poll {
+                        next_poll = Instant::now() + self.config.poll_interval;
+                        if *receiver.state() == crate::receive::State::Idle {
+                            // After EOT, `<paging> ENQ`: the paging system answers EOT, or
+                            // selects us (`<own> ENQ`) to report status.
+                            if s.write_all(&[EOT, peer, ENQ]).await.is_err() {
+                                stream = None;
+                                self.health.set_connected(false);
+                            }
+                        }
+                    }
+                }
+                d = deliveries.recv(), if idle => {
                     let Some(d) = d else { break };
                     let outcome = match self.deliver(s, &d, base).await {
                         Ok(()) => {
@@ -169,6 +253,73 @@ impl Pager {
                     let _ = outcomes.send(outcome);
                 }
             }
+        }
+    }
+
+    /// One good block from the paging system: a status report is journaled against the alert
+    /// last paged to its call address (and may acknowledge it). True to ACK: committed, or
+    /// nothing to commit; false (NAK) when the core did not commit it in time.
+    async fn on_status(&mut self, raw: &[u8]) -> bool {
+        let report = match crate::block::Block::decode(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|b| status::read(&b).map_err(|e| e.to_string()))
+        {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::info!(sink = %self.config.name, "espa444: a block from the paging system ignored: {why}");
+                return true;
+            }
+        };
+        let Some(alert_id) = self.last_alert.get(&report.address).cloned() else {
+            tracing::info!(sink = %self.config.name, address = %report.address,
+                "espa444: status \"{}\" for a call address atgw has not paged; nothing to record", report.status.words());
+            return true;
+        };
+        let by = format!("handset {}", report.address);
+        let note = format!("{}, {by}", report.status.words());
+        tracing::info!(sink = %self.config.name, alert = %alert_id, "espa444: {note}");
+        let mut committed = self.request(&alert_id, AlertAction::Note, &by, note).await;
+        if committed
+            && self.config.ack_on_called_party
+            && report.status == CallStatus::AcknowledgedByCalledParty
+        {
+            committed = self
+                .request(
+                    &alert_id,
+                    AlertAction::Ack,
+                    &by,
+                    "acknowledged on the handset (ESPA status 6)".into(),
+                )
+                .await;
+        }
+        committed
+    }
+
+    /// Hands one command to the core; true once it is committed or finally refused.
+    async fn request(&self, alert_id: &str, action: AlertAction, by: &str, note: String) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let req = AlertRequest {
+            via: format!("ESPA sink `{}`", self.config.name),
+            alert_id: alert_id.to_owned(),
+            action,
+            by: by.to_owned(),
+            note: Some(note),
+            outcome: None,
+            reply,
+        };
+        let Some(requests) = &self.requests else {
+            return false;
+        };
+        if requests.send(req).await.is_err() {
+            return false;
+        }
+        match tokio::time::timeout(self.config.block_timeout, answer).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(refused))) => {
+                tracing::info!(sink = %self.config.name, alert = %alert_id, "espa444: {action:?} refused: {refused}");
+                true
+            }
+            _ => false,
         }
     }
 
@@ -220,6 +371,12 @@ impl Pager {
                     other => other,
                 })?;
             tracing::info!(sink = %self.config.name, event_id = %d.event_id, %address, "espa444: paged");
+            if let (Page::Call { .. }, Some(alert)) = (&page, &d.alert_id) {
+                if self.last_alert.len() >= REMEMBERED && !self.last_alert.contains_key(&address) {
+                    self.last_alert.clear();
+                }
+                self.last_alert.insert(address.clone(), alert.clone());
+            }
             self.paged
                 .entry(d.event_id.clone())
                 .or_default()

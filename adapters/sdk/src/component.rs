@@ -213,6 +213,9 @@ pub struct AlertRequest {
 pub enum AlertAction {
     Ack,
     Resolve,
+    /// Record what the sink's receiver reported about the alert (a pager's "paged", "absent"):
+    /// journaled in the alert's history with `by` and `note`, told to no route, no state change.
+    Note,
 }
 
 /// What a started sink is given.

@@ -121,7 +121,7 @@ pub(super) fn apply(
             ));
             let unacked = match &cmd {
                 AlertCommand::Ack { id, .. } => unacknowledged(b.tx, id)?,
-                AlertCommand::Resolve { .. } => None,
+                AlertCommand::Resolve { .. } | AlertCommand::Note { .. } => None,
             };
             let result = alerts::on_command(b, cmd)?;
             if let (Some((priority, raised_ms)), Ok(_)) = (unacked, &result) {

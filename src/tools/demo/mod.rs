@@ -11,8 +11,10 @@
 //! - [`script`]: the simulated devices, what they send and when, and their registry entries.
 //! - [`phones`]: the webhook receiver that verifies signatures and plays carers and senior.
 //! - [`timeline`]: the live, ordered, aligned lines; telemetry dimmed.
+//! - [`nurse_call`]: the ESPA 4.4.4 path on loopback: a pull cord, the senior's DECT handset.
 //! - [`summary`]: the per-alert table, totals per protocol path and the verdicts.
 
+pub mod nurse_call;
 pub mod phones;
 pub mod script;
 pub mod summary;
@@ -144,7 +146,13 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     let phones_addr = phones_listener
         .local_addr()
         .map_err(|e| format!("cannot listen for the phones' webhooks: {e}"))?;
-    let generated = write_files(&root, broker.as_ref().map(|b| b.port), phones_addr)?;
+    let mut nurse = nurse_call::NurseCall::bind().await?;
+    let generated = write_files(
+        &root,
+        broker.as_ref().map(|b| b.port),
+        phones_addr,
+        &nurse.config(),
+    )?;
     let cfg = crate::config::load(&generated.config)
         .map_err(|e| format!("generated config is invalid: {e}"))?;
     let paths: HashMap<String, &'static str> = cfg
@@ -159,6 +167,7 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         "  dc09    DC-09 receiver on 127.0.0.1:{}: alarm panel 1234 (pendant, fall detector; flat 3), home unit 5678 (AES-128; flat 9)",
         generated.dc09_port
     );
+    println!("{}", nurse.line());
     println!(
         "  api     local API on 127.0.0.1:{} (bearer token in {})",
         generated.api_port,
@@ -210,7 +219,7 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         phones::CARERS_ANSWER_AFTER.as_secs_f64()
     );
     println!(
-        "          falls ring unanswered (the carers are busy), escalate, and the senior answers {:.0}s later.",
+        "          falls and the pull cord ring unanswered (the carers are busy), escalate, and the senior answers {:.0}s later.",
         phones::SENIOR_ANSWERS_AFTER.as_secs_f64()
     );
 
@@ -266,6 +275,8 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         timeline.clone(),
     )));
 
+    devices.extend(nurse.start(started, timeline.clone()));
+
     println!(
         "\natgw demo: running for {}s (Ctrl-C to stop early)\n",
         opts.duration.as_secs()
@@ -305,9 +316,9 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     }
 
     let ran: Vec<&'static str> = if broker.is_some() {
-        vec!["mqtt", "dc09"]
+        vec!["mqtt", "dc09", "espa"]
     } else {
-        vec!["dc09"]
+        vec!["dc09", "espa"]
     };
     summary::print(&summary::Context {
         journal: &journal,
@@ -322,6 +333,7 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         ran: &ran,
         missing: &missing,
     });
+    nurse.print_summary();
     println!();
     match temp {
         Some(_) => println!(
@@ -408,6 +420,7 @@ fn write_files(
     root: &Path,
     mqtt_port: Option<u16>,
     phones: std::net::SocketAddr,
+    nurse_call: &str,
 ) -> Result<Generated, String> {
     let profiles = root.join("profiles");
     std::fs::create_dir_all(&profiles)
@@ -485,7 +498,7 @@ sinks = ["{carers}"]
 
 [[route]]
 name = "{senior_route}"
-sinks = ["{senior}"]
+sinks = ["{senior}", "dect"]
 
 [[policy]]
 name = "alarms"
@@ -531,6 +544,7 @@ topic_prefix = "atgw/oakview"
         text.push_str(script::MQTT_DEVICES);
     }
     text.push_str(script::DC09_DEVICES);
+    text.push_str(nurse_call);
     std::fs::write(&g.config, text).map_err(|e| format!("cannot write the config: {e}"))?;
     Ok(g)
 }

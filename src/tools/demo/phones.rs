@@ -49,6 +49,8 @@ pub fn plan(kind: Kind) -> Plan {
     let (carers_answer, visit_s, outcome) = match kind {
         Kind::PendantPress => (true, 10, "assisted"),
         Kind::Fall => (false, 3, "assisted"),
+        // The nurse-call path's pull cord: rings unanswered, so the senior's DECT is paged.
+        Kind::AssistanceCall => (false, 3, "assisted"),
         Kind::WaterLeak => (true, 3, "other"),
         Kind::DeviceOffline => (true, 3, "no_action"),
         _ => (true, 3, "other"),

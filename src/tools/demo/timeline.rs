@@ -84,6 +84,7 @@ pub fn path_of(adapter: &str) -> &'static str {
     match adapter {
         "zigbee" => "mqtt",
         "alarms" => "dc09",
+        "nurse-call" => "espa",
         crate::GATEWAY_ADAPTER => "gw",
         _ => "?",
     }
@@ -365,6 +366,26 @@ impl Timeline {
             alert: short_id(&a.id),
             step: "notified".into(),
             detail: format!("{} rang{why}; signature verified", team.phones()),
+        });
+    }
+
+    /// The demo's paging system showed a page (or a reset, call type `1`) on a handset.
+    pub fn handset(&self, address: &str, call_type: &str, text: &str) {
+        let (step, detail) = match call_type {
+            "1" => ("reset", "page taken off the handset".to_owned()),
+            _ => ("paged", format!("\"{text}\"")),
+        };
+        self.push(Line {
+            at_ms: self.since_start(Timestamp::now()),
+            rank: 2,
+            seq: 0,
+            arrived: Instant::now(),
+            style: Style::Notified,
+            path: "espa".into(),
+            place: format!("DECT {address}"),
+            alert: String::new(),
+            step: step.into(),
+            detail,
         });
     }
 
