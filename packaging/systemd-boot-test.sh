@@ -228,14 +228,15 @@ chroot "$root" atgw check-config --config /etc/atgw/atgw.toml > "$work/check-con
 
 # --- boot -------------------------------------------------------------------------------------
 say "systemd-nspawn --boot (private network)"
+# No systemd runs on the host of a container build box (PID 1 is something else): no system bus,
+# no machined. --register=no skips machined, --keep-unit the scope nspawn would ask the host's
+# systemd for over D-Bus ("Failed to open system bus" without it).
 systemd-nspawn --quiet --boot --directory="$root" --machine="atgw-boot-$$" --private-network \
-  --register=no --console=passive > "$work/console.log" 2>&1 &
+  --register=no --keep-unit --console=passive > "$work/console.log" 2>&1 &
 nspawn_pid=$!
-# The container's PID 1 is the process whose root directory is the rootfs and whose name is systemd.
+# The container's PID 1 is nspawn's child named systemd.
 for _ in $(seq 1 300); do
-  for p in $(pgrep -x systemd 2>/dev/null); do
-    [ "$(readlink "/proc/$p/root" 2>/dev/null)" = "$root" ] && { leader=$p; break; }
-  done
+  leader=$(pgrep -P "$nspawn_pid" -x systemd 2>/dev/null | head -n 1 || true)
   [ -n "$leader" ] && break
   kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/console.log" >&2; fail "systemd-nspawn exited"; }
   sleep 0.1
