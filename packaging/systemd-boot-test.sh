@@ -95,6 +95,9 @@ cleanup() {
 trap cleanup EXIT
 cp -a "$cache" "$root"
 cp "$deb" "$root/tmp/atgw.deb"
+# What netbase gives every installed Debian (minbase leaves it out): without it `localhost`
+# does not resolve.
+[ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 # Installed the way an integrator does, from inside the Debian (a chroot: postinst runs
 # systemd-sysusers and generates /etc/atgw/api-token; systemd is not running there yet).
 chroot "$root" env DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/atgw.deb > "$work/dpkg.log" 2>&1 \
@@ -243,7 +246,11 @@ for _ in $(seq 1 300); do
 done
 [ -n "$leader" ] || { cat "$work/console.log" >&2; fail "no systemd in the container"; }
 inside() { nsenter --target "$leader" --mount --uts --ipc --net --pid -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
-state=$(inside systemctl is-system-running --wait 2>&1) || true
+# Until the container's systemd has its private socket up, systemctl cannot connect.
+for _ in $(seq 1 300); do
+  state=$(inside systemctl is-system-running --wait 2>&1) || true
+  case "$state" in *"Failed to connect"*) sleep 0.1 ;; *) break ;; esac
+done
 say "container booted: systemd $(inside systemctl --version | head -n 1 | cut -d' ' -f2) as PID 1 (host pid $leader), is-system-running: $state"
 [ "$state" = running ] || { inside systemctl --failed --no-pager >&2 || true; fail "the system is $state"; }
 show() { inside systemctl show atgw -p "$1" --value; }
@@ -280,12 +287,12 @@ mqtt=$(q "SELECT count(*) FROM events WHERE source = 'urn:atgw:gw-boot:zigbee'")
 [ "$dc09" -ge 1 ] && [ "$mqtt" -ge 1 ] || fail "journal: $dc09 DC-09 and $mqtt MQTT events"
 hooks=0
 for _ in $(seq 1 150); do
-  hooks=$(grep -c '"verified": true' "$root/var/log/webhook-receiver.jsonl" 2>/dev/null || true)
+  hooks=$(cat "$root/var/log/webhook-receiver.jsonl" 2>/dev/null | grep -c '"verified": true' || true)
   [ "$hooks" -ge 2 ] && break
   sleep 0.2
 done
 [ "$hooks" -ge 2 ] || fail "the webhook receiver verified $hooks POSTs, expected both events"
-unverified=$(grep -c '"verified": false' "$root/var/log/webhook-receiver.jsonl" || true)
+unverified=$(cat "$root/var/log/webhook-receiver.jsonl" 2>/dev/null | grep -c '"verified": false' || true)
 [ "$unverified" = 0 ] || fail "$unverified webhook POSTs failed signature verification"
 lines=$(grep -c . "$root/var/lib/atgw/events.jsonl" || true)
 [ "$lines" -ge 2 ] || fail "the file sink wrote $lines lines"
