@@ -25,7 +25,9 @@
 # is debootstrapped once into $ROOTFS_CACHE (default /var/tmp/atgw-systemd-rootfs/base; ~5 min,
 # ~250 MB) and copied fresh for every run. Needs root, debootstrap and systemd-container (installed
 # with apt-get when missing). Output: one "boot-test: ..." line per check with wall times and the
-# evidence; exit 1 on the first failure. docs/SYSTEMD-BOOT.md holds a transcript.
+# evidence; exit 1 on the first failure of atgw or its package, exit 77 when this machine cannot
+# run the test at all (not root, no Debian mirror for debootstrap, nspawn cannot boot a plain
+# Debian): .ci/run reports that as SKIPPED, loudly. docs/SYSTEMD-BOOT.md holds a transcript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +41,9 @@ fail() {
   fi
   exit 1
 }
+cannot() { echo "boot-test: CANNOT RUN HERE: $* (+$(($(date +%s) - t0)) s)" >&2; exit 77; }
 
-[ "$(id -u)" = 0 ] || fail "needs root (debootstrap, systemd-nspawn)"
+[ "$(id -u)" = 0 ] || cannot "needs root (debootstrap, systemd-nspawn)"
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need_apt+=(systemd-container)
@@ -74,7 +77,7 @@ if [ ! -x "$cache/usr/lib/systemd/systemd" ]; then
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,mosquitto,python3,openssl,ca-certificates,sqlite3,curl,iproute2,procps \
     bookworm "$cache.partial" "$mirror" > "$(dirname "$cache")/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$(dirname "$cache")/debootstrap.log" >&2; fail "debootstrap failed"; }
+    || { tail -n 20 "$(dirname "$cache")/debootstrap.log" >&2; cannot "debootstrap failed (is $mirror reachable?)"; }
   mv "$cache.partial" "$cache"
   say "rootfs ready"
 fi
@@ -241,10 +244,10 @@ nspawn_pid=$!
 for _ in $(seq 1 300); do
   leader=$(pgrep -P "$nspawn_pid" -x systemd 2>/dev/null | head -n 1 || true)
   [ -n "$leader" ] && break
-  kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/console.log" >&2; fail "systemd-nspawn exited"; }
+  kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/console.log" >&2; cannot "systemd-nspawn exited"; }
   sleep 0.1
 done
-[ -n "$leader" ] || { cat "$work/console.log" >&2; fail "no systemd in the container"; }
+[ -n "$leader" ] || { cat "$work/console.log" >&2; cannot "no systemd in the container"; }
 inside() { nsenter --target "$leader" --mount --uts --ipc --net --pid -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 # Until the container's systemd has its private socket up, systemctl cannot connect.
 for _ in $(seq 1 300); do
@@ -252,7 +255,9 @@ for _ in $(seq 1 300); do
   case "$state" in *"Failed to connect"*) sleep 0.1 ;; *) break ;; esac
 done
 say "container booted: systemd $(inside systemctl --version | head -n 1 | cut -d' ' -f2) as PID 1 (host pid $leader), is-system-running: $state"
-[ "$state" = running ] || { inside systemctl --failed --no-pager >&2 || true; fail "the system is $state"; }
+# Nothing of atgw's runs yet (the package leaves the unit disabled): a plain Debian that does not
+# come up is this machine's problem, not the package's.
+[ "$state" = running ] || { inside systemctl --failed --no-pager >&2 || true; cannot "the booted Debian is $state"; }
 show() { inside systemctl show atgw -p "$1" --value; }
 
 # --- 1. readiness -----------------------------------------------------------------------------
