@@ -119,7 +119,7 @@ persistence false
 EOF
 "$mosquitto_bin" -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
 pids+=($!)
-mkdir -p "$work/state"
+install -d -m 750 "$work/state"
 cat > "$work/atgw.toml" <<EOF
 [gateway]
 id = "gw-$arch"
@@ -153,7 +153,8 @@ path = "$work/state/events.jsonl"
 EOF
 emu check-config --config "$work/atgw.toml" >/dev/null || fail "the smoke configuration does not pass check-config"
 r0=$(date +%s%N)
-emu run --config "$work/atgw.toml" > "$work/atgw.log" 2>&1 &
+# qemu itself, not the shell function, so that $! is the process SIGTERM must reach.
+"$qemu" -L "/usr/$gnu" "$bin" run --config "$work/atgw.toml" > "$work/atgw.log" 2>&1 &
 daemon=$!
 pids+=("$daemon")
 ready=no
