@@ -79,6 +79,11 @@ say "built $deb in $(($(date +%s) - b0)) s"
 deb_arch=$(dpkg-deb --field "$deb" Architecture)
 [ "$deb_arch" = "$arch" ] || fail "the package's Architecture is $deb_arch, not $arch"
 dpkg-deb --field "$deb" Package Version Architecture Depends | sed 's/^/  /'
+# $auto is dpkg-shlibdeps against the cross libc: the package must depend on the target's own
+# libc6, never on the build machine's libc6-*-cross.
+depends=$(dpkg-deb --field "$deb" Depends)
+case "$depends" in *-cross*) fail "Depends names a cross package: $depends" ;; esac
+echo "$depends" | grep -q 'libc6' || fail "Depends has no libc6: $depends"
 
 work=$(mktemp -d)
 pids=()
