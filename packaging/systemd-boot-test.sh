@@ -316,7 +316,9 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 inside journalctl -u atgw --no-pager -o cat | grep -q 'configuration reloaded' || fail "no 'configuration reloaded' in the journal"
-inside atgw simulate dc09 --target 127.0.0.1:7777 --account 1234 --count 1 > "$work/dc09b.log" 2>&1 \
+# Another zone: the same frame again within its retry window would be a retransmission, ACKed
+# and deduplicated (nothing new to deliver).
+inside atgw simulate dc09 --target 127.0.0.1:7777 --account 1234 --cid "1101 01 007" --count 1 > "$work/dc09b.log" 2>&1 \
   || { cat "$work/dc09b.log" >&2; fail "no ACK after the reload"; }
 for _ in $(seq 1 50); do [ -s "$root/var/lib/atgw/after-reload.jsonl" ] && break; sleep 0.2; done
 [ -s "$root/var/lib/atgw/after-reload.jsonl" ] || fail "the sink added by the reload wrote nothing"
@@ -340,7 +342,7 @@ echo "$log" | grep -E 'Watchdog timeout|Killing process|Main process exited|Sche
 echo "$log" | grep -q 'Watchdog timeout' || fail "the restart was not a watchdog timeout"
 pid2=$(show MainPID)
 say "5. watchdog: killed after the stall and restarted in $(($(date +%s) - w0)) s: NRestarts=$(show NRestarts), MainPID $pid1 -> $pid2, $(show ActiveState)/$(show SubState)"
-inside atgw simulate dc09 --target 127.0.0.1:7777 --account 1234 --count 1 > "$work/dc09c.log" 2>&1 \
+inside atgw simulate dc09 --target 127.0.0.1:7777 --account 1234 --cid "1101 01 009" --count 1 > "$work/dc09c.log" 2>&1 \
   || { cat "$work/dc09c.log" >&2; fail "no ACK after the watchdog restart"; }
 total=$(q "SELECT count(*) FROM events WHERE source = 'urn:atgw:gw-boot:alarms'")
 say "5. after the restart: DC-09 ACKed again; the journal holds $total DC-09 events (integrity: $(q 'PRAGMA quick_check'))"
