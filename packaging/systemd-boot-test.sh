@@ -310,6 +310,9 @@ r0=$(date +%s%N)
 inside systemctl reload atgw || fail "systemctl reload atgw failed"
 ms=$(( ($(date +%s%N) - r0) / 1000000 ))
 [ "$(show MainPID)" = "$pid1" ] || fail "the reload changed the main PID ($pid1 -> $(show MainPID))"
+# Type=notify: ExecReload (kill -HUP) returns at once; atgw then says RELOADING=1 and READY=1
+# once the new configuration runs, so "reloading" may still show for a moment.
+for _ in $(seq 1 100); do [ "$(show ActiveState)" = active ] && break; sleep 0.2; done
 [ "$(show ActiveState)" = active ] || fail "atgw is $(show ActiveState) after the reload"
 for _ in $(seq 1 50); do
   inside journalctl -u atgw --no-pager -o cat | grep -q 'configuration reloaded' && break
