@@ -20,7 +20,8 @@
 #
 # What it needs is installed when missing (root with apt-get: the cross gcc, libc6-dev-*-cross,
 # qemu-user-static, mosquitto, sqlite3; rustup's target; cargo-deb from crates.io). Writes only
-# under target/ (the package: target/<triple>/debian/) and a mktemp directory it removes.
+# under target/ (the package: target/debian/atgw_<version>-1_<arch>.deb) and a mktemp directory
+# it removes.
 # Output: one "cross: ..." line per step, with wall times; exit 1 on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
