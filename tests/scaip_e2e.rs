@@ -702,8 +702,7 @@ async fn udp_message(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_authorization_and_one_for_another_request_uri_are_refused_over_a_real_socket()
-{
+async fn a_replayed_authorization_and_one_for_another_request_uri_are_refused_over_a_real_socket() {
     let tmp = tempfile::tempdir().unwrap();
     let (api, base, token) = api_block(tmp.path());
     let rig = Rig::start(true, &api).await;

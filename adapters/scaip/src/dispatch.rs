@@ -30,6 +30,8 @@ const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (`sips:`): handled as TCP; `TLS` in our `Via`.
+    Tls,
 }
 
 impl Transport {
@@ -37,6 +39,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -362,7 +365,7 @@ impl Dispatcher {
     fn failed(&self, req: &Message, origin: Origin) -> Option<Outcome> {
         match origin.transport {
             Transport::Udp => None,
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let mut r = self.reply(req, 503, "Service Unavailable");
                 r.push("Retry-After", "5");
                 Some(Outcome {
@@ -420,9 +423,14 @@ pub fn outgoing_mrs(req: &Message, origin: Origin, body: &str) -> Message {
         ),
     );
     m.push("Max-Forwards", "70");
+    let scheme = if origin.transport == Transport::Tls {
+        "sips"
+    } else {
+        "sip"
+    };
     m.push(
         "From",
-        format!("<sip:arc@{local}>;tag={:08x}", rand::random::<u32>()),
+        format!("<{scheme}:arc@{local}>;tag={:08x}", rand::random::<u32>()),
     );
     m.push("To", to_uri);
     m.push("Call-ID", req.header("Call-ID").unwrap_or_default());
