@@ -140,9 +140,9 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
 
     let v = verdicts(&out);
     let paths: &[&str] = if with_mqtt {
-        &["mqtt", "dc09"]
+        &["mqtt", "dc09", "scaip"]
     } else {
-        &["dc09"]
+        &["dc09", "scaip"]
     };
     for path in paths {
         let p = v

@@ -14,6 +14,7 @@
 //! - [`summary`]: the per-alert table, totals per protocol path and the verdicts.
 
 pub mod phones;
+pub mod scaip_unit;
 pub mod script;
 pub mod summary;
 pub mod team;
@@ -87,6 +88,8 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
 struct Generated {
     config: PathBuf,
     dc09_port: u16,
+    scaip_port: u16,
+    scaip_password: String,
     api_port: u16,
     token: String,
     carers_secret: String,
@@ -158,6 +161,10 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     println!(
         "  dc09    DC-09 receiver on 127.0.0.1:{}: alarm panel 1234 (pendant, fall detector; flat 3), home unit 5678 (AES-128; flat 9)",
         generated.dc09_port
+    );
+    println!(
+        "  scaip   SCAIP receiver (SIP, digest auth) on 127.0.0.1:{}: digital home unit 2100 (fall detector, pendant; flat 11)",
+        generated.scaip_port
     );
     println!(
         "  api     local API on 127.0.0.1:{} (bearer token in {})",
@@ -266,6 +273,13 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         timeline.clone(),
     )));
 
+    devices.push(tokio::spawn(scaip_unit::run(
+        generated.scaip_port,
+        generated.scaip_password.clone(),
+        started,
+        timeline.clone(),
+    )));
+
     println!(
         "\natgw demo: running for {}s (Ctrl-C to stop early)\n",
         opts.duration.as_secs()
@@ -305,9 +319,9 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     }
 
     let ran: Vec<&'static str> = if broker.is_some() {
-        vec!["mqtt", "dc09"]
+        vec!["mqtt", "dc09", "scaip"]
     } else {
-        vec!["dc09"]
+        vec!["dc09", "scaip"]
     };
     summary::print(&summary::Context {
         journal: &journal,
@@ -420,6 +434,8 @@ fn write_files(
     let g = Generated {
         config: root.join("atgw.toml"),
         dc09_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
+        scaip_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
+        scaip_password: random_hex(16),
         api_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
         token: random_hex(24),
         carers_secret: webhook_secret(),
@@ -428,6 +444,7 @@ fn write_files(
     };
     for (name, text) in [
         ("dc09-5678.key", &g.key_hex),
+        ("scaip-2100.pass", &g.scaip_password),
         ("api-token", &g.token),
         ("carers-phones.secret", &g.carers_secret),
         ("senior-phone.secret", &g.senior_secret),
@@ -531,6 +548,11 @@ topic_prefix = "atgw/oakview"
         text.push_str(script::MQTT_DEVICES);
     }
     text.push_str(script::DC09_DEVICES);
+    text.push_str(&scaip_unit::adapter_toml(
+        g.scaip_port,
+        &toml_path(&root.join("scaip-2100.pass")),
+    ));
+    text.push_str(scaip_unit::DEVICES);
     std::fs::write(&g.config, text).map_err(|e| format!("cannot write the config: {e}"))?;
     Ok(g)
 }

@@ -84,6 +84,7 @@ pub fn path_of(adapter: &str) -> &'static str {
     match adapter {
         "zigbee" => "mqtt",
         "alarms" => "dc09",
+        super::scaip_unit::ADAPTER => "scaip",
         crate::GATEWAY_ADAPTER => "gw",
         _ => "?",
     }
