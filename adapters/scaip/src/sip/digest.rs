@@ -269,7 +269,10 @@ impl DigestServer {
 }
 
 /// RFC 3261 §19.1.4 comparison of the digest `uri` with the Request-URI: identical text, or
-/// the same scheme, user, host (case-insensitive), port and transport.
+/// the same scheme, user, host (case-insensitive), port and transport. A digest `uri` without
+/// a user part is taken for the receiver itself when all else matches: SIPp (and stacks like
+/// it) answer with `sip:host:port` by default, and refusing them would lose their alarms; the
+/// binding that matters, to this receiver's address, still holds.
 fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
     if digest_uri == request_uri {
         return true;
@@ -277,7 +280,7 @@ fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
     match (Uri::parse(digest_uri), Uri::parse(request_uri)) {
         (Some(a), Some(b)) => {
             a.secure == b.secure
-                && a.user == b.user
+                && (a.user == b.user || a.user.is_none())
                 && a.host.eq_ignore_ascii_case(&b.host)
                 && a.port == b.port
                 && a.transport == b.transport
@@ -570,8 +573,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(e, AuthError::UriMismatch("sip:arc@10.0.0.1:5060".into()));
         assert!(e.is_refusal());
+        // Another user at the same receiver is another resource.
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:other@10.0.0.1:5060", 3).unwrap();
+        assert!(
+            s.verify(&auth, "MESSAGE", "sip:arc@10.0.0.1:5060", 11_000, lookup)
+                .is_err()
+        );
+        // SIPp's default digest uri names the receiver without a user: taken.
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:10.0.0.1:5060", 4).unwrap();
+        assert!(
+            s.verify(&auth, "MESSAGE", "sip:arc@10.0.0.1:5060", 11_000, lookup)
+                .is_ok()
+        );
         // The same URI with its host in other case is the same URI (RFC 3261 §19.1.4).
-        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@GW.example", 2).unwrap();
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@GW.example", 5).unwrap();
         assert!(
             s.verify(&auth, "MESSAGE", "sip:arc@gw.example", 11_000, lookup)
                 .is_ok()
