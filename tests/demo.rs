@@ -140,11 +140,12 @@ fn the_demo_escalates_and_acknowledges_alerts_on_every_protocol_path_and_exits_0
     assert!(status.success(), "exit {status:?}\n{all}");
 
     let v = verdicts(&out);
-    // The nurse-call path (ESPA 4.4.4 on loopback) runs on every machine.
+    // The nurse-call path (ESPA 4.4.4) and the digital home unit (SCAIP) run on loopback on
+    // every machine.
     let paths: &[&str] = if with_mqtt {
-        &["mqtt", "dc09", "espa"]
+        &["mqtt", "dc09", "espa", "scaip"]
     } else {
-        &["dc09", "espa"]
+        &["dc09", "espa", "scaip"]
     };
     for path in paths {
         let p = v

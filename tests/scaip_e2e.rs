@@ -636,3 +636,121 @@ async fn an_update_and_a_reset_of_one_ref_reach_the_journal_as_raised_again_then
         .collect();
     assert_eq!(phases, ["raised", "raised", "cleared"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Digest replay and request binding
+
+/// One authenticated-or-not MESSAGE over UDP from `sock` (retransmitted every 500 ms until a
+/// final response): the final status, its challenges, and the `<mrs>` when one came.
+async fn udp_message(
+    sock: &tokio::net::UdpSocket,
+    request_uri: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> (Option<u16>, Vec<String>, Option<Response>) {
+    let local = sock.local_addr().unwrap();
+    let branch = format!("z9hG4bK{:x}", rand::random::<u64>());
+    let call = format!("{:x}@replay", rand::random::<u64>());
+    let mut m = Message::request("MESSAGE", request_uri);
+    m.push("Via", format!("SIP/2.0/UDP {local};branch={branch}"));
+    m.push("From", format!("<sip:678@{local}>;tag=rp"));
+    m.push("To", format!("<{request_uri}>"));
+    m.push("Call-ID", call.clone());
+    m.push("CSeq", "1 MESSAGE");
+    m.push("Contact", format!("<sip:678@{local}>"));
+    if let Some(a) = authorization {
+        m.push("Authorization", a);
+    }
+    m.push("Content-Type", "application/scaip+xml");
+    m.body = body.as_bytes().to_vec();
+    let bytes = m.encode();
+    let (mut status, mut challenges, mut mrs) = (None, Vec::new(), None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    sock.send(&bytes).await.unwrap();
+    while Instant::now() < deadline && !(status.is_some_and(|c| c != 200) || mrs.is_some()) {
+        let mut buf = vec![0u8; 65535];
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
+        else {
+            if status.is_none() {
+                sock.send(&bytes).await.unwrap();
+            }
+            continue;
+        };
+        let Ok(msg) = Message::parse(&buf[..n]) else {
+            continue;
+        };
+        match msg.start {
+            StartLine::Response { code, .. } if msg.branch() == Some(branch.as_str()) => {
+                status = Some(code);
+                challenges = msg
+                    .headers_named("WWW-Authenticate")
+                    .map(str::to_owned)
+                    .collect();
+            }
+            StartLine::Response { .. } => {}
+            StartLine::Request { .. } => {
+                sock.send(&msg.response(200, "OK", "rp").encode())
+                    .await
+                    .unwrap();
+                if msg.header("Call-ID") == Some(call.as_str()) {
+                    mrs = Response::decode(&msg.body).ok();
+                }
+            }
+        }
+    }
+    (status, challenges, mrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_authorization_and_one_for_another_request_uri_are_refused_over_a_real_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, base, token) = api_block(tmp.path());
+    let rig = Rig::start(true, &api).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(rig.addr).await.unwrap();
+    let uri = format!("sip:arc@{}", rig.addr);
+    let alarm = |r: &str| FALL.replace("7001", r);
+
+    let (status, challenges, _) = udp_message(&sock, &uri, &alarm("9001"), None).await;
+    assert_eq!(status, Some(401));
+    let auth = challenges
+        .iter()
+        .find_map(|c| atgw_scaip::sip::digest::answer(c, "678", PASSWORD, "MESSAGE", &uri))
+        .expect("a challenge we can answer");
+    let (status, _, mrs) = udp_message(&sock, &uri, &alarm("9001"), Some(&auth)).await;
+    assert_eq!(status, Some(200), "{}", rig.gw.log_text());
+    assert_eq!(mrs.and_then(|m| m.reference).as_deref(), Some("9001"));
+
+    // The captured Authorization again, in a new transaction carrying another alarm (the
+    // digest does not cover the body): refused with a fresh challenge, no event.
+    let replays = "atgw_rejected_total{component=\"adapter:units\",reason=\"auth_replay\"}";
+    let before = metric(&base, &token, replays).await;
+    let (status, challenges, mrs) = udp_message(&sock, &uri, &alarm("9002"), Some(&auth)).await;
+    assert_eq!(status, Some(401), "a replay is challenged again");
+    assert!(mrs.is_none());
+    assert!(
+        challenges
+            .iter()
+            .all(|c| atgw_scaip::sip::digest::is_stale(c)),
+        "{challenges:?}"
+    );
+    assert_eq!(metric(&base, &token, replays).await, before + 1.0);
+
+    // A genuine response computed for another Request-URI: refused.
+    let other = format!("sip:arc@127.0.0.9:{}", rig.addr.port());
+    let (_, challenges, _) = udp_message(&sock, &uri, &alarm("9003"), None).await;
+    let foreign = challenges
+        .iter()
+        .find_map(|c| atgw_scaip::sip::digest::answer(c, "678", PASSWORD, "MESSAGE", &other))
+        .unwrap();
+    let (status, _, mrs) = udp_message(&sock, &uri, &alarm("9003"), Some(&foreign)).await;
+    assert_eq!(status, Some(403), "{}", rig.gw.log_text());
+    assert!(mrs.is_none());
+
+    let refs: Vec<_> = rig
+        .events("fall")
+        .iter()
+        .map(|e| e["data"]["raw"]["upstream_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refs, ["9001"], "only the genuine request made an event");
+}

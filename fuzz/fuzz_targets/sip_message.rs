@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Some(a) = m.header("Authorization") {
             let s = DigestServer::new("fuzz", vec![Algorithm::Md5, Algorithm::Sha256], 300_000);
-            let _ = s.verify(a, "MESSAGE", 0, |_| None);
+            let _ = s.verify(a, "MESSAGE", "sip:arc@fuzz", 0, |_| None);
         }
         let _ = (m.branch(), m.cseq());
     }

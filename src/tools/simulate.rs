@@ -245,6 +245,21 @@ pub struct ScaipArgs {
     /// Send over TCP instead of UDP.
     #[arg(long)]
     pub tcp: bool,
+    /// Send over TLS (`sips:`, the receiver's `listen_tls`); needs --ca-file.
+    #[arg(long, conflicts_with = "tcp", requires = "ca_file")]
+    pub tls: bool,
+    /// PEM CA certificate(s) the receiver's certificate must chain to (with --tls).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate to present (a receiver with `tls.client_ca_file`); with --key-file.
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of --cert-file.
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// The name the receiver's certificate must carry (default: the target's IP address).
+    #[arg(long)]
+    pub server_name: Option<String>,
     /// The unit's controller id (`cid`), also its SIP user unless --user is given.
     #[arg(long, default_value = "678")]
     pub cid: String,
@@ -292,11 +307,24 @@ pub struct ScaipArgs {
 pub async fn scaip(a: ScaipArgs) -> ExitCode {
     use atgw_scaip::simulator::{SimTransport, SimulatorConfig, Step, simulate};
     let mut cfg = SimulatorConfig::new(a.target, &a.cid);
-    cfg.transport = if a.tcp {
+    cfg.transport = if a.tls {
+        SimTransport::Tls
+    } else if a.tcp {
         SimTransport::Tcp
     } else {
         SimTransport::Udp
     };
+    if let Some(ca) = &a.ca_file {
+        let client = a.cert_file.as_deref().zip(a.key_file.as_deref());
+        match atgw_scaip::tls::client_config(ca, client) {
+            Ok(c) => cfg.tls = Some(c),
+            Err(e) => {
+                eprintln!("atgw simulate scaip: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    cfg.server_name = a.server_name.clone();
     cfg.dty = a.dty;
     cfg.stc = a.stc;
     cfg.lco = a.lco;

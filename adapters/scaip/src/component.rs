@@ -22,6 +22,7 @@ pub struct ScaipComponent {
     config: Config,
     accounts: HashMap<String, Secret>,
     realm: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Adapter for ScaipComponent {
@@ -38,7 +39,7 @@ impl Adapter for ScaipComponent {
         Some([KEY_CID, KEY_DID, KEY_DCO].map(str::to_owned).into())
     }
     fn files(config: &mut Config) -> Vec<ConfigFile<'_>> {
-        config
+        let mut out: Vec<ConfigFile<'_>> = config
             .accounts
             .iter_mut()
             .enumerate()
@@ -47,7 +48,27 @@ impl Adapter for ScaipComponent {
                 path: &mut a.password_file,
                 role: FileRole::Secret(SecretUse::Password),
             })
-            .collect()
+            .collect();
+        if let Some(t) = &mut config.tls {
+            out.push(ConfigFile {
+                key: "tls.cert_file".into(),
+                path: &mut t.cert_file,
+                role: FileRole::Certificate,
+            });
+            out.push(ConfigFile {
+                key: "tls.key_file".into(),
+                path: &mut t.key_file,
+                role: FileRole::Secret(SecretUse::TlsKey),
+            });
+            if let Some(ca) = &mut t.client_ca_file {
+                out.push(ConfigFile {
+                    key: "tls.client_ca_file".into(),
+                    path: ca,
+                    role: FileRole::Certificate,
+                });
+            }
+        }
+        out
     }
     fn canonical_match(key: &str, value: &str) -> Result<String, String> {
         match key {
@@ -73,9 +94,17 @@ impl Adapter for ScaipComponent {
                 .map_err(|e| ComponentError::new(format!("SCAIP account {}: {e}", a.user)))?;
             accounts.insert(a.user.clone(), secret);
         }
+        let tls =
+            match &config.tls {
+                Some(t) => Some(crate::tls::server_config(t).map_err(|e| {
+                    ComponentError::new(format!("SCAIP adapter {}: {e}", config.name))
+                })?),
+                None => None,
+            };
         Ok(ScaipComponent {
             config: config.clone(),
             accounts,
+            tls,
             realm: config
                 .realm
                 .clone()
@@ -84,9 +113,14 @@ impl Adapter for ScaipComponent {
     }
     async fn start(self, ctx: AdapterContext) -> Result<Task, ComponentError> {
         let c = self.config;
+        let tls = match (c.listen_tls.as_deref(), self.tls) {
+            (Some(addr), Some(config)) => Some((addr, config)),
+            _ => None,
+        };
         let bound = Bound::bind(
             c.listen_udp.as_deref(),
             c.listen_tcp.as_deref(),
+            tls,
             c.max_connections,
             c.max_transactions,
             c.idle_timeout,

@@ -7,6 +7,8 @@
 //! type = "scaip"
 //! listen_udp = "0.0.0.0:5060"
 //! listen_tcp = "0.0.0.0:5060"
+//! listen_tls = "0.0.0.0:5061"            # sips:, with the certificate below
+//! tls = { cert_file = "/etc/atgw/scaip.pem", key_file = "scaip.key" }
 //! accounts = [{ user = "678", password_file = "/etc/atgw/scaip-678.pass" }]
 //! heartbeat_interval = "60m"
 //! ```
@@ -30,6 +32,14 @@ pub struct Config {
     /// TCP listen address. Answers and the `<mrs>` MESSAGE go back on the unit's connection.
     #[serde(default)]
     pub listen_tcp: Option<String>,
+    /// SIP over TLS (`sips:`, RFC 3261 §26) listen address, e.g. `"0.0.0.0:5061"`; needs `tls`.
+    /// The same handling as TCP, on an encrypted connection.
+    #[serde(default)]
+    pub listen_tls: Option<String>,
+    /// The TLS listener's certificate and key, and optionally the CA units' client
+    /// certificates must chain to.
+    #[serde(default)]
+    pub tls: Option<Tls>,
     /// SIP digest accounts: a unit authenticates as `user` with the password in
     /// `password_file` (a secret file, or a systemd credential name).
     #[serde(default)]
@@ -69,6 +79,20 @@ pub struct Config {
     pub idle_timeout: Duration,
 }
 
+/// `tls = { … }`: the receiver's certificate (rustls; no OpenSSL).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain the units verify (the site's CA or a public one).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (a secret file: mode 600, or a systemd credential name).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, a unit must present a client certificate that chains to
+    /// one of them (mutual TLS), before any SIP is read.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// One unit account.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,15 +125,32 @@ impl Config {
     /// Checks of the values alone: `(key, problem)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |k: &str, p: String| Err((k.to_owned(), p));
-        if self.listen_udp.is_none() && self.listen_tcp.is_none() {
+        if self.listen_udp.is_none() && self.listen_tcp.is_none() && self.listen_tls.is_none() {
             return bad(
                 "listen_udp",
-                "set listen_udp, listen_tcp or both (e.g. \"0.0.0.0:5060\")".into(),
+                "set listen_udp, listen_tcp, listen_tls or several (e.g. \"0.0.0.0:5060\")".into(),
             );
+        }
+        match (&self.listen_tls, &self.tls) {
+            (Some(_), None) => {
+                return bad(
+                    "tls",
+                    "listen_tls needs tls = { cert_file = \"…\", key_file = \"…\" }".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "listen_tls",
+                    "tls is set but nothing listens with it: add listen_tls = \"0.0.0.0:5061\""
+                        .into(),
+                );
+            }
+            _ => {}
         }
         for (key, v) in [
             ("listen_udp", &self.listen_udp),
             ("listen_tcp", &self.listen_tcp),
+            ("listen_tls", &self.listen_tls),
         ] {
             if let Some(v) = v
                 && v.parse::<SocketAddr>().is_err()
@@ -201,5 +242,20 @@ mod tests {
         );
         assert_eq!(c.validate().unwrap_err().0, "heartbeat_interval");
         assert!(toml::from_str::<Config>("name = \"u\"\nlisten = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_tls_listener_and_its_certificate_come_together() {
+        let base = "name = \"u\"\nallow_unauthenticated = true\n";
+        let c = parse(&format!("{base}listen_tls = \"127.0.0.1:5061\""));
+        assert_eq!(c.validate().unwrap_err().0, "tls");
+        let c = parse(&format!(
+            "{base}listen_udp = \"127.0.0.1:5060\"\ntls = {{ cert_file = \"c\", key_file = \"k\" }}"
+        ));
+        assert_eq!(c.validate().unwrap_err().0, "listen_tls");
+        let c = parse(&format!(
+            "{base}listen_tls = \"127.0.0.1:5061\"\ntls = {{ cert_file = \"c\", key_file = \"k\" }}"
+        ));
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -14,7 +14,7 @@ use atgw_sdk::secret::Secret;
 use atgw_sdk::{Committed, Health, Ingest};
 
 use crate::handler::Handler;
-use crate::sip::digest::{AuthError, DigestServer};
+use crate::sip::digest::{AuthError, DigestServer, Verified};
 use crate::sip::message::param;
 use crate::sip::registrar::Registrar;
 use crate::sip::uri::Uri;
@@ -30,6 +30,8 @@ const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (`sips:`): handled as TCP; `TLS` in our `Via`.
+    Tls,
 }
 
 impl Transport {
@@ -37,6 +39,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -171,13 +174,14 @@ impl Dispatcher {
         }
     }
 
-    /// `Ok(user)` when authenticated (or allowed without), else the response to send.
+    /// `Ok(Some(verified))` when authenticated, `Ok(None)` when allowed without, else the
+    /// response to send.
     fn authenticate(
         &self,
         req: &Message,
         method: &str,
         origin: Origin,
-    ) -> Result<Option<String>, Box<Outcome>> {
+    ) -> Result<Option<Verified>, Box<Outcome>> {
         let Some(auth) = req.header("Authorization") else {
             if self.allow_unauthenticated {
                 return Ok(None);
@@ -185,12 +189,37 @@ impl Dispatcher {
             self.health.rejected("unauthenticated");
             return Err(Box::new(self.challenge(req, false)));
         };
+        let request_uri = match &req.start {
+            StartLine::Request { uri, .. } => uri.as_str(),
+            StartLine::Response { .. } => "",
+        };
         match self
             .digest
-            .verify(auth, method, self.now_ms(), |u| self.accounts.get(u))
-        {
-            Ok(user) => Ok(Some(user)),
+            .verify(auth, method, request_uri, self.now_ms(), |u| {
+                self.accounts.get(u)
+            }) {
+            Ok(v) => {
+                for _ in 0..v.evicted {
+                    self.health.rejected("nonce_table_full");
+                }
+                Ok(Some(v))
+            }
             Err(AuthError::Stale) => Err(Box::new(self.challenge(req, true))),
+            Err(e @ AuthError::Replay { .. }) => {
+                // A fresh challenge, not a 403: a unit whose stack resent its Authorization
+                // recomputes it and gets through; a replayer without the password cannot.
+                self.health.rejected("auth_replay");
+                if let Some(skipped) = self.warnings.allow(&format!("replay:{}", origin.peer.ip()))
+                {
+                    tracing::warn!(
+                        adapter = %self.handler.adapter(),
+                        peer = %origin.peer,
+                        skipped,
+                        "SCAIP request refused: {e}; a captured request sent again, or a unit that reuses its digest"
+                    );
+                }
+                Err(Box::new(self.challenge(req, true)))
+            }
             Err(e) if e.is_refusal() => {
                 self.health.rejected("auth_failed");
                 if let Some(skipped) = self.warnings.allow(&format!("auth:{}", origin.peer.ip())) {
@@ -227,7 +256,7 @@ impl Dispatcher {
             Err(out) => return *out,
         };
         let to_user = req.header("To").and_then(Uri::parse).and_then(|u| u.user);
-        let Some(aor) = to_user.or(user) else {
+        let Some(aor) = to_user.or(user.map(|v| v.user)) else {
             return self.plain(req, 400, "No user in To");
         };
         let contact = req.header("Contact");
@@ -267,9 +296,21 @@ impl Dispatcher {
     }
 
     async fn message(&self, req: &Message, origin: Origin) -> Option<Outcome> {
-        if let Err(out) = self.authenticate(req, "MESSAGE", origin) {
-            return Some(*out);
+        let verified = match self.authenticate(req, "MESSAGE", origin) {
+            Ok(v) => v,
+            Err(out) => return Some(*out),
+        };
+        let out = self.authenticated_message(req, origin).await;
+        if out.is_none()
+            && let Some(v) = &verified
+        {
+            // Unanswered: the unit's retransmission carries the same nc and must pass.
+            self.digest.release(v);
         }
+        out
+    }
+
+    async fn authenticated_message(&self, req: &Message, origin: Origin) -> Option<Outcome> {
         let ctype = req
             .header("Content-Type")
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase());
@@ -324,7 +365,7 @@ impl Dispatcher {
     fn failed(&self, req: &Message, origin: Origin) -> Option<Outcome> {
         match origin.transport {
             Transport::Udp => None,
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let mut r = self.reply(req, 503, "Service Unavailable");
                 r.push("Retry-After", "5");
                 Some(Outcome {
@@ -382,9 +423,14 @@ pub fn outgoing_mrs(req: &Message, origin: Origin, body: &str) -> Message {
         ),
     );
     m.push("Max-Forwards", "70");
+    let scheme = if origin.transport == Transport::Tls {
+        "sips"
+    } else {
+        "sip"
+    };
     m.push(
         "From",
-        format!("<sip:arc@{local}>;tag={:08x}", rand::random::<u32>()),
+        format!("<{scheme}:arc@{local}>;tag={:08x}", rand::random::<u32>()),
     );
     m.push("To", to_uri);
     m.push("Call-ID", req.header("Call-ID").unwrap_or_default());

@@ -12,8 +12,9 @@
 //! - [`config`]: the adapter's serde config, documented field by field, and its validation.
 //! - [`dispatch`]: one SIP request → its response and `<mrs>` MESSAGE: methods, digest auth,
 //!   registrations, and the commit that comes before any answer.
-//! - [`server`]: the UDP and TCP listeners executing those decisions, and the client side of
-//!   our `<mrs>` MESSAGEs (UDP retransmission).
+//! - [`server`]: the UDP, TCP and TLS listeners executing those decisions, and the client side
+//!   of our `<mrs>` MESSAGEs (UDP retransmission).
+//! - [`tls`]: rustls server (and simulator client) configs for SIP over TLS (`sips:`).
 //! - [`audit`]: `atgw audit`'s checks of the receiver.
 //! - [`component`]: the receiver under atgw-sdk's component contract.
 //! - [`simulator`]: a unit (`atgw simulate scaip`) that checks every answer it gets.
@@ -29,6 +30,7 @@ pub mod mapping;
 pub mod server;
 pub mod simulator;
 pub mod sip;
+pub mod tls;
 
 pub use component::ScaipComponent;
 pub use config::Config;

@@ -1,11 +1,14 @@
-//! The listeners: a UDP socket and a TCP acceptor that read SIP, hand requests to the
+//! The listeners: a UDP socket, a TCP acceptor and a TLS one (`sips:`: the TCP handling on a
+//! rustls stream, each handshake in the connection's own task, bounded by
+//! [`crate::tls::HANDSHAKE_TIMEOUT`]) that read SIP, hand requests to the
 //! [`Dispatcher`] and send what it decides (the final response, then the `<mrs>` MESSAGE), and
 //! the client side of our own MESSAGEs (retransmitted over UDP per RFC 3261 §17.1.2 until the
 //! unit answers or Timer F ends them).
 //!
 //! Bounds: [`MAX_UDP_IN_FLIGHT`] requests handled at once over UDP (a datagram beyond it gets
 //! no answer, the unit retransmits), `max_transactions` remembered UDP transactions,
-//! `max_connections` TCP connections (a newcomer beyond it is closed), [`MAX_PENDING_OUT`]
+//! `max_connections` TCP connections and as many TLS ones (a newcomer beyond it is closed),
+//! [`MAX_PENDING_OUT`]
 //! of our MESSAGEs awaiting an answer (beyond it we send without tracking: the unit still
 //! gets its `<mrs>`, only the retransmission is lost).
 
@@ -15,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use atgw_sdk::{DeadLetter, Ingest, Shutdown};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::dispatch::{Dispatcher, Origin, Outcome, Transport};
@@ -42,6 +45,7 @@ const MAX_DATAGRAM: usize = 65_535;
 pub struct Bound {
     udp: Option<Arc<UdpSocket>>,
     tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     max_connections: usize,
     max_transactions: usize,
     idle_timeout: Duration,
@@ -51,6 +55,7 @@ impl Bound {
     pub async fn bind(
         udp: Option<&str>,
         tcp: Option<&str>,
+        tls: Option<(&str, Arc<rustls::ServerConfig>)>,
         max_connections: usize,
         max_transactions: usize,
         idle_timeout: Duration,
@@ -63,9 +68,17 @@ impl Bound {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
         };
+        let tls = match tls {
+            Some((a, config)) => Some((
+                TcpListener::bind(a).await?,
+                tokio_rustls::TlsAcceptor::from(config),
+            )),
+            None => None,
+        };
         Ok(Bound {
             udp,
             tcp,
+            tls,
             max_connections,
             max_transactions,
             idle_timeout,
@@ -78,6 +91,10 @@ impl Bound {
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(s, _)| s.local_addr().ok())
     }
 
     /// Serves until `shutdown`.
@@ -93,7 +110,13 @@ impl Bound {
         if let Some(listener) = self.tcp {
             let (d, p, s) = (dispatcher.clone(), pending.clone(), shutdown.clone());
             let (max, idle) = (self.max_connections, self.idle_timeout);
-            tasks.spawn(async move { tcp_loop(listener, d, p, max, idle, s).await });
+            tasks.spawn(async move { tcp_loop(listener, None, d, p, max, idle, s).await });
+        }
+        if let Some((listener, acceptor)) = self.tls {
+            let (d, p, s) = (dispatcher.clone(), pending.clone(), shutdown.clone());
+            let (max, idle) = (self.max_connections, self.idle_timeout);
+            tasks
+                .spawn(async move { tcp_loop(listener, Some(acceptor), d, p, max, idle, s).await });
         }
         while tasks.join_next().await.is_some() {}
         dispatcher.health.set_connected(false);
@@ -338,8 +361,10 @@ async fn send_udp(sock: &UdpSocket, pending: &Pending, to: SocketAddr, m: Messag
     }
 }
 
+/// Accepts TCP connections; with `tls`, each one is a TLS server connection first.
 async fn tcp_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     d: Arc<Dispatcher>,
     pending: Arc<Pending>,
     max_connections: usize,
@@ -364,29 +389,54 @@ async fn tcp_loop(
             drop(stream);
             continue;
         };
+        let _ = stream.set_nodelay(true);
+        let Ok(bound) = stream.local_addr() else {
+            continue;
+        };
         let (d, pending, shutdown) = (d.clone(), pending.clone(), shutdown.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(stream, peer, d, pending, idle, shutdown).await;
+            let at = (peer, bound);
+            match tls {
+                None => connection(stream, at, Transport::Tcp, d, pending, idle, shutdown).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        crate::tls::HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(s)) => {
+                            connection(s, at, Transport::Tls, d, pending, idle, shutdown).await
+                        }
+                        Ok(Err(e)) => {
+                            // No SIP was read: nothing to dead-letter; counted and logged.
+                            d.health.rejected("tls_handshake");
+                            tracing::debug!(peer = %peer, "SCAIP TLS handshake failed: {e}");
+                        }
+                        Err(_) => d.health.rejected("tls_handshake"),
+                    }
+                }
+            }
             drop(slot);
         });
     }
 }
 
-/// One unit's TCP connection: requests handled in order, answers and our MESSAGEs written by
-/// one writer task.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// One unit's TCP or TLS connection (`at`: its peer and our address): requests handled in
+/// order, answers and our MESSAGEs written by one writer task.
+async fn connection<S>(
+    stream: S,
+    (peer, bound): (SocketAddr, SocketAddr),
+    transport: Transport,
     d: Arc<Dispatcher>,
     pending: Arc<Pending>,
     idle: Duration,
     shutdown: Shutdown,
-) {
-    let _ = stream.set_nodelay(true);
-    let Ok(bound) = stream.local_addr() else {
-        return;
-    };
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let label = transport.as_str().to_ascii_lowercase();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
@@ -416,7 +466,7 @@ async fn connection(
                         d.ingest(),
                         "bad_sip",
                         format!("SIP stream refused: {e}"),
-                        format!("tcp:{peer}"),
+                        format!("{label}:{peer}"),
                         &buf[..n.min(512)],
                     )
                     .await;
@@ -438,7 +488,7 @@ async fn connection(
                         d.ingest(),
                         "bad_sip",
                         format!("not a SIP message: {e}"),
-                        format!("tcp:{peer}"),
+                        format!("{label}:{peer}"),
                         &raw,
                     )
                     .await;
@@ -453,7 +503,7 @@ async fn connection(
                 continue;
             }
             let origin = Origin {
-                transport: Transport::Tcp,
+                transport,
                 peer,
                 local: bound,
             };

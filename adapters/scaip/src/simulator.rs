@@ -1,5 +1,5 @@
 //! A SCAIP unit (`atgw simulate scaip`): sends alarms, information updates, resets and
-//! heartbeats as SIP `MESSAGE`s over UDP or TCP, answers digest challenges, answers the
+//! heartbeats as SIP `MESSAGE`s over UDP, TCP or TLS (`sips:`), answers digest challenges, answers the
 //! receiver's `<mrs>` MESSAGE with `200 OK`, and checks every reply: a final `200`, then an
 //! `<mrs>` whose `ref` echoes ours and whose `snu` is the one expected.
 //!
@@ -7,6 +7,7 @@
 //! to T2) until a final response arrives.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +22,8 @@ use crate::sip::{Message, StartLine, digest};
 pub enum SimTransport {
     Udp,
     Tcp,
+    /// SIP over TLS: needs [`SimulatorConfig::tls`].
+    Tls,
 }
 
 /// One request the unit sends.
@@ -61,6 +64,10 @@ pub struct SimulatorConfig {
     pub expect_snu: u8,
     /// First `ref` number (refs count up from it).
     pub first_ref: u64,
+    /// TLS client config for [`SimTransport::Tls`] (see [`crate::tls::client_config`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name the receiver's certificate must carry (default: the target's IP address).
+    pub server_name: Option<String>,
 }
 
 impl SimulatorConfig {
@@ -81,6 +88,8 @@ impl SimulatorConfig {
             timeout: Duration::from_secs(10),
             expect_snu: 0,
             first_ref: u64::from(rand::random::<u32>()),
+            tls: None,
+            server_name: None,
         }
     }
 }
@@ -140,6 +149,7 @@ impl SimReport {
 enum Link {
     Udp(UdpSocket),
     Tcp(TcpStream, Framer),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Framer),
 }
 
 impl Link {
@@ -160,6 +170,23 @@ impl Link {
                 s.set_nodelay(true)?;
                 Ok(Link::Tcp(s, Framer::default()))
             }
+            SimTransport::Tls => {
+                let config = cfg.tls.clone().ok_or_else(|| {
+                    std::io::Error::other("TLS needs a client config (the CA to trust)")
+                })?;
+                let name = cfg
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| cfg.target.ip().to_string());
+                let name = rustls::pki_types::ServerName::try_from(name)
+                    .map_err(|e| std::io::Error::other(format!("server name: {e}")))?;
+                let s = TcpStream::connect(cfg.target).await?;
+                s.set_nodelay(true)?;
+                let s = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, s)
+                    .await?;
+                Ok(Link::Tls(Box::new(s), Framer::default()))
+            }
         }
     }
 
@@ -167,6 +194,7 @@ impl Link {
         match self {
             Link::Udp(s) => s.local_addr(),
             Link::Tcp(s, _) => s.local_addr(),
+            Link::Tls(s, _) => s.get_ref().0.local_addr(),
         }
     }
 
@@ -174,6 +202,14 @@ impl Link {
         match self {
             Link::Udp(..) => "UDP",
             Link::Tcp(..) => "TCP",
+            Link::Tls(..) => "TLS",
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Link::Tls(..) => "sips",
+            _ => "sip",
         }
     }
 
@@ -181,6 +217,10 @@ impl Link {
         match self {
             Link::Udp(s) => s.send(bytes).await.map(|_| ()),
             Link::Tcp(s, _) => s.write_all(bytes).await,
+            Link::Tls(s, _) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
         }
     }
 
@@ -207,7 +247,7 @@ impl Link {
                         }
                     }
                 }
-                Link::Tcp(s, framer) => {
+                Link::Tcp(_, framer) | Link::Tls(_, framer) => {
                     match framer.next_frame() {
                         Ok(Some(Frame::Message(raw))) => {
                             if let Ok(m) = Message::parse(&raw) {
@@ -220,7 +260,12 @@ impl Link {
                         Err(e) => return Err(std::io::Error::other(e.to_string())),
                     }
                     let mut buf = [0u8; 4096];
-                    match tokio::time::timeout(left, s.read(&mut buf)).await {
+                    let read = match self {
+                        Link::Tcp(s, _) => tokio::time::timeout(left, s.read(&mut buf)).await,
+                        Link::Tls(s, _) => tokio::time::timeout(left, s.read(&mut buf)).await,
+                        Link::Udp(_) => return Ok(None),
+                    };
+                    match read {
                         Err(_) => return Ok(None),
                         Ok(Ok(0)) => {
                             return Err(std::io::Error::new(
@@ -228,7 +273,10 @@ impl Link {
                                 "the receiver closed the connection",
                             ));
                         }
-                        Ok(Ok(n)) => framer.push(&buf[..n]),
+                        Ok(Ok(n)) => match self {
+                            Link::Tcp(_, f) | Link::Tls(_, f) => f.push(&buf[..n]),
+                            Link::Udp(_) => {}
+                        },
                         Ok(Err(e)) => return Err(e),
                     }
                 }
@@ -319,7 +367,8 @@ async fn exchange(
     let call_id = format!("{:016x}@atgw-sim", rand::random::<u64>());
     let from_tag = format!("{:08x}", rand::random::<u32>());
     let user = cfg.user.clone().unwrap_or_else(|| cfg.cid.clone());
-    let uri = format!("sip:arc@{}", cfg.target);
+    let scheme = link.scheme();
+    let uri = format!("{scheme}:arc@{}", cfg.target);
     let start = Instant::now();
     let deadline = start + cfg.timeout;
     let mut out = Exchange {
@@ -342,11 +391,14 @@ async fn exchange(
             format!("SIP/2.0/{} {local};branch={branch};rport", link.transport()),
         );
         m.push("Max-Forwards", "70");
-        m.push("From", format!("<sip:{}@{local}>;tag={from_tag}", cfg.cid));
+        m.push(
+            "From",
+            format!("<{scheme}:{}@{local}>;tag={from_tag}", cfg.cid),
+        );
         m.push("To", format!("<{uri}>"));
         m.push("Call-ID", call_id.clone());
         m.push("CSeq", format!("{cseq} MESSAGE"));
-        m.push("Contact", format!("<sip:{}@{local}>", cfg.cid));
+        m.push("Contact", format!("<{scheme}:{}@{local}>", cfg.cid));
         if let Some(a) = &authorization {
             m.push("Authorization", a.clone());
         }

@@ -16,6 +16,7 @@
 
 pub mod nurse_call;
 pub mod phones;
+pub mod scaip_unit;
 pub mod script;
 pub mod summary;
 pub mod team;
@@ -89,6 +90,8 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
 struct Generated {
     config: PathBuf,
     dc09_port: u16,
+    scaip_port: u16,
+    scaip_password: String,
     api_port: u16,
     token: String,
     carers_secret: String,
@@ -168,6 +171,10 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
         generated.dc09_port
     );
     println!("{}", nurse.line());
+    println!(
+        "  scaip   SCAIP receiver (SIP, digest auth) on 127.0.0.1:{}: digital home unit 2100 (fall detector, pendant; flat 11)",
+        generated.scaip_port
+    );
     println!(
         "  api     local API on 127.0.0.1:{} (bearer token in {})",
         generated.api_port,
@@ -276,6 +283,12 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     )));
 
     devices.extend(nurse.start(started, timeline.clone()));
+    devices.push(tokio::spawn(scaip_unit::run(
+        generated.scaip_port,
+        generated.scaip_password.clone(),
+        started,
+        timeline.clone(),
+    )));
 
     println!(
         "\natgw demo: running for {}s (Ctrl-C to stop early)\n",
@@ -316,9 +329,9 @@ async fn tour(opts: DemoOptions) -> Result<(), DemoError> {
     }
 
     let ran: Vec<&'static str> = if broker.is_some() {
-        vec!["mqtt", "dc09", "espa"]
+        vec!["mqtt", "dc09", "espa", "scaip"]
     } else {
-        vec!["dc09", "espa"]
+        vec!["dc09", "espa", "scaip"]
     };
     summary::print(&summary::Context {
         journal: &journal,
@@ -433,6 +446,8 @@ fn write_files(
     let g = Generated {
         config: root.join("atgw.toml"),
         dc09_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
+        scaip_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
+        scaip_password: random_hex(16),
         api_port: crate::tools::mosquitto::free_port().map_err(|e| e.to_string())?,
         token: random_hex(24),
         carers_secret: webhook_secret(),
@@ -441,6 +456,7 @@ fn write_files(
     };
     for (name, text) in [
         ("dc09-5678.key", &g.key_hex),
+        ("scaip-2100.pass", &g.scaip_password),
         ("api-token", &g.token),
         ("carers-phones.secret", &g.carers_secret),
         ("senior-phone.secret", &g.senior_secret),
@@ -545,6 +561,11 @@ topic_prefix = "atgw/oakview"
     }
     text.push_str(script::DC09_DEVICES);
     text.push_str(nurse_call);
+    text.push_str(&scaip_unit::adapter_toml(
+        g.scaip_port,
+        &toml_path(&root.join("scaip-2100.pass")),
+    ));
+    text.push_str(scaip_unit::DEVICES);
     std::fs::write(&g.config, text).map_err(|e| format!("cannot write the config: {e}"))?;
     Ok(g)
 }

@@ -85,6 +85,7 @@ pub fn path_of(adapter: &str) -> &'static str {
         "zigbee" => "mqtt",
         "alarms" => "dc09",
         "nurse-call" => "espa",
+        super::scaip_unit::ADAPTER => "scaip",
         crate::GATEWAY_ADAPTER => "gw",
         _ => "?",
     }

@@ -4,10 +4,13 @@
 //! Nonces are stateless: `<issued ms, hex>.<tag>`, the tag a SHA-256 over a per-process random
 //! key and the time, so a nonce we did not mint fails, and one older than its lifetime is
 //! answered with a fresh challenge marked `stale=true` (the unit retries without asking its
-//! user). Nothing is stored per nonce, so a flood of challenges costs no memory; the price is
-//! that a captured request can be replayed within the lifetime, which gives an attacker a
-//! retransmission of a message the journal already holds (the dedupe key makes it one event).
+//! user). Nothing is stored when we challenge, so a flood of `401`s costs no memory. Once a
+//! response verifies, its nonce's count (`nc`) is recorded ([`super::nonce_counts`]): a
+//! replayed or lower `nc` is refused. The digest `uri` must be the request's Request-URI
+//! (RFC 3261 §22.4), so a response captured for one request cannot vouch for another.
 //! Responses are compared in constant time.
+
+use std::sync::Mutex;
 
 use atgw_sdk::secret::Secret;
 use md5::Md5;
@@ -15,6 +18,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::message::param;
+use super::nonce_counts::{Count, MAX_NONCES, NonceCounts};
+use super::uri::Uri;
 
 /// A digest algorithm we offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -67,6 +72,10 @@ pub enum AuthError {
     UnknownUser(String),
     #[error("wrong password for user `{0}`")]
     WrongCredentials(String),
+    #[error("digest uri `{0}` is not the Request-URI")]
+    UriMismatch(String),
+    #[error("replayed Authorization: nc {nc} not above {highest} already used with this nonce")]
+    Replay { nc: u32, highest: u32 },
 }
 
 impl AuthError {
@@ -75,9 +84,23 @@ impl AuthError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            AuthError::UnknownUser(_) | AuthError::WrongCredentials(_) | AuthError::BadNonce
+            AuthError::UnknownUser(_)
+                | AuthError::WrongCredentials(_)
+                | AuthError::BadNonce
+                | AuthError::UriMismatch(_)
         )
     }
+}
+
+/// An `Authorization` that passed: who, and the count recorded for it (to release when the
+/// request goes unanswered, see [`DigestServer::release`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user: String,
+    nonce: (i64, String),
+    nc: u32,
+    /// Nonce counts forgotten to make room (the table was full; see `nonce_counts`).
+    pub evicted: usize,
 }
 
 /// The server side of digest authentication for one adapter.
@@ -86,6 +109,7 @@ pub struct DigestServer {
     algorithms: Vec<Algorithm>,
     key: [u8; 32],
     nonce_lifetime_ms: i64,
+    counts: Mutex<NonceCounts>,
 }
 
 impl std::fmt::Debug for DigestServer {
@@ -104,6 +128,20 @@ impl DigestServer {
             algorithms,
             key: rand::random(),
             nonce_lifetime_ms,
+            counts: Mutex::new(NonceCounts::new(MAX_NONCES, nonce_lifetime_ms)),
+        }
+    }
+
+    /// Nonces whose count is tracked now.
+    pub fn tracked_nonces(&self) -> usize {
+        self.counts.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Forgets the count of a verified request that was not answered (its commit failed), so
+    /// the unit's retransmission, which carries the same `nc`, is not taken for a replay.
+    pub fn release(&self, v: &Verified) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.release(v.nonce.0, &v.nonce.1, v.nc);
         }
     }
 
@@ -140,14 +178,16 @@ impl DigestServer {
             .collect()
     }
 
-    /// Checks an `Authorization` value for `method`; returns the authenticated user.
+    /// Checks an `Authorization` value for `method` on `request_uri`, and records its `nc`;
+    /// returns the authenticated user.
     pub fn verify<'s>(
         &self,
         header: &str,
         method: &str,
+        request_uri: &str,
         now_ms: i64,
         password: impl Fn(&str) -> Option<&'s Secret>,
-    ) -> Result<String, AuthError> {
+    ) -> Result<Verified, AuthError> {
         let params = parse_params(header).ok_or(AuthError::Malformed)?;
         let get = |k: &str| {
             params
@@ -196,11 +236,56 @@ impl DigestServer {
             qop,
         );
         let got = response.to_ascii_lowercase();
-        if bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
-            Ok(user.to_owned())
-        } else {
-            Err(AuthError::WrongCredentials(user.into()))
+        if !bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
+            return Err(AuthError::WrongCredentials(user.into()));
         }
+        // The response is genuine; now whether it is for this request, and not a replay.
+        if !same_uri(uri, request_uri) {
+            return Err(AuthError::UriMismatch(uri.into()));
+        }
+        // Without qop there is no count: such a nonce is good for one request.
+        let nc = match qop {
+            Some((nc, _)) if nc.len() == 8 => {
+                u32::from_str_radix(nc, 16).map_err(|_| AuthError::Malformed)?
+            }
+            Some(_) => return Err(AuthError::Malformed),
+            None => 1,
+        };
+        let counted = match self.counts.lock() {
+            Ok(mut c) => c.record(issued_ms, nonce, nc, now_ms),
+            Err(_) => Count::Forgotten,
+        };
+        match counted {
+            Count::Fresh { evicted } => Ok(Verified {
+                user: user.to_owned(),
+                nonce: (issued_ms, nonce.to_owned()),
+                nc,
+                evicted,
+            }),
+            Count::Replay { highest } => Err(AuthError::Replay { nc, highest }),
+            Count::Forgotten => Err(AuthError::Stale),
+        }
+    }
+}
+
+/// RFC 3261 §19.1.4 comparison of the digest `uri` with the Request-URI: identical text, or
+/// the same scheme, user, host (case-insensitive), port and transport. A digest `uri` without
+/// a user part is taken for the receiver itself when all else matches: SIPp (and stacks like
+/// it) answer with `sip:host:port` by default, and refusing them would lose their alarms; the
+/// binding that matters, to this receiver's address, still holds.
+fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
+    if digest_uri == request_uri {
+        return true;
+    }
+    match (Uri::parse(digest_uri), Uri::parse(request_uri)) {
+        (Some(a), Some(b)) => {
+            a.secure == b.secure
+                && (a.user == b.user || a.user.is_none())
+                && a.host.eq_ignore_ascii_case(&b.host)
+                && a.port == b.port
+                && a.transport == b.transport
+        }
+        _ => false,
     }
 }
 
@@ -220,13 +305,26 @@ fn compute(
     }
 }
 
-/// A client's answer to one challenge (the simulator's side), for `method` on `uri`.
+/// A client's answer to one challenge (the simulator's side), for `method` on `uri`, as the
+/// first request with its nonce.
 pub fn answer(
     challenge: &str,
     user: &str,
     password: &str,
     method: &str,
     uri: &str,
+) -> Option<String> {
+    answer_nc(challenge, user, password, method, uri, 1)
+}
+
+/// [`answer`] as the `nc`-th request with the challenge's nonce.
+pub fn answer_nc(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
 ) -> Option<String> {
     let params = parse_params(challenge)?;
     let get = |k: &str| {
@@ -242,13 +340,13 @@ pub fn answer(
         None => Algorithm::Md5,
     };
     let cnonce = format!("{:016x}", rand::random::<u64>());
-    let nc = "00000001";
+    let nc = format!("{nc:08x}");
     let response = compute(
         algorithm,
         [user, &realm, password],
         [method, uri],
         &nonce,
-        Some((nc, &cnonce)),
+        Some((&nc, &cnonce)),
     );
     Some(format!(
         "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
@@ -366,7 +464,9 @@ mod tests {
         .unwrap();
         let pw = Secret::from("Circle Of Life".to_owned());
         assert_eq!(
-            s.verify(&auth, "MESSAGE", 2000, |u| (u == "Mufasa").then_some(&pw)),
+            s.verify(&auth, "MESSAGE", "sip:arc@h", 2000, |u| (u == "Mufasa")
+                .then_some(&pw))
+                .map(|v| v.user),
             Ok("Mufasa".into())
         );
     }
@@ -376,21 +476,26 @@ mod tests {
         let s = server();
         let pw = Secret::from("s3cret-pass".to_owned());
         let lookup = |u: &str| (u == "678").then_some(&pw);
-        for c in s.challenges(10_000, false) {
-            let ok = answer(&c, "678", "s3cret-pass", "MESSAGE", "sip:arc@x").unwrap();
-            assert_eq!(s.verify(&ok, "MESSAGE", 11_000, lookup), Ok("678".into()));
+        // One 401's challenges share a nonce: each answer here is its next request.
+        for (nc, c) in (1..).zip(s.challenges(10_000, false)) {
+            let ok = answer_nc(&c, "678", "s3cret-pass", "MESSAGE", "sip:arc@x", nc).unwrap();
+            assert_eq!(
+                s.verify(&ok, "MESSAGE", "sip:arc@x", 11_000, lookup)
+                    .map(|v| v.user),
+                Ok("678".into())
+            );
             let wrong = answer(&c, "678", "guess", "MESSAGE", "sip:arc@x").unwrap();
             assert_eq!(
-                s.verify(&wrong, "MESSAGE", 11_000, lookup),
+                s.verify(&wrong, "MESSAGE", "sip:arc@x", 11_000, lookup),
                 Err(AuthError::WrongCredentials("678".into()))
             );
             assert_eq!(
-                s.verify(&ok, "MESSAGE", 10_000 + 300_001, lookup),
+                s.verify(&ok, "MESSAGE", "sip:arc@x", 10_000 + 300_001, lookup),
                 Err(AuthError::Stale)
             );
             let other = answer(&c, "999", "x", "MESSAGE", "sip:arc@x").unwrap();
             assert!(
-                s.verify(&other, "MESSAGE", 11_000, lookup)
+                s.verify(&other, "MESSAGE", "sip:arc@x", 11_000, lookup)
                     .unwrap_err()
                     .is_refusal()
             );
@@ -404,12 +509,87 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.verify(&foreign, "MESSAGE", 11_000, lookup),
+            s.verify(&foreign, "MESSAGE", "u", 11_000, lookup),
             Err(AuthError::BadNonce)
         );
         assert_eq!(
-            s.verify("Basic abc", "MESSAGE", 0, lookup),
+            s.verify("Basic abc", "MESSAGE", "u", 0, lookup),
             Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_replayed_or_lower_nc_is_refused_and_a_released_one_passes_again() {
+        let s = server();
+        let pw = Secret::from("pw".to_owned());
+        let lookup = |u: &str| (u == "678").then_some(&pw);
+        let c = &s.challenges(10_000, false)[0];
+        let first = answer(c, "678", "pw", "MESSAGE", "sip:arc@x").unwrap();
+        let v = s
+            .verify(&first, "MESSAGE", "sip:arc@x", 11_000, lookup)
+            .unwrap();
+        assert_eq!(
+            s.verify(&first, "MESSAGE", "sip:arc@x", 11_500, lookup),
+            Err(AuthError::Replay { nc: 1, highest: 1 })
+        );
+        s.release(&v);
+        assert!(
+            s.verify(&first, "MESSAGE", "sip:arc@x", 11_600, lookup)
+                .is_ok()
+        );
+        let second = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@x", 2).unwrap();
+        assert!(
+            s.verify(&second, "MESSAGE", "sip:arc@x", 12_000, lookup)
+                .is_ok()
+        );
+        let lower = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@x", 1).unwrap();
+        assert_eq!(
+            s.verify(&lower, "MESSAGE", "sip:arc@x", 12_000, lookup),
+            Err(AuthError::Replay { nc: 1, highest: 2 })
+        );
+        // Only verified responses count: a forged high nc leaves the real count alone.
+        let forged = answer_nc(c, "678", "guess", "MESSAGE", "sip:arc@x", 0xffff_ffff).unwrap();
+        assert!(
+            s.verify(&forged, "MESSAGE", "sip:arc@x", 12_000, lookup)
+                .is_err()
+        );
+        let third = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@x", 3).unwrap();
+        assert!(
+            s.verify(&third, "MESSAGE", "sip:arc@x", 12_000, lookup)
+                .is_ok()
+        );
+        assert_eq!(s.tracked_nonces(), 1);
+    }
+
+    #[test]
+    fn a_digest_uri_other_than_the_request_uri_is_refused() {
+        let s = server();
+        let pw = Secret::from("pw".to_owned());
+        let lookup = |u: &str| (u == "678").then_some(&pw);
+        let c = &s.challenges(10_000, false)[0];
+        let auth = answer(c, "678", "pw", "MESSAGE", "sip:arc@10.0.0.1:5060").unwrap();
+        let e = s
+            .verify(&auth, "MESSAGE", "sip:arc@10.0.0.2:5060", 11_000, lookup)
+            .unwrap_err();
+        assert_eq!(e, AuthError::UriMismatch("sip:arc@10.0.0.1:5060".into()));
+        assert!(e.is_refusal());
+        // Another user at the same receiver is another resource.
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:other@10.0.0.1:5060", 3).unwrap();
+        assert!(
+            s.verify(&auth, "MESSAGE", "sip:arc@10.0.0.1:5060", 11_000, lookup)
+                .is_err()
+        );
+        // SIPp's default digest uri names the receiver without a user: taken.
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:10.0.0.1:5060", 4).unwrap();
+        assert!(
+            s.verify(&auth, "MESSAGE", "sip:arc@10.0.0.1:5060", 11_000, lookup)
+                .is_ok()
+        );
+        // The same URI with its host in other case is the same URI (RFC 3261 §19.1.4).
+        let auth = answer_nc(c, "678", "pw", "MESSAGE", "sip:arc@GW.example", 5).unwrap();
+        assert!(
+            s.verify(&auth, "MESSAGE", "sip:arc@gw.example", 11_000, lookup)
+                .is_ok()
         );
     }
 

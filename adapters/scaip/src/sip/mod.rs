@@ -6,6 +6,7 @@
 pub mod digest;
 pub mod framing;
 pub mod message;
+pub mod nonce_counts;
 pub mod registrar;
 pub mod transactions;
 pub mod uri;
