@@ -270,11 +270,16 @@ async fn one(rate: u64, alarm_rate: f64, duration: Duration) -> Run {
     .await;
     let relayed = Arc::new(Arrivals::default());
     let rl = relayed.clone();
+    let relay_up = Arc::new(AtomicBool::new(false));
+    let ru = relay_up.clone();
     let _relayed = subscriber(
         port,
         "bench-relayed",
         "bench/relay",
         move |payload, _, at| {
+            if payload.trim_ascii() == RELAY_PROBE.as_bytes() {
+                ru.store(true, Ordering::SeqCst);
+            }
             if let Some(n) = std::str::from_utf8(payload)
                 .ok()
                 .and_then(|t| t.trim().strip_prefix("zigbee2mqtt/sos-"))
@@ -287,6 +292,18 @@ async fn one(rate: u64, alarm_rate: f64, duration: Duration) -> Run {
     .await;
     let _relay = Relay::start(port);
     let (sos, _sos_task, _) = publisher(port, "bench-sos").await;
+    // The relay's two clients connect on their own: wait until a probe has made both legs.
+    let t = Instant::now();
+    while !relay_up.load(Ordering::SeqCst) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the relay never came up"
+        );
+        sos.publish(RELAY_PROBE, QoS::AtLeastOnce, false, "{}")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let press = |n: u64| {
         let sos = sos.clone();
@@ -439,6 +456,9 @@ async fn one(rate: u64, alarm_rate: f64, duration: Duration) -> Run {
     drop(broker);
     run
 }
+
+/// Published until it comes back through the relay (its topic is what `mosquitto_sub` prints).
+const RELAY_PROBE: &str = "zigbee2mqtt/relay-probe";
 
 /// The relay floor: `mosquitto_sub` prints each press's topic, `mosquitto_pub -l` publishes each
 /// line to `bench/relay`, QoS 1 on both legs. Killed (its process group) when dropped.
