@@ -581,6 +581,25 @@ impl Collector for HealthCollector {
                 ConstCounter::new(s.reconnects).encode(m.encode_family(&labels)?)?;
             }
         }
+        for (family, help, value) in [
+            (
+                "atgw_sink_bundles",
+                "Bundled messages a sink's server accepted (several notifications to the same \
+                 people in one email or SMS), by component.",
+                (|s: &atgw_sdk::health::HealthSnapshot| s.bundles) as fn(&_) -> u64,
+            ),
+            (
+                "atgw_sink_bundled_notifications",
+                "Notifications delivered inside a bundled message, by component.",
+                |s: &atgw_sdk::health::HealthSnapshot| s.bundled,
+            ),
+        ] {
+            let mut m = encoder.encode_descriptor(family, help, None, MetricType::Counter)?;
+            for (name, s) in snapshots.iter().filter(|(n, _)| n.starts_with("sink:")) {
+                let labels = [("component", name.as_str())];
+                ConstCounter::new(value(s)).encode(m.encode_family(&labels)?)?;
+            }
+        }
         {
             let mut m = encoder.encode_descriptor(
                 "atgw_profile_path_absent",

@@ -42,8 +42,10 @@ impl Sink for EmailSink {
         }
         out
     }
+    /// The sending window plus the notifications bundling may hold, so held ones never take
+    /// the slot a high-priority alert needs.
     fn window(config: &EmailConfig) -> usize {
-        config.window
+        config.window + config.bundling().extra_window()
     }
     fn link(_: &EmailConfig) -> Link {
         Link::PerDelivery
