@@ -100,10 +100,7 @@ impl BundlePolicy {
             ));
         }
         if self.max < 2 || self.max > MAX_HELD {
-            return Err((
-                "bundle_max",
-                format!("must be between 2 and {MAX_HELD}"),
-            ));
+            return Err(("bundle_max", format!("must be between 2 and {MAX_HELD}")));
         }
         Ok(())
     }
@@ -360,7 +357,10 @@ mod tests {
         let t = Instant::now();
         assert!(b.offer("sam", d(1, Priority::Medium), t).is_empty());
         assert!(b.offer("kim", d(2, Priority::Medium), t).is_empty());
-        assert_eq!(ids(&b.offer("sam", d(3, Priority::High), t)), [vec![3], vec![1]]);
+        assert_eq!(
+            ids(&b.offer("sam", d(3, Priority::High), t)),
+            [vec![3], vec![1]]
+        );
         assert_eq!(b.held(), 1);
         // High with nothing pending: alone, at once.
         assert_eq!(ids(&b.offer("sam", d(4, Priority::High), t)), [[4]]);
@@ -374,7 +374,10 @@ mod tests {
         });
         let t = Instant::now();
         assert!(b.offer("sam", d(1, Priority::High), t).is_empty());
-        assert_eq!(ids(&b.offer("sam", d(2, Priority::Low), t)), [vec![2], vec![1]]);
+        assert_eq!(
+            ids(&b.offer("sam", d(2, Priority::Low), t)),
+            [vec![2], vec![1]]
+        );
     }
 
     #[test]
@@ -398,7 +401,11 @@ mod tests {
     #[test]
     fn followers_get_their_leads_outcome() {
         let mut f = Followers::default();
-        let g = f.follow(vec![d(7, Priority::Low), d(3, Priority::Medium), d(5, Priority::Low)]);
+        let g = f.follow(vec![
+            d(7, Priority::Low),
+            d(3, Priority::Medium),
+            d(5, Priority::Low),
+        ]);
         assert_eq!(ids(&[g]), [[3, 5, 7]]);
         assert_eq!(f.len(), 2);
         let a = f.answer(Outcome::Retry {
