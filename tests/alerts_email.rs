@@ -470,7 +470,11 @@ async fn bundled_leaks_held_across_a_kill_9_are_sent_with_the_pendant_press_that
         .await
         .unwrap_or_else(|_| panic!("two leak notifications not owed:\n{}", gw.log_text()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(smtp.messages().is_empty(), "not held: {:?}", smtp.subjects());
+    assert!(
+        smtp.messages().is_empty(),
+        "not held: {:?}",
+        smtp.subjects()
+    );
     gw.kill9();
 
     // After the restart the rows are still owed and held again (a fresh bundle).
@@ -478,7 +482,11 @@ async fn bundled_leaks_held_across_a_kill_9_are_sent_with_the_pendant_press_that
     gw.wait_subscribed().await;
     assert_eq!(gw.column::<i64>(owed), [2], "{}", gw.log_text());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(smtp.messages().is_empty(), "not held: {:?}", smtp.subjects());
+    assert!(
+        smtp.messages().is_empty(),
+        "not held: {:?}",
+        smtp.subjects()
+    );
 
     // A pendant press for the same people goes at once, alone, and takes the bundle with it.
     devices
