@@ -736,4 +736,29 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn bundles_are_counted_per_sink() {
+        let (a, s) = names();
+        let m = Metrics::new(&a, &s);
+        let h = Arc::new(Health::default());
+        h.bundle_delivered(3);
+        h.bundle_delivered(2);
+        let mut map = BTreeMap::new();
+        map.insert("sink:night-team".to_owned(), h);
+        map.insert("adapter:zigbee".to_owned(), Arc::new(Health::default()));
+        m.watch(&map);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("atgw_sink_bundles_total{component=\"sink:night-team\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "atgw_sink_bundled_notifications_total{component=\"sink:night-team\"} 5\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("atgw_sink_bundles_total{component=\"adapter:zigbee\"}"));
+    }
 }

@@ -47,6 +47,10 @@ impl Sink for EmailSink {
     fn window(config: &EmailConfig) -> usize {
         config.window + config.bundling().extra_window()
     }
+    /// Held for a bundle at most this long: not late for the outbox's sink alert.
+    fn hold(config: &EmailConfig) -> std::time::Duration {
+        config.bundle_window
+    }
     fn link(_: &EmailConfig) -> Link {
         Link::PerDelivery
     }

@@ -50,6 +50,10 @@ impl Sink for SmsSink {
     fn window(config: &SmsConfig) -> usize {
         config.window + config.bundling().extra_window()
     }
+    /// Held for a bundle at most this long: not late for the outbox's sink alert.
+    fn hold(config: &SmsConfig) -> std::time::Duration {
+        config.bundle_window
+    }
     fn link(_: &SmsConfig) -> Link {
         Link::Held
     }
