@@ -419,6 +419,10 @@ to = ["night@oakview.example"]
 timeout = "5s"
 bundle_window = "{window}"
 
+[alerts]
+# Far below the hold: a held row must not count as a failing sink.
+sink_failing_alert_after = "1s"
+
 [[route]]
 name = "night"
 sinks = ["night-team"]
@@ -469,11 +473,17 @@ async fn bundled_leaks_held_across_a_kill_9_are_sent_with_the_pendant_press_that
     wait_until_async(Duration::from_secs(20), || gw.column::<i64>(owed) == [2])
         .await
         .unwrap_or_else(|_| panic!("two leak notifications not owed:\n{}", gw.log_text()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(
         smtp.messages().is_empty(),
         "not held: {:?}",
         smtp.subjects()
+    );
+    // Held longer than `sink_failing_alert_after`: not a fault (no false alarm).
+    assert!(
+        !gw.log_text().contains("raising a gateway alert"),
+        "a held bundle raised the sink alert:\n{}",
+        gw.log_text()
     );
     gw.kill9();
 
