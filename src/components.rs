@@ -165,6 +165,9 @@ macro_rules! component_types {
             pub fn window(&self) -> usize {
                 match self { $(Self::$s(c) => <$S as Sink>::window(c),)* }
             }
+            pub fn hold(&self) -> std::time::Duration {
+                match self { $(Self::$s(c) => <$S as Sink>::hold(c),)* }
+            }
             pub fn link(&self) -> Link {
                 match self { $(Self::$s(c) => <$S as Sink>::link(c),)* }
             }

@@ -581,6 +581,25 @@ impl Collector for HealthCollector {
                 ConstCounter::new(s.reconnects).encode(m.encode_family(&labels)?)?;
             }
         }
+        for (family, help, value) in [
+            (
+                "atgw_sink_bundles",
+                "Bundled messages a sink's server accepted (several notifications to the same \
+                 people in one email or SMS), by component.",
+                (|s: &atgw_sdk::health::HealthSnapshot| s.bundles) as fn(&_) -> u64,
+            ),
+            (
+                "atgw_sink_bundled_notifications",
+                "Notifications delivered inside a bundled message, by component.",
+                |s: &atgw_sdk::health::HealthSnapshot| s.bundled,
+            ),
+        ] {
+            let mut m = encoder.encode_descriptor(family, help, None, MetricType::Counter)?;
+            for (name, s) in snapshots.iter().filter(|(n, _)| n.starts_with("sink:")) {
+                let labels = [("component", name.as_str())];
+                ConstCounter::new(value(s)).encode(m.encode_family(&labels)?)?;
+            }
+        }
         {
             let mut m = encoder.encode_descriptor(
                 "atgw_profile_path_absent",
@@ -716,5 +735,30 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bundles_are_counted_per_sink() {
+        let (a, s) = names();
+        let m = Metrics::new(&a, &s);
+        let h = Arc::new(Health::default());
+        h.bundle_delivered(3);
+        h.bundle_delivered(2);
+        let mut map = BTreeMap::new();
+        map.insert("sink:night-team".to_owned(), h);
+        map.insert("adapter:zigbee".to_owned(), Arc::new(Health::default()));
+        m.watch(&map);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("atgw_sink_bundles_total{component=\"sink:night-team\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "atgw_sink_bundled_notifications_total{component=\"sink:night-team\"} 5\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("atgw_sink_bundles_total{component=\"adapter:zigbee\"}"));
     }
 }

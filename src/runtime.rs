@@ -352,7 +352,8 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             outcomes,
             shutdown: output.clone(),
             escalate_after_failed_attempts: cfg.alerts.escalate_after_failed_attempts,
-            failing_alert_after: cfg.alerts.sink_failing_alert_after,
+            // A row held for a bundle is not late: the sink's hold comes on top.
+            failing_alert_after: cfg.alerts.sink_failing_alert_after + s.hold(),
             metrics: metrics.clone(),
             rota: rota.clone(),
             channel: s.type_name(),

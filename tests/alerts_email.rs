@@ -402,3 +402,135 @@ escalate = [{{ after = "1h", notify = ["senior"] }}]
         gw.column("SELECT attempts FROM outbox WHERE sink = 'carers-mail' AND attempts > 0");
     assert!(!refused.is_empty() && refused[0] >= 2, "{refused:?}");
 }
+
+/// The email sink with `bundle_window`, a policy for water leaks (medium) and one for high
+/// alarms, and two leak detectors with rooms.
+fn bundle_config(dir: &std::path::Path, broker: u16, smtp: u16, window: &str) -> String {
+    let extra = format!(
+        r#"
+[[sink]]
+name = "night-team"
+type = "email"
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+from = "Oakview alerts <atgw@oakview.example>"
+to = ["night@oakview.example"]
+timeout = "5s"
+bundle_window = "{window}"
+
+[alerts]
+# Far below the hold: a held row must not count as a failing sink.
+sink_failing_alert_after = "1s"
+
+[[route]]
+name = "night"
+sinks = ["night-team"]
+
+[[policy]]
+name = "leaks"
+match = {{ kind = ["water_leak"] }}
+notify = ["night"]
+
+[[policy]]
+name = "alarms"
+match = {{ priority = ["high"] }}
+notify = ["night"]
+
+[[device]]
+id = "leak-4"
+adapter = "zigbee"
+match = {{ device = "0xa4c1389960704444" }}
+location = {{ area = "East wing", room = "4" }}
+
+[[device]]
+id = "leak-7"
+adapter = "zigbee"
+match = {{ device = "0xa4c1389960707777" }}
+location = {{ area = "East wing", room = "7" }}
+"#
+    );
+    config(dir, broker, &extra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_leaks_held_across_a_kill_9_are_sent_with_the_pendant_press_that_is_not_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let smtp = Smtp::start();
+    // A window far longer than the test: whatever arrives was not held for it.
+    let cfg = bundle_config(dir.path(), broker.port, smtp.port, "10m");
+    let mut gw = Gateway::start(dir.path(), &cfg);
+    gw.wait_subscribed().await;
+    let devices = Publisher::connect(broker.port, "bundle-devices").await;
+    for d in ["0xa4c1389960704444", "0xa4c1389960707777"] {
+        devices
+            .send(&format!("zigbee2mqtt/{d}"), r#"{"water_leak":true}"#)
+            .await;
+    }
+    // Both notifications are committed and owed to the mail sink, which holds them.
+    let owed = "SELECT COUNT(*) FROM outbox WHERE sink = 'night-team'";
+    wait_until_async(Duration::from_secs(20), || gw.column::<i64>(owed) == [2])
+        .await
+        .unwrap_or_else(|_| panic!("two leak notifications not owed:\n{}", gw.log_text()));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "not held: {:?}",
+        smtp.subjects()
+    );
+    // Held longer than `sink_failing_alert_after`: not a fault (no false alarm).
+    assert!(
+        !gw.log_text().contains("raising a gateway alert"),
+        "a held bundle raised the sink alert:\n{}",
+        gw.log_text()
+    );
+    gw.kill9();
+
+    // After the restart the rows are still owed and held again (a fresh bundle).
+    gw.restart();
+    gw.wait_subscribed().await;
+    assert_eq!(gw.column::<i64>(owed), [2], "{}", gw.log_text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "not held: {:?}",
+        smtp.subjects()
+    );
+
+    // A pendant press for the same people goes at once, alone, and takes the bundle with it.
+    devices
+        .send(
+            "zigbee2mqtt/0xa4c13899607febd1",
+            r#"{"action":"emergency"}"#,
+        )
+        .await;
+    wait_until_async(Duration::from_secs(20), || smtp.messages().len() >= 2)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the press and the held leaks did not arrive: {:?}\n{}",
+                smtp.subjects(),
+                gw.log_text()
+            )
+        });
+    wait_until_async(Duration::from_secs(20), || gw.column::<i64>(owed) == [0])
+        .await
+        .unwrap_or_else(|_| panic!("rows still owed:\n{}", gw.log_text()));
+    let mut subjects = smtp.subjects();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "2 alerts: Water leak – Room 4, East wing, Water leak – Room 7, East wing",
+            "HIGH: Emergency button pressed – device zigbee:0xa4c13899607febd1",
+        ]
+    );
+    let bundle = smtp
+        .messages()
+        .into_iter()
+        .find(|m| header(m, "subject").starts_with("2 alerts"))
+        .unwrap();
+    assert_eq!(header(&bundle, "x-atgw-bundle"), "2");
+    assert!(header(&bundle, "in-reply-to").is_empty());
+}

@@ -175,6 +175,123 @@ location = {{ area = "East wing", room = "7" }}
     assert!(!log.contains("pw-8chr!"), "the password in the log");
 }
 
+/// A gateway config texting one number through `smsc` with `bundle_window`, water leaks
+/// (medium) routed to it, from two leak detectors on the line adapter at `line`.
+fn bundle_config(dir: &Path, smsc: u16, line: u16, window: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw-test"
+site = "oakview"
+data_dir = "{data}"
+profiles_dir = "{profiles}"
+
+[[sink]]
+name = "night-carers"
+type = "sms"
+host = "127.0.0.1"
+port = {smsc}
+tls = false
+system_id = "oakview-gw"
+password_file = "{password}"
+source_addr = "Oakview"
+to = ["+447700900123"]
+bundle_window = "{window}"
+
+[[route]]
+name = "carers"
+sinks = ["night-carers"]
+
+[[policy]]
+name = "leaks"
+match = {{ kind = ["water_leak"] }}
+notify = ["carers"]
+
+[[adapter]]
+name = "line"
+type = "example-line"
+listen = "127.0.0.1:{line}"
+
+[[device]]
+id = "leak-4"
+adapter = "line"
+match = {{ device = "leak-4" }}
+location = {{ area = "East wing", room = "4" }}
+
+[[device]]
+id = "leak-7"
+adapter = "line"
+match = {{ device = "leak-7" }}
+location = {{ area = "East wing", room = "7" }}
+"#,
+        data = dir.join("state").display(),
+        profiles = profiles_dir().display(),
+        password = dir.join("smsc.password").display(),
+    )
+}
+
+#[test]
+fn two_leaks_held_for_a_bundle_across_a_kill_9_arrive_as_one_text_after_the_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let peer = smsc("oakview-gw", "pw-8chr!");
+    let password = dir.join("smsc.password");
+    std::fs::write(&password, "pw-8chr!\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let port = free_tcp_udp_port();
+    // A window far longer than the test, so the kill comes while both are held.
+    let mut gw = Gateway::start(dir, &bundle_config(dir, peer.port, port, "10m"));
+    let mut stream = None;
+    wait_until(Duration::from_secs(20), || {
+        stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+        stream.is_some()
+    })
+    .unwrap_or_else(|_| panic!("the adapter never listened:\n{}", gw.log_text()));
+    let mut stream = stream.unwrap();
+    stream
+        .write_all(b"1 leak-4 water_leak\n2 leak-7 water_leak\n")
+        .unwrap();
+    let owed = "SELECT COUNT(*) FROM outbox WHERE sink = 'night-carers'";
+    wait_until(Duration::from_secs(20), || gw.column::<i64>(owed) == [2])
+        .unwrap_or_else(|_| panic!("two leak notifications not owed:\n{}", gw.log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(peer.events("submit").is_empty(), "not held");
+    gw.kill9();
+    drop(stream);
+
+    // Restarted with a short window: the rows, still owed, are held again and sent together.
+    std::fs::write(&gw.config, bundle_config(dir, peer.port, port, "2s")).unwrap();
+    gw.restart();
+    wait_until(Duration::from_secs(30), || {
+        !peer.events("submit").is_empty()
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "the held leaks were lost across kill -9:\n{}",
+            gw.log_text()
+        )
+    });
+    wait_until(Duration::from_secs(20), || gw.column::<i64>(owed) == [0])
+        .unwrap_or_else(|_| panic!("rows still owed:\n{}", gw.log_text()));
+    let submits = peer.events("submit");
+    assert_eq!(submits.len(), 1, "{submits:#?}");
+    let t = submits[0]["text"].as_str().unwrap();
+    assert!(
+        t.starts_with("2 alerts: MEDIUM Water leak - Room 4 ")
+            && t.contains("; MEDIUM Water leak - Room 7 ")
+            && t.ends_with(". Ack each on console."),
+        "{t}"
+    );
+    assert!(submits[0]["septets"].as_u64().unwrap() <= 160);
+    assert!(
+        gw.log_text()
+            .contains("bundled notifications delivered in one SMS")
+    );
+}
+
 /// Installs the peer's npm packages (as `package-lock.json` pins them) when they are missing,
 /// so that `cargo test` alone runs it; `.ci/run` installs them first.
 fn ensure_peer(dir: &Path) {

@@ -42,8 +42,14 @@ impl Sink for EmailSink {
         }
         out
     }
+    /// The sending window plus the notifications bundling may hold, so held ones never take
+    /// the slot a high-priority alert needs.
     fn window(config: &EmailConfig) -> usize {
-        config.window
+        config.window + config.bundling().extra_window()
+    }
+    /// Held for a bundle at most this long: not late for the outbox's sink alert.
+    fn hold(config: &EmailConfig) -> std::time::Duration {
+        config.bundle_window
     }
     fn link(_: &EmailConfig) -> Link {
         Link::PerDelivery

@@ -57,6 +57,8 @@ pub struct Composed {
     pub event_id: String,
     pub alert_id: Option<String>,
     pub priority: Priority,
+    /// Notifications in this message: 1, or a bundle's size ([`crate::bundle`]).
+    pub members: usize,
 }
 
 /// Subject, body and ids for one notice.
@@ -70,6 +72,7 @@ pub fn compose(n: &Notice, domain: &str, ctx: &Context<'_>) -> Composed {
         event_id: n.event_id.clone(),
         alert_id: n.alert_id.clone(),
         priority: n.priority,
+        members: 1,
     }
 }
 
@@ -326,20 +329,26 @@ const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitte
 const IMPORTANCE: HeaderName = HeaderName::new_from_ascii_str("Importance");
 const EVENT_ID: HeaderName = HeaderName::new_from_ascii_str("X-Atgw-Event-Id");
 const ALERT_ID: HeaderName = HeaderName::new_from_ascii_str("X-Atgw-Alert-Id");
+const BUNDLE: HeaderName = HeaderName::new_from_ascii_str("X-Atgw-Bundle");
 
 /// The message lettre sends: the composed parts with the sender and recipients.
 ///
 /// `Auto-Submitted: auto-generated` (RFC 3834) keeps out-of-office replies away;
 /// `Importance: high` flags a high-priority alert in mail clients; `X-Atgw-Event-Id` (and
 /// `X-Atgw-Alert-Id`) let a receiving system deduplicate and correlate without parsing the body.
+/// A bundle has `X-Atgw-Bundle: <count>` instead (its event ids are in the body).
 pub fn message(c: &Composed, from: &Mailbox, to: &[Mailbox]) -> Result<Message, String> {
     let mut m: MessageBuilder = Message::builder()
         .from(from.clone())
         .subject(c.subject.clone())
         .message_id(Some(c.message_id.clone()))
         .header(ContentType::TEXT_PLAIN)
-        .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".into()))
-        .raw_header(HeaderValue::new(EVENT_ID, c.event_id.clone()));
+        .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".into()));
+    m = if c.members > 1 {
+        m.raw_header(HeaderValue::new(BUNDLE, c.members.to_string()))
+    } else {
+        m.raw_header(HeaderValue::new(EVENT_ID, c.event_id.clone()))
+    };
     for t in to {
         m = m.to(t.clone());
     }
@@ -563,6 +572,7 @@ mod tests {
         "Importance:",
         "X-Atgw-Event-Id:",
         "X-Atgw-Alert-Id:",
+        "X-Atgw-Bundle:",
     ];
 
     #[test]

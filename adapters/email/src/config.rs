@@ -14,6 +14,8 @@
 //! from = "Oakview alerts <atgw@oakview.example>"
 //! to = ["night-team@oakview.example", "duty-manager@oakview.example"]
 //! # timeout = "30s"; window = 4
+//! # bundle_window = "2m"                 # off by default; see [`atgw_sdk::bundle`]
+//! # bundle_priorities = ["medium", "low"]; bundle_max = 10
 //! ```
 //!
 //! The recipients live here and only here: they are never put in events, and logs and health
@@ -22,6 +24,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atgw_sdk::Priority;
+use atgw_sdk::bundle::BundlePolicy;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
@@ -114,6 +118,21 @@ pub struct EmailConfig {
     /// Messages being sent at once (one connection each). Default 4.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// Hold notifications to the same people this long after the first, and send them as one
+    /// message. Default 0: off, every notification is its own message.
+    #[serde(default, with = "humantime_serde")]
+    pub bundle_window: Duration,
+    /// Priorities that may be held for a bundle. Default medium and low: a high-priority
+    /// notification is never delayed unless listed here.
+    #[serde(default = "atgw_sdk::bundle::default_priorities")]
+    pub bundle_priorities: Vec<Priority>,
+    /// Notifications held at most; reaching it sends the oldest bundle. Default 10.
+    #[serde(default = "default_bundle_max")]
+    pub bundle_max: usize,
+}
+
+fn default_bundle_max() -> usize {
+    atgw_sdk::bundle::DEFAULT_MAX
 }
 
 fn default_timeout() -> Duration {
@@ -148,6 +167,18 @@ impl EmailConfig {
             to,
             timeout: default_timeout(),
             window: default_window(),
+            bundle_window: Duration::ZERO,
+            bundle_priorities: atgw_sdk::bundle::default_priorities(),
+            bundle_max: default_bundle_max(),
+        }
+    }
+
+    /// The bundling keys as one policy.
+    pub fn bundling(&self) -> BundlePolicy {
+        BundlePolicy {
+            window: self.bundle_window,
+            priorities: self.bundle_priorities.clone(),
+            max: self.bundle_max,
         }
     }
 
@@ -228,6 +259,9 @@ impl EmailConfig {
                 format!("must be between 1 and {MAX_WINDOW}"),
             ));
         }
+        self.bundling()
+            .validate()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         Ok(())
     }
 
@@ -310,6 +344,9 @@ mod tests {
         assert_eq!(c.port(), 587);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.window, 4);
+        assert_eq!(c.bundle_window, Duration::ZERO);
+        assert_eq!(c.bundle_priorities, [Priority::Medium, Priority::Low]);
+        assert!(!c.bundling().is_on());
         assert!(c.ca_file.is_none() && !c.ca_only && c.username.is_none());
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
@@ -321,6 +358,18 @@ mod tests {
                 vec!["night@oakview.example".into()]
             )
         );
+    }
+
+    #[test]
+    fn bundling_is_configured_by_window_and_priorities() {
+        let c = parse(&format!(
+            "{MINIMAL}\nbundle_window = \"2m\"\nbundle_priorities = [\"high\", \"medium\"]"
+        ))
+        .unwrap();
+        assert_eq!(c.bundle_window, Duration::from_secs(120));
+        assert!(c.bundling().may_hold(Priority::High));
+        assert!(!c.bundling().may_hold(Priority::Low));
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
@@ -387,6 +436,18 @@ mod tests {
             ("timeout", Box::new(|c| c.timeout = Duration::ZERO)),
             ("window", Box::new(|c| c.window = 0)),
             ("window", Box::new(|c| c.window = MAX_WINDOW + 1)),
+            (
+                "bundle_window",
+                Box::new(|c| c.bundle_window = Duration::from_secs(3600)),
+            ),
+            ("bundle_max", Box::new(|c| c.bundle_max = 1)),
+            (
+                "bundle_priorities",
+                Box::new(|c| {
+                    c.bundle_window = Duration::from_secs(60);
+                    c.bundle_priorities.clear();
+                }),
+            ),
             (
                 "ca_file",
                 Box::new(|c| {

@@ -7,6 +7,7 @@
 //! - [`config`]: `[[sink]] type = "email"`, field by field, and its validation.
 //! - [`notice`]: what one delivery's CloudEvents JSON says, read leniently and cleaned (pure).
 //! - [`compose`]: subject, body, `Message-ID` and threading headers from a notice (pure).
+//! - [`bundle`]: one message for several notifications to the same people (pure).
 //! - [`reply`]: what the server's answer means for the outbox (pure).
 //! - [`sink`]: the task that turns `Delivery`s into messages and answers `Outcome`s.
 //! - [`component`]: the sink under atgw-sdk's component contract.
@@ -29,6 +30,13 @@
 //! has its own id (from the event id) and `In-Reply-To`/`References` to the thread id, so mail
 //! clients show one conversation per alert. Ids come from stable event and alert ids, so a
 //! retry carries the same `Message-ID` and a receiver can drop the copy. See [`compose`].
+//!
+//! # Bundling
+//! With `bundle_window` set, notifications of the bundled priorities (default medium and low)
+//! to the same people are held up to that long after the first and sent as one message; a
+//! high-priority one goes at once and takes that audience's pending bundle with it. Held rows
+//! stay owed in the outbox until the bundle's `250`, and each member row gets the bundle's
+//! outcome. See [`atgw_sdk::bundle`] and [`bundle`].
 //!
 //! # Outcomes, and why a `5xx` does not disable the sink
 //! - `250` to the end of DATA: `Delivered`. Nothing else is.
@@ -55,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bundle;
 pub mod component;
 pub mod compose;
 pub mod config;

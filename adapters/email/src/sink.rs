@@ -8,8 +8,9 @@
 //! connection lost after the server took the message but before its `250` reached us).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use atgw_sdk::bundle::{BundlePolicy, Bundler, Followers, Group};
 use atgw_sdk::component::Site;
 use atgw_sdk::sink::{Attempts, Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
@@ -18,7 +19,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use crate::bundle::compose_bundle;
 use crate::compose::{Context, compose, message};
 use crate::config::{EmailConfig, TlsMode};
 use crate::error::{EmailError, chain};
@@ -55,6 +59,7 @@ struct Target {
 pub struct Prepared {
     target: Arc<Target>,
     window: usize,
+    bundling: BundlePolicy,
 }
 
 /// Checks the config and reads the password and CA file; what can fail at start fails here,
@@ -67,6 +72,7 @@ pub async fn prepare(
     Ok(Prepared {
         target: Arc::new(Target::prepare(cfg, site, health).await?),
         window: cfg.window,
+        bundling: cfg.bundling(),
     })
 }
 
@@ -83,44 +89,69 @@ pub async fn run(
 }
 
 /// Serves deliveries until shutdown, or until the dispatcher closes the delivery channel
-/// (then after answering what is in flight).
+/// (then after answering what is in flight). With bundling on, deliveries of the bundled
+/// priorities wait in the [`Bundler`] (unanswered, so their rows stay owed) until their
+/// audience's window ends.
 pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
-    let Prepared { target, window } = prepared;
-    tracing::info!(sink = %target.name, server = %target.shown, recipients = target.to.len(), window, "email sink ready");
+    let Prepared {
+        target,
+        window,
+        bundling,
+    } = prepared;
+    tracing::info!(sink = %target.name, server = %target.shown, recipients = target.to.len(), window, bundle_window = ?bundling.window, "email sink ready");
     let SinkIo {
         mut deliveries,
         outcomes,
     } = io;
     let mut inflight = Attempts::default();
+    let mut bundler: Bundler<Vec<String>> = Bundler::new(bundling);
+    let mut followers = Followers::default();
     let mut open = true;
     loop {
-        if !open && inflight.tasks.is_empty() {
+        if !open && inflight.tasks.is_empty() && bundler.held() == 0 {
             return;
         }
+        let due = bundler.next_due();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Some(done) = inflight.tasks.join_next_with_id() => {
                 if let Some(o) = inflight.finished(done) {
-                    let _ = outcomes.send(o);
+                    target.answer(&mut followers, o, &outcomes);
+                }
+            }
+            _ = sleep_until_opt(due), if due.is_some() => {
+                for g in bundler.due(Instant::now()) {
+                    target.start(&mut inflight, &mut followers, g);
                 }
             }
             d = deliveries.recv(), if open && inflight.tasks.len() < window => match d {
                 Some(d) => {
-                    let t = target.clone();
-                    inflight.start(d.outbox_id, async move { t.attempt(d).await })
+                    let key = target.audience_key(&d);
+                    for g in bundler.offer(key, d, Instant::now()) {
+                        target.start(&mut inflight, &mut followers, g);
+                    }
                 }
-                None => open = false,
+                None => {
+                    open = false;
+                    for g in bundler.take_all() {
+                        target.start(&mut inflight, &mut followers, g);
+                    }
+                }
             },
         }
     }
-    // Shutdown: take no more, give what is in flight a bounded time, and answer every row we
-    // took (a cancelled attempt is a retry: the server may not have the message).
+    // Shutdown: send what is held now rather than through a restart, take no more, give what
+    // is in flight a bounded time, and answer every row we took (a cancelled attempt is a
+    // retry: the server may not have the message, and the row stays owed).
+    for g in bundler.take_all() {
+        target.start(&mut inflight, &mut followers, g);
+    }
     let drain = target.timeout.min(DRAIN_MAX);
     let _ = tokio::time::timeout(drain, async {
         while let Some(done) = inflight.tasks.join_next_with_id().await {
             if let Some(o) = inflight.finished(done) {
-                let _ = outcomes.send(o);
+                target.answer(&mut followers, o, &outcomes);
             }
         }
     })
@@ -128,8 +159,15 @@ pub async fn serve(prepared: Prepared, io: SinkIo, shutdown: Shutdown) {
     inflight.tasks.abort_all();
     while let Some(done) = inflight.tasks.join_next_with_id().await {
         if let Some(o) = inflight.finished(done) {
-            let _ = outcomes.send(o);
+            target.answer(&mut followers, o, &outcomes);
         }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -186,27 +224,90 @@ impl Target {
         })
     }
 
-    /// One message for one delivery, and what the server's answer means for the outbox.
-    async fn attempt(&self, d: Delivery) -> Outcome {
-        let started = Instant::now();
-        let notice = Notice::read(&d);
-        // The sink's own list, and whoever the core chose for this notification (on shift).
+    /// Who a delivery goes to: the sink's own list, and whoever the core chose for this
+    /// notification (on shift).
+    fn audience(&self, d: &Delivery, warn: bool) -> Vec<Mailbox> {
         let mut to = self.to.clone();
         for r in d.recipients.iter() {
             match r.parse::<Mailbox>() {
                 Ok(m) if !to.contains(&m) => to.push(m),
                 Ok(_) => {}
-                Err(_) => {
+                Err(_) if warn => {
                     tracing::warn!(sink = %self.name, "a [[person]] email address is not an address; that person is not told by email")
                 }
+                Err(_) => {}
             }
         }
+        to
+    }
+
+    /// The bundling key of a delivery: its audience's addresses, sorted, in lower case.
+    fn audience_key(&self, d: &Delivery) -> Vec<String> {
+        let mut key: Vec<String> = self
+            .audience(d, false)
+            .iter()
+            .map(|m| m.email.to_string().to_lowercase())
+            .collect();
+        key.sort();
+        key.dedup();
+        key
+    }
+
+    /// Starts the attempt at one group: a single delivery as itself, a bundle as one message
+    /// answered for its lead row (the followers get the same outcome, see [`Followers`]).
+    fn start(self: &Arc<Self>, inflight: &mut Attempts, followers: &mut Followers, g: Group) {
+        let g = followers.follow(g);
+        let Some(lead) = g.first().map(|d| d.outbox_id) else {
+            return;
+        };
+        let t = self.clone();
+        if g.len() > 1 {
+            tracing::debug!(sink = %self.name, notifications = g.len(), "sending a bundle");
+        }
+        inflight.start(lead, async move { t.attempt(g).await });
+    }
+
+    /// Sends a finished attempt's outcome for every row it carried, and counts bundles.
+    fn answer(
+        &self,
+        followers: &mut Followers,
+        o: Outcome,
+        outcomes: &mpsc::UnboundedSender<Outcome>,
+    ) {
+        let answered = followers.answer(o);
+        if let (Some(n), Some(Outcome::Delivered(_))) = (answered.bundle, answered.outcomes.first())
+        {
+            self.health.bundle_delivered(n as u64);
+            tracing::info!(sink = %self.name, notifications = n, "bundled notifications delivered in one email");
+        }
+        for o in answered.outcomes {
+            let _ = outcomes.send(o);
+        }
+    }
+
+    /// One message for a group of deliveries (one, or a bundle to the same people), and what
+    /// the server's answer means for the outbox; the outcome names the group's first row.
+    async fn attempt(&self, group: Group) -> Outcome {
+        let started = std::time::Instant::now();
+        let Some(d) = group.first() else {
+            return Outcome::Retry {
+                outbox_id: 0,
+                after: None,
+                reason: "empty bundle".into(),
+            };
+        };
+        let to = self.audience(d, true);
         let ctx = Context {
             gateway_id: &self.site.gateway_id,
             timezone: &self.site.timezone,
             recipients: to.len(),
         };
-        let composed = compose(&notice, &self.domain, &ctx);
+        let composed = if group.len() > 1 {
+            let notices: Vec<Notice> = group.iter().map(Notice::read).collect();
+            compose_bundle(&notices, &self.domain, &ctx)
+        } else {
+            compose(&Notice::read(d), &self.domain, &ctx)
+        };
         let built = if to.is_empty() {
             Err(
                 "nobody to tell: the sink has no `to` and nobody is on shift with an email address"
@@ -234,8 +335,8 @@ impl Target {
                 permanent: false,
             },
         };
-        tracing::debug!(sink = %self.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, elapsed_ms = started.elapsed().as_millis() as u64, ?verdict, "email attempt");
-        self.record(&verdict);
+        tracing::debug!(sink = %self.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, notifications = group.len(), elapsed_ms = started.elapsed().as_millis() as u64, ?verdict, "email attempt");
+        self.record(&verdict, group.len() as u64);
         match verdict {
             Verdict::Delivered => Outcome::Delivered(d.outbox_id),
             Verdict::Retry { after, reason, .. } => Outcome::Retry {
@@ -282,7 +383,7 @@ impl Target {
     }
 
     /// Health and logs: connected means the last attempt was accepted.
-    fn record(&self, verdict: &Verdict) {
+    fn record(&self, verdict: &Verdict, rows: u64) {
         let h = &self.health;
         match verdict {
             Verdict::Delivered => {
@@ -290,7 +391,7 @@ impl Target {
                     tracing::info!(sink = %self.name, server = %self.shown, "mail server is accepting messages");
                 }
                 h.set_connected(true);
-                h.delivered(1);
+                h.delivered(rows);
             }
             Verdict::Retry {
                 reason, permanent, ..

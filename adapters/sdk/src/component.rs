@@ -263,6 +263,12 @@ pub trait Sink: Sized + Send + 'static {
     }
     /// Deliveries in flight at most (the outbox's window for it).
     fn window(config: &Self::Config) -> usize;
+    /// Longest a sink may keep a delivery unanswered on purpose (bundling's `bundle_window`):
+    /// the outbox adds it to `sink_failing_alert_after`, so a held notification never raises
+    /// the gateway's "sink failing" alert. Zero for sinks that send at once.
+    fn hold(_config: &Self::Config) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     fn link(config: &Self::Config) -> Link;
     /// Parts besides delivery with a health of their own (`control` for MQTT acknowledgements),
     /// reported as `<part>:<name>`.

@@ -20,6 +20,8 @@ pub struct Health {
     delivered: AtomicU64,
     reconnects: AtomicU64,
     errors: AtomicU64,
+    bundles: AtomicU64,
+    bundled: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     path_absent: Mutex<BTreeMap<String, u64>>,
     last_error: Mutex<Option<String>>,
@@ -38,6 +40,12 @@ pub struct HealthSnapshot {
     pub delivered: u64,
     pub reconnects: u64,
     pub errors: u64,
+    /// Bundled messages a sink had accepted (each told one audience about several
+    /// notifications), and the notifications they carried.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bundles: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bundled: u64,
     /// Dead letters by reason.
     pub rejected: BTreeMap<String, u64>,
     /// Messages a profile rule took that left nothing, because none of the fields it reads
@@ -73,6 +81,11 @@ impl Health {
     }
     pub fn delivered(&self, n: u64) {
         self.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A bundled message carrying `members` notifications was accepted by the server.
+    pub fn bundle_delivered(&self, members: u64) {
+        self.bundles.fetch_add(1, Ordering::Relaxed);
+        self.bundled.fetch_add(members, Ordering::Relaxed);
     }
     pub fn reconnected(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +129,8 @@ impl Health {
             delivered: self.delivered.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            bundles: self.bundles.load(Ordering::Relaxed),
+            bundled: self.bundled.load(Ordering::Relaxed),
             rejected: self.rejected.lock().map(|m| m.clone()).unwrap_or_default(),
             path_absent: self
                 .path_absent
@@ -125,4 +140,8 @@ impl Health {
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`audit`]: `atgw audit`'s findings (ETSI EN 303 645), for components' own checks.
+//! - [`bundle`]: holding notifications to the same people for one message (email, SMS; pure).
 //! - [`component`]: the `Adapter` and `Sink` contracts every protocol and output implements.
 //! - [`event`]: the normalised event, schema v1, and the draft an adapter submits.
 //! - [`schema`]: the JSON Schema document of schema v1 (`atgw schema` prints it).
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bundle;
 pub mod clock;
 pub mod component;
 pub mod event;

@@ -45,8 +45,14 @@ impl Sink for SmsSink {
         }
         out
     }
+    /// The submit window plus the notifications bundling may hold, so held ones never take
+    /// the slot a high-priority alert needs.
     fn window(config: &SmsConfig) -> usize {
-        config.window
+        config.window + config.bundling().extra_window()
+    }
+    /// Held for a bundle at most this long: not late for the outbox's sink alert.
+    fn hold(config: &SmsConfig) -> std::time::Duration {
+        config.bundle_window
     }
     fn link(_: &SmsConfig) -> Link {
         Link::Held

@@ -13,6 +13,7 @@
 //! # port = 3550; tls = true; ca_file = "/etc/atgw/smsc-ca.pem"; system_type = ""
 //! # bind = "transceiver"; window = 10; enquire_link = "30s"; response_timeout = "10s"
 //! # connect_timeout = "5s"; permanent_retry_after = "5m"; event_id_tag = 5120
+//! # bundle_window = "2m"; bundle_priorities = ["medium", "low"]; bundle_max = 10   # off by default
 //! ```
 
 use std::path::PathBuf;
@@ -100,6 +101,21 @@ pub struct SmsConfig {
     /// default): not sent, since some SMSCs refuse parameters they do not know.
     #[serde(default)]
     pub event_id_tag: Option<u16>,
+    /// Hold notifications to the same numbers this long after the first and send them as one
+    /// text ("3 alerts: …"). Default 0: off. See [`atgw_sdk::bundle`].
+    #[serde(default, with = "humantime_serde")]
+    pub bundle_window: Duration,
+    /// Priorities that may be held. Default medium and low: high is never delayed unless
+    /// listed.
+    #[serde(default = "atgw_sdk::bundle::default_priorities")]
+    pub bundle_priorities: Vec<atgw_sdk::Priority>,
+    /// Notifications held at most; reaching it sends the oldest bundle. Default 10.
+    #[serde(default = "default_bundle_max")]
+    pub bundle_max: usize,
+}
+
+fn default_bundle_max() -> usize {
+    atgw_sdk::bundle::DEFAULT_MAX
 }
 
 fn yes() -> bool {
@@ -160,6 +176,18 @@ impl SmsConfig {
             connect_timeout: default_connect_timeout(),
             permanent_retry_after: default_permanent_retry(),
             event_id_tag: None,
+            bundle_window: Duration::ZERO,
+            bundle_priorities: atgw_sdk::bundle::default_priorities(),
+            bundle_max: default_bundle_max(),
+        }
+    }
+
+    /// The bundling keys as one policy.
+    pub fn bundling(&self) -> atgw_sdk::bundle::BundlePolicy {
+        atgw_sdk::bundle::BundlePolicy {
+            window: self.bundle_window,
+            priorities: self.bundle_priorities.clone(),
+            max: self.bundle_max,
         }
     }
 
@@ -253,6 +281,9 @@ impl SmsConfig {
                 "must be a vendor-specific tag, 5120-16383 (0x1400-0x3FFF)",
             ));
         }
+        self.bundling()
+            .validate()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         Ok(())
     }
 }

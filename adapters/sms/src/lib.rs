@@ -6,6 +6,7 @@
 //! - [`pdu`]: SMPP 3.4 PDUs, decode and encode (pure; property-tested and fuzzed).
 //! - [`gsm7`]: the GSM 03.38 default alphabet: transliteration, septet counting, the cut.
 //! - [`text`]: the message from an event's CloudEvents JSON (pure, time zone passed in).
+//! - [`bundle_text`]: one text for several notifications to the same numbers (pure).
 //! - [`ledger`]: which delivery waits on which `submit_sm`, and what a response means.
 //! - [`connection`]: PDUs on a TCP or TLS socket.
 //! - [`sink`]: the task: bind, keepalive, reconnect, submits, receipts, outcomes.
@@ -33,6 +34,13 @@
 //! tier. Recipients already accepted are not texted again on a retry (within the process
 //! lifetime; see [`ledger`]).
 //!
+//! # Bundling
+//! With `bundle_window` set, notifications of the bundled priorities (default medium and low)
+//! to the same numbers are held up to that long after the first and sent as one 160-septet
+//! text (`3 alerts: …; +1 more.`); a high one goes at once and takes the pending bundle with
+//! it. The bundle is one ledger delivery under its lead row; every member row gets its
+//! outcome, so held and refused rows stay owed in the outbox. See [`atgw_sdk::bundle`].
+//!
 //! # Why GSM-7, unpacked
 //! Texts are written in the GSM 03.38 default alphabet, `data_coding = 0`, so one SMS holds 160
 //! characters on every handset and network (UCS-2 would halve that to 70). Characters outside
@@ -45,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bundle_text;
 pub mod component;
 pub mod config;
 pub mod connection;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use atgw_sdk::bundle::{Bundler, Followers, Group};
 use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
 use jiff::tz::TimeZone;
@@ -90,6 +91,8 @@ pub async fn run(settings: Settings, io: SinkIo, health: Arc<Health>, shutdown: 
         sequence: Sequence::default(),
         failures: atgw_sdk::ratelimit::LogLimiter::new(FAILURE_LOG_EVERY),
         open: true,
+        bundler: Bundler::new(cfg.bundling()),
+        followers: Followers::default(),
     };
     tracing::info!(sink = %cfg.name, host = %cfg.host, port = cfg.port(), tls = cfg.tls, recipients = cfg.to.len(), "sms sink starting");
     if !cfg.tls && !cfg.is_loopback() {
@@ -180,25 +183,53 @@ struct Task<'a> {
     failures: atgw_sdk::ratelimit::LogLimiter,
     /// False once the dispatcher closed the delivery channel.
     open: bool,
+    /// Deliveries held for a bundle (`bundle_window`), by their sorted numbers.
+    bundler: Bundler<Vec<String>>,
+    /// Rows riding on a bundle's lead row in the ledger.
+    followers: Followers,
 }
 
 impl Task<'_> {
-    fn outcome(&self, o: Outcome) {
-        match &o {
-            Outcome::Delivered(_) => self.health.delivered(1),
-            Outcome::Retry { reason, .. } | Outcome::Disabled { reason, .. } => {
-                self.health.error(reason.clone());
-                if let Some(suppressed) = self.failures.allow(failure_kind(reason)) {
-                    tracing::warn!(sink = %self.settings.config.name, suppressed, "SMS not delivered, will retry: {reason}");
-                }
-            }
+    /// Answers a delivery (and the rows riding on it when it leads a bundle).
+    fn outcome(&mut self, o: Outcome) {
+        let answered = self.followers.answer(o);
+        if let (Some(n), Some(Outcome::Delivered(_))) = (answered.bundle, answered.outcomes.first())
+        {
+            self.health.bundle_delivered(n as u64);
+            tracing::info!(sink = %self.settings.config.name, notifications = n, "bundled notifications delivered in one SMS");
         }
-        let _ = self.outcomes.send(o);
+        let mut first = true;
+        for o in answered.outcomes {
+            match &o {
+                Outcome::Delivered(_) => self.health.delivered(1),
+                // One failure line and health error per attempt, not per row of a bundle.
+                Outcome::Retry { reason, .. } | Outcome::Disabled { reason, .. } if first => {
+                    self.health.error(reason.clone());
+                    if let Some(suppressed) = self.failures.allow(failure_kind(reason)) {
+                        tracing::warn!(sink = %self.settings.config.name, suppressed, "SMS not delivered, will retry: {reason}");
+                    }
+                }
+                _ => {}
+            }
+            first = false;
+            let _ = self.outcomes.send(o);
+        }
     }
 
+    /// Everything in hand is a retry: the ledger's deliveries (and their bundles' rows) and
+    /// those held for a bundle, whose rows stay owed in the outbox.
     fn answer_all(&mut self, reason: &str) {
         for o in self.ledger.lost(reason) {
-            let _ = self.outcomes.send(o);
+            for o in self.followers.answer(o).outcomes {
+                let _ = self.outcomes.send(o);
+            }
+        }
+        for d in self.bundler.take_all().into_iter().flatten() {
+            let _ = self.outcomes.send(Outcome::Retry {
+                outbox_id: d.outbox_id,
+                after: None,
+                reason: format!("held for a bundle when {reason}"),
+            });
         }
     }
 
@@ -293,7 +324,7 @@ impl Task<'_> {
         // When each in-flight submit went out, oldest first, for the response timeout.
         let mut sent_at: std::collections::VecDeque<(u32, Instant)> = Default::default();
         loop {
-            if !self.open && self.ledger.deliveries() == 0 {
+            if !self.open && self.ledger.deliveries() == 0 && self.bundler.held() == 0 {
                 self.unbind(&mut conn).await;
                 conn.close().await;
                 return End::Shutdown;
@@ -366,8 +397,18 @@ impl Task<'_> {
                 }
                 d = deliveries.recv(), if self.open && self.ledger.deliveries() < window => match d {
                     Some(d) => self.offer(d),
-                    None => self.open = false,
+                    None => {
+                        self.open = false;
+                        for g in self.bundler.take_all() {
+                            self.submit_group(g);
+                        }
+                    }
                 },
+                _ = sleep_until_opt(self.bundler.next_due()), if self.bundler.held() > 0 => {
+                    for g in self.bundler.due(Instant::now()) {
+                        self.submit_group(g);
+                    }
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     if response_due.is_some_and(|r| r <= now) {
@@ -395,16 +436,53 @@ impl Task<'_> {
         }
     }
 
+    /// Takes a delivery: held for a bundle, or handed to the ledger (with what it flushes).
     fn offer(&mut self, d: Delivery) {
-        let message = text::message(
-            &d.json,
-            &Fallback {
-                kind: d.kind.as_str(),
-                priority: d.priority.as_str(),
-            },
-            &self.settings.timezone,
-        );
-        tracing::debug!(sink = %self.settings.config.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, septets = message.septets.len(), cut = message.cut, "sms text");
+        let mut key: Vec<String> = numbers(&self.settings.config, &d)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        key.sort();
+        for g in self.bundler.offer(key, d, Instant::now()) {
+            self.submit_group(g);
+        }
+    }
+
+    /// One text for a group (one delivery, or a bundle to the same numbers), queued in the
+    /// ledger under the group's lead row; the other rows follow its outcome.
+    fn submit_group(&mut self, g: Group) {
+        let g = self.followers.follow(g);
+        let message = if g.len() > 1 {
+            let items: Vec<(&str, Fallback<'_>)> = g
+                .iter()
+                .map(|d| {
+                    (
+                        &*d.json,
+                        Fallback {
+                            kind: d.kind.as_str(),
+                            priority: d.priority.as_str(),
+                        },
+                    )
+                })
+                .collect();
+            crate::bundle_text::bundle_message(&items, &self.settings.timezone)
+        } else if let Some(d) = g.first() {
+            text::message(
+                &d.json,
+                &Fallback {
+                    kind: d.kind.as_str(),
+                    priority: d.priority.as_str(),
+                },
+                &self.settings.timezone,
+            )
+        } else {
+            return;
+        };
+        let size = g.len();
+        let Some(d) = g.into_iter().next() else {
+            return;
+        };
+        tracing::debug!(sink = %self.settings.config.name, event_id = %d.event_id, outbox_id = d.outbox_id, attempt = d.attempt, notifications = size, septets = message.septets.len(), cut = message.cut, "sms text");
         let recipients = numbers(&self.settings.config, &d).len();
         if let Some(o) = self.ledger.offer(d, Arc::from(message.septets), recipients) {
             self.outcome(o);
@@ -558,6 +636,13 @@ impl Task<'_> {
             }
         })
         .await;
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

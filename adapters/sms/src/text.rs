@@ -101,13 +101,13 @@ pub fn compose(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
 }
 
 /// A non-empty string field, trimmed.
-fn str_at(v: &Value) -> Option<&str> {
+pub(crate) fn str_at(v: &Value) -> Option<&str> {
     v.as_str().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// What changed (after the reason of a lifecycle event, else the phase of a device event), and
 /// whether someone is still expected to act.
-fn state(
+pub(crate) fn state(
     reason: Option<&str>,
     phase: &str,
     by: Option<&str>,
@@ -153,7 +153,7 @@ fn own_words(m: &str) -> &str {
 }
 
 /// `pendant_press` → `Pendant press`; acronyms keep their case.
-fn kind_label(kind: &str) -> String {
+pub(crate) fn kind_label(kind: &str) -> String {
     match kind {
         "spo2_low" => return "SpO2 low".into(),
         "co" => return "CO".into(),
@@ -168,7 +168,7 @@ fn kind_label(kind: &str) -> String {
 }
 
 /// `9` → `Room 9`; `Lounge` stays `Lounge`; `room 9` stays.
-fn room_label(room: &str) -> String {
+pub(crate) fn room_label(room: &str) -> String {
     if room.starts_with(|c: char| c.is_ascii_digit()) {
         format!("Room {room}")
     } else {
