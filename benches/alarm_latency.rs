@@ -290,7 +290,12 @@ async fn one(rate: u64, alarm_rate: f64, duration: Duration) -> Run {
         },
     )
     .await;
-    let _relay = Relay::start(port);
+    // `mosquitto_sub` prints each press's topic, `mosquitto_pub -l` publishes each line.
+    let _relay = Relay::start(
+        port,
+        "-i bench-relay-in -q 1 -t 'zigbee2mqtt/+' -F '%t'",
+        "-i bench-relay-out -q 1 -t bench/relay -l",
+    );
     let (sos, _sos_task, _) = publisher(port, "bench-sos").await;
     // The relay's two clients connect on their own: wait until a probe has made both legs.
     let t = Instant::now();
@@ -459,35 +464,6 @@ async fn one(rate: u64, alarm_rate: f64, duration: Duration) -> Run {
 
 /// Published until it comes back through the relay (its topic is what `mosquitto_sub` prints).
 const RELAY_PROBE: &str = "zigbee2mqtt/relay-probe";
-
-/// The relay floor: `mosquitto_sub` prints each press's topic, `mosquitto_pub -l` publishes each
-/// line to `bench/relay`, QoS 1 on both legs. Killed (its process group) when dropped.
-struct Relay(std::process::Child);
-
-impl Relay {
-    fn start(port: u16) -> Relay {
-        use std::os::unix::process::CommandExt;
-        let child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "mosquitto_sub -h 127.0.0.1 -p {port} -i bench-relay-in -q 1 -t 'zigbee2mqtt/+' -F '%t' \
-                 | mosquitto_pub -h 127.0.0.1 -p {port} -i bench-relay-out -q 1 -t bench/relay -l"
-            ))
-            .process_group(0)
-            .spawn()
-            .expect("spawn the mosquitto_sub | mosquitto_pub relay (mosquitto-clients)");
-        Relay(child)
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-s", "TERM", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes 4 KiB at the start of a file in the data directory and `fdatasync`s it every 10 ms
 /// until `stop`: one durable commit's disk cost, on the journal's disk, during the same load.

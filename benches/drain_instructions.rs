@@ -20,13 +20,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn message(i: u64) -> (String, Vec<u8>) {
-    (
-        format!("zigbee2mqtt/dev-{}", i % 100),
-        format!(r#"{{"action":"emergency","seq":{i}}}"#).into_bytes(),
-    )
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -82,7 +75,7 @@ async fn atgw(n: u64) -> u64 {
     create_session(port, ADAPTER_CLIENT_ID, "zigbee2mqtt/#").await;
     create_session(port, "bench-upstream", UPSTREAM_FILTER).await;
     if n > 0 {
-        publish_backlog(port, n, message).await;
+        publish_backlog(port, n, pendant_message).await;
     }
     let config = dir.path().join("atgw.toml");
     std::fs::write(&config, cfg).unwrap();
@@ -147,7 +140,7 @@ async fn relay(n: u64) -> u64 {
         whole_payload,
     );
     if n > 0 {
-        publish_backlog(port, n, message).await;
+        publish_backlog(port, n, pendant_message).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sub_out = dir.path().join("sub.out");

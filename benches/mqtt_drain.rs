@@ -60,13 +60,6 @@ fn io_counters(pid: u32) -> (u64, u64) {
     (field("write_bytes:"), field("wchar:"))
 }
 
-fn message(i: u64) -> (String, Vec<u8>) {
-    (
-        format!("zigbee2mqtt/dev-{}", i % 100),
-        format!(r#"{{"action":"emergency","seq":{i}}}"#).into_bytes(),
-    )
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -192,7 +185,7 @@ async fn one(variant: &str, n: u64) -> Run {
     let port = broker.port;
     if variant == "plain" {
         create_session(port, "bench-plain", "zigbee2mqtt/#").await;
-        publish_backlog(port, n, message).await;
+        publish_backlog(port, n, pendant_message).await;
         let start = Instant::now();
         let c = Counter::start(port, "bench-plain", "zigbee2mqtt/#", n, whole_payload);
         let done = c
@@ -239,7 +232,7 @@ async fn one(variant: &str, n: u64) -> Run {
     } else {
         None
     };
-    publish_backlog(port, n, message).await;
+    publish_backlog(port, n, pendant_message).await;
     // The upstream subscriber must be connected before atgw starts publishing.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -286,27 +279,19 @@ async fn one(variant: &str, n: u64) -> Run {
 /// QoS 1 on both legs, persistent session on the way in, nothing journaled. Timed from the
 /// relay's spawn to the `n`-th distinct message at the same upstream subscriber atgw uses.
 async fn relay(port: u16, n: u64) -> Run {
-    use std::os::unix::process::CommandExt;
     create_session(port, "bench-relay", "zigbee2mqtt/#").await;
     create_session(port, "bench-upstream", UPSTREAM_FILTER).await;
     let c = Counter::start(port, "bench-upstream", UPSTREAM_FILTER, n, whole_payload);
-    publish_backlog(port, n, message).await;
+    publish_backlog(port, n, pendant_message).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "mosquitto_sub -h 127.0.0.1 -p {port} -i bench-relay -c -q 1 -t 'zigbee2mqtt/#' \
-             | mosquitto_pub -h 127.0.0.1 -p {port} -i bench-relay-out -q 1 -t atgw/bench/events/relay -l"
-        ))
-        .process_group(0)
-        .spawn()
-        .expect("spawn the mosquitto_sub | mosquitto_pub relay (mosquitto-clients)");
+    let relay = Relay::start(
+        port,
+        "-i bench-relay -c -q 1 -t 'zigbee2mqtt/#'",
+        "-i bench-relay-out -q 1 -t atgw/bench/events/relay -l",
+    );
     let done = c.wait_done(Duration::from_secs(180)).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-s", "TERM", "--", &format!("-{}", child.id())])
-        .status();
-    let _ = child.wait();
+    drop(relay);
     let done = done.unwrap_or_else(|| panic!("relay: drained only {} of {n}", c.distinct()));
     Run {
         secs: (done - start).as_secs_f64(),

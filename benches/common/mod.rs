@@ -682,3 +682,41 @@ pub fn journal_count(data_dir: &Path, sql: &str) -> i64 {
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
 }
+
+/// One of the drain benches' backlog messages: a `pendant_press` from one of 100 devices.
+pub fn pendant_message(i: u64) -> (String, Vec<u8>) {
+    (
+        format!("zigbee2mqtt/dev-{}", i % 100),
+        format!(r#"{{"action":"emergency","seq":{i}}}"#).into_bytes(),
+    )
+}
+
+/// The C relay floor (`mosquitto_sub SUB | mosquitto_pub -l PUB`, both on the broker at `port`)
+/// as its own process group, killed with it when dropped.
+pub struct Relay(Child);
+
+impl Relay {
+    /// `sub` and `publish` are the two clients' arguments after host and port.
+    pub fn start(port: u16, sub: &str, publish: &str) -> Relay {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "mosquitto_sub -h 127.0.0.1 -p {port} {sub} | mosquitto_pub -h 127.0.0.1 -p {port} {publish}"
+            ))
+            .process_group(0)
+            .spawn()
+            .expect("spawn the mosquitto_sub | mosquitto_pub relay (mosquitto-clients)");
+        Relay(child)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // `--` matters: procps-ng's `kill -TERM -<pgid>` signals every process (pid -1).
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}

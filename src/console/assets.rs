@@ -13,12 +13,23 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
      img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
-    let mut r = body.into_response();
+    // A new binary brings a new page; a stale cached script must not talk to it.
+    served(body.into_response(), content_type, CSP, "no-cache")
+}
+
+/// Every console document's headers: its type and policy, no sniffing, no referrer, never
+/// framed, and how it may be cached.
+pub(crate) fn served(
+    mut r: Response,
+    content_type: &'static str,
+    csp: &'static str,
+    cache: &'static str,
+) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -29,8 +40,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // A new binary brings a new page; a stale cached script must not talk to it.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     r
 }
 

@@ -62,8 +62,9 @@ impl Window {
         }
     }
 
-    /// Bytes held now (for tests and the drain bench's figure).
-    pub fn held(&self) -> usize {
+    /// Bytes held now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
         (self.bytes as usize).saturating_sub(self.room.available_permits())
     }
 

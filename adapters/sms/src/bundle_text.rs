@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use serde_json::Value;
 
 use crate::gsm7::{self, Gsm7};
-use crate::text::{Fallback, kind_label, room_label, state, str_at};
+use crate::text::{Fallback, heading, room_label, state, str_at};
 
 const TAIL: &str = " Ack each on console.";
 
@@ -62,14 +62,7 @@ pub fn bundle_compose(items: &[(&str, Fallback<'_>)], tz: &TimeZone) -> String {
 fn item(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
     let event: Value = serde_json::from_str(json).unwrap_or(Value::Null);
     let data = &event["data"];
-    let priority = str_at(&data["priority"]).unwrap_or(fallback.priority);
-    let kind = str_at(&data["kind"]).unwrap_or(fallback.kind);
-    let test = if data["test"].as_bool() == Some(true) {
-        "TEST "
-    } else {
-        ""
-    };
-    let mut out = format!("{test}{} {}", priority.to_uppercase(), kind_label(kind));
+    let mut out = heading(data, fallback);
     let place = str_at(&data["location"]["room"])
         .map(room_label)
         .or_else(|| str_at(&data["location"]["area"]).map(str::to_owned));

@@ -34,15 +34,7 @@ pub fn message(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> Gsm7 {
 pub fn compose(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
     let event: Value = serde_json::from_str(json).unwrap_or(Value::Null);
     let data = &event["data"];
-    let priority = str_at(&data["priority"]).unwrap_or(fallback.priority);
-    let kind = str_at(&data["kind"]).unwrap_or(fallback.kind);
-    // A test call (`[alerts] test_route`) must never read as a real one.
-    let test = if data["test"].as_bool() == Some(true) {
-        "TEST "
-    } else {
-        ""
-    };
-    let mut out = format!("{test}{} {}", priority.to_uppercase(), kind_label(kind));
+    let mut out = heading(data, fallback);
 
     let room = str_at(&data["location"]["room"]);
     let area = str_at(&data["location"]["area"]);
@@ -98,6 +90,19 @@ pub fn compose(json: &str, fallback: &Fallback<'_>, tz: &TimeZone) -> String {
         out.push_str(said);
     }
     out
+}
+
+/// `HIGH Fall`, or `TEST HIGH Fall`: priority and kind, from the event's `data` or else the
+/// row's own. A test call (`[alerts] test_route`) must never read as a real one.
+pub(crate) fn heading(data: &Value, fallback: &Fallback<'_>) -> String {
+    let priority = str_at(&data["priority"]).unwrap_or(fallback.priority);
+    let kind = str_at(&data["kind"]).unwrap_or(fallback.kind);
+    let test = if data["test"].as_bool() == Some(true) {
+        "TEST "
+    } else {
+        ""
+    };
+    format!("{test}{} {}", priority.to_uppercase(), kind_label(kind))
 }
 
 /// A non-empty string field, trimmed.
