@@ -65,11 +65,13 @@ pub fn run(t: Target<'_>) -> ExitCode {
     let mut seq = 0u64;
     for (n, (topic, payload)) in samples.iter().enumerate() {
         let input = Input {
+            protocol: "mqtt",
             topic,
             payload,
             received: jiff::Timestamp::now(),
             adapter: &adapter,
             timezone: &timezone,
+            request: None,
         };
         println!("# sample {} on `{topic}`", n + 1);
         match set.evaluate(&input, &state) {

@@ -332,11 +332,13 @@ fn map_batch(
             )
         } else {
             let input = Input {
+                protocol: "mqtt",
                 topic: &p.topic,
                 payload: &p.payload,
                 received: now,
                 adapter: &cfg.name,
                 timezone: tz,
+                request: None,
             };
             match profiles.evaluate(&input, &*state) {
                 Evaluation::Mapped {

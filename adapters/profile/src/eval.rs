@@ -75,8 +75,6 @@ pub fn state_key_device(key: &str) -> Option<&str> {
     let (device, _) = rest.rsplit_once('|')?;
     Some(device)
 }
-/// `raw.protocol` of everything this engine maps (the HTTP adapter will pass its own).
-const PROTOCOL: &str = "mqtt";
 
 /// Why a message could not be mapped.
 #[derive(Debug, Clone)]
@@ -146,6 +144,7 @@ pub(crate) fn evaluate(
 ) -> Evaluation {
     let payload = Payload::new(input.payload);
     let topic = input.topic;
+    let request = input.request.unwrap_or(&Value::Null);
     let mut unreadable: Option<Rejection> = None;
     let mut topic_matched = false;
     for profile in profiles {
@@ -162,7 +161,7 @@ pub(crate) fn evaluate(
                 };
             };
             match payload.view(conditions.payload) {
-                Ok(root) if conditions_hold(conditions, root) => {
+                Ok(root) if conditions_hold(conditions, root, request) => {
                     return Evaluation::Ignored {
                         profile: profile.name.clone(),
                         rule: ignore.name.clone(),
@@ -192,7 +191,7 @@ pub(crate) fn evaluate(
                     continue;
                 }
             };
-            if !conditions_hold(&rule.conditions, root) {
+            if !conditions_hold(&rule.conditions, root, request) {
                 continue;
             }
             let mapper = Mapper {
@@ -268,17 +267,17 @@ fn readable(rule: &Rule, root: &Value) -> Result<(), Rejection> {
     })
 }
 
-fn conditions_hold(c: &Conditions, root: &Value) -> bool {
+fn conditions_hold(c: &Conditions, root: &Value, request: &Value) -> bool {
     c.has
         .iter()
-        .all(|p| p.get(root, root).is_some_and(|v| !v.is_null()))
+        .all(|p| p.get(root, root, request).is_some_and(|v| !v.is_null()))
         && c.equals.iter().all(|(p, options)| {
-            p.get(root, root)
+            p.get(root, root, request)
                 .is_some_and(|v| options.iter().any(|o| json_equal(v, o)))
         })
         && c.when.iter().all(|w| {
             w.path
-                .get(root, root)
+                .get(root, root, request)
                 .and_then(lenient_number)
                 .is_some_and(|n| w.op.holds(n, w.number))
         })
@@ -317,11 +316,16 @@ struct Common {
     observations: Vec<Observation>,
 }
 
-impl Mapper<'_> {
+impl<'a> Mapper<'a> {
+    /// What `@` paths read.
+    fn request(&self) -> &'a Value {
+        self.input.request.unwrap_or(&Value::Null)
+    }
+
     fn run(mut self) -> Result<Mapped, Rejection> {
         let items: Vec<&Value> = match &self.rule.for_each {
             None => vec![self.message],
-            Some(path) => match path.get(self.message, self.message) {
+            Some(path) => match path.get(self.message, self.message, self.request()) {
                 Some(Value::Array(list)) if list.len() > self.rule.max_items => {
                     return Err(Rejection {
                         reason: "too_many_items",
@@ -344,6 +348,7 @@ impl Mapper<'_> {
                 captures: self.captures,
                 item,
                 message: self.message,
+                request: self.request(),
             };
             let common = self.common(&scope)?;
             self.states(&scope, &common, &mut events)?;
@@ -382,7 +387,7 @@ impl Mapper<'_> {
         let mut out = Vec::new();
         let absent = |paths: &crate::path::Paths, item: &Value, field: String| {
             let first = paths.first();
-            let (at, present) = first.nearest_keys(item, self.message);
+            let (at, present) = first.nearest_keys(item, self.message, self.request());
             let path = paths
                 .all()
                 .iter()
@@ -399,7 +404,7 @@ impl Mapper<'_> {
         for &item in items {
             for (i, st) in rule.states.iter().enumerate() {
                 let bit = if i < 64 { 1u64 << i } else { 0 };
-                let q = match st.paths.get(item, self.message) {
+                let q = match st.paths.get(item, self.message, self.request()) {
                     None => absent(&st.paths, item, st.key.clone()),
                     Some((_, v)) => {
                         let value = classify(st.value_type, v).unwrap_or_else(|| v.to_string());
@@ -420,7 +425,7 @@ impl Mapper<'_> {
             for pt in &rule.points {
                 let Some(paths) = &pt.paths else { continue };
                 let field = paths.first().to_string();
-                let q = match paths.get(item, self.message) {
+                let q = match paths.get(item, self.message, self.request()) {
                     None => absent(paths, item, field),
                     Some((_, v)) => Quiet::NoEvent {
                         field,
@@ -482,17 +487,17 @@ impl Mapper<'_> {
                 .and_then(|t| t.render(scope).ok())
                 .filter(|s| !s.is_empty())
         };
-        let (item, message) = (scope.item, scope.message);
+        let (item, message, request) = (scope.item, scope.message, scope.request);
         let time = rule.time.as_ref().and_then(|(paths, format)| {
             format.read(
-                paths.get(item, message)?.1,
+                paths.get(item, message, request)?.1,
                 self.input.timezone,
                 self.input.received,
             )
         });
         let number = |p: &Option<crate::path::Paths>| {
             p.as_ref()
-                .and_then(|p| p.get(item, message))
+                .and_then(|p| p.get(item, message, request))
                 .and_then(|(_, v)| lenient_number(v))
         };
         let mut battery = Battery {
@@ -501,7 +506,7 @@ impl Mapper<'_> {
                 .battery
                 .low
                 .as_ref()
-                .and_then(|p| p.get(item, message))
+                .and_then(|p| p.get(item, message, request))
                 .and_then(|(_, v)| lenient_bool(v)),
             voltage_mv: number(&rule.battery.voltage_mv),
         };
@@ -519,7 +524,7 @@ impl Mapper<'_> {
         };
         let test = match &rule.test {
             None => false,
-            Some((paths, equals)) => match (paths.get(item, message), equals) {
+            Some((paths, equals)) => match (paths.get(item, message, request), equals) {
                 (None, _) => false,
                 (Some((_, v)), Some(e)) => json_equal(v, e),
                 (Some((_, v)), None) => lenient_bool(v) == Some(true),
@@ -528,7 +533,7 @@ impl Mapper<'_> {
         let observations = rule
             .observations
             .iter()
-            .filter_map(|o| observation(o, item, message).transpose())
+            .filter_map(|o| observation(o, item, message, request).transpose())
             .collect::<Result<_, _>>()?;
         Ok(Common {
             keys,
@@ -553,7 +558,7 @@ impl Mapper<'_> {
     ) -> Result<(), Rejection> {
         let rule = self.rule;
         for (i, st) in rule.states.iter().enumerate() {
-            let Some((path, v)) = st.paths.get(scope.item, scope.message) else {
+            let Some((path, v)) = st.paths.get(scope.item, scope.message, scope.request) else {
                 continue;
             };
             let Some(key) = classify(st.value_type, v) else {
@@ -695,7 +700,8 @@ impl Mapper<'_> {
             let mapping = match &pt.paths {
                 None => &pt.default,
                 Some(paths) => {
-                    let Some((path, v)) = paths.get(scope.item, scope.message) else {
+                    let Some((path, v)) = paths.get(scope.item, scope.message, scope.request)
+                    else {
                         continue;
                     };
                     // zigbee2mqtt clears `action` with "" (and null, skipped above): no event.
@@ -773,7 +779,7 @@ impl Mapper<'_> {
             .map(|s| truncate_plain(&s, MAX_MESSAGE))
             .filter(|s| !s.is_empty());
         data.raw = Some(Raw {
-            protocol: PROTOCOL.to_owned(),
+            protocol: self.input.protocol.to_owned(),
             topic: Some(self.input.topic.to_owned()),
             path: None,
             payload: self.message.clone(),
@@ -867,14 +873,15 @@ fn observation(
     o: &ObservationMap,
     item: &Value,
     message: &Value,
+    request: &Value,
 ) -> Result<Option<Observation>, Rejection> {
-    let Some((path, v)) = o.paths.get(item, message) else {
+    let Some((path, v)) = o.paths.get(item, message, request) else {
         return Ok(None);
     };
     let is_sentinel = o.absent.iter().any(|s| is(s, v))
         || o.absent_when
             .iter()
-            .any(|(p, s)| p.get(item, message).is_some_and(|w| is(s, w)));
+            .any(|(p, s)| p.get(item, message, request).is_some_and(|w| is(s, w)));
     let mut obs = Observation {
         name: o.name.clone(),
         code: o.code.clone(),

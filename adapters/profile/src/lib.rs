@@ -156,7 +156,9 @@ impl ProfileSet {
 /// One message as the transport received it.
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a> {
-    /// MQTT topic (later: the HTTP path).
+    /// `raw.protocol` of the events: `mqtt`, `http`.
+    pub protocol: &'a str,
+    /// The MQTT topic, or the HTTP request path without its leading `/`.
     pub topic: &'a str,
     pub payload: &'a [u8],
     /// Gateway receipt time.
@@ -165,6 +167,9 @@ pub struct Input<'a> {
     pub adapter: &'a str,
     /// The site's zone, for device times written without an offset.
     pub timezone: &'a jiff::tz::TimeZone,
+    /// What paths starting with `@` read: for HTTP `{"header": {…}, "query": {…}}` (header
+    /// names in lower case, first value of each). `None` reads as empty.
+    pub request: Option<&'a serde_json::Value>,
 }
 
 /// Read access to the adapter's persisted state (edge-detection memory). Keys look like

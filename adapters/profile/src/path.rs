@@ -4,7 +4,9 @@
 //! itself contains `.`, `[` or `]` is quoted in brackets: `attrs["temp.c"]`. `$` alone is the
 //! value being mapped (the whole payload, or the current element under `for_each`; a bare text
 //! payload is a JSON string there). A leading `^` reaches the whole message from inside a
-//! `for_each` (`^.data.mac`); outside `for_each` it is the same as `$`.
+//! `for_each` (`^.data.mac`); outside `for_each` it is the same as `$`. A leading `@` reaches
+//! what the transport knew around the payload: for HTTP the request's `@header.<lower-case
+//! name>` and `@query.<name>` (first value of each); for MQTT it is empty.
 
 use std::fmt;
 
@@ -22,6 +24,10 @@ enum Root {
     Item,
     /// The whole message, even inside `for_each`.
     Message,
+    /// The request around the message (HTTP headers and query), see [`Input::request`].
+    ///
+    /// [`Input::request`]: crate::Input::request
+    Request,
 }
 
 /// A compiled JSON path.
@@ -38,10 +44,15 @@ impl JsonPath {
         let (root, mut rest) = match text.as_bytes().first() {
             Some(b'$') => (Root::Item, &text[1..]),
             Some(b'^') => (Root::Message, &text[1..]),
+            Some(b'@') => (Root::Request, &text[1..]),
             Some(_) => (Root::Item, text),
             None => return bad("it is empty (use `$` for the whole payload)"),
         };
-        let explicit_root = rest.len() != text.len();
+        // `@header.x` names the request's part right after the sign; `$`/`^` take a `.` first.
+        let explicit_root = match root {
+            Root::Request => rest.starts_with(['.', '[']),
+            _ => rest.len() != text.len(),
+        };
         let mut steps = Vec::new();
         let mut first = true;
         while !rest.is_empty() {
@@ -90,10 +101,16 @@ impl JsonPath {
     }
 
     /// The value at this path, if every step exists.
-    pub(crate) fn get<'v>(&self, item: &'v Value, message: &'v Value) -> Option<&'v Value> {
+    pub(crate) fn get<'v>(
+        &self,
+        item: &'v Value,
+        message: &'v Value,
+        request: &'v Value,
+    ) -> Option<&'v Value> {
         let mut at = match self.root {
             Root::Item => item,
             Root::Message => message,
+            Root::Request => request,
         };
         for step in &self.steps {
             at = match (step, at) {
@@ -108,12 +125,21 @@ impl JsonPath {
     /// Where the path stopped finding anything: the part that exists (`$` for the root) and
     /// the keys of the object there (empty when it is no object), for "`contacts` is absent;
     /// the message has `contact`, `battery`".
-    pub(crate) fn nearest_keys(&self, item: &Value, message: &Value) -> (String, Vec<String>) {
+    pub(crate) fn nearest_keys(
+        &self,
+        item: &Value,
+        message: &Value,
+        request: &Value,
+    ) -> (String, Vec<String>) {
         let mut at = match self.root {
             Root::Item => item,
             Root::Message => message,
+            Root::Request => request,
         };
-        let mut found = String::from("$");
+        let mut found = String::from(match self.root {
+            Root::Request => "@",
+            _ => "$",
+        });
         for step in &self.steps {
             let next = match (step, at) {
                 (Step::Key(k), Value::Object(map)) => map.get(k).filter(|v| !v.is_null()),
@@ -143,7 +169,7 @@ impl JsonPath {
 
     /// Whether the path starts with a key, i.e. can only find something in an object.
     pub(crate) fn needs_object(&self) -> bool {
-        matches!(self.steps.first(), Some(Step::Key(_)))
+        self.root != Root::Request && matches!(self.steps.first(), Some(Step::Key(_)))
     }
 }
 
@@ -176,9 +202,10 @@ impl Paths {
         &self,
         item: &'v Value,
         message: &'v Value,
+        request: &'v Value,
     ) -> Option<(&JsonPath, &'v Value)> {
         self.0.iter().find_map(|p| {
-            p.get(item, message)
+            p.get(item, message, request)
                 .filter(|v| !v.is_null())
                 .map(|v| (p, v))
         })
@@ -202,7 +229,10 @@ mod tests {
     use serde_json::json;
 
     fn get(path: &str, v: &Value) -> Option<Value> {
-        JsonPath::parse(path).unwrap().get(v, v).cloned()
+        JsonPath::parse(path)
+            .unwrap()
+            .get(v, v, &Value::Null)
+            .cloned()
     }
 
     #[test]
@@ -226,16 +256,32 @@ mod tests {
         let message = json!({"mac": "aa", "list": [{"x": 1}]});
         let item = &message["list"][0];
         let p = JsonPath::parse("^.mac").unwrap();
-        assert_eq!(p.get(item, &message), Some(&json!("aa")));
+        assert_eq!(p.get(item, &message, &Value::Null), Some(&json!("aa")));
         assert_eq!(
-            JsonPath::parse("x").unwrap().get(item, &message),
+            JsonPath::parse("x")
+                .unwrap()
+                .get(item, &message, &Value::Null),
             Some(&json!(1))
         );
     }
 
     #[test]
+    fn at_reaches_the_request_around_the_message() {
+        let body = json!({"EventId": "e1"});
+        let request = json!({"header": {"webhook-id": "msg_1"}, "query": {"site": "oak"}});
+        let p = JsonPath::parse("@header.webhook-id").unwrap();
+        assert_eq!(p.get(&body, &body, &request), Some(&json!("msg_1")));
+        assert_eq!(p.get(&body, &body, &Value::Null), None);
+        assert!(!p.needs_object());
+        let (at, keys) = JsonPath::parse("@query.room")
+            .unwrap()
+            .nearest_keys(&body, &body, &request);
+        assert_eq!((at.as_str(), keys), ("@.query", vec!["site".to_owned()]));
+    }
+
+    #[test]
     fn malformed_paths_are_refused() {
-        for bad in ["", "a..b", "a[", "a[x]", "a]", ".a", "$a", "a[\"b"] {
+        for bad in ["", "a..b", "a[", "a[x]", "a]", ".a", "$a", "@.", "a[\"b"] {
             assert!(JsonPath::parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -245,15 +291,20 @@ mod tests {
         let paths = Paths::parse(&["state".into(), "$".into()]).unwrap();
         let obj = json!({"state": "offline"});
         assert_eq!(
-            paths.get(&obj, &obj).map(|(_, v)| v),
+            paths.get(&obj, &obj, &Value::Null).map(|(_, v)| v),
             Some(&json!("offline"))
         );
         let text = json!("offline");
         assert_eq!(
-            paths.get(&text, &text).map(|(_, v)| v),
+            paths.get(&text, &text, &Value::Null).map(|(_, v)| v),
             Some(&json!("offline"))
         );
         let null = json!({"state": null});
-        assert_eq!(paths.get(&null, &null).map(|(p, _)| p.as_str()), Some("$"));
+        assert_eq!(
+            paths
+                .get(&null, &null, &Value::Null)
+                .map(|(p, _)| p.as_str()),
+            Some("$")
+        );
     }
 }

@@ -28,6 +28,7 @@ pub(crate) struct Scope<'a> {
     pub captures: &'a [(String, String)],
     pub item: &'a Value,
     pub message: &'a Value,
+    pub request: &'a Value,
 }
 
 /// Why a template could not be filled in.
@@ -103,7 +104,7 @@ impl Template {
                         None => return Err(RenderError::Missing(name.clone())),
                     }
                 }
-                Part::Path(path) => match path.get(scope.item, scope.message) {
+                Part::Path(path) => match path.get(scope.item, scope.message, scope.request) {
                     None | Some(Value::Null) => {
                         return Err(RenderError::Missing(path.as_str().to_owned()));
                     }
@@ -136,8 +137,16 @@ mod tests {
             captures: &captures,
             item: &payload,
             message: &payload,
+            request: &Value::Null,
         };
         assert_eq!(t.render(&scope).unwrap(), "zigbee:0xabc 7 {x}");
+        let request = json!({"query": {"room": "12"}});
+        let at = Template::parse("room {@query.room}", &[]).unwrap();
+        let scope = Scope {
+            request: &request,
+            ..scope
+        };
+        assert_eq!(at.render(&scope).unwrap(), "room 12");
     }
 
     #[test]
@@ -147,6 +156,7 @@ mod tests {
             captures: &[],
             item: &payload,
             message: &payload,
+            request: &Value::Null,
         };
         let render = |t: &str| Template::parse(t, &[]).unwrap().render(&scope);
         assert_eq!(render("{gone}"), Err(RenderError::Missing("gone".into())));

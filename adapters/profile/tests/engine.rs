@@ -48,11 +48,13 @@ impl Harness {
 
     fn send_bytes(&mut self, topic: &str, payload: &[u8]) -> Evaluation {
         let input = Input {
+            protocol: "mqtt",
             topic,
             payload,
             received: self.now,
             adapter: "z2m",
             timezone: &self.tz,
+            request: None,
         };
         let outcome = self.set.evaluate(&input, &self.state);
         if let Evaluation::Mapped { state, .. } = &outcome {

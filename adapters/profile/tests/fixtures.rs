@@ -65,11 +65,13 @@ fn every_device_fixture_yields_exactly_its_expectation() {
             let topic = case["topic"].as_str().unwrap();
             let bytes = payload_bytes(&case["payload"]);
             let input = Input {
+                protocol: "mqtt",
                 topic,
                 payload: &bytes,
                 received: "2026-04-17T15:33:23Z".parse().unwrap(),
                 adapter: "zigbee2mqtt",
                 timezone: &tz,
+                request: None,
             };
             let outcome = set.evaluate(&input, &state);
             let events = match &outcome {

@@ -101,11 +101,13 @@ fn topic() -> impl Strategy<Value = String> {
 fn run(set: &ProfileSet, topic: &str, payload: &[u8], state: &HashMap<String, String>) {
     let tz = jiff::tz::TimeZone::UTC;
     let input = Input {
+        protocol: "mqtt",
         topic,
         payload,
         received: jiff::Timestamp::UNIX_EPOCH,
         adapter: "a",
         timezone: &tz,
+        request: None,
     };
     let _ = set.evaluate(&input, state);
 }
