@@ -116,10 +116,12 @@ pub async fn serve(
         metrics: state.metrics.clone(),
         writer: state.writer.clone(),
         gateway_id: gateway_id.to_owned(),
+        max: limits.max_connections.max(1),
     };
     let listener =
-        crate::api_listener::Capped::new(listener, limits.max_connections, limits.idle_timeout)
-            .with_alarm(alarm);
+        atgw_sdk::listener::Capped::new(listener, limits.max_connections, limits.idle_timeout)
+            .labelled("local API")
+            .on_cap(alarm.on_cap());
     // The client's address: the console's login rate limit is per client.
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = async move { shutdown.cancelled().await };
@@ -138,7 +140,7 @@ pub async fn serve(
                 .await
         }
         Some(config) => {
-            let listener = crate::api_tls::TlsListener::new(listener, config)?
+            let listener = atgw_sdk::listener::TlsListener::new(listener, config)?
                 .tap_io(move |io| nodelay(io.get_ref().0.tcp()));
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop)

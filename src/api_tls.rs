@@ -2,27 +2,15 @@
 //! station and carers' phones over the home's LAN: rustls with a configured certificate and
 //! key, or a self-signed certificate generated at first start (kept in `data_dir/tls/`, its
 //! SHA-256 fingerprint logged at every start so the integrator can check it in the browser).
-//!
-//! Handshakes run in their own tasks, each bounded by [`HANDSHAKE_TIMEOUT`], and only finished
-//! ones reach the server: a client that connects and says nothing holds its connection slot
-//! (the cap in [`crate::api_listener`] still applies) but never stalls the accept loop.
+//! The listener itself (handshakes in their own tasks, bounded) is
+//! [`atgw_sdk::listener::TlsListener`].
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-
-use crate::api_listener::{Capped, Conn};
-
-/// A client has this long to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[api.tls]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -148,57 +136,6 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
         .map_err(|e| file_err(path, e))?;
     f.write_all(bytes).map_err(|e| file_err(path, e))?;
     f.sync_all().map_err(|e| file_err(path, e))
-}
-
-/// The capped listener with TLS: yields connections whose handshake finished.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<Conn>, SocketAddr)>,
-    addr: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(mut inner: Capped, config: Arc<rustls::ServerConfig>) -> io::Result<TlsListener> {
-        use axum::serve::Listener;
-        let addr = inner.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            loop {
-                let (io, peer) = tokio::select! {
-                    c = inner.accept() => c,
-                    _ = tx.closed() => return,
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "API: TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "API: TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, addr })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<Conn>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept task ended (the runtime is stopping): nothing more will come.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@
 //! - [`sink`]: the contract between the outbox and an output.
 //! - [`health`]: counters and connection state each component reports.
 //! - [`clock`]: injected wall-clock time, so timers are tested without sleeping.
+//! - [`peer_budget`]: connections and requests per second per client address.
 //! - [`ratelimit`]: one log line per problem per interval, however fast bad input arrives.
 //! - `testkit` (feature `testkit`): the conformance kit every adapter runs from its tests.
 //! - [`secret`]: secrets read from files or systemd credentials, never printable.
+//! - `listener` (feature `listener`): capped, idle-timed and TLS listeners for axum servers.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -23,6 +25,9 @@ pub mod component;
 pub mod event;
 pub mod health;
 pub mod ingest;
+#[cfg(feature = "listener")]
+pub mod listener;
+pub mod peer_budget;
 pub mod ratelimit;
 pub mod schema;
 pub mod secret;

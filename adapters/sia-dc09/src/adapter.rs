@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::budget::{ConnectionSlot, PeerBudget, WarnLimiter};
+use crate::budget::WarnLimiter;
 use crate::codec::FrameDecoder;
 use crate::config::Config;
 use crate::connections::{Admission, ConnectionTable, Registration};
@@ -33,6 +33,7 @@ use crate::error::Dc09Error;
 use crate::handler::{AccountEntry, Decision, Handler};
 use crate::mapping::Mapper;
 use crate::timestamp::Window;
+use atgw_sdk::peer_budget::{ConnectionSlot, PeerBudget};
 
 /// How long in-flight frames get to finish after shutdown before their tasks are aborted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -424,7 +425,7 @@ async fn connection(
                 Ok(None) => break,
                 Ok(Some(frame)) => {
                     deadline = Instant::now() + timeout;
-                    if !ctx.budget.allow_frame(peer.ip(), Instant::now()) {
+                    if !ctx.budget.allow(peer.ip(), Instant::now()) {
                         ctx.health.rejected("rate_limited");
                         ctx.warn("rate_limited", || {
                             format!("DC-09 frames from {peer} over per_peer_frames_per_sec; not answered")
@@ -513,7 +514,7 @@ async fn udp_loop(ctx: Arc<Ctx>, sock: Arc<UdpSocket>, shutdown: Shutdown) -> Jo
                 continue;
             }
         };
-        if !ctx.budget.allow_frame(peer.ip(), Instant::now()) {
+        if !ctx.budget.allow(peer.ip(), Instant::now()) {
             ctx.health.rejected("rate_limited");
             ctx.warn("rate_limited", || {
                 format!("DC-09 datagrams from {peer} over per_peer_frames_per_sec; not answered")
