@@ -191,6 +191,7 @@ component_types! {
         ExampleLine("example-line") => atgw_example_line::LineAdapter,
         Espa444("espa444") => atgw_espa444::EspaAdapter,
         Scaip("scaip") => atgw_scaip::ScaipComponent,
+        Http("http") => atgw_http_ingest::HttpAdapter,
     }
     sinks {
         Mqtt("mqtt") => atgw_mqtt::component::MqttSink,

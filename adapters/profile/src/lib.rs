@@ -153,6 +153,33 @@ impl ProfileSet {
     }
 }
 
+/// A path outside a profile: how a transport's config names a value in a message or the
+/// request around it (`EventId`, `@header.webhook-id`), with the profiles' path syntax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValuePath(path::JsonPath);
+
+impl ValuePath {
+    pub fn parse(text: &str) -> Result<ValuePath, String> {
+        path::JsonPath::parse(text).map(ValuePath)
+    }
+
+    /// The scalar at the path as text (a string as it is, a number or bool as JSON writes
+    /// it); `None` when absent, null, empty, or an object or array.
+    pub fn text(&self, message: &serde_json::Value, request: &serde_json::Value) -> Option<String> {
+        match self.0.get(message, message, request)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Some(v.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ValuePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One message as the transport received it.
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a> {

@@ -272,6 +272,68 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Why a TLS server configuration could not be built from its files.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{path}: {problem}")]
+    File {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    #[error("TLS: {0}")]
+    Rustls(String),
+}
+
+/// A server configuration from PEM files: the certificate chain, its private key (a secret
+/// file: private, never logged) and, when given, the CAs whose client certificates are
+/// required. HTTP/1.1 only, as the servers here speak it.
+pub fn server_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+    client_ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::rustls::ServerConfig, TlsSetupError> {
+    use tokio_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let file_err = |path: &std::path::Path, e: &dyn std::fmt::Display| TlsSetupError::File {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    };
+    let certs = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+        let chain = CertificateDer::pem_file_iter(path)
+            .map_err(|e| file_err(path, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_err(path, &e))?;
+        if chain.is_empty() {
+            return Err(file_err(path, &"no certificate in the file"));
+        }
+        Ok(chain)
+    };
+    let chain = certs(cert_file)?;
+    let pem = crate::secret::read_secret_file(key_file).map_err(|e| file_err(key_file, &e))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.expose().as_bytes())
+        .map_err(|e| file_err(key_file, &e))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs(path)? {
+                roots.add(c).map_err(|e| file_err(path, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
