@@ -138,6 +138,9 @@ pub enum SimulateCommand {
     /// A SCAIP (SS 91100) home unit over SIP: alarms, updates, resets and heartbeats, digest
     /// challenges answered, every `<mrs>` checked (`ref` echo, `snu`).
     Scaip(crate::tools::simulate::ScaipArgs),
+    /// A vendor cloud (Netlia, PureLife/Vayyar, Novee, a Standard Webhooks hub) posting signed
+    /// webhooks to the gateway's HTTP ingest adapter; every answer checked (2xx) and timed.
+    Http(crate::tools::simulate::HttpArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +239,9 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             protocol: SimulateCommand::Scaip(a),
         } => runtime_block_on(crate::tools::simulate::scaip(a)),
+        Command::Simulate {
+            protocol: SimulateCommand::Http(a),
+        } => runtime_block_on(crate::tools::simulate::http(a)),
         Command::Report(args) => crate::tools::report::run(args),
         Command::Demo {
             duration,

@@ -9,54 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-fn make_pki(dir: &Path, prefix: &str) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{prefix} test CA"));
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    write(&dir.join(format!("{prefix}-ca.pem")), &ca.pem(), 0o644);
-
-    let mut server = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = server.signed_by(&server_key, &ca).unwrap();
-    write(
-        &dir.join(format!("{prefix}-server.pem")),
-        &server_cert.pem(),
-        0o644,
-    );
-    write(
-        &dir.join(format!("{prefix}-server.key")),
-        &server_key.serialize_pem(),
-        0o600,
-    );
-
-    let client = CertificateParams::new(vec!["atgw-gateway".to_string()]).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = client.signed_by(&client_key, &ca).unwrap();
-    write(
-        &dir.join(format!("{prefix}-client.pem")),
-        &client_cert.pem(),
-        0o644,
-    );
-    write(
-        &dir.join(format!("{prefix}-client.key")),
-        &client_key.serialize_pem(),
-        0o600,
-    );
-}
 
 fn tls_config(dir: &Path, plain_port: u16, tls_port: u16, ca_prefix: &str) -> String {
     let d = dir.display();
@@ -81,7 +33,7 @@ fn broker_with_tls(dir: &Path) -> Mosquitto {
         .status()
         .expect("mosquitto_passwd (part of the mosquitto package)");
     assert!(status.success());
-    write(&dir.join("mqtt-password"), "s3cret-for-test\n", 0o600);
+    write_mode(&dir.join("mqtt-password"), "s3cret-for-test\n", 0o600);
     let tls_port = atgw::tools::mosquitto::free_port().unwrap();
     let d = dir.display();
     let extra = format!(
@@ -163,7 +115,7 @@ async fn a_broker_certificate_from_another_ca_is_refused() {
 #[test]
 fn a_world_readable_password_file_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("mqtt-password"), "pw\n", 0o644);
+    write_mode(&dir.path().join("mqtt-password"), "pw\n", 0o644);
     make_pki(dir.path(), "good");
     let text = tls_config(dir.path(), 1883, 8883, "good");
     let path = dir.path().join("atgw.toml");

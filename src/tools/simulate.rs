@@ -665,3 +665,88 @@ async fn mqtt_run(a: MqttArgs) -> Result<bool, String> {
     pump.abort();
     Ok(ok)
 }
+
+/// `atgw simulate http` options.
+#[derive(clap::Args, Debug)]
+pub struct HttpArgs {
+    /// Which cloud to be: netlia, purelife, novee or standard-webhooks (README, "HTTP ingest").
+    #[arg(long, value_parser = atgw_http_ingest::simulator::Vendor::NAMES.to_vec())]
+    pub vendor: String,
+    /// The gateway's HTTP ingest listener.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// The route's secret: the API key, HMAC key or `whsec_` secret the route checks.
+    #[arg(long)]
+    pub secret_file: PathBuf,
+    /// Trust only the CA(s) in this PEM file (a gateway's private CA or self-signed cert).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Webhooks to send.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+pub async fn http(a: HttpArgs) -> ExitCode {
+    match http_run(a).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("atgw simulate http: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn http_run(a: HttpArgs) -> Result<bool, String> {
+    use atgw_http_ingest::simulator::{Run, Vendor, run};
+    let vendor = Vendor::parse(&a.vendor).ok_or_else(|| format!("unknown vendor {}", a.vendor))?;
+    let secret = atgw_sdk::secret::read_secret_file(&a.secret_file)
+        .map_err(|e| format!("--secret-file: {e}"))?;
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true);
+    if let Some(path) = &a.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+        b = b.tls_certs_only(certs);
+    }
+    let client = b.build().map_err(|e| e.to_string())?;
+    let report = run(Run {
+        vendor,
+        base: a.url.clone(),
+        secret: secret.expose().to_owned(),
+        client,
+        count: a.count,
+        concurrency: a.concurrency,
+        run_id: uuid::Uuid::now_v7().simple().to_string(),
+    })
+    .await?;
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_owned(), |d| {
+            format!("{:.2} ms", d.as_secs_f64() * 1e3)
+        })
+    };
+    println!(
+        "{}: sent {}, answered 2xx {}, in {:.2} s ({:.0}/s); latency p50 {}, p99 {}",
+        a.vendor,
+        report.sent,
+        report.ok,
+        report.elapsed.as_secs_f64(),
+        report.ok as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        ms(report.percentile(0.50)),
+        ms(report.percentile(0.99)),
+    );
+    for (status, n) in &report.failed {
+        if *status == 0 {
+            println!("  no answer: {n}");
+        } else {
+            println!("  answered {status}: {n}");
+        }
+    }
+    Ok(report.ok == report.sent)
+}

@@ -758,3 +758,55 @@ pub fn oximeter(scan_time: i64, spo2: i64, pulse: i64) -> String {
     })
     .to_string()
 }
+
+pub fn write_mode(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(
+        path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+    )
+    .unwrap();
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+pub fn make_pki(dir: &Path, prefix: &str) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{prefix} test CA"));
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    write_mode(&dir.join(format!("{prefix}-ca.pem")), &ca.pem(), 0o644);
+
+    let mut server = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    server
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &ca).unwrap();
+    write_mode(
+        &dir.join(format!("{prefix}-server.pem")),
+        &server_cert.pem(),
+        0o644,
+    );
+    write_mode(
+        &dir.join(format!("{prefix}-server.key")),
+        &server_key.serialize_pem(),
+        0o600,
+    );
+
+    let client = rcgen::CertificateParams::new(vec!["atgw-gateway".to_string()]).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = client.signed_by(&client_key, &ca).unwrap();
+    write_mode(
+        &dir.join(format!("{prefix}-client.pem")),
+        &client_cert.pem(),
+        0o644,
+    );
+    write_mode(
+        &dir.join(format!("{prefix}-client.key")),
+        &client_key.serialize_pem(),
+        0o600,
+    );
+}

@@ -27,7 +27,10 @@ pub fn findings(subject: &str, c: &Config) -> Vec<Finding> {
             Provision::SecureCommunication,
             "http-ingest-tls",
             subject,
-            format!("plaintext on loopback {} behind a TLS-terminating proxy", c.listen),
+            format!(
+                "plaintext on loopback {} behind a TLS-terminating proxy",
+                c.listen
+            ),
             "check that the proxy in front speaks TLS to the vendors",
         ),
         (None, false) => Finding::fail(

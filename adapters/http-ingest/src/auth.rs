@@ -49,9 +49,9 @@ impl AuthError {
                 "auth_missing"
             }
             AuthError::Stale(_)
-            | AuthError::Standard(signing::VerifyError::TooOld(_) | signing::VerifyError::TooNew(_)) => {
-                "auth_stale"
-            }
+            | AuthError::Standard(
+                signing::VerifyError::TooOld(_) | signing::VerifyError::TooNew(_),
+            ) => "auth_stale",
             _ => "auth_failed",
         }
     }
@@ -76,8 +76,13 @@ pub enum Verifier {
         tolerance: Duration,
     },
     /// `Authorization` must equal this exactly (`Bearer …`, `Basic …`).
-    Authorization { expected: [u8; 32] },
-    ApiKey { header: String, expected: [u8; 32] },
+    Authorization {
+        expected: [u8; 32],
+    },
+    ApiKey {
+        header: String,
+        expected: [u8; 32],
+    },
 }
 
 /// Why a secret file's content cannot be used.
@@ -238,6 +243,7 @@ fn named<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sign::hex_hmac;
     use axum::http::HeaderValue;
     use std::path::PathBuf;
 
@@ -253,14 +259,6 @@ mod tests {
         h
     }
 
-    fn hex_hmac(key: &str, parts: &[&[u8]]) -> String {
-        let mut m = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
-        for p in parts {
-            m.update(p);
-        }
-        hex::encode(m.finalize().into_bytes())
-    }
-
     #[test]
     fn the_standard_webhooks_reference_vector_verifies() {
         // standard-webhooks' own test vector (devices-and-schema.md §4.2).
@@ -273,7 +271,10 @@ mod tests {
         let h = headers(&[
             ("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
             ("webhook-timestamp", "1649367553"),
-            ("webhook-signature", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="),
+            (
+                "webhook-signature",
+                "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+            ),
         ]);
         let now = 1_649_367_553_000;
         v.verify(&h, body, now).unwrap();
@@ -282,7 +283,10 @@ mod tests {
         assert_eq!(late.reason(), "auth_stale");
         let mut missing = h.clone();
         missing.remove("webhook-signature");
-        assert_eq!(v.verify(&missing, body, now).unwrap_err().reason(), "auth_missing");
+        assert_eq!(
+            v.verify(&missing, body, now).unwrap_err().reason(),
+            "auth_missing"
+        );
     }
 
     #[test]
@@ -303,7 +307,11 @@ mod tests {
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            v.verify(&headers(&[("x-purelife-cloud-signature", &good[7..])]), body, 0),
+            v.verify(
+                &headers(&[("x-purelife-cloud-signature", &good[7..])]),
+                body,
+                0
+            ),
             Err(AuthError::BadSignature),
             "the prefix is required"
         );
@@ -364,8 +372,12 @@ mod tests {
             secret("abc"),
         )
         .unwrap();
-        key.verify(&headers(&[("x-api-key", "abc")]), b"", 0).unwrap();
-        assert!(key.verify(&headers(&[("x-api-key", "abd")]), b"", 0).is_err());
+        key.verify(&headers(&[("x-api-key", "abc")]), b"", 0)
+            .unwrap();
+        assert!(
+            key.verify(&headers(&[("x-api-key", "abd")]), b"", 0)
+                .is_err()
+        );
         let basic = Verifier::new(
             &AuthConfig::Basic {
                 user: "purelife".into(),
@@ -376,11 +388,21 @@ mod tests {
         .unwrap();
         // base64("purelife:pw")
         basic
-            .verify(&headers(&[("authorization", "Basic cHVyZWxpZmU6cHc=")]), b"", 0)
+            .verify(
+                &headers(&[("authorization", "Basic cHVyZWxpZmU6cHc=")]),
+                b"",
+                0,
+            )
             .unwrap();
-        assert!(basic
-            .verify(&headers(&[("authorization", "Basic cHVyZWxpZmU6cHg=")]), b"", 0)
-            .is_err());
+        assert!(
+            basic
+                .verify(
+                    &headers(&[("authorization", "Basic cHVyZWxpZmU6cHg=")]),
+                    b"",
+                    0
+                )
+                .is_err()
+        );
     }
 
     #[test]

@@ -84,10 +84,14 @@ impl Adapter for HttpAdapter {
         let mut keys = std::collections::BTreeSet::new();
         for r in &config.routes {
             match r.format {
-                Format::Profiles => {
-                    keys.extend(ProfileSet::load(&site.profiles_dir, &r.profiles).ok()?.registry_keys())
+                Format::Profiles => keys.extend(
+                    ProfileSet::load(&site.profiles_dir, &r.profiles)
+                        .ok()?
+                        .registry_keys(),
+                ),
+                Format::Fhir => {
+                    keys.extend(crate::fhir::REGISTRY_KEYS.iter().map(|k| (*k).to_owned()))
                 }
-                Format::Fhir => keys.extend(crate::fhir::REGISTRY_KEYS.iter().map(|k| (*k).to_owned())),
             }
         }
         Some(keys)
@@ -128,6 +132,10 @@ impl Adapter for HttpAdapter {
             };
             routes.push(Route {
                 path: r.path.clone(),
+                topic: r
+                    .topic
+                    .clone()
+                    .unwrap_or_else(|| r.path.trim_start_matches('/').to_owned()),
                 format: r.format,
                 profiles: Arc::new(profiles),
                 verifier,

@@ -77,13 +77,19 @@ pub struct TlsConfig {
 pub struct RouteConfig {
     /// Path prefix, e.g. `/netlia`: takes `/netlia` and `/netlia/…`.
     pub path: String,
-    /// `profiles` (default): the body is JSON mapped by `profiles`, the request path without
-    /// its leading `/` being the profiles' topic. `fhir`: FHIR R4 Observations or Bundles.
+    /// `profiles` (default): the body is JSON mapped by `profiles`, with the request's path
+    /// as the profiles' topic (see `topic`). `fhir`: FHIR R4 Observations or Bundles.
     #[serde(default)]
     pub format: Format,
     /// Device profiles tried in order (first match wins), as for the MQTT adapter.
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// What the profiles see as the topic of a request to `path`: this, then the rest of the
+    /// request path. Default: `path` without its leading `/`, so `/netlia/1/x` is
+    /// `netlia/1/x`. Set it to mount a shipped profile elsewhere: `path = "/cloud/n"`,
+    /// `topic = "netlia"`.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// How a request proves it comes from the vendor.
     pub auth: AuthConfig,
     /// Path to the vendor's own event id (`EventId`, `@header.webhook-id`): a retry with the
@@ -315,6 +321,19 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(t) = &r.topic
+                && (t.is_empty()
+                    || t.starts_with('/')
+                    || t.ends_with('/')
+                    || t.contains(['+', '#']))
+            {
+                return Err(Invalid::new(
+                    key("topic"),
+                    format!(
+                        "`{t}` is not a topic prefix like \"netlia\" (no leading or trailing `/`, no `+` or `#`)"
+                    ),
+                ));
+            }
             if let Some(j) = self.routes[..i].iter().position(|o| o.path == r.path) {
                 return Err(Invalid::new(
                     key("path"),
@@ -391,7 +410,10 @@ auth = { scheme = "api_key", secret_file = "k" }
 
     #[test]
     fn a_listener_needs_tls_or_an_explicit_proxy() {
-        let c = parse(&format!("name = \"c\"\nlisten = \"127.0.0.1:8443\"\n{ROUTE}")).unwrap();
+        let c = parse(&format!(
+            "name = \"c\"\nlisten = \"127.0.0.1:8443\"\n{ROUTE}"
+        ))
+        .unwrap();
         assert_eq!(c.validate().unwrap_err().key, "tls");
         let c = parse(&format!(
             "name = \"c\"\nlisten = \"127.0.0.1:8443\"\nplaintext_behind_proxy = true\n{ROUTE}"
@@ -405,12 +427,30 @@ auth = { scheme = "api_key", secret_file = "k" }
     fn routes_are_checked() {
         let base = "name = \"c\"\nlisten = \"127.0.0.1:1\"\nplaintext_behind_proxy = true\n";
         for (route, key) in [
-            ("path = \"netlia\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }", "route[0].path"),
-            ("path = \"/a/../b\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }", "route[0].path"),
-            ("path = \"/a\"\nauth = { scheme = \"bearer\", secret_file = \"k\" }", "route[0].profiles"),
-            ("path = \"/a\"\nformat = \"fhir\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }", "route[0].profiles"),
-            ("path = \"/a\"\nprofiles = [\"n\"]\nauth = { scheme = \"api_key\", header = \"X-Key\", secret_file = \"k\" }", "route[0].auth"),
-            ("path = \"/a\"\nprofiles = [\"n\"]\nauth = { scheme = \"basic\", user = \"a:b\", secret_file = \"k\" }", "route[0].auth.user"),
+            (
+                "path = \"netlia\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }",
+                "route[0].path",
+            ),
+            (
+                "path = \"/a/../b\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }",
+                "route[0].path",
+            ),
+            (
+                "path = \"/a\"\nauth = { scheme = \"bearer\", secret_file = \"k\" }",
+                "route[0].profiles",
+            ),
+            (
+                "path = \"/a\"\nformat = \"fhir\"\nprofiles = [\"n\"]\nauth = { scheme = \"bearer\", secret_file = \"k\" }",
+                "route[0].profiles",
+            ),
+            (
+                "path = \"/a\"\nprofiles = [\"n\"]\nauth = { scheme = \"api_key\", header = \"X-Key\", secret_file = \"k\" }",
+                "route[0].auth",
+            ),
+            (
+                "path = \"/a\"\nprofiles = [\"n\"]\nauth = { scheme = \"basic\", user = \"a:b\", secret_file = \"k\" }",
+                "route[0].auth.user",
+            ),
         ] {
             let c = parse(&format!("{base}[[route]]\n{route}\n")).unwrap();
             assert_eq!(c.validate().unwrap_err().key, key, "{route}");

@@ -13,6 +13,8 @@
 //! - [`fhir`]: FHIR R4 Observations and Bundles in (mapping by `atgw-fhir`).
 //! - [`listen`]: the capped, idle-timed (TLS) listener and shutdown.
 //! - [`component`]: the adapter under the component contract.
+//! - [`sign`]: the sender's side of each scheme (the simulator's and the tests').
+//! - [`simulator`]: `atgw simulate http`: a vendor cloud posting signed webhooks.
 //! - [`audit`]: `atgw audit` findings.
 #![forbid(unsafe_code)]
 
@@ -25,6 +27,8 @@ pub mod listen;
 pub mod request;
 pub mod route;
 pub mod server;
+pub mod sign;
+pub mod simulator;
 
 pub use component::HttpAdapter;
 pub use config::Config;

@@ -74,7 +74,11 @@ mod tests {
         h.insert("x-event-type", HeaderValue::from_static("fall"));
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         h.insert("x-api-key", HeaderValue::from_static("k"));
-        let m = meta(&h, Some("room=12&site=oak+view&bad=%zz&room=13"), &["x-api-key"]);
+        let m = meta(
+            &h,
+            Some("room=12&site=oak+view&bad=%zz&room=13"),
+            &["x-api-key"],
+        );
         assert_eq!(
             m,
             json!({"header": {"x-event-type": "fall"}, "query": {"room": "12", "site": "oak view"}})

@@ -13,6 +13,8 @@ use crate::config::{AuthConfig, Format};
 pub struct Route {
     /// `/netlia`.
     pub path: String,
+    /// What the profiles see in place of `path` (`netlia`).
+    pub topic: String,
     pub format: Format,
     pub profiles: Arc<ProfileSet>,
     pub verifier: Verifier,
@@ -28,7 +30,25 @@ impl Route {
     pub fn takes(&self, path: &str) -> bool {
         self.path == "/"
             || path == self.path
-                || path.strip_prefix(self.path.as_str()).is_some_and(|r| r.starts_with('/'))
+            || path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+    }
+}
+
+impl Route {
+    /// The profiles' topic for a request to `path` (which this route takes).
+    pub fn topic_of(&self, path: &str) -> String {
+        let rest = if self.path == "/" {
+            path
+        } else {
+            path.get(self.path.len()..).unwrap_or("")
+        };
+        match (self.topic.as_str(), rest.trim_start_matches('/')) {
+            ("", r) => r.to_owned(),
+            (t, "") => t.to_owned(),
+            (t, r) => format!("{t}/{r}"),
+        }
     }
 }
 
@@ -38,6 +58,44 @@ pub fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
         .iter()
         .filter(|r| r.takes(path))
         .max_by_key(|r| r.path.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, topic: &str) -> Route {
+        Route {
+            path: path.into(),
+            topic: topic.into(),
+            format: Format::Profiles,
+            profiles: Arc::default(),
+            verifier: Verifier::Authorization { expected: [0; 32] },
+            secret_headers: Vec::new(),
+            dedupe: None,
+            dedupe_window: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_takes_a_path_and_its_topic_follows_the_route() {
+        let routes = [
+            route("/hooks", "hooks"),
+            route("/hooks/b", "alt"),
+            route("/n", "netlia"),
+        ];
+        let find_path = |p: &str| find(&routes, p).map(|r| r.path.as_str());
+        assert_eq!(find_path("/hooks/alarm"), Some("/hooks"));
+        assert_eq!(find_path("/hooks/b/alarm"), Some("/hooks/b"));
+        assert_eq!(find_path("/hooksx"), None, "a prefix ends at a `/`");
+        assert_eq!(find_path("/other"), None);
+        assert_eq!(routes[1].topic_of("/hooks/b/alarm"), "alt/alarm");
+        assert_eq!(routes[2].topic_of("/n"), "netlia");
+        assert_eq!(
+            routes[2].topic_of("/n/1/d/event-start"),
+            "netlia/1/d/event-start"
+        );
+    }
 }
 
 /// Header names a scheme reads credentials from.

@@ -42,6 +42,10 @@ pub struct Shared {
     pub warn: LogLimiter,
 }
 
+/// How long a request waits for its commit before it is answered 503: well inside the 15–30 s
+/// vendor clouds wait for an answer, so they hear "retry" rather than time out.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a cloud should wait before sending again after a failed commit.
 const RETRY_AFTER_S: &str = "5";
 
@@ -56,7 +60,11 @@ pub async fn handle(
     let path = uri.path();
     let Some(route) = crate::route::find(&s.routes, path) else {
         s.health.rejected("no_route");
-        return error(StatusCode::NOT_FOUND, "no_route", "no route takes this path");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route takes this path",
+        );
     };
     if method != Method::POST {
         return error(
@@ -100,7 +108,10 @@ pub async fn handle(
     }
     s.health.received(1);
     match route.format {
-        Format::Profiles => s.profiles(route, path, uri.query(), &headers, body, peer).await,
+        Format::Profiles => {
+            s.profiles(route, path, uri.query(), &headers, body, peer)
+                .await
+        }
         Format::Fhir => crate::fhir::handle(&s, route, path, body, peer).await,
     }
 }
@@ -138,10 +149,10 @@ impl Shared {
     ) -> Response {
         let secret: Vec<&str> = route.secret_headers.iter().map(String::as_str).collect();
         let request = crate::request::meta(headers, query, &secret);
-        let topic = path.trim_start_matches('/');
+        let topic = route.topic_of(path);
         let input = Input {
             protocol: PROTOCOL,
-            topic,
+            topic: &topic,
             payload: &body,
             received: self.clock.now(),
             adapter: &self.name,
@@ -179,26 +190,25 @@ impl Shared {
                 }
                 let submission = Submission {
                     events,
-                    dedupe_key: upstream
-                        .as_deref()
-                        .map(|id| dedupe_key(&route.path, id)),
+                    dedupe_key: upstream.as_deref().map(|id| dedupe_key(&route.path, id)),
                     dedupe_window: Some(route.dedupe_window),
                     first_delivery: false,
                     state,
                     seen,
                 };
-                match self.ingest.submit(submission).await {
-                    Ok(Committed::Stored { ids }) => {
+                match self.submit(vec![submission]).await.map(|mut c| c.pop()) {
+                    Ok(Some(Committed::Stored { ids })) => {
                         self.health.committed(1);
                         (StatusCode::OK, axum::Json(json!({ "ids": ids }))).into_response()
                     }
-                    Ok(Committed::Duplicate) => {
+                    Ok(Some(Committed::Duplicate)) => {
                         self.health.duplicate();
                         (StatusCode::OK, axum::Json(json!({ "duplicate": true }))).into_response()
                     }
+                    Ok(None) => self.unavailable("the journal answered nothing"),
                     Err(e) => {
                         self.reload_edges().await;
-                        self.unavailable(&e.to_string())
+                        self.unavailable(&e)
                     }
                 }
             }
@@ -236,6 +246,15 @@ impl Shared {
         match self.ingest.reject(letter).await {
             Ok(()) => error(StatusCode::BAD_REQUEST, reason, &detail),
             Err(e) => self.unavailable(&e.to_string()),
+        }
+    }
+
+    /// Commits, or gives up after [`COMMIT_TIMEOUT`] (the journal may still commit it: the
+    /// sender's retry is then a duplicate, answered 2xx).
+    pub async fn submit(&self, subs: Vec<Submission>) -> Result<Vec<Committed>, String> {
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.ingest.submit_batch(subs)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no commit within {COMMIT_TIMEOUT:?}")),
         }
     }
 

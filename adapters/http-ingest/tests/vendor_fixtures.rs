@@ -45,7 +45,11 @@ fn every_vendor_fixture_yields_exactly_its_expectation() {
                 request: None,
             };
             let events = match set.evaluate(&input, &state) {
-                Evaluation::Mapped { events, state: updates, .. } => {
+                Evaluation::Mapped {
+                    events,
+                    state: updates,
+                    ..
+                } => {
                     for u in updates {
                         match u.value {
                             Some(v) => state.insert(u.key, v),
@@ -65,7 +69,11 @@ fn every_vendor_fixture_yields_exactly_its_expectation() {
             assert_eq!(events.len(), 1, "{at}: {events:#?}");
             let (e, d) = (&events[0], &events[0].data);
             assert_eq!(d.kind.as_str(), expect["kind"], "{at}: kind");
-            assert_eq!(d.device.id, expect["device"].as_str().unwrap(), "{at}: device");
+            assert_eq!(
+                d.device.id,
+                expect["device"].as_str().unwrap(),
+                "{at}: device"
+            );
             for (key, got) in [
                 ("phase", Some(d.phase.as_str())),
                 ("priority", Some(d.priority.as_str())),
@@ -79,7 +87,11 @@ fn every_vendor_fixture_yields_exactly_its_expectation() {
                 let got = e.time.map(|t| rfc3339_ms::format(&t));
                 assert_eq!(got.as_deref(), want.as_str(), "{at}: time");
             }
-            assert_eq!(d.test, expect.get("test").and_then(Value::as_bool).unwrap_or(false), "{at}: test");
+            assert_eq!(
+                d.test,
+                expect.get("test").and_then(Value::as_bool).unwrap_or(false),
+                "{at}: test"
+            );
             if let Some(Value::Object(obs)) = expect.get("observations") {
                 for (name, want) in obs {
                     let o = d.observations.iter().find(|o| &o.name == name);

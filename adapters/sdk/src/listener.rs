@@ -292,9 +292,9 @@ pub fn server_config(
     key_file: &std::path::Path,
     client_ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_rustls::rustls::ServerConfig, TlsSetupError> {
-    use tokio_rustls::rustls;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
     let file_err = |path: &std::path::Path, e: &dyn std::fmt::Display| TlsSetupError::File {
         path: path.to_path_buf(),
         problem: e.to_string(),
