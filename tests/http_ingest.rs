@@ -309,7 +309,8 @@ async fn wrong_signatures_stale_timestamps_and_missing_headers_get_401_and_no_ev
     };
     let novee = br#"{"id":"n1","type":"FALL_DETECTION","data":{"userUUID":"u1","reasons":["fall"],"happenedAt":"2026-12-07T09:00:00Z"}}"#;
     let purelife = br#"{"eventId":"p1","type":"fall","deviceId":"d1","status":"fall_confirmed","timestamp":1796634000000}"#;
-    let cases: Vec<(&str, &str, &[u8], Vec<(String, String)>)> = vec![
+    type Case<'a> = (&'a str, &'a str, &'a [u8], sign::Headers);
+    let cases: Vec<Case> = vec![
         (
             "standard: wrong key",
             "/hooks/alarm",
@@ -583,4 +584,183 @@ async fn client_certificates_when_required_and_the_simulator_speaks_each_vendor(
     // netlia 4 presses, novee 4 falls, hooks 4 presses, purelife 4 falls.
     let events = http_events(&g);
     assert_eq!(events.len(), 16, "{events:#?}");
+}
+
+fn spo2(id: &str, value: f64, at: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "identifier": [{"system": "urn:oximeter:ox-7", "value": id}],
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2708-6"}, {"system": "http://loinc.org", "code": "59408-5"}]},
+        "subject": {"reference": "Patient/p-42", "display": "A Name We Must Not Keep"},
+        "device": {"reference": "Device/ox-7"},
+        "effectiveDateTime": at,
+        "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}
+    })
+}
+
+fn bundle(kind: &str, resources: &[Value]) -> Vec<u8> {
+    let entry: Vec<Value> = resources
+        .iter()
+        .map(|r| json!({"resource": r, "request": {"method": "POST", "url": "Observation"}}))
+        .collect();
+    serde_json::to_vec(&json!({"resourceType": "Bundle", "type": kind, "entry": entry})).unwrap()
+}
+
+const FHIR_ROUTE: &str = r#"
+[[adapter.route]]
+path = "/fhir"
+format = "fhir"
+auth = { scheme = "bearer", secret_file = "BEARER" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fhir_bundle_of_oximeter_readings_raises_spo2_low_after_the_persistence_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = atgw::tools::mosquitto::free_port().unwrap();
+    let route = FHIR_ROUTE.replace(
+        "BEARER",
+        &dir.path().join("bearer.token").display().to_string(),
+    );
+    let registry = r#"
+[[device]]
+id = "oximeter-room14"
+adapter = "clouds"
+match = { patient = "Patient/p-42" }
+resident = "res-0057"
+location = { area = "east", room = "14" }
+"#;
+    let g = Gateway::start(dir.path(), &config(dir.path(), port, &route, registry));
+    let http = Http::start(dir.path(), port, client(dir.path(), false)).await;
+    let auth = sign::bearer(BEARER);
+    let now = jiff::Timestamp::now();
+    let at = |s: i64| (now - jiff::SignedDuration::from_secs(s)).to_string();
+    // Two readings below NEWS2 scale 1's band: not yet an alert (persistence_readings = 3).
+    let two = bundle(
+        "transaction",
+        &[spo2("r1", 88.0, &at(20)), spo2("r2", 87.0, &at(15))],
+    );
+    let (status, answer) = http.post("/fhir", &two, &auth).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["type"], "transaction-response");
+    let statuses: Vec<&str> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201 Created", "201 Created"]);
+    let spo2_low = || g.column::<String>("SELECT phase FROM events WHERE kind = 'spo2_low'");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        spo2_low().is_empty(),
+        "two low readings are not yet persistent"
+    );
+    // The client retries the same Bundle: answered again, journaled once.
+    let (status, answer) = http.post("/fhir", &two, &auth).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["entry"][0]["response"]["status"], "200 OK",
+        "{answer}"
+    );
+    // The third low reading, as a lone Observation: 201 with a Location, then the alert.
+    let third = serde_json::to_vec(&spo2("r3", 86.0, &at(10))).unwrap();
+    let resp = http
+        .client
+        .post(format!("{}/fhir", http.base))
+        .header("content-type", "application/fhir+json")
+        .header("authorization", format!("Bearer {BEARER}"))
+        .body(third)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(location.starts_with("Observation/"), "{location}");
+    wait_until_async(Duration::from_secs(10), || spo2_low() == ["raised"])
+        .await
+        .unwrap_or_else(|_| panic!("no spo2_low: {:?}", spo2_low()));
+    let alert: Value = serde_json::from_str(
+        &g.column::<String>("SELECT json FROM events WHERE kind = 'spo2_low'")[0],
+    )
+    .unwrap();
+    assert_eq!(
+        alert["data"]["resident"]["id"], "res-0057",
+        "placed by the registry: {alert}"
+    );
+    assert_eq!(alert["data"]["location"]["room"], "14");
+    let readings = g.column::<String>("SELECT json FROM events WHERE kind = 'vital_sign'");
+    assert_eq!(readings.len(), 3, "each reading once");
+    for r in &readings {
+        assert!(
+            !r.contains("A Name We Must Not Keep"),
+            "no names in the journal: {r}"
+        );
+        let v: Value = serde_json::from_str(r).unwrap();
+        assert_eq!(v["data"]["observations"][0]["name"], "spo2");
+        assert_eq!(
+            v["data"]["device"]["id"], "oximeter-room14",
+            "the registry's id"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_errors_are_operation_outcomes_a_transaction_is_all_or_nothing_a_batch_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = atgw::tools::mosquitto::free_port().unwrap();
+    let route = FHIR_ROUTE.replace(
+        "BEARER",
+        &dir.path().join("bearer.token").display().to_string(),
+    );
+    let g = Gateway::start(dir.path(), &config(dir.path(), port, &route, ""));
+    let http = Http::start(dir.path(), port, client(dir.path(), false)).await;
+    let auth = sign::bearer(BEARER);
+    let now = jiff::Timestamp::now().to_string();
+    let mut wrong_unit = spo2("bad", 97.0, &now);
+    wrong_unit["valueQuantity"]["code"] = json!("/min");
+    let (status, answer) = http
+        .post("/fhir", &serde_json::to_vec(&wrong_unit).unwrap(), &auth)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["resourceType"], "OperationOutcome");
+    assert_eq!(
+        answer["issue"][0]["expression"][0], "Observation.valueQuantity.code",
+        "{answer}"
+    );
+    let tx = bundle("transaction", &[spo2("t1", 97.0, &now), wrong_unit.clone()]);
+    let (status, answer) = http.post("/fhir", &tx, &auth).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        g.event_count(),
+        0,
+        "a transaction with a bad entry journals nothing"
+    );
+    let batch = bundle("batch", &[spo2("b1", 97.0, &now), wrong_unit]);
+    let (status, answer) = http.post("/fhir", &batch, &auth).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["type"], "batch-response");
+    assert_eq!(answer["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(answer["entry"][1]["response"]["status"], "400 Bad Request");
+    assert_eq!(
+        answer["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(g.event_count(), 1, "the good entry of a batch is journaled");
+    let (status, answer) = http
+        .post("/fhir", b"{\"resourceType\": \"Patient\"}", &auth)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        dead_letters(&g).get("fhir_invalid"),
+        Some(&4),
+        "each refused body kept for a person"
+    );
 }

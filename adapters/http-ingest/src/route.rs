@@ -60,6 +60,23 @@ pub fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
         .max_by_key(|r| r.path.len())
 }
 
+/// Header names a scheme reads credentials from.
+pub fn secret_headers(auth: &AuthConfig) -> Vec<String> {
+    match auth {
+        AuthConfig::StandardWebhooks { .. } => vec!["webhook-signature".into()],
+        AuthConfig::HmacSha256 { header, .. } => vec![header.clone()],
+        AuthConfig::TimestampedHmac {
+            signature_header, ..
+        } => vec![signature_header.clone()],
+        AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Vec::new(),
+        AuthConfig::ApiKey { header, .. } => vec![header.clone()],
+    }
+}
+
+/// The profiles' edge-detection memory, shared by every route of the adapter (profile names
+/// prefix its keys, so routes cannot collide).
+pub type EdgeState = Mutex<HashMap<String, String>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,20 +114,3 @@ mod tests {
         );
     }
 }
-
-/// Header names a scheme reads credentials from.
-pub fn secret_headers(auth: &AuthConfig) -> Vec<String> {
-    match auth {
-        AuthConfig::StandardWebhooks { .. } => vec!["webhook-signature".into()],
-        AuthConfig::HmacSha256 { header, .. } => vec![header.clone()],
-        AuthConfig::TimestampedHmac {
-            signature_header, ..
-        } => vec![signature_header.clone()],
-        AuthConfig::Bearer { .. } | AuthConfig::Basic { .. } => Vec::new(),
-        AuthConfig::ApiKey { header, .. } => vec![header.clone()],
-    }
-}
-
-/// The profiles' edge-detection memory, shared by every route of the adapter (profile names
-/// prefix its keys, so routes cannot collide).
-pub type EdgeState = Mutex<HashMap<String, String>>;
