@@ -1,6 +1,7 @@
 //! The HTTP ingest adapter under the component contract: what the core's registry names
 //! `type = "http"` in `[[adapter]]`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -159,10 +160,6 @@ impl Adapter for HttpAdapter {
                     self.config.listen
                 ))
             })?;
-        let edges = ctx.ingest.load_state().await.unwrap_or_else(|e| {
-            tracing::error!(adapter = %self.config.name, "cannot load edge-detection state: {e}");
-            Vec::new()
-        });
         let shared = Arc::new(Shared {
             name: self.config.name.clone(),
             routes: self.routes,
@@ -172,7 +169,7 @@ impl Adapter for HttpAdapter {
             health: ctx.health.clone(),
             clock: ctx.clock,
             timezone: ctx.site.timezone,
-            edges: Mutex::new(edges.into_iter().collect()),
+            edges: Mutex::new(HashMap::new()),
             warn: LogLimiter::new(WARN_EVERY),
         });
         ctx.health.set_connected(true);

@@ -1,4 +1,5 @@
-//! Serving the routes: the capped, idle-timed listener (with TLS when configured), until
+//! Serving the routes: the profiles' edge memory read back from the journal first, then the
+//! capped, idle-timed listener (with TLS when configured), until
 //! shutdown, then a short grace for the requests in hand (each is answered only after its
 //! commit, so a request cut off here was never acknowledged and the cloud sends it again).
 
@@ -20,6 +21,24 @@ pub async fn serve(
     shutdown: Shutdown,
 ) {
     let name = config.name.clone();
+    // The profiles' edge memory, as last committed, before the first request is read.
+    loop {
+        match shared.ingest.load_state().await {
+            Ok(rows) => {
+                if let Ok(mut edges) = shared.edges.lock() {
+                    *edges = rows.into_iter().collect();
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::error!(adapter = %name, "cannot load edge-detection state: {e}; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
     let capped = Capped::new(listener, config.max_connections, config.idle_timeout)
         .labelled(format!("adapter {name}"));
     let app = axum::Router::new()
