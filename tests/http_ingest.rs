@@ -764,3 +764,44 @@ async fn fhir_errors_are_operation_outcomes_a_transaction_is_all_or_nothing_a_ba
         "each refused body kept for a person"
     );
 }
+
+#[test]
+fn profile_test_runs_http_samples_through_the_route_that_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), 1, "", "");
+    std::fs::write(dir.path().join("atgw.toml"), &text).unwrap();
+    let samples = dir.path().join("samples.jsonl");
+    std::fs::write(
+        &samples,
+        concat!(
+            r#"{"path": "/bearer/alarm", "headers": {"X-Hub": "h1"}, "payload": {"device": "hub-1:p", "event": "pendant_press"}}"#,
+            "\n",
+            r#"{"path": "/nowhere", "payload": {}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["profile", "test", "--config"])
+        .arg(dir.path().join("atgw.toml"))
+        .args(["--adapter", "clouds"])
+        .arg(&samples)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("to `/bearer/alarm` (topic `hooks/alarm`)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("taken by profile `webhook-alarm`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""protocol": "http""#), "{stdout}");
+    assert!(stdout.contains("no route takes this path"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unroutable sample fails the run"
+    );
+}

@@ -4,6 +4,11 @@
 //! would: the adapter's whole profile list (first match wins) and the configured registry, and
 //! says which profile and rule took each message and which `[[device]]` it matched. Edge-detection state carries from one sample to the next, so a JSON-lines
 //! file of a device's messages shows which of them raise, clear, or say nothing.
+//!
+//! A sample with `"topic"` is an MQTT message; one with `"path"` (and optionally `"headers"`
+//! and `"query"`) is an HTTP request, whose path is the profiles' topic and whose headers and
+//! query the profiles' `@` paths read. With an `http` adapter, each request goes to the
+//! profiles of the route that takes its path, under the topic the route gives them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +31,25 @@ pub struct Target<'a> {
     pub tz: &'a str,
 }
 
+/// Which profiles a sample runs through.
+enum Sets {
+    /// One profile list for every sample (a profile, or an MQTT adapter's list).
+    One(ProfileSet),
+    /// An HTTP adapter's routes, and each one's profiles.
+    Routes(Vec<atgw_http_ingest::config::RouteConfig>, Vec<ProfileSet>),
+}
+
+/// One sample as the transport would hand it to the profiles.
+struct Sample {
+    topic: String,
+    payload: Vec<u8>,
+    /// `Some` for an HTTP request: its path, and what `@` paths read.
+    http: Option<(String, serde_json::Value)>,
+}
+
 /// What the samples run through.
 struct Bench {
-    set: ProfileSet,
+    sets: Sets,
     registry: Registry,
     /// The adapter name events carry, and (with a configuration) the `[[device]]` match keys
     /// of its entries, for "no entry matched; they match on …".
@@ -54,7 +75,7 @@ pub fn run(t: Target<'_>) -> ExitCode {
         }
     };
     let Bench {
-        set,
+        sets,
         registry,
         adapter,
         match_keys,
@@ -63,17 +84,56 @@ pub fn run(t: Target<'_>) -> ExitCode {
     let mut state: HashMap<String, String> = HashMap::new();
     let mut rejected = false;
     let mut seq = 0u64;
-    for (n, (topic, payload)) in samples.iter().enumerate() {
+    for (n, sample) in samples.iter().enumerate() {
+        let (set, topic) = match (&sets, &sample.http) {
+            (Sets::One(set), _) => (set, sample.topic.clone()),
+            (Sets::Routes(routes, sets), Some((path, _))) => {
+                use atgw_http_ingest::route::Mount;
+                let Some(i) = atgw_http_ingest::route::find_index(routes, path) else {
+                    println!(
+                        "# sample {} to `{path}`\nno route takes this path (404)",
+                        n + 1
+                    );
+                    rejected = true;
+                    continue;
+                };
+                let (route, set) = (&routes[i], &sets[i]);
+                if route.format == atgw_http_ingest::config::Format::Fhir {
+                    println!(
+                        "# sample {} to `{path}`\nroute `{}` reads FHIR, not profiles",
+                        n + 1,
+                        route.path
+                    );
+                    continue;
+                }
+                (set, route.topic_of(path))
+            }
+            (Sets::Routes(..), None) => {
+                println!(
+                    "# sample {}: an HTTP adapter takes requests: give the sample a \"path\"",
+                    n + 1
+                );
+                rejected = true;
+                continue;
+            }
+        };
         let input = Input {
-            protocol: "mqtt",
-            topic,
-            payload,
+            protocol: if sample.http.is_some() {
+                "http"
+            } else {
+                "mqtt"
+            },
+            topic: &topic,
+            payload: &sample.payload,
             received: jiff::Timestamp::now(),
             adapter: &adapter,
             timezone: &timezone,
-            request: None,
+            request: sample.http.as_ref().map(|(_, r)| r),
         };
-        println!("# sample {} on `{topic}`", n + 1);
+        match &sample.http {
+            Some((path, _)) => println!("# sample {} to `{path}` (topic `{topic}`)", n + 1),
+            None => println!("# sample {} on `{topic}`", n + 1),
+        }
         match set.evaluate(&input, &state) {
             Evaluation::Mapped {
                 profile,
@@ -142,7 +202,7 @@ fn bench<'a>(t: &Target<'a>) -> Result<(Bench, &'a Path), String> {
         let timezone =
             jiff::tz::TimeZone::get(t.tz).map_err(|e| format!("--timezone {}: {e}", t.tz))?;
         let bench = Bench {
-            set: load(t.profile, t.dir)?,
+            sets: Sets::One(load(t.profile, t.dir)?),
             registry: Registry::new("example-site", &[]),
             adapter: "sample".into(),
             match_keys: None,
@@ -164,14 +224,27 @@ fn bench<'a>(t: &Target<'a>) -> Result<(Bench, &'a Path), String> {
             names.join(", ")
         ));
     };
-    let crate::components::AdapterConfig::Mqtt(mqtt) = a else {
-        return Err(format!(
-            "adapter `{name}` is of type `{}`; profiles apply to `mqtt` adapters",
-            a.type_name()
-        ));
+    let dir = &cfg.gateway.profiles_dir;
+    let sets = match a {
+        crate::components::AdapterConfig::Mqtt(mqtt) => {
+            Sets::One(ProfileSet::load(dir, &mqtt.profiles).map_err(|e| e.to_string())?)
+        }
+        crate::components::AdapterConfig::Http(http) => Sets::Routes(
+            http.routes.clone(),
+            http.routes
+                .iter()
+                .map(|r| {
+                    ProfileSet::load(dir, &r.profiles).map_err(|e| format!("route {}: {e}", r.path))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => {
+            return Err(format!(
+                "adapter `{name}` is of type `{}`; profiles apply to `mqtt` and `http` adapters",
+                a.type_name()
+            ));
+        }
     };
-    let set =
-        ProfileSet::load(&cfg.gateway.profiles_dir, &mqtt.profiles).map_err(|e| e.to_string())?;
     let timezone = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
         .map_err(|e| format!("[gateway] timezone: {e}"))?;
     for w in crate::runtime::unmatchable_device_keys(&cfg) {
@@ -186,7 +259,7 @@ fn bench<'a>(t: &Target<'a>) -> Result<(Bench, &'a Path), String> {
     keys.sort();
     keys.dedup();
     let bench = Bench {
-        set,
+        sets,
         registry: Registry::new(&cfg.gateway.site, &cfg.devices),
         adapter: name.to_owned(),
         match_keys: Some(keys),
@@ -264,7 +337,7 @@ fn load(profile: &str, dir: Option<&Path>) -> Result<ProfileSet, String> {
 
 /// (topic, payload bytes) pairs from a JSON file or JSON lines. A JSON string payload is sent
 /// as its text (bare `offline`), anything else as compact JSON.
-fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<Sample>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let values: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(v) => vec![v],
@@ -279,6 +352,19 @@ fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<(String, Vec<u8>
         if v.get("_about").is_some() {
             continue;
         }
+        let bytes = |payload: &serde_json::Value| match payload {
+            serde_json::Value::String(s) => Ok(s.clone().into_bytes()),
+            other => serde_json::to_vec(other).map_err(|e| e.to_string()),
+        };
+        if let (Some(p), Some(payload)) = (v.get("path").and_then(|p| p.as_str()), v.get("payload"))
+        {
+            out.push(Sample {
+                topic: p.trim_start_matches('/').to_owned(),
+                payload: bytes(payload)?,
+                http: Some((p.to_owned(), request_of(&v)?)),
+            });
+            continue;
+        }
         let (t, payload) = match (v.get("topic").and_then(|t| t.as_str()), v.get("payload")) {
             (Some(t), Some(p)) => (t.to_owned(), p.clone()),
             _ => match topic {
@@ -286,13 +372,30 @@ fn read_samples(path: &Path, topic: Option<&str>) -> Result<Vec<(String, Vec<u8>
                 None => return Err("a bare payload needs --topic".into()),
             },
         };
-        let bytes = match payload {
-            serde_json::Value::String(s) => s.into_bytes(),
-            other => serde_json::to_vec(&other).map_err(|e| e.to_string())?,
-        };
-        out.push((t, bytes));
+        out.push(Sample {
+            topic: t,
+            payload: bytes(&payload)?,
+            http: None,
+        });
     }
     Ok(out)
+}
+
+/// What a sample request's `@` paths read: its `headers` (an object) and `query` (a string),
+/// as the adapter reads a real request's.
+fn request_of(v: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
+        for (k, val) in h {
+            let name = axum::http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|e| format!("header `{k}`: {e}"))?;
+            let value = axum::http::HeaderValue::from_str(val.as_str().unwrap_or_default())
+                .map_err(|e| format!("header `{k}`: {e}"))?;
+            headers.insert(name, value);
+        }
+    }
+    let query = v.get("query").and_then(|q| q.as_str());
+    Ok(atgw_http_ingest::request::meta(&headers, query, &[]))
 }
 
 /// One line on why a field produced no event.

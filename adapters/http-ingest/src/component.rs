@@ -133,10 +133,7 @@ impl Adapter for HttpAdapter {
             };
             routes.push(Route {
                 path: r.path.clone(),
-                topic: r
-                    .topic
-                    .clone()
-                    .unwrap_or_else(|| r.path.trim_start_matches('/').to_owned()),
+                topic: crate::route::Mount::topic_base(r).into_owned(),
                 format: r.format,
                 profiles: Arc::new(profiles),
                 verifier,

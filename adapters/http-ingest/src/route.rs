@@ -8,7 +8,7 @@ use std::time::Duration;
 use atgw_profile::ProfileSet;
 
 use crate::auth::Verifier;
-use crate::config::{AuthConfig, Format};
+use crate::config::{AuthConfig, Format, RouteConfig};
 
 pub struct Route {
     /// `/netlia`.
@@ -25,26 +25,29 @@ pub struct Route {
     pub dedupe_window: Duration,
 }
 
-impl Route {
-    /// Whether `path` is this route's path or below it.
-    pub fn takes(&self, path: &str) -> bool {
-        self.path == "/"
-            || path == self.path
-            || path
-                .strip_prefix(self.path.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-    }
-}
+/// A route's path prefix and the topic it gives its profiles: what both the running
+/// [`Route`] and its [`RouteConfig`] (for `atgw profile test`) answer.
+pub trait Mount {
+    /// `/netlia`.
+    fn prefix(&self) -> &str;
+    /// What the profiles see in place of the prefix (`netlia`).
+    fn topic_base(&self) -> std::borrow::Cow<'_, str>;
 
-impl Route {
+    /// Whether `path` is this route's path or below it.
+    fn takes(&self, path: &str) -> bool {
+        let p = self.prefix();
+        p == "/" || path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+    }
+
     /// The profiles' topic for a request to `path` (which this route takes).
-    pub fn topic_of(&self, path: &str) -> String {
-        let rest = if self.path == "/" {
+    fn topic_of(&self, path: &str) -> String {
+        let p = self.prefix();
+        let rest = if p == "/" {
             path
         } else {
-            path.get(self.path.len()..).unwrap_or("")
+            path.get(p.len()..).unwrap_or("")
         };
-        match (self.topic.as_str(), rest.trim_start_matches('/')) {
+        match (self.topic_base().as_ref(), rest.trim_start_matches('/')) {
             ("", r) => r.to_owned(),
             (t, "") => t.to_owned(),
             (t, r) => format!("{t}/{r}"),
@@ -52,12 +55,40 @@ impl Route {
     }
 }
 
+impl Mount for Route {
+    fn prefix(&self) -> &str {
+        &self.path
+    }
+    fn topic_base(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.topic)
+    }
+}
+
+impl Mount for RouteConfig {
+    fn prefix(&self) -> &str {
+        &self.path
+    }
+    fn topic_base(&self) -> std::borrow::Cow<'_, str> {
+        match &self.topic {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => std::borrow::Cow::Borrowed(self.path.trim_start_matches('/')),
+        }
+    }
+}
+
 /// The route with the longest path that takes `path`.
-pub fn find<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
+pub fn find<'r, R: Mount>(routes: &'r [R], path: &str) -> Option<&'r R> {
+    find_index(routes, path).map(|i| &routes[i])
+}
+
+/// Where in `routes` the one that takes `path` is.
+pub fn find_index<R: Mount>(routes: &[R], path: &str) -> Option<usize> {
     routes
         .iter()
-        .filter(|r| r.takes(path))
-        .max_by_key(|r| r.path.len())
+        .enumerate()
+        .filter(|(_, r)| r.takes(path))
+        .max_by_key(|(_, r)| r.prefix().len())
+        .map(|(i, _)| i)
 }
 
 /// Header names a scheme reads credentials from.

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::config::Format;
-use crate::route::{EdgeState, Route};
+use crate::route::{EdgeState, Mount, Route};
 
 /// `raw.protocol` of this adapter's events.
 pub const PROTOCOL: &str = "http";
