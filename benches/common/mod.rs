@@ -392,6 +392,14 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/excess_over_relay_and_fsync_ms/p50"),
             med("/excess_over_relay_and_fsync_ms/p99")
         ),
+        Some("http_ingest") => format!(
+            "{} webhooks/s acknowledged after commit, p99 {} ms ({} in flight; the bare HTTPS floor {}/s, p99 {} ms)",
+            med("/results/1/atgw/webhooks_per_sec/median"),
+            med("/results/1/atgw/p99_ms/median"),
+            med("/results/1/concurrency"),
+            med("/results/1/floor/webhooks_per_sec/median"),
+            med("/results/1/floor/p99_ms/median")
+        ),
         Some("console_fanout") => format!(
             "commit → render on {} consoles p50 {} / p99 {} ms ({} transitions)",
             med("/consoles"),
