@@ -186,9 +186,12 @@ impl Verifier {
                     TimestampUnit::Seconds => ts.saturating_mul(1000),
                 };
                 let tol = i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX);
-                let off = now_ms.saturating_sub(ts_ms);
-                if off.abs() > tol {
-                    return Err(AuthError::Stale((off.abs() - tol) / 1000));
+                // Saturating: both times may be anything a sender writes.
+                let off = now_ms.saturating_sub(ts_ms).unsigned_abs();
+                let tol = tol.unsigned_abs();
+                if off > tol {
+                    let s = i64::try_from((off - tol) / 1000).unwrap_or(i64::MAX);
+                    return Err(AuthError::Stale(s));
                 }
                 let tag = hex::decode(sig).map_err(|_| AuthError::BadSignature)?;
                 let mut mac = mac(key);
@@ -406,6 +409,46 @@ mod tests {
     }
 
     #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let sw = Verifier::new(
+            &AuthConfig::StandardWebhooks {
+                secret_file: PathBuf::new(),
+                tolerance: Duration::from_secs(300),
+            },
+            secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        )
+        .unwrap();
+        let th = Verifier::new(
+            &AuthConfig::TimestampedHmac {
+                secret_file: PathBuf::new(),
+                signature_header: "x-signature".into(),
+                timestamp_header: "x-timestamp".into(),
+                timestamp_unit: TimestampUnit::Seconds,
+                tolerance: Duration::from_secs(300),
+            },
+            secret("k"),
+        )
+        .unwrap();
+        for ts in ["-9223372036854775808", "9223372036854775807"] {
+            let h = headers(&[
+                ("webhook-id", "m"),
+                ("webhook-timestamp", ts),
+                ("webhook-signature", "v1,AAAA"),
+                ("x-timestamp", ts),
+                ("x-signature", "00"),
+            ]);
+            for now in [i64::MIN, 0, 1_765_000_000_000, i64::MAX] {
+                assert_eq!(
+                    sw.verify(&h, b"", now).unwrap_err().reason(),
+                    "auth_stale",
+                    "{ts} {now}"
+                );
+                assert!(th.verify(&h, b"", now).is_err());
+            }
+        }
+    }
+
+    #[test]
     fn an_empty_secret_is_refused() {
         let r = Verifier::new(
             &AuthConfig::Bearer {
@@ -414,5 +457,41 @@ mod tests {
             secret(""),
         );
         assert!(r.is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever a stranger puts in the headers and body, every scheme answers Ok or Err.
+        #[test]
+        fn no_header_or_body_makes_a_verifier_panic(
+            values in proptest::collection::vec("[ -~]{0,80}", 4),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            now in proptest::num::i64::ANY,
+        ) {
+            let names = ["webhook-id", "webhook-timestamp", "webhook-signature", "x-signature"];
+            let mut h = HeaderMap::new();
+            for (n, v) in names.iter().zip(&values) {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.insert(*n, v);
+                }
+            }
+            for (n, v) in ["x-timestamp", "authorization", "x-api-key", "x-purelife-cloud-signature"].iter().zip(&values) {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.insert(*n, v);
+                }
+            }
+            let p = PathBuf::new;
+            let tol = Duration::from_secs(300);
+            for cfg in [
+                AuthConfig::StandardWebhooks { secret_file: p(), tolerance: tol },
+                AuthConfig::HmacSha256 { secret_file: p(), header: "x-purelife-cloud-signature".into(), prefix: "sha256=".into() },
+                AuthConfig::TimestampedHmac { secret_file: p(), signature_header: "x-signature".into(), timestamp_header: "x-timestamp".into(), timestamp_unit: TimestampUnit::Seconds, tolerance: tol },
+                AuthConfig::Bearer { secret_file: p() },
+                AuthConfig::ApiKey { secret_file: p(), header: "x-api-key".into() },
+                AuthConfig::Basic { user: "u".into(), secret_file: p() },
+            ] {
+                let v = Verifier::new(&cfg, secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")).unwrap();
+                let _ = v.verify(&h, &body, now);
+            }
+        }
     }
 }

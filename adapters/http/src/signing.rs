@@ -130,11 +130,14 @@ pub fn verify(
         .parse()
         .map_err(|_| VerifyError::BadTimestamp(timestamp.chars().take(32).collect()))?;
     let tol = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    // Saturating: the timestamp is whatever the sender wrote (i64::MIN included).
     if ts < now.saturating_sub(tol) {
-        return Err(VerifyError::TooOld(now - tol - ts));
+        return Err(VerifyError::TooOld(
+            now.saturating_sub(tol).saturating_sub(ts),
+        ));
     }
     if ts > now.saturating_add(tol) {
-        return Err(VerifyError::TooNew(ts - now));
+        return Err(VerifyError::TooNew(ts.saturating_sub(now)));
     }
     for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
         let Some(("v1", sig)) = entry.split_once(',') else {
