@@ -31,14 +31,7 @@ fn config(dir: &Path, port: u16, extra_adapter: &str, extra: &str) -> String {
         secret("bearer.token", BEARER),
     );
     format!(
-        r#"
-[gateway]
-id = "gw-test"
-site = "oakview"
-data_dir = "{data}"
-profiles_dir = "{profiles}"
-timezone = "Europe/London"
-
+        r#"{gateway}
 [[adapter]]
 name = "clouds"
 type = "http"
@@ -82,8 +75,7 @@ type = "file"
 path = "{audit}"
 {extra}
 "#,
-        data = dir.join("state").display(),
-        profiles = profiles_dir().display(),
+        gateway = gateway_section(dir),
         d = dir.display(),
         audit = dir.join("events.jsonl").display(),
     )

@@ -24,17 +24,19 @@ pub fn profiles_dir() -> PathBuf {
 pub const PROFILES: &str =
     r#"["tuya-mir-he200-fall-radar", "heiman-hs2fd-fall", "ble-hub-oximeter", "zigbee2mqtt"]"#;
 
+/// The `[gateway]` table the tests use: `gw-test` at site `oakview`, its data under `dir/state`.
+pub fn gateway_section(dir: &Path) -> String {
+    format!(
+        "\n[gateway]\nid = \"gw-test\"\nsite = \"oakview\"\ndata_dir = \"{}\"\nprofiles_dir = \"{}\"\ntimezone = \"Europe/London\"\n",
+        dir.join("state").display(),
+        profiles_dir().display(),
+    )
+}
+
 /// A gateway config with one MQTT adapter and an upstream MQTT sink plus a file sink.
 pub fn config(dir: &Path, port: u16, extra: &str) -> String {
     format!(
-        r#"
-[gateway]
-id = "gw-test"
-site = "oakview"
-data_dir = "{data}"
-profiles_dir = "{profiles}"
-timezone = "Europe/London"
-
+        r#"{gateway}
 [[adapter]]
 name = "zigbee"
 type = "mqtt"
@@ -60,8 +62,7 @@ type = "file"
 path = "{audit}"
 {extra}
 "#,
-        data = dir.join("state").display(),
-        profiles = profiles_dir().display(),
+        gateway = gateway_section(dir),
         audit = dir.join("events.jsonl").display(),
     )
 }
