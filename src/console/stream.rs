@@ -80,6 +80,13 @@ impl Hub {
                 // missed between this read and the next wait.
                 commits.borrow_and_update();
                 let Some(tx) = weak.upgrade() else { return };
+                // No console open: nobody to read for (the alarm path's commits should not pay
+                // for a reader no one uses). `after` stays, so the first read once a console
+                // subscribes catches up from it; that console skips what its own replay sent.
+                if tx.receiver_count() == 0 {
+                    more = false;
+                    continue;
+                }
                 let (path, r) = (journal.clone(), reader.take());
                 let read = tokio::task::spawn_blocking(move || {
                     let r = match r {
@@ -278,5 +285,38 @@ mod tests {
             .unwrap();
         assert_eq!(got.seq, 1);
         assert!(got.json.contains("\"a1\""), "{}", got.json);
+    }
+
+    #[tokio::test]
+    async fn with_no_console_open_the_hub_reads_nothing_and_catches_up_when_one_subscribes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("atgw.db");
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        crate::journal::schema::migrate(&mut c).unwrap();
+        let (bump, commits) = watch::channel(0u64);
+        let hub = Hub::start(path.clone(), commits, 0);
+        c.execute_batch(
+            "INSERT INTO alerts (id, policy, device_id, kind, status, priority, level, raised_ms,
+                                 updated_ms, snapshot)
+             VALUES ('a1', 'alarms', 'pendant-12', 'sos', 'open', 'high', 0, 1, 1, '{}');
+             INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
+                                 time_ms, recorded_ms, correlation_id, json)
+             VALUES ('e1', 's', 1, 'sos', 'raised', 'high', 'pendant-12', 0, 1, 1, 'a1', '{}');",
+        )
+        .unwrap();
+        // Committed while nobody listens: the hub wakes and skips the read.
+        bump.send_modify(|n| *n += 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut live = hub.tx.subscribe();
+        // The next commit wakes it with a console open: it reads from where it was.
+        bump.send_modify(|n| *n += 1);
+        let got = tokio::time::timeout(FALLBACK / 4, live.recv())
+            .await
+            .expect("the hub read once a console was open")
+            .unwrap();
+        assert_eq!(
+            got.seq, 1,
+            "what committed while no console was open is not skipped"
+        );
     }
 }
