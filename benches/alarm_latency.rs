@@ -668,19 +668,6 @@ async fn pace(client: AsyncClient, rate: u64, stop: Arc<AtomicBool>) -> u64 {
     sent
 }
 
-/// A BLE hub's report of one reading, unique per `i` (the adapter deduplicates identical
-/// messages), from one of 50 oximeters, with values that score 0 on NEWS2 (no alert).
-fn oximeter(i: u64, now_s: i64) -> Vec<u8> {
-    format!(
-        r#"{{"from":"BLE","to":"CLOUD","time":{now_s},"seq":{i},"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{{"device_list":[{{"scan_time":{now_s},"ble_addr":"ff2304{:06x}","pulse":{},"spo2":{},"pi":{}}}]}}}}}}"#,
-        i % 50,
-        60 + i % 31,
-        96 + i % 4,
-        20 + i % 60,
-    )
-    .into_bytes()
-}
-
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -392,6 +392,14 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/excess_over_relay_and_fsync_ms/p50"),
             med("/excess_over_relay_and_fsync_ms/p99")
         ),
+        Some("alarm_during_drain") => format!(
+            "DC-09 press during a {}-message drain: ACK p99 {} ms, press → upstream p99 {} ms (idle: {} / {} ms)",
+            med("/backlog"),
+            med("/during/ack_p99_ms/median"),
+            med("/during/upstream_p99_ms/median"),
+            med("/idle/ack_p99_ms/median"),
+            med("/idle/upstream_p99_ms/median")
+        ),
         Some("http_ingest") => format!(
             "{} webhooks/s acknowledged after commit, p99 {} ms ({} in flight; the bare HTTPS floor {}/s, p99 {} ms)",
             med("/results/1/atgw/webhooks_per_sec/median"),
@@ -727,4 +735,17 @@ impl Drop for Relay {
             .status();
         let _ = self.0.wait();
     }
+}
+
+/// A BLE hub's report of one reading, unique per `i` (the adapter deduplicates identical
+/// messages), from one of 50 oximeters, with values that score 0 on NEWS2 (no alert).
+pub fn oximeter(i: u64, now_s: i64) -> Vec<u8> {
+    format!(
+        r#"{{"from":"BLE","to":"CLOUD","time":{now_s},"seq":{i},"deviceCode":"DC:DA:0C:5A:80:44","mac":"DC:DA:0C:5A:80:44","type":"reportAttribute","device":"Oximeter Jumper","data":{{"attribute":"Oximeter JUMPER","mac":"DC:DA:0C:5A:80:44","value":{{"device_list":[{{"scan_time":{now_s},"ble_addr":"ff2304{:06x}","pulse":{},"spo2":{},"pi":{}}}]}}}}}}"#,
+        i % 50,
+        60 + i % 31,
+        96 + i % 4,
+        20 + i % 60,
+    )
+    .into_bytes()
 }
