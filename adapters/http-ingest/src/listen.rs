@@ -39,8 +39,11 @@ pub async fn serve(
             }
         }
     }
+    // Each wait for a slot is counted (`atgw_rejected_total{reason="connections_capped"}`).
+    let health = shared.health.clone();
     let capped = Capped::new(listener, config.max_connections, config.idle_timeout)
-        .labelled(format!("adapter {name}"));
+        .labelled(format!("adapter {name}"))
+        .on_cap(Arc::new(move |_| health.rejected("connections_capped")));
     let app = axum::Router::new()
         .fallback(crate::server::handle)
         .with_state(shared)
