@@ -94,19 +94,19 @@ impl<'t> Batch<'t> {
             let journal_ms =
                 i64::try_from(self.setup.dedupe_window.as_millis()).unwrap_or(i64::MAX);
             // Until when the key counts: its own expiry, or (a row from before expiries were
-            // kept) its sighting plus the journal's window.
-            let until: Option<i64> = self
-                .tx
-                .prepare_cached(
-                    "SELECT coalesce(until_ms, seen_ms + ?2) FROM dedupe WHERE key = ?1",
-                )?
-                .query_row(params![key, journal_ms], |r| r.get(0))
-                .optional()?;
-            if let Some(until) = until
-                && !s.first_delivery
-                && now < until
-            {
-                return Ok(Committed::Duplicate);
+            // kept) its sighting plus the journal's window. A first delivery is never a
+            // duplicate, so its key is not looked up (one B-tree seek per event saved).
+            if !s.first_delivery {
+                let until: Option<i64> = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT coalesce(until_ms, seen_ms + ?2) FROM dedupe WHERE key = ?1",
+                    )?
+                    .query_row(params![key, journal_ms], |r| r.get(0))
+                    .optional()?;
+                if until.is_some_and(|until| now < until) {
+                    return Ok(Committed::Duplicate);
+                }
             }
             self.tx
                 .prepare_cached(

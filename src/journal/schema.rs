@@ -223,6 +223,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_correlation ON events(correlation_id, seq)
         WHERE correlation_id IS NOT NULL;
     "#,
+    // 12: `dedupe(seen_ms)` is read only to prune rows from before migration 6 (no
+    //     `until_ms`), yet every key paid an entry in it, rewritten on each sighting: it now
+    //     holds those rows alone (`housekeeping::prune_if_due`'s second statement).
+    r#"
+    DROP INDEX dedupe_age;
+    CREATE INDEX dedupe_legacy_seen ON dedupe(seen_ms) WHERE until_ms IS NULL;
+    "#,
 ];
 
 /// Brings a file to the newest version.
@@ -245,11 +252,74 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), 11);
-        assert_eq!(migrate(&mut c).unwrap(), 11);
+        assert_eq!(migrate(&mut c).unwrap(), 12);
+        assert_eq!(migrate(&mut c).unwrap(), 12);
         let v: u32 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 11);
+        assert_eq!(v, 12);
+    }
+
+    /// A file at version `v`, as a release of that schema left it.
+    fn journal_at(v: usize) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..v] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", v as u32).unwrap();
+        c
+    }
+
+    fn plan(c: &Connection, sql: &str) -> String {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn a_version_11_journal_migrates_keeping_its_undelivered_rows_and_legacy_dedupe_keys() {
+        let mut c = journal_at(11);
+        c.execute_batch(
+            "INSERT INTO events (id, source, source_seq, kind, phase, priority, device_id, test,
+                                 time_ms, recorded_ms, json)
+             VALUES ('e1', 'urn:atgw:gw:a', 1, 'pendant_press', 'point', 'high', 'd1', 0, 1, 1, '{}');
+             INSERT INTO outbox (sink, event_seq, lane) VALUES ('upstream', 1, 0), ('audit', 1, 0);
+             INSERT INTO dedupe (key, seen_ms) VALUES ('legacy', 5);
+             INSERT INTO dedupe (key, seen_ms, until_ms) VALUES ('new', 5, 500);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), 12);
+        let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM outbox"),
+            2,
+            "undelivered rows kept"
+        );
+        assert_eq!(count("SELECT count(*) FROM events"), 1);
+        assert_eq!(count("SELECT count(*) FROM dedupe"), 2);
+        // Pruning still finds legacy keys without a scan, and the rest as before.
+        let legacy = "DELETE FROM dedupe WHERE until_ms IS NULL AND seen_ms < 10";
+        assert!(
+            plan(&c, legacy).contains("USING INDEX dedupe_legacy_seen"),
+            "{}",
+            plan(&c, legacy)
+        );
+        let expired = "DELETE FROM dedupe WHERE until_ms < 10";
+        assert!(
+            plan(&c, expired).contains("dedupe_until"),
+            "{}",
+            plan(&c, expired)
+        );
+        assert_eq!(c.execute(legacy, []).unwrap(), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM dedupe WHERE key = 'new'"),
+            1,
+            "a key with its own expiry is not pruned by the legacy rule"
+        );
+        // A key with its own expiry takes no entry in the legacy index.
+        let entries = count(
+            "SELECT count(*) FROM dedupe INDEXED BY dedupe_legacy_seen WHERE until_ms IS NULL AND seen_ms >= 0",
+        );
+        assert_eq!(entries, 0);
     }
 }

@@ -1,7 +1,9 @@
 //! The single writer. It owns the write connection on a dedicated thread, takes whatever
 //! requests are waiting (group commit: one transaction and one fsync for the whole batch, no
 //! artificial wait), commits, and only then answers. While one batch is being synced the next
-//! one queues up, so throughput grows with load instead of paying one fsync per event.
+//! one queues up, so throughput grows with load instead of paying one fsync per event. The
+//! one wait: releases (outbox rows a sink delivered) alone do not make a batch; they ride in
+//! the next one, or commit together after [`RELEASE_DELAY`] (a lost release is a redelivery).
 //!
 //! Everything that must be atomic with an event happens in the event's transaction, which the
 //! writer opens and hands to [`crate::pipeline`] (dedupe keys, adapter state, device check-ins,
@@ -43,6 +45,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const TIMER_RETRY: Duration = Duration::from_secs(1);
 /// The first pruning cycle starts this long after the writer (or `prune_every`, if shorter).
 const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
+/// Releases (rows a sink delivered) wait at most this long for a batch with other work to
+/// carry them, instead of each PUBACK costing its own commit: its fsync and, on an SD card,
+/// whole WAL pages written twice (WAL, then checkpoint) for a few deleted rows. A release lost
+/// to a crash in that time is a redelivery, which at-least-once allows (receivers deduplicate
+/// by event id); the dispatcher never re-reads a row it has handed on (its cursor is past it).
+const RELEASE_DELAY: Duration = Duration::from_secs(1);
+/// Releases held at most; more are committed at once.
+const RELEASE_MAX: usize = 8192;
 /// `adapter_state` key (under the reserved `gateway` adapter) of the watchdog's heartbeat:
 /// the wall-clock time (ms) of the last heartbeat commit.
 pub const HEARTBEAT_KEY: &str = "watchdog.heartbeat_ms";
@@ -243,6 +253,10 @@ struct Writer {
     prune_log: atgw_sdk::ratelimit::LogLimiter,
     /// Told after every commit ([`WriterHandle::commits`]).
     committed: watch::Sender<u64>,
+    /// Outbox rows delivered but not yet deleted: carried by the next batch, or committed
+    /// alone at `releases_due` ([`RELEASE_DELAY`]).
+    releases: Vec<i64>,
+    releases_due: Option<tokio::time::Instant>,
 }
 
 /// What a committed batch changed in the writer's memory.
@@ -303,6 +317,8 @@ impl Writer {
             resume: Default::default(),
             prune_log: atgw_sdk::ratelimit::LogLimiter::new(Duration::from_secs(300)),
             committed: watch::channel(0).0,
+            releases: Vec::new(),
+            releases_due: None,
         })
     }
 
@@ -317,6 +333,7 @@ impl Writer {
         while ingest_open || cmds_open {
             let timer = self.timer_sleep();
             let prune = self.prune_sleep();
+            let release = self.release_sleep();
             tokio::select! {
                 biased;
                 c = cmds.recv(), if cmds_open => match c {
@@ -329,6 +346,8 @@ impl Writer {
                 },
                 // An alert timer fell due: an empty batch fires it.
                 _ = timer => {}
+                // Releases waited their longest: an empty batch carries them.
+                _ = release => {}
                 // Nothing waiting: one pruning step, then look again.
                 _ = prune => {
                     self.prune_step();
@@ -344,7 +363,47 @@ impl Writer {
                     break;
                 }
             }
+            if self.defer_releases(&mut batch) {
+                continue;
+            }
             self.commit_batch(std::mem::take(&mut batch));
+        }
+        // Nothing more will come: what was delivered is released before the writer stops.
+        if !self.releases.is_empty() {
+            self.commit_batch(Vec::new());
+        }
+    }
+
+    /// Takes over a batch of nothing but releases, which then wait for the next batch (at most
+    /// [`RELEASE_DELAY`], at most [`RELEASE_MAX`] rows). True when nothing is to be committed
+    /// now; otherwise `commit_batch` carries the held releases.
+    fn defer_releases(&mut self, batch: &mut Vec<Item>) -> bool {
+        let only_releases = !batch.is_empty()
+            && batch
+                .iter()
+                .all(|i| matches!(i, Item::Cmd(WriterCmd::Delivered { .. })));
+        if !only_releases {
+            return false;
+        }
+        for item in batch.drain(..) {
+            if let Item::Cmd(WriterCmd::Delivered { ids }) = item {
+                self.releases.extend(ids);
+            }
+        }
+        let due = *self
+            .releases_due
+            .get_or_insert_with(|| tokio::time::Instant::now() + RELEASE_DELAY);
+        self.releases.len() < RELEASE_MAX && tokio::time::Instant::now() < due
+    }
+
+    /// Sleeps until held releases are due, if any are held.
+    fn release_sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let due = self.releases_due.filter(|_| !self.releases.is_empty());
+        async move {
+            match due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
         }
     }
 
@@ -512,6 +571,12 @@ impl Writer {
         if !self.held.is_empty() {
             let held: Vec<Item> = self.held.drain(..).map(Item::Cmd).collect();
             items.splice(0..0, held);
+        }
+        // Held releases ride in this batch (kept in `held` by `apply` should it fail).
+        self.releases_due = None;
+        if !self.releases.is_empty() {
+            let ids = std::mem::take(&mut self.releases);
+            items.insert(0, Item::Cmd(WriterCmd::Delivered { ids }));
         }
         let space_alert = self.measure_budget();
         let shedding = self.budget.as_ref().is_some_and(|b| b.shedding());

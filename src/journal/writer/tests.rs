@@ -498,3 +498,89 @@ async fn every_commit_wakes_the_journal_followers() {
         .await
         .unwrap();
 }
+
+/// Rows of `outbox` in the journal at `path`, read by another connection.
+fn outbox_rows(path: &std::path::Path) -> i64 {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn releases_alone_wait_for_the_next_batch_or_their_delay_and_a_flush_carries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::journal::FILE_NAME);
+    let clock = atgw_sdk::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let (ingest, writer, thread) = writer_at(dir.path(), clock);
+    ingest.submit(press("a", None)).await.unwrap();
+    ingest.submit(press("b", None)).await.unwrap();
+    // Two undelivered rows (the test setup has no sinks, so they are added beside it).
+    let ids: Vec<i64> = {
+        let c = Connection::open(&path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute(
+            "INSERT INTO outbox (sink, event_seq, lane) SELECT 'upstream', seq, 0 FROM events",
+            [],
+        )
+        .unwrap();
+        let mut s = c.prepare("SELECT id FROM outbox ORDER BY id").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(ids.len(), 2);
+
+    // A release alone is held, then committed by itself once its delay has passed.
+    let sent = std::time::Instant::now();
+    writer.send(WriterCmd::Delivered { ids: vec![ids[0]] });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if sent.elapsed() < RELEASE_DELAY / 2 {
+        assert_eq!(outbox_rows(&path), 2, "a lone release waits for company");
+    }
+    let deadline = sent + RELEASE_DELAY + Duration::from_secs(5);
+    while outbox_rows(&path) == 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outbox_rows(&path), 1, "released within its delay");
+
+    // Any other work carries held releases: here a flush, answered after their commit.
+    writer.send(WriterCmd::Delivered { ids: vec![ids[1]] });
+    writer.flush().await;
+    assert_eq!(outbox_rows(&path), 0, "the flush's batch released the row");
+    drop((ingest, writer));
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn releases_held_when_the_writer_stops_are_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::journal::FILE_NAME);
+    let clock = atgw_sdk::clock::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let (ingest, writer, thread) = writer_at(dir.path(), clock);
+    ingest.submit(press("a", None)).await.unwrap();
+    let id: i64 = {
+        let c = Connection::open(&path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.query_row(
+            "INSERT INTO outbox (sink, event_seq, lane) SELECT 'upstream', seq, 0 FROM events
+             RETURNING id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    writer.send(WriterCmd::Delivered { ids: vec![id] });
+    drop((ingest, writer));
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox_rows(&path),
+        0,
+        "released at the stop, not redelivered next start"
+    );
+}
