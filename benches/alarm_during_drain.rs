@@ -11,7 +11,8 @@
 //! The floor, in the same run: the same 100 presses to the same gateway after the drain, with
 //! no backlog (what a press costs on an idle gateway).
 //!
-//! `BENCH_DRAIN_BACKLOG` (100000), `BENCH_PRESSES` (100), `BENCH_RUNS` (3).
+//! `BENCH_DRAIN_BACKLOG` (100000), `BENCH_PRESSES` (100), `BENCH_RUNS` (3), `BENCH_MQTT_BATCH`
+//! (the adapter's `batch`; default its own).
 
 mod common;
 
@@ -128,9 +129,10 @@ fn one(rt: &tokio::runtime::Runtime, backlog: u64, presses: u32) -> Run {
     let cfg = gateway_section(&data)
         + &format!(
             "\n[[adapter]]\nname = \"zigbee\"\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {mport}\n\
-             topics = [\"dusun_pub\"]\nprofiles = [\"ble-hub-oximeter\"]\n\
+             topics = [\"dusun_pub\"]\nprofiles = [\"ble-hub-oximeter\"]\n{batch}\
              \n[[adapter]]\nname = \"alarms\"\ntype = \"sia-dc09\"\nlisten_tcp = \"127.0.0.1:{dport}\"\n\
-             accounts = [{{ account = \"{ACCOUNT}\" }}]\n"
+             accounts = [{{ account = \"{ACCOUNT}\" }}]\n",
+            batch = mqtt_batch()
         )
         + &mqtt_sink(mport);
     let g = Gateway::start(dir.path(), &cfg);

@@ -75,8 +75,19 @@ pub fn gateway_section(data_dir: &Path) -> String {
 pub fn mqtt_adapter(port: u16) -> String {
     format!(
         "\n[[adapter]]\nname = \"zigbee\"\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         topics = [\"zigbee2mqtt/#\"]\nprofiles = [\"zigbee2mqtt\"]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n"
+         topics = [\"zigbee2mqtt/#\"]\nprofiles = [\"zigbee2mqtt\"]\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{}",
+        mqtt_batch()
     )
+}
+
+/// `batch = N` for an MQTT adapter when `BENCH_MQTT_BATCH` sets it (else the adapter's default),
+/// to weigh messages per journal transaction against an alarm's wait behind one.
+pub fn mqtt_batch() -> String {
+    std::env::var("BENCH_MQTT_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|n| format!("batch = {n}\n"))
+        .unwrap_or_default()
 }
 
 /// The upstream MQTT sink, topic prefix `atgw/bench`.
