@@ -219,6 +219,34 @@ enum Item {
     Cmd(WriterCmd),
 }
 
+/// Telemetry submissions at least this many events large are committed after what else was
+/// gathered with them (see [`split_urgent`]); smaller ones cost an alarm nothing to wait for.
+const BULK_EVENTS: usize = 32;
+
+/// Splits a gathered batch into what commits first (everything else, in order) and the bulk
+/// telemetry submitted with it (in order), when there is both; otherwise all of it is
+/// "urgent" and commits as one. Bulk: a `Submit` of at least [`BULK_EVENTS`] events, none
+/// above info priority. Reordering them is safe: requests in one batch were in flight at the
+/// same time (an adapter waits for each answer before its next request), and each keeps its
+/// own atomicity.
+fn split_urgent(items: Vec<Item>) -> (Vec<Item>, Vec<Item>) {
+    let is_bulk = |i: &Item| match i {
+        Item::Ingest(IngestRequest::Submit { submissions, .. }) => {
+            let events = submissions.iter().map(|s| s.events.len()).sum::<usize>();
+            events >= BULK_EVENTS
+                && submissions
+                    .iter()
+                    .flat_map(|s| &s.events)
+                    .all(|e| e.data.priority == atgw_sdk::Priority::Info)
+        }
+        _ => false,
+    };
+    if !items.iter().any(is_bulk) || items.iter().all(is_bulk) {
+        return (items, Vec::new());
+    }
+    items.into_iter().partition(|i| !is_bulk(i))
+}
+
 struct Writer {
     conn: Connection,
     setup: Setup,
@@ -366,7 +394,15 @@ impl Writer {
             if self.defer_releases(&mut batch) {
                 continue;
             }
-            self.commit_batch(std::mem::take(&mut batch));
+            // An alarm gathered with a bulk of telemetry (an MQTT adapter draining a backlog
+            // submits hundreds of readings at once) gets its own, short transaction first,
+            // instead of waiting for the bulk to be applied in one transaction with it.
+            // (An empty batch commits too: it fires due timers and carries held releases.)
+            let (urgent, bulk) = split_urgent(std::mem::take(&mut batch));
+            self.commit_batch(urgent);
+            if !bulk.is_empty() {
+                self.commit_batch(bulk);
+            }
         }
         // Nothing more will come: what was delivered is released before the writer stops.
         if !self.releases.is_empty() {

@@ -584,3 +584,76 @@ async fn releases_held_when_the_writer_stops_are_committed() {
         "released at the stop, not redelivered next start"
     );
 }
+
+fn submit(submissions: Vec<Submission>) -> Item {
+    let (reply, _) = oneshot::channel();
+    Item::Ingest(IngestRequest::Submit {
+        adapter: "a".into(),
+        submissions,
+        reply,
+    })
+}
+
+fn readings(n: usize) -> Submission {
+    let mut e = EventDraft::new(
+        atgw_sdk::Kind::VitalSign,
+        atgw_sdk::Phase::Point,
+        "ble:1",
+        "zigbee",
+    );
+    e.data.priority = atgw_sdk::Priority::Info;
+    Submission {
+        events: vec![e; n],
+        ..Submission::default()
+    }
+}
+
+fn sizes(items: &[Item]) -> Vec<usize> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Ingest(IngestRequest::Submit { submissions, .. }) => {
+                submissions.iter().map(|s| s.events.len()).sum()
+            }
+            _ => usize::MAX,
+        })
+        .collect()
+}
+
+#[test]
+fn an_alarm_gathered_with_bulk_telemetry_commits_first_and_alone() {
+    let (urgent, bulk) = split_urgent(vec![
+        submit(vec![readings(BULK_EVENTS)]),
+        submit(vec![press("k", None)]),
+        Item::Cmd(WriterCmd::Delivered { ids: vec![1] }),
+        submit(vec![readings(3)]),
+    ]);
+    assert_eq!(
+        sizes(&urgent),
+        [1, usize::MAX, 3],
+        "in their order, small telemetry too"
+    );
+    assert_eq!(sizes(&bulk), [BULK_EVENTS]);
+    // Only bulk, or no bulk: one commit, as gathered.
+    let (urgent, bulk) = split_urgent(vec![
+        submit(vec![readings(BULK_EVENTS)]),
+        submit(vec![readings(BULK_EVENTS)]),
+    ]);
+    assert_eq!((urgent.len(), bulk.len()), (2, 0));
+    let (urgent, bulk) = split_urgent(vec![
+        submit(vec![press("k", None)]),
+        submit(vec![readings(3)]),
+    ]);
+    assert_eq!((urgent.len(), bulk.len()), (2, 0));
+    // A bulk submission carrying one alarm is not bulk: it commits with the urgent.
+    let mut mixed = readings(BULK_EVENTS);
+    mixed.events.extend(press("k2", None).events);
+    let (urgent, bulk) = split_urgent(vec![
+        submit(vec![mixed]),
+        submit(vec![readings(BULK_EVENTS)]),
+    ]);
+    assert_eq!(
+        (sizes(&urgent), sizes(&bulk)),
+        (vec![BULK_EVENTS + 1], vec![BULK_EVENTS])
+    );
+}
