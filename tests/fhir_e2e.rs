@@ -1,7 +1,8 @@
 //! The real binary with a `fhir` sink: a pulse oximeter's reading published over MQTT (through
 //! the shipped BLE-hub profile) reaches a FHIR server as vital-signs Observations for the
 //! resident's Patient and the device's Device, valid per the independent validator of
-//! `adapters/fhir/tests/validator`; and `check-config` refuses a resident without a Patient
+//! `adapters/fhir/tests/validator`; a fall from the resident's radar reaches it as the alert's
+//! Communication for the same Patient; and `check-config` refuses a resident without a Patient
 //! once a `fhir` sink exists. The FHIR server here is plain HTTP on loopback (`allow_http`):
 //! TLS is the sink crate's own tests' business.
 
@@ -58,6 +59,17 @@ async fn fhir_server() -> (String, Received) {
 }
 
 fn fhir_config(dir: &std::path::Path, port: u16, base: &str, patient: &str) -> String {
+    fhir_config_with(dir, port, base, patient, "")
+}
+
+/// The oximeter of [`fhir_config`], plus `extra` (more devices, routes, policies).
+fn fhir_config_with(
+    dir: &std::path::Path,
+    port: u16,
+    base: &str,
+    patient: &str,
+    extra: &str,
+) -> String {
     let token = write_secret(&dir.join("fhir.token"), TOKEN);
     config(
         dir,
@@ -79,6 +91,7 @@ resident = "res-0057"
 location = {{ area = "east", room = "14" }}
 {patient}
 fhir_device = "Device/ox-14"
+{extra}
 "#,
             token = token.display()
         ),
@@ -154,14 +167,19 @@ async fn an_mqtt_oximeter_reading_reaches_the_fhir_server_as_valid_observations(
         );
     }
 
-    // Independent validation of what the binary sent.
+    let resources: Vec<Value> = obs.iter().map(|e| e["resource"].clone()).collect();
+    validate(dir.path(), resources);
+}
+
+/// Independent validation of what the binary sent (panics on any issue, or without node or
+/// the pinned packages).
+fn validate(dir: &std::path::Path, resources: Vec<Value>) {
     let validator = repo().join("adapters/fhir/tests/validator");
     assert!(
         validator.join("node_modules/@medplum/core").is_dir(),
         "the FHIR validator's packages are not installed: run .ci/run (npm ci --prefix adapters/fhir/tests/validator)"
     );
-    let file = dir.path().join("sent.json");
-    let resources: Vec<Value> = obs.iter().map(|e| e["resource"].clone()).collect();
+    let file = dir.join("sent.json");
     std::fs::write(&file, Value::Array(resources).to_string()).unwrap();
     let out = std::process::Command::new("node")
         .arg("--experimental-websocket")
@@ -175,6 +193,96 @@ async fn an_mqtt_oximeter_reading_reaches_the_fhir_server_as_valid_observations(
         out.status.success(),
         "the validator found issues:\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A route for the alerts (to the upstream MQTT sink), so the `fhir` sink stays a stream sink
+/// and receives every lifecycle event; and the resident's fall radar, which names no Patient
+/// itself: the resident's oximeter does.
+const FALLS: &str = r#"
+[[device]]
+id = "zigbee:0xdc8e95fffe4dc3dd"
+adapter = "zigbee"
+match = { device = "0xdc8e95fffe4dc3dd" }
+resident = "res-0057"
+location = { area = "east", room = "14" }
+
+[[route]]
+name = "upstream"
+sinks = ["upstream"]
+
+[[policy]]
+name = "falls"
+match = { priority = ["high"] }
+notify = ["upstream"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fall_reaches_the_fhir_server_as_the_alerts_communication_for_the_residents_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), "").unwrap();
+    let (base, got) = fhir_server().await;
+    let text = fhir_config_with(
+        dir.path(),
+        broker.port,
+        &base,
+        "fhir_patient = \"Patient/p-57\"",
+        FALLS,
+    );
+    let gw = Gateway::start(dir.path(), &text);
+    gw.wait_subscribed().await;
+    let radar = Publisher::connect(broker.port, "fall-radar").await;
+    radar
+        .send(
+            "zigbee2mqtt/0xdc8e95fffe4dc3dd",
+            r#"{"fall_down_status":"fall","presence":true}"#,
+        )
+        .await;
+    let communications = || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == "Communication")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_until_async(Duration::from_secs(20), || !communications().is_empty())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no Communication reached the FHIR server:\n{}",
+                gw.log_text()
+            )
+        });
+    let alert = gw.column::<String>("SELECT id FROM alerts WHERE kind = 'fall'");
+    assert_eq!(alert.len(), 1, "one fall alert");
+    let sent = communications();
+    let c = &sent[0]["resource"];
+    assert_eq!(c["identifier"][0]["system"], "urn:atgw:alert");
+    assert_eq!(c["identifier"][0]["value"], alert[0].as_str());
+    assert_eq!(c["status"], "in-progress");
+    assert_eq!(c["priority"], "stat");
+    assert_eq!(c["subject"]["reference"], "Patient/p-57");
+    assert_eq!(c["reasonCode"][0]["coding"][0]["code"], "1912002");
+    assert_eq!(
+        c["payload"][0]["contentString"],
+        "Fall - room 14, east (open)"
+    );
+    assert_eq!(
+        sent[0]["request"]["url"],
+        format!("Communication?identifier=urn:atgw:alert%7C{}", alert[0])
+    );
+    // The radar's own fall event is not a vital sign: answered without sending.
+    assert!(
+        got.lock()
+            .unwrap()
+            .iter()
+            .all(|e| e["resource"]["resourceType"] == "Communication"),
+        "only the alert was sent"
+    );
+    validate(
+        dir.path(),
+        sent.iter().map(|e| e["resource"].clone()).collect(),
     );
 }
 
