@@ -76,8 +76,14 @@ impl Sink for FhirSink {
     }
     fn check(config: &FhirConfig, site: &Site) -> Result<Self, ComponentError> {
         config.validate().map_err(ComponentError::new)?;
-        atgw_sdk::secret::read_secret_file(&config.token_file)
+        let token = atgw_sdk::secret::read_secret_file(&config.token_file)
             .map_err(|e| ComponentError::new(format!("token_file: {e}")))?;
+        if crate::sink::bearer(token.expose()).is_none() {
+            return Err(ComponentError::new(format!(
+                "token_file {}: not a usable bearer token (one line of visible ASCII without spaces)",
+                config.token_file.display()
+            )));
+        }
         if let Some(p) = &config.ca_file {
             std::fs::metadata(p)
                 .map_err(|e| ComponentError::new(format!("ca_file {}: {e}", p.display())))?;

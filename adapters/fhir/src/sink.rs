@@ -364,7 +364,7 @@ impl Target {
 
 /// `Bearer <token>` as a sensitive header (never printed by reqwest's Debug), if the token is
 /// one line of visible ASCII.
-fn bearer(token: &str) -> Option<HeaderValue> {
+pub(crate) fn bearer(token: &str) -> Option<HeaderValue> {
     let t = token.trim();
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
