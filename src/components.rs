@@ -199,6 +199,7 @@ component_types! {
         Webhook("webhook") => atgw_http::WebhookSink,
         Email("email") => atgw_email::EmailSink,
         Sms("sms") => atgw_sms::SmsSink,
+        Fhir("fhir") => atgw_fhir::FhirSink,
         Espa444("espa444") => atgw_espa444::EspaSink,
     }
 }

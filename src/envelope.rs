@@ -262,6 +262,8 @@ mod tests {
                 },
                 check_in: None,
                 not_reading_after: None,
+                fhir_patient: None,
+                fhir_device: None,
             }],
         );
         let mut d = EventDraft::new(Kind::PendantPress, Phase::Point, "zigbee:0xa4", "zigbee");
@@ -297,6 +299,8 @@ mod tests {
                 },
                 check_in: None,
                 not_reading_after: None,
+                fhir_patient: None,
+                fhir_device: None,
             }],
         );
         let now: Timestamp = "2026-04-17T15:33:22Z".parse().unwrap();
@@ -432,6 +436,8 @@ mod tests {
                 },
                 check_in: None,
                 not_reading_after: None,
+                fhir_patient: None,
+                fhir_device: None,
             }],
         );
         let message = |kind: Kind, phase: Phase| {

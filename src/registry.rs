@@ -39,6 +39,14 @@ pub struct DeviceConfig {
     /// oximeter, `"0s"` for none).
     #[serde(default, with = "humantime_serde")]
     pub not_reading_after: Option<Duration>,
+    /// The resident's FHIR Patient (`Patient/<id>`): the `subject` a FHIR sink gives this
+    /// resident's Observations and Communications. Needs `resident`; every device of one
+    /// resident that names one names the same.
+    #[serde(default)]
+    pub fhir_patient: Option<String>,
+    /// This device's FHIR Device (`Device/<id>`): `Observation.device` of its readings.
+    #[serde(default)]
+    pub fhir_device: Option<String>,
 }
 
 /// Where a registered device is installed.
@@ -51,6 +59,78 @@ pub struct DeviceLocation {
     pub room: Option<String>,
     #[serde(default)]
     pub zone: Option<String>,
+}
+
+/// The FHIR ids `[[device]]` entries name, checked: each `Type/id` (id per FHIR R4:
+/// 1-64 of `A-Z a-z 0-9 - .`), a Patient only with a resident, one Patient per resident, and,
+/// when the site sends to a FHIR sink (`fhir_sink`), a Patient for every resident a device
+/// names: FHIR requires an Observation's subject, and a resident's alerts without it would
+/// reach the care record as nobody's. Errors are (key, problem), like the config's.
+pub fn fhir_ids(
+    devices: &[DeviceConfig],
+    fhir_sink: bool,
+) -> Result<atgw_sdk::fhir::FhirIds, (String, String)> {
+    let mut ids = atgw_sdk::fhir::FhirIds::default();
+    for (i, d) in devices.iter().enumerate() {
+        let key = |k: &str| format!("device[{i}].{k}");
+        if let Some(p) = &d.fhir_patient {
+            check_reference(p, "Patient").map_err(|e| (key("fhir_patient"), e))?;
+            let Some(resident) = &d.resident else {
+                return Err((
+                    key("fhir_patient"),
+                    "needs `resident`: the Patient is the resident's, not the device's".into(),
+                ));
+            };
+            if let Some(other) = ids.patients.insert(resident.clone(), p.clone())
+                && other != *p
+            {
+                return Err((
+                    key("fhir_patient"),
+                    format!(
+                        "resident `{resident}` is `{other}` on another device and `{p}` here; one resident is one Patient"
+                    ),
+                ));
+            }
+        }
+        if let Some(dev) = &d.fhir_device {
+            check_reference(dev, "Device").map_err(|e| (key("fhir_device"), e))?;
+            ids.devices.insert(d.id.clone(), dev.clone());
+        }
+    }
+    if fhir_sink {
+        for (i, d) in devices.iter().enumerate() {
+            if let Some(r) = &d.resident
+                && !ids.patients.contains_key(r)
+            {
+                return Err((
+                    format!("device[{i}].fhir_patient"),
+                    format!(
+                        "resident `{r}` (device `{}`) has no FHIR Patient, and a FHIR sink is configured: set `fhir_patient = \"Patient/<id>\"` on one of the resident's devices",
+                        d.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// `Type/id` with the given type and a FHIR R4 id.
+fn check_reference(r: &str, ty: &str) -> Result<(), String> {
+    match r.split_once('/') {
+        Some((t, id))
+            if t == ty
+                && (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{r}` is not `{ty}/<id>` (a FHIR id is 1-64 of A-Z a-z 0-9 - .)"
+        )),
+    }
 }
 
 /// What the registry knows about one device.
@@ -203,7 +283,71 @@ mod tests {
             },
             check_in: None,
             not_reading_after: None,
+            fhir_patient: None,
+            fhir_device: None,
         }
+    }
+
+    #[test]
+    fn fhir_ids_are_checked_and_mapped() {
+        let mut a = dev("ox-1", &[("device", "a")], "12");
+        a.fhir_patient = Some("Patient/p-1".into());
+        a.fhir_device = Some("Device/ox.1".into());
+        let b = dev("pendant-1", &[("device", "b")], "12");
+        let ids = fhir_ids(&[a.clone(), b.clone()], true).unwrap();
+        assert_eq!(ids.patient("res-1"), Some("Patient/p-1"));
+        assert_eq!(ids.device("ox-1"), Some("Device/ox.1"));
+        assert_eq!(ids.device("pendant-1"), None);
+
+        let mut c = b.clone();
+        c.fhir_patient = Some("Patient/p-2".into());
+        let e = fhir_ids(&[a.clone(), c], false).unwrap_err();
+        assert_eq!(e.0, "device[1].fhir_patient");
+        assert!(e.1.contains("one resident is one Patient"), "{}", e.1);
+
+        for bad in [
+            "p-1",
+            "Device/p-1",
+            "Patient/",
+            "Patient/a b",
+            "Patient/a/b",
+        ] {
+            let mut x = a.clone();
+            x.fhir_patient = Some(bad.into());
+            assert_eq!(
+                fhir_ids(&[x], false).unwrap_err().0,
+                "device[0].fhir_patient",
+                "{bad}"
+            );
+        }
+        let mut x = a.clone();
+        x.fhir_device = Some("Patient/p-1".into());
+        assert_eq!(
+            fhir_ids(&[x], false).unwrap_err().0,
+            "device[0].fhir_device"
+        );
+        let mut x = a.clone();
+        x.resident = None;
+        assert!(
+            fhir_ids(&[x], false)
+                .unwrap_err()
+                .1
+                .contains("needs `resident`")
+        );
+    }
+
+    #[test]
+    fn with_a_fhir_sink_every_resident_needs_a_patient() {
+        let mut b = dev("pendant-1", &[("device", "b")], "12");
+        assert!(fhir_ids(std::slice::from_ref(&b), false).is_ok());
+        let e = fhir_ids(std::slice::from_ref(&b), true).unwrap_err();
+        assert_eq!(e.0, "device[0].fhir_patient");
+        assert!(e.1.contains("res-1"), "{}", e.1);
+        b.resident = None;
+        assert!(
+            fhir_ids(&[b], true).is_ok(),
+            "a device of nobody needs no Patient"
+        );
     }
 
     fn keys(k: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -68,6 +68,10 @@ fn site(cfg: &Config) -> Result<Site, StartError> {
         profiles_dir: cfg.gateway.profiles_dir.clone(),
         timezone: jiff::tz::TimeZone::get(&cfg.gateway.timezone)
             .map_err(|e| StartError::TimeZone(e.to_string()))?,
+        // Checked by `Config::validate`; a config that got here has consistent ids.
+        fhir: std::sync::Arc::new(
+            crate::registry::fhir_ids(&cfg.devices, false).unwrap_or_default(),
+        ),
     })
 }
 

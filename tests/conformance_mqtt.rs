@@ -94,6 +94,7 @@ async fn the_mqtt_adapter_keeps_the_adapter_contract() {
         gateway_id: "gw-kit".into(),
         profiles_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/profiles"),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let mut n = 0;
     let (port, dir) = (broker.port, broker_dir.clone());
@@ -194,6 +195,7 @@ async fn the_mqtt_sinks_control_connection_keeps_the_command_contract() {
         gateway_id: "gw-kit".into(),
         profiles_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/profiles"),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let mut opts = MqttOptions::new("kit-handset", "127.0.0.1", broker.port);
     opts.set_clean_session(true);

@@ -15,6 +15,7 @@ fn site() -> Site {
         gateway_id: "gw-kit".into(),
         profiles_dir: profiles_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     }
 }
 

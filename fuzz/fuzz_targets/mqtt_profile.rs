@@ -59,6 +59,8 @@ fn fixture() -> &'static Fixture {
             },
             check_in: None,
             not_reading_after: None,
+            fhir_patient: None,
+            fhir_device: None,
         };
         Fixture {
             profiles: ProfileSet::from_profiles(profiles),

@@ -183,6 +183,11 @@ impl Config {
                 ));
             }
         }
+        let fhir_sink = self
+            .sinks
+            .iter()
+            .any(|s| s.type_name() == atgw_fhir::SINK_TYPE);
+        crate::registry::fhir_ids(&self.devices, fhir_sink)?;
         Ok(())
     }
 }

@@ -51,6 +51,7 @@ async fn the_nurse_call_adapter_keeps_the_contract() {
         gateway_id: "gw-kit".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let config = AdapterConfig::new(
         "nurse-call",

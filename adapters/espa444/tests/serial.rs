@@ -89,6 +89,7 @@ async fn start(link_timeout: Duration) -> Running {
         gateway_id: "gw".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let (tx, rx) = ingest::channel(16);
     let journal = Journal::default();

@@ -42,6 +42,7 @@ async fn the_example_adapter_keeps_the_contract() {
         gateway_id: "gw-kit".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let committed = testkit::run::<LineAdapter, _, _, _>(
         Config::new("line", addr.to_string()),

@@ -166,6 +166,7 @@ async fn kit(tcp: bool) {
         gateway_id: "gw-kit".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let committed = testkit::run::<ScaipComponent, _, _, _>(config, site, || async move {
         Unit::connect(addr, tcp).await

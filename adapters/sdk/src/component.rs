@@ -113,6 +113,8 @@ pub struct Site {
     pub profiles_dir: PathBuf,
     /// The site's time zone, for device times without one.
     pub timezone: jiff::tz::TimeZone,
+    /// FHIR Patient and Device ids from the registry (empty unless devices name them).
+    pub fhir: Arc<crate::fhir::FhirIds>,
 }
 
 /// What a started adapter is given.

@@ -5,6 +5,7 @@
 //! - [`audit`]: `atgw audit`'s findings (ETSI EN 303 645), for components' own checks.
 //! - [`bundle`]: holding notifications to the same people for one message (email, SMS; pure).
 //! - [`component`]: the `Adapter` and `Sink` contracts every protocol and output implements.
+//! - [`fhir`]: the FHIR Patient and Device ids the registry assigns, for FHIR sinks.
 //! - [`event`]: the normalised event, schema v1, and the draft an adapter submits.
 //! - [`schema`]: the JSON Schema document of schema v1 (`atgw schema` prints it).
 //! - [`ingest`]: the handle through which an adapter commits events before acknowledging a device.
@@ -23,6 +24,7 @@ pub mod bundle;
 pub mod clock;
 pub mod component;
 pub mod event;
+pub mod fhir;
 pub mod health;
 pub mod ingest;
 #[cfg(feature = "listener")]

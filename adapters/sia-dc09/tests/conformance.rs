@@ -68,6 +68,7 @@ async fn the_receiver_keeps_the_adapter_contract() {
         gateway_id: "gw-kit".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let committed = testkit::run::<Dc09Component, _, _, _>(config, site, || async move {
         // The receiver is bound before the kit asks for a device.

@@ -69,6 +69,8 @@ fn failing_writer_reporting(
         location: Default::default(),
         check_in: Some(Duration::from_millis(200)),
         not_reading_after: None,
+        fhir_patient: None,
+        fhir_device: None,
     };
     let setup = Setup {
         registry: Arc::new(Registry::new("oakview", &[device])),

@@ -100,6 +100,9 @@ pub fn all(cfg: &Config) -> Vec<Finding> {
         gateway_id: cfg.gateway.id.clone(),
         profiles_dir: cfg.gateway.profiles_dir.clone(),
         timezone: jiff::tz::TimeZone::get(&cfg.gateway.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+        fhir: std::sync::Arc::new(
+            crate::registry::fhir_ids(&cfg.devices, false).unwrap_or_default(),
+        ),
     };
     for a in &cfg.adapters {
         out.extend(a.audit(&site));

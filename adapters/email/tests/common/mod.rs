@@ -261,6 +261,7 @@ pub fn site() -> Site {
         gateway_id: "gw-oakview".into(),
         profiles_dir: PathBuf::from("/nonexistent"),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     }
 }
 

@@ -235,6 +235,7 @@ pub async fn start_sink(config: atgw_espa444::config::SinkConfig) -> SinkRun {
         gateway_id: "gw".into(),
         profiles_dir: std::env::temp_dir(),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let (dtx, drx) = tokio::sync::mpsc::channel(1);
     let (otx, orx) = tokio::sync::mpsc::unbounded_channel();

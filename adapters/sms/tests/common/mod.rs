@@ -161,6 +161,7 @@ pub fn site() -> Site {
         gateway_id: "gw-sms".into(),
         profiles_dir: PathBuf::from("/nonexistent"),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     }
 }
 
