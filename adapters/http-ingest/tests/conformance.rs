@@ -85,6 +85,7 @@ async fn the_http_ingest_adapter_keeps_the_contract() {
             "/../../config/profiles"
         )),
         timezone: jiff::tz::TimeZone::UTC,
+        fhir: Default::default(),
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("http://{addr}/hooks/alarm");
