@@ -83,11 +83,13 @@ fuzz_target!(|data: &[u8]| {
         };
         let topic = String::from_utf8_lossy(topic);
         let input = Input {
+            protocol: "mqtt",
             topic: &topic,
             payload,
             received,
             adapter: "zigbee",
             timezone: &f.timezone,
+            request: None,
         };
         if let Evaluation::Mapped {
             events,

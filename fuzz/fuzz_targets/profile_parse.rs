@@ -26,11 +26,13 @@ fuzz_target!(|data: &[u8]| {
     let mut state: HashMap<String, String> = HashMap::new();
     for (topic, payload) in MESSAGES {
         let input = Input {
+            protocol: "mqtt",
             topic,
             payload,
             received: jiff::Timestamp::UNIX_EPOCH,
             adapter: "fuzz",
             timezone: &tz,
+            request: None,
         };
         if let atgw_profile::Evaluation::Mapped { state: updates, .. } = set.evaluate(&input, &state) {
             for u in updates {
