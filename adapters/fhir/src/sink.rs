@@ -345,20 +345,7 @@ impl Target {
     }
 
     fn describe(&self, e: reqwest::Error) -> String {
-        let e = &e.without_url();
-        if e.is_timeout() && e.is_connect() {
-            return format!(
-                "no connection within connect_timeout {:?}",
-                self.connect_timeout
-            );
-        }
-        if e.is_timeout() {
-            return format!("no answer within timeout {:?}", self.timeout);
-        }
-        if e.is_connect() {
-            return format!("cannot connect: {}", atgw_http::error::chain(e));
-        }
-        format!("request failed: {}", atgw_http::error::chain(e))
+        atgw_http::error::describe(e, self.connect_timeout, self.timeout)
     }
 }
 

@@ -61,3 +61,23 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// A transport failure in words an integrator can act on; no URL query, no body. The
+/// timeouts are the sink's own, named when one of them ran out.
+pub fn describe(
+    e: reqwest::Error,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> String {
+    let e = &e.without_url();
+    if e.is_timeout() && e.is_connect() {
+        return format!("no connection within connect_timeout {connect_timeout:?}");
+    }
+    if e.is_timeout() {
+        return format!("no answer within timeout {timeout:?}");
+    }
+    if e.is_connect() {
+        return format!("cannot connect: {}", chain(e));
+    }
+    format!("request failed: {}", chain(e))
+}

@@ -241,22 +241,8 @@ impl Target {
         }
     }
 
-    /// A transport failure in words an integrator can act on; no URL query, no body.
     fn describe(&self, e: reqwest::Error) -> String {
-        let e = &e.without_url();
-        if e.is_timeout() && e.is_connect() {
-            return format!(
-                "no connection within connect_timeout {:?}",
-                self.connect_timeout
-            );
-        }
-        if e.is_timeout() {
-            return format!("no answer within timeout {:?}", self.timeout);
-        }
-        if e.is_connect() {
-            return format!("cannot connect: {}", chain(e));
-        }
-        format!("request failed: {}", chain(e))
+        crate::error::describe(e, self.connect_timeout, self.timeout)
     }
 }
 
