@@ -797,3 +797,35 @@ fn profile_test_runs_http_samples_through_the_route_that_takes_them() {
         "an unroutable sample fails the run"
     );
 }
+
+#[test]
+fn audit_judges_the_listener_and_every_routes_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("atgw.toml"), config(dir.path(), 1, "", "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atgw"))
+        .args(["audit", "--config"])
+        .arg(dir.path().join("atgw.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("adapter `clouds`"))
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("pass") && l.contains("TLS on 127.0.0.1")),
+        "{text}"
+    );
+    for route in ["/netlia", "/purelife", "/novee", "/hooks", "/bearer"] {
+        assert!(
+            ours.iter().any(|l| l.contains(&format!("route {route}:"))),
+            "{route}: {text}"
+        );
+    }
+    let failing: Vec<&&str> = ours
+        .iter()
+        .filter(|l| l.trim_start().starts_with("fail"))
+        .collect();
+    assert!(failing.is_empty(), "{failing:#?}");
+}

@@ -85,6 +85,17 @@ pub enum Verifier {
     },
 }
 
+/// Why a token (bearer token, API key) cannot travel in a header, if it cannot: it must be one
+/// line of visible ASCII without spaces, or no request could ever present it.
+pub fn token_problem(token: &str) -> Option<String> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some(
+            "not one line of visible ASCII without spaces (it must fit in a header)".into(),
+        );
+    }
+    None
+}
+
 /// Why a secret file's content cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -101,6 +112,11 @@ impl Verifier {
             }
         };
         nonempty(&secret)?;
+        if matches!(cfg, AuthConfig::Bearer { .. } | AuthConfig::ApiKey { .. })
+            && let Some(p) = token_problem(secret.expose())
+        {
+            return Err(KeyProblem(p));
+        }
         Ok(match cfg {
             AuthConfig::StandardWebhooks { tolerance, .. } => Verifier::StandardWebhooks {
                 key: WebhookKey::parse(secret.expose()).map_err(|e| KeyProblem(e.to_string()))?,
@@ -446,6 +462,20 @@ mod tests {
                 assert!(th.verify(&h, b"", now).is_err());
             }
         }
+    }
+
+    #[test]
+    fn a_token_that_cannot_travel_in_a_header_is_refused() {
+        for bad in ["two words", "tab\there", "caf\u{e9}"] {
+            let r = Verifier::new(
+                &AuthConfig::Bearer {
+                    secret_file: PathBuf::new(),
+                },
+                secret(bad),
+            );
+            assert!(r.is_err(), "{bad:?}");
+        }
+        assert!(token_problem("Zx9-_.~+/=abc").is_none());
     }
 
     #[test]

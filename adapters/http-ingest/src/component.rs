@@ -18,6 +18,9 @@ use crate::config::{Config, Format};
 use crate::route::Route;
 use crate::server::Shared;
 
+/// The secret-file role of bearer tokens and API keys (checked by `judge_key`).
+const TOKEN_TAG: &str = "token";
+
 /// How often one kind of warning (a bad signature, a flood) may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -70,7 +73,7 @@ impl Adapter for HttpAdapter {
             let role = match r.auth {
                 crate::config::AuthConfig::Basic { .. } => SecretUse::Password,
                 crate::config::AuthConfig::Bearer { .. }
-                | crate::config::AuthConfig::ApiKey { .. } => SecretUse::Key("token".into()),
+                | crate::config::AuthConfig::ApiKey { .. } => SecretUse::Key(TOKEN_TAG.into()),
                 _ => SecretUse::SigningSecret,
             };
             out.push(ConfigFile {
@@ -80,6 +83,23 @@ impl Adapter for HttpAdapter {
             });
         }
         out
+    }
+    /// A bearer token or API key travels in a header: one line of visible ASCII.
+    fn judge_key(tag: &str, text: &str) -> Result<String, String> {
+        if tag != TOKEN_TAG {
+            return Err(format!("no check for key type `{tag}`"));
+        }
+        crate::auth::token_problem(text).map_or_else(
+            || {
+                let n = text.chars().count();
+                Ok(if n < 16 {
+                    format!("a token of {n} characters: short enough to guess (use 16 or more random ones)")
+                } else {
+                    format!("a token of {n} characters")
+                })
+            },
+            Err,
+        )
     }
     fn match_keys(config: &Config, site: &Site) -> Option<std::collections::BTreeSet<String>> {
         let mut keys = std::collections::BTreeSet::new();
