@@ -98,15 +98,6 @@ async fn press(target: SocketAddr, first: u32, n: u32, every: Duration) -> Press
     out
 }
 
-fn pct(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
 struct Run {
     during: Presses,
     idle: Presses,
@@ -202,14 +193,14 @@ fn main() {
         let run = one(&rt, backlog, presses);
         println!(
             "  run {r}: during the drain ACK p50 {:.2} p99 {:.2} ms, upstream p50 {:.2} p99 {:.2} ms ({} readings undrained at the last press, drain {:.1} s); idle ACK p99 {:.2}, upstream p99 {:.2} ms",
-            pct(&run.during.ack_ms, 0.5),
-            pct(&run.during.ack_ms, 0.99),
-            pct(&run.during.upstream_ms, 0.5),
-            pct(&run.during.upstream_ms, 0.99),
+            percentile(&run.during.ack_ms, 0.5),
+            percentile(&run.during.ack_ms, 0.99),
+            percentile(&run.during.upstream_ms, 0.5),
+            percentile(&run.during.upstream_ms, 0.99),
             run.undrained_at_last_press,
             run.drain_s,
-            pct(&run.idle.ack_ms, 0.99),
-            pct(&run.idle.upstream_ms, 0.99),
+            percentile(&run.idle.ack_ms, 0.99),
+            percentile(&run.idle.upstream_ms, 0.99),
         );
         assert!(
             run.undrained_at_last_press > 0,
@@ -225,16 +216,16 @@ fn main() {
         "runs": runs,
         "machine": machine(),
         "during": {
-            "ack_p50_ms": s(&|r| pct(&r.during.ack_ms, 0.5)),
-            "ack_p99_ms": s(&|r| pct(&r.during.ack_ms, 0.99)),
-            "upstream_p50_ms": s(&|r| pct(&r.during.upstream_ms, 0.5)),
-            "upstream_p99_ms": s(&|r| pct(&r.during.upstream_ms, 0.99)),
+            "ack_p50_ms": s(&|r| percentile(&r.during.ack_ms, 0.5)),
+            "ack_p99_ms": s(&|r| percentile(&r.during.ack_ms, 0.99)),
+            "upstream_p50_ms": s(&|r| percentile(&r.during.upstream_ms, 0.5)),
+            "upstream_p99_ms": s(&|r| percentile(&r.during.upstream_ms, 0.99)),
         },
         "idle": {
-            "ack_p50_ms": s(&|r| pct(&r.idle.ack_ms, 0.5)),
-            "ack_p99_ms": s(&|r| pct(&r.idle.ack_ms, 0.99)),
-            "upstream_p50_ms": s(&|r| pct(&r.idle.upstream_ms, 0.5)),
-            "upstream_p99_ms": s(&|r| pct(&r.idle.upstream_ms, 0.99)),
+            "ack_p50_ms": s(&|r| percentile(&r.idle.ack_ms, 0.5)),
+            "ack_p99_ms": s(&|r| percentile(&r.idle.ack_ms, 0.99)),
+            "upstream_p50_ms": s(&|r| percentile(&r.idle.upstream_ms, 0.5)),
+            "upstream_p99_ms": s(&|r| percentile(&r.idle.upstream_ms, 0.99)),
         },
         "undrained_at_last_press": s(&|r| r.undrained_at_last_press as f64),
         "drain_s": s(&|r| r.drain_s),

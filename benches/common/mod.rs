@@ -760,3 +760,13 @@ pub fn oximeter(i: u64, now_s: i64) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The `p` quantile (0–1) of `values` by the nearest-rank rule; NaN for none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}

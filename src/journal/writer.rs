@@ -230,21 +230,29 @@ const BULK_EVENTS: usize = 32;
 /// same time (an adapter waits for each answer before its next request), and each keeps its
 /// own atomicity.
 fn split_urgent(items: Vec<Item>) -> (Vec<Item>, Vec<Item>) {
-    let is_bulk = |i: &Item| match i {
-        Item::Ingest(IngestRequest::Submit { submissions, .. }) => {
-            let events = submissions.iter().map(|s| s.events.len()).sum::<usize>();
-            events >= BULK_EVENTS
-                && submissions
-                    .iter()
-                    .flat_map(|s| &s.events)
-                    .all(|e| e.data.priority == atgw_sdk::Priority::Info)
-        }
-        _ => false,
-    };
-    if !items.iter().any(is_bulk) || items.iter().all(is_bulk) {
+    let bulk: Vec<bool> = items
+        .iter()
+        .map(|i| match i {
+            Item::Ingest(IngestRequest::Submit { submissions, .. }) => {
+                let mut events = submissions.iter().flat_map(|s| &s.events);
+                submissions.iter().map(|s| s.events.len()).sum::<usize>() >= BULK_EVENTS
+                    && events.all(|e| e.data.priority == atgw_sdk::Priority::Info)
+            }
+            _ => false,
+        })
+        .collect();
+    if !bulk.contains(&true) || !bulk.contains(&false) {
         return (items, Vec::new());
     }
-    items.into_iter().partition(|i| !is_bulk(i))
+    let (mut urgent, mut rest) = (Vec::new(), Vec::new());
+    for (item, is_bulk) in items.into_iter().zip(bulk) {
+        if is_bulk {
+            rest.push(item)
+        } else {
+            urgent.push(item)
+        }
+    }
+    (urgent, rest)
 }
 
 struct Writer {

@@ -24,7 +24,7 @@ use atgw_sdk::fhir::FhirIds;
 use atgw_sdk::sink::{Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Certificate, Client, Url};
+use reqwest::{Client, Url};
 use serde_json::Value;
 
 use crate::config::{FhirConfig, Send};
@@ -368,52 +368,27 @@ fn with_diagnostics(reason: String, answer: &[u8]) -> String {
     }
 }
 
-/// One client for the sink's lifetime. TLS roots: the system store plus `ca_file`, or only
-/// `ca_file` with `ca_only`; an `http://` loopback target gets an empty store (no TLS
-/// happens, and redirects are never followed).
+/// One client for the sink's lifetime ([`atgw_http::client`]: no redirects, which would
+/// carry health data and the token elsewhere; the TLS roots).
 async fn build_client(cfg: &FhirConfig, url: &Url) -> Result<Client, FhirError> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        return Err(FhirError::NoCryptoProvider {
+    let b = atgw_http::client::builder(atgw_http::client::Spec {
+        timeout: cfg.timeout,
+        connect_timeout: cfg.connect_timeout,
+        https: url.scheme() == "https",
+        ca_file: cfg.ca_file.as_deref(),
+        ca_only: cfg.ca_only,
+    })
+    .await
+    .map_err(|e| match e {
+        atgw_http::client::SetupError::NoCryptoProvider => FhirError::NoCryptoProvider {
             sink: cfg.name.clone(),
-        });
-    }
-    let https = url.scheme() == "https";
-    let mut b = Client::builder()
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.connect_timeout)
-        // A redirected POST may turn into a GET, or carry health data and the token elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(https)
-        .tcp_nodelay(true)
-        .user_agent(concat!("atgw/", env!("CARGO_PKG_VERSION")));
-    if !https {
-        b = b.tls_certs_only(Vec::new());
-    } else if let Some(path) = &cfg.ca_file {
-        let ca_err = |problem: String| FhirError::CaFile {
+        },
+        atgw_http::client::SetupError::CaFile(problem) => FhirError::CaFile {
             sink: cfg.name.clone(),
-            path: path.clone(),
+            path: cfg.ca_file.clone().unwrap_or_default(),
             problem,
-        };
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|e| ca_err(format!("cannot read it: {e}")))?;
-        let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ca_err(format!(
-                "not a PEM certificate bundle: {}",
-                atgw_http::error::chain(&e)
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(ca_err(
-                "holds no `BEGIN CERTIFICATE` block; expected the server's CA in PEM".into(),
-            ));
-        }
-        b = if cfg.ca_only {
-            b.tls_certs_only(certs)
-        } else {
-            b.tls_certs_merge(certs)
-        };
-    }
+        },
+    })?;
     b.build().map_err(|e| FhirError::Client {
         sink: cfg.name.clone(),
         detail: atgw_http::error::chain(&e),

@@ -282,8 +282,7 @@ async fn refuse(
 }
 
 fn unavailable(s: &Shared, why: &str) -> Response {
-    // Counted and logged as every failed commit is.
-    let _ = s.unavailable(why);
+    s.commit_failed(why);
     let mut r = fhir(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "transient",

@@ -22,22 +22,12 @@ pub async fn serve(
 ) {
     let name = config.name.clone();
     // The profiles' edge memory, as last committed, before the first request is read.
-    loop {
-        match shared.ingest.load_state().await {
-            Ok(rows) => {
-                if let Ok(mut edges) = shared.edges.lock() {
-                    *edges = rows.into_iter().collect();
-                }
-                break;
-            }
-            Err(e) => {
-                tracing::error!(adapter = %name, "cannot load edge-detection state: {e}; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        }
+    let edges = shared.ingest.load_state_retrying(&shutdown).await;
+    if shutdown.is_cancelled() {
+        return;
+    }
+    if let Ok(mut held) = shared.edges.lock() {
+        *held = edges;
     }
     // Each wait for a slot is counted (`atgw_rejected_total{reason="connections_capped"}`).
     let health = shared.health.clone();

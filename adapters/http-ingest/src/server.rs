@@ -181,8 +181,14 @@ impl Shared {
                 seen,
                 ..
             } => {
+                // Only a path into the body needs the body read again (the engine's parse is
+                // its own); `@header.webhook-id` does not.
                 let upstream = route.dedupe.as_ref().and_then(|p| {
-                    let message = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+                    let message = if p.reads_request() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)
+                    };
                     p.text(&message, &request)
                 });
                 for e in &mut events {
@@ -258,11 +264,17 @@ impl Shared {
         }
     }
 
-    pub fn unavailable(&self, why: &str) -> Response {
+    /// A commit that failed: counted in the health and logged (rate-limited).
+    pub fn commit_failed(&self, why: &str) {
         self.health.error(format!("journal: {why}"));
         self.warn_limited("journal", || {
             format!("cannot commit, answering 503 so the sender retries: {why}")
         });
+    }
+
+    /// [`Shared::commit_failed`], answered `503` with `Retry-After`.
+    pub fn unavailable(&self, why: &str) -> Response {
+        self.commit_failed(why);
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_committed",

@@ -9,6 +9,7 @@
 //! - [`config`]: `[[sink]] type = "webhook"`, field by field, and its validation.
 //! - [`response`]: what an HTTP status and `Retry-After` mean for the outbox (pure).
 //! - [`sink`]: the task that turns `Delivery`s into signed POSTs and answers `Outcome`s.
+//! - [`client`]: the HTTPS client an HTTP sink builds (timeouts, no redirects, TLS roots).
 //! - [`error`]: why a webhook sink cannot start.
 //!
 //! TLS is rustls with whatever crypto provider the process installed (atgw installs ring at
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod client;
 pub mod component;
 pub mod config;
 pub mod error;

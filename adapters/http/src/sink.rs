@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use atgw_sdk::sink::{Attempts, Delivery, Outcome, SinkIo};
 use atgw_sdk::{Health, Shutdown};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
-use reqwest::{Certificate, Client, Url};
+use reqwest::{Client, Url};
 
 use crate::config::{WebhookConfig, redact};
 use crate::error::{WebhookError, chain};
@@ -253,25 +253,6 @@ fn failure_kind(reason: &str) -> &str {
     reason.split([':', ',']).next().unwrap_or(reason)
 }
 
-/// A PEM file of certificates (`what` names them in the problem): its bytes and the
-/// certificates, or what is wrong with it.
-async fn read_certificates(
-    path: &std::path::Path,
-    what: &str,
-) -> Result<(Vec<u8>, Vec<Certificate>), String> {
-    let pem = tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    let certs = Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("not a PEM certificate bundle: {}", chain(&e)))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "holds no `BEGIN CERTIFICATE` block; expected {what} in PEM"
-        ));
-    }
-    Ok((pem, certs))
-}
-
 /// The client certificate chain and its key, for a receiver that requires mutual TLS. The key
 /// is read like every secret: a private file, never logged.
 async fn client_identity(
@@ -284,7 +265,7 @@ async fn client_identity(
         path: path.to_path_buf(),
         problem,
     };
-    let (chain_pem, _) = read_certificates(cert, "the client certificate")
+    let (chain_pem, _) = crate::client::read_certificates(cert, "the client certificate")
         .await
         .map_err(|problem| err(cert, problem))?;
     let key_pem = atgw_sdk::secret::read_secret_file(key).map_err(|e| err(key, e.to_string()))?;
@@ -299,51 +280,33 @@ async fn client_identity(
     })
 }
 
-/// One client for the sink's lifetime (connection pool, TLS sessions).
-///
-/// TLS roots: the system store through rustls-platform-verifier (what reqwest 0.13 uses with
-/// `rustls-no-provider`), plus `ca_file`'s certificates, or only those with `ca_only`. A plain
-/// `http://` loopback target gets an empty root store instead: redirects are never followed,
-/// so no TLS happens, and the platform verifier would otherwise refuse to build on a box
-/// without a system CA bundle.
+/// One client for the sink's lifetime (connection pool, TLS sessions), with the receiver's
+/// headers and, for mutual TLS, the client certificate ([`crate::client`] has the rest).
 async fn build_client(
     cfg: &WebhookConfig,
     url: &Url,
     headers: reqwest::header::HeaderMap,
 ) -> Result<Client, WebhookError> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // reqwest would panic on build with `rustls-no-provider` and nothing installed.
-        return Err(WebhookError::NoCryptoProvider {
-            sink: cfg.name.clone(),
-        });
-    }
     let https = url.scheme() == "https";
-    let mut b = Client::builder()
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.connect_timeout)
-        // A redirected POST may turn into a GET or carry a signed event somewhere unexpected.
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(https)
-        .tcp_nodelay(true)
-        .user_agent(concat!("atgw/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers);
-    if !https {
-        b = b.tls_certs_only(Vec::new());
-    } else if let Some(path) = &cfg.ca_file {
-        let ca_err = |problem: String| WebhookError::CaFile {
+    let b = crate::client::builder(crate::client::Spec {
+        timeout: cfg.timeout,
+        connect_timeout: cfg.connect_timeout,
+        https,
+        ca_file: cfg.ca_file.as_deref(),
+        ca_only: cfg.ca_only,
+    })
+    .await
+    .map_err(|e| match e {
+        crate::client::SetupError::NoCryptoProvider => WebhookError::NoCryptoProvider {
             sink: cfg.name.clone(),
-            path: path.clone(),
+        },
+        crate::client::SetupError::CaFile(problem) => WebhookError::CaFile {
+            sink: cfg.name.clone(),
+            path: cfg.ca_file.clone().unwrap_or_default(),
             problem,
-        };
-        let (_, certs) = read_certificates(path, "the receiver's CA")
-            .await
-            .map_err(ca_err)?;
-        b = if cfg.ca_only {
-            b.tls_certs_only(certs)
-        } else {
-            b.tls_certs_merge(certs)
-        };
-    }
+        },
+    })?;
+    let mut b = b.default_headers(headers);
     if let (true, Some(cert), Some(key)) = (https, &cfg.cert_file, &cfg.key_file) {
         b = b.identity(client_identity(cfg, cert, key).await?);
     }

@@ -229,7 +229,7 @@ async fn commit_loop(
     acks_sent: Arc<AtomicU64>,
 ) {
     let limiter = LogLimiter::new(Duration::from_secs(10));
-    let mut state = load_state(&ingest, &shutdown).await;
+    let mut state = ingest.load_state_retrying(&shutdown).await;
     // Keys held when `state` was last read from the journal: past that plus
     // `STATE_RELOAD_GROWTH`, it is read again, so memory follows what the journal keeps (which
     // forgets the least recently heard unregistered devices) rather than every device ever heard.
@@ -262,7 +262,7 @@ async fn commit_loop(
                     // Committed: the journal holds every update in `state`, so reading it back
                     // loses nothing it still keeps.
                     if state.len() > loaded_keys + STATE_RELOAD_GROWTH {
-                        state = load_state(&ingest, &shutdown).await;
+                        state = ingest.load_state_retrying(&shutdown).await;
                         loaded_keys = state.len();
                     }
                     break;
@@ -271,7 +271,7 @@ async fn commit_loop(
                     health.error(format!("journal: {e}"));
                     tracing::error!(adapter = %cfg.name, "cannot commit {} messages, holding them unacknowledged: {e}", batch.len());
                     tokio::time::sleep(backoff.next_delay()).await;
-                    state = load_state(&ingest, &shutdown).await;
+                    state = ingest.load_state_retrying(&shutdown).await;
                     loaded_keys = state.len();
                     if shutdown.is_cancelled() {
                         return;
@@ -283,22 +283,6 @@ async fn commit_loop(
         for h in batch.drain(..) {
             if acks.send(Ack::of(&h.publish)).is_ok() {
                 acks_sent.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
-async fn load_state(ingest: &Ingest, shutdown: &Shutdown) -> HashMap<String, String> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match ingest.load_state().await {
-            Ok(rows) => return rows.into_iter().collect(),
-            Err(e) => {
-                tracing::error!(adapter = %ingest.adapter(), "cannot load edge-detection state: {e}");
-                if shutdown.is_cancelled() {
-                    return HashMap::new();
-                }
-                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -163,6 +163,11 @@ impl ValuePath {
         path::JsonPath::parse(text).map(ValuePath)
     }
 
+    /// Whether the path reads the request around the message (`@…`), not the message.
+    pub fn reads_request(&self) -> bool {
+        self.0.reads_request()
+    }
+
     /// The scalar at the path as text (a string as it is, a number or bool as JSON writes
     /// it); `None` when absent, null, empty, or an object or array.
     pub fn text(&self, message: &serde_json::Value, request: &serde_json::Value) -> Option<String> {

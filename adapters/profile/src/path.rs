@@ -167,6 +167,11 @@ impl JsonPath {
         &self.text
     }
 
+    /// Whether the path reads the request around the message (`@…`).
+    pub(crate) fn reads_request(&self) -> bool {
+        self.root == Root::Request
+    }
+
     /// Whether the path starts with a key, i.e. can only find something in an object.
     pub(crate) fn needs_object(&self) -> bool {
         self.root != Root::Request && matches!(self.steps.first(), Some(Step::Key(_)))
@@ -272,7 +277,7 @@ mod tests {
         let p = JsonPath::parse("@header.webhook-id").unwrap();
         assert_eq!(p.get(&body, &body, &request), Some(&json!("msg_1")));
         assert_eq!(p.get(&body, &body, &Value::Null), None);
-        assert!(!p.needs_object());
+        assert!(p.reads_request() && !p.needs_object());
         let (at, keys) = JsonPath::parse("@query.room")
             .unwrap()
             .nearest_keys(&body, &body, &request);

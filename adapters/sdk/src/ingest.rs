@@ -183,6 +183,29 @@ impl Ingest {
         rx.await.map_err(|_| IngestError::Closed)?
     }
 
+    /// [`Ingest::load_state`], asked again (200 ms, doubling to 10 s) until the journal answers
+    /// or `shutdown` is cancelled (then empty): an adapter must not map a message without the
+    /// edges it committed, nor give up on its devices because the journal was busy at start.
+    pub async fn load_state_retrying(
+        &self,
+        shutdown: &crate::Shutdown,
+    ) -> std::collections::HashMap<String, String> {
+        let mut wait = std::time::Duration::from_millis(200);
+        loop {
+            match self.load_state().await {
+                Ok(rows) => return rows.into_iter().collect(),
+                Err(e) => {
+                    tracing::error!(adapter = %self.adapter, "cannot load edge-detection state: {e}; asking again in {wait:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return Default::default(),
+                    }
+                    wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     /// The adapter's persisted state, as last committed through `Submission::state`.
     pub async fn load_state(&self) -> Result<Vec<(String, String)>, IngestError> {
         let (reply, rx) = oneshot::channel();
