@@ -105,6 +105,8 @@ pub struct Metrics {
     journal_bytes: Gauge,
     journal_max_bytes: Gauge,
     pruned: Family<WhatLabel, Counter>,
+    prune_cycles: Counter,
+    prune_finished: Gauge,
     prune_step: Histogram,
     sinks: Vec<String>,
     /// Dead-letter reasons in use as labels (at most [`MAX_REASONS`]).
@@ -322,6 +324,18 @@ impl Metrics {
             pruned.clone(),
         );
         // 0.1 ms … ~0.4 s: one retention step is one small transaction.
+        let prune_cycles = Counter::default();
+        registry.register(
+            "atgw_journal_prune_cycles",
+            "Retention cycles finished ([journal] prune_every), whether or not they deleted anything",
+            prune_cycles.clone(),
+        );
+        let prune_finished = Gauge::default();
+        registry.register(
+            "atgw_journal_prune_finished_timestamp_seconds",
+            "When the latest retention cycle finished (Unix seconds): alert on it growing old",
+            prune_finished.clone(),
+        );
         let prune_step = Histogram::new(exponential_buckets(0.0001, 2.0, 12));
         registry.register(
             "atgw_journal_prune_step_seconds",
@@ -368,6 +382,8 @@ impl Metrics {
             journal_bytes,
             journal_max_bytes,
             pruned,
+            prune_cycles,
+            prune_finished,
             prune_step,
             sinks: sinks.to_vec(),
             reasons: Mutex::new(BTreeSet::new()),
@@ -447,8 +463,15 @@ impl Metrics {
         self.prune_step.observe(took.as_secs_f64());
     }
 
-    /// What a finished retention cycle deleted.
-    pub fn pruned(&self, p: &crate::journal::retention::Pruned) {
+    /// Retention cycles finished since the start.
+    pub fn prune_cycles(&self) -> u64 {
+        self.prune_cycles.get()
+    }
+
+    /// A retention cycle finished at `at`, and what it deleted.
+    pub fn pruned(&self, p: &crate::journal::retention::Pruned, at: jiff::Timestamp) {
+        self.prune_cycles.inc();
+        self.prune_finished.set(at.as_second());
         for (what, n) in [
             ("telemetry", p.telemetry),
             ("events", p.events),

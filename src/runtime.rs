@@ -46,6 +46,7 @@ pub enum StartError {
 /// A running gateway: health of every component, and how to stop it.
 pub struct Running {
     pub health: BTreeMap<String, Arc<Health>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub writer: WriterHandle,
     pub journal_path: PathBuf,
     intake: Shutdown,
@@ -153,7 +154,13 @@ pub fn preflight(cfg: &Config) -> Result<Checked, StartError> {
 
 /// Starts everything; returns once adapters and sinks are spawned.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
-    let clock: SharedClock = Arc::new(SystemClock);
+    start_with_clock(cfg, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on `clock`: every timestamp, retention window, alert and supervision timer asks
+/// it. The daemon always runs on the system clock; benches and tests that need days to pass in
+/// minutes (the soak) give a [`atgw_sdk::clock::ManualClock`].
+pub async fn start_with_clock(cfg: &Config, clock: SharedClock) -> Result<Running, StartError> {
     if let crate::paths::Found::Real { mode } =
         crate::paths::create_data_dir(&cfg.gateway.data_dir)?
         && mode & 0o007 != 0
@@ -506,6 +513,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     crate::systemd::ready(&status, writer.clone(), intake.clone(), &mut adapters);
     Ok(Running {
         health,
+        metrics,
         writer,
         journal_path,
         intake,

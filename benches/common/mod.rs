@@ -426,6 +426,19 @@ pub fn headline(r: &serde_json::Value) -> String {
             med("/p99_ms"),
             med("/transitions")
         ),
+        Some("soak") => format!(
+            "{} simulated days in {} s: after the first retention cycle disk {}–{} MB, RSS {}–{} MB, commit p99 ≤ {}–{} ms; {} lost, {} false offline alerts",
+            med("/days"),
+            med("/real_s"),
+            med("/after_first_cycle/disk_mb/min"),
+            med("/after_first_cycle/disk_mb/max"),
+            med("/after_first_cycle/rss_mb/min"),
+            med("/after_first_cycle/rss_mb/max"),
+            med("/after_first_cycle/commit_p99_ms/min"),
+            med("/after_first_cycle/commit_p99_ms/max"),
+            med("/lost"),
+            med("/device_offline_alerts")
+        ),
         _ => "see the JSON".into(),
     }
 }
@@ -480,7 +493,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn options(port: u16, client_id: &str, clean: bool) -> MqttOptions {
+pub fn options(port: u16, client_id: &str, clean: bool) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_clean_session(clean);
     o.set_keep_alive(Duration::from_secs(30));

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Rows looked at per step (each step is one transaction).
 pub const STEP_ROWS: i64 = 400;
@@ -270,6 +270,10 @@ struct Row {
 
 /// One step of an event phase (`which` 0: everything past the alert window; 1: telemetry
 /// past its window). `Ok(true)` when the phase is finished.
+/// The last event a cycle looks at: the newest recorded before the cut-off.
+const HI_SQL: &str =
+    "SELECT seq FROM events WHERE recorded_ms < ?1 ORDER BY recorded_ms DESC, seq DESC LIMIT 1";
+
 fn events(
     tx: &Transaction<'_>,
     r: &Retention,
@@ -280,11 +284,15 @@ fn events(
     let hi = match cycle.hi {
         Some(hi) => hi,
         None => {
-            // The newest event older than the cut-off (by the recorded index); seq and
-            // recorded time grow together, as one writer assigns both.
+            // The newest event older than the cut-off, found in the recorded index (one
+            // descent); seq and recorded time grow together, as one writer assigns both.
+            // Not `max(seq) … WHERE recorded_ms < ?`: SQLite answers that by walking the
+            // table back from its newest row until one is old enough, i.e. by reading every
+            // row inside the window, each cycle, in a step an alarm may wait behind.
             let hi: Option<i64> = tx
-                .prepare_cached("SELECT max(seq) FROM events WHERE recorded_ms < ?1")?
-                .query_row([cutoff_ms], |r| r.get(0))?;
+                .prepare_cached(HI_SQL)?
+                .query_row([cutoff_ms], |r| r.get(0))
+                .optional()?;
             let hi = hi.unwrap_or(0);
             cycle.hi = Some(hi);
             hi
@@ -509,6 +517,27 @@ mod tests {
                 return cycle.pruned;
             }
         }
+    }
+
+    /// Each cycle starts by finding the newest event past the window: one descent of the
+    /// recorded index, never a walk over the rows inside the window (a soak found that walk:
+    /// 0.36 s per cycle on a 600 MB journal, twice a cycle, growing with the file).
+    #[test]
+    fn the_window_edge_is_found_in_the_recorded_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = journal(dir.path());
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {HI_SQL}"))
+            .unwrap()
+            .query_map([0i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            plan,
+            ["SEARCH events USING COVERING INDEX events_recorded (recorded_ms<?)"],
+            "{plan:?}"
+        );
     }
 
     fn letter(conn: &Connection, bytes: usize, at_ms: i64) {

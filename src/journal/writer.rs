@@ -514,7 +514,7 @@ impl Writer {
                 self.resume = cycle.resume();
                 self.cycle = None;
                 self.next_cycle_ms = now.as_millisecond() + retention.every.as_millis() as i64;
-                self.setup.metrics.pruned(&p);
+                self.setup.metrics.pruned(&p, now);
                 if p != Default::default() {
                     tracing::info!(
                         telemetry = p.telemetry,

@@ -259,6 +259,7 @@ async fn commit_loop(
             match commit(&ingest, subs, letters, &mut done).await {
                 Ok(()) => {
                     backoff.reset();
+                    health.committed(batch.len() as u64);
                     // Committed: the journal holds every update in `state`, so reading it back
                     // loses nothing it still keeps.
                     if state.len() > loaded_keys + STATE_RELOAD_GROWTH {
