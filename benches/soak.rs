@@ -217,14 +217,7 @@ impl GatewayChild {
     /// EOF on stdin: a clean stop.
     fn stop(mut self) {
         drop(self.stdin);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
+        stop_within(&mut self.child, Duration::from_secs(30));
     }
 }
 

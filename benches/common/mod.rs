@@ -188,16 +188,21 @@ impl Gateway {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_within(&mut self.child, Duration::from_secs(20));
     }
+}
+
+/// Waits for `child` to exit for at most `within`, then kills it.
+pub fn stop_within(child: &mut Child, within: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Gateway {
