@@ -323,7 +323,6 @@ impl Metrics {
             "Rows retention deleted (telemetry, events, alerts, dead_letters) and free pages returned (pages)",
             pruned.clone(),
         );
-        // 0.1 ms … ~0.4 s: one retention step is one small transaction.
         let prune_cycles = Counter::default();
         registry.register(
             "atgw_journal_prune_cycles",
@@ -336,6 +335,7 @@ impl Metrics {
             "When the latest retention cycle finished (Unix seconds): alert on it growing old",
             prune_finished.clone(),
         );
+        // 0.1 ms … ~0.4 s: one retention step is one small transaction.
         let prune_step = Histogram::new(exponential_buckets(0.0001, 2.0, 12));
         registry.register(
             "atgw_journal_prune_step_seconds",

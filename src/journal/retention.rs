@@ -268,12 +268,12 @@ struct Row {
     registered: Option<bool>,
 }
 
-/// One step of an event phase (`which` 0: everything past the alert window; 1: telemetry
-/// past its window). `Ok(true)` when the phase is finished.
 /// The last event a cycle looks at: the newest recorded before the cut-off.
 const HI_SQL: &str =
     "SELECT seq FROM events WHERE recorded_ms < ?1 ORDER BY recorded_ms DESC, seq DESC LIMIT 1";
 
+/// One step of an event phase (`which` 0: everything past the alert window; 1: telemetry
+/// past its window). `Ok(true)` when the phase is finished.
 fn events(
     tx: &Transaction<'_>,
     r: &Retention,
